@@ -74,10 +74,6 @@ long parasite_main(struct par_area *a)
 	case PAR_CMD_SEND_FD:
 		r = cmd_send_fd(a);
 		break;
-	case PAR_CMD_FINI:
-		r = par_sock >= 0 ? sys1(__NR_close, par_sock) : 0;
-		par_sock = -1;
-		break;
 	default:
 		r = -EINVAL;
 	}

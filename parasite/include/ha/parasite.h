@@ -6,7 +6,8 @@
  * Conversation (all in the shared command area, see struct par_area):
  *   injector writes {abi, cmd, args}  ->  runs __export_head(area) in the target
  *   parasite writes {ret, results}    ->  stops on int3; injector reads them back
- * A command that moves file descriptors also uses the parasite's socket (PAR_CMD_SEND_FD).
+ * A command that moves file descriptors also uses the parasite's socket (PAR_CMD_SEND_FD),
+ * which the injector creates in the target and closes again at cure.
  */
 #ifndef HA_PARASITE_H
 #define HA_PARASITE_H
@@ -31,7 +32,6 @@ enum par_cmd {
 	PAR_CMD_SIGACTIONS,	/* results.sigactions: all 64 */
 	PAR_CMD_ITIMERS,	/* results.itimers: REAL, VIRTUAL, PROF */
 	PAR_CMD_SEND_FD,	/* args.send_fd: send that fd over the socket with SCM_RIGHTS */
-	PAR_CMD_FINI,		/* close the socket; nothing of ours stays in the target */
 	PAR_CMD_NR,
 };
 
