@@ -16,5 +16,6 @@ enum {
 /* Each gets argv with argv[0] = the subcommand name. */
 int ctl_cmd_check(int argc, char **argv);
 int ctl_cmd_inject(int argc, char **argv);
+int ctl_cmd_image(int argc, char **argv);
 
 #endif

@@ -143,6 +143,127 @@ const char *eng_dirty_method_name(enum eng_dirty_method m);
 
 /* ---- images (engine/image.c) ----------------------------------------------------- */
 /* @@image: owned by the image work; declarations go between these markers. */
+/*
+ * A checkpoint is a directory (0700) of image files (0600), each written crash-safe and
+ * each self-describing: header (magic "HACD", kind, format version, id), then records
+ * (u32 length, u32 checksum, one protobuf message), then an end marker with the record
+ * count. Page data and unlinked files' contents are raw kinds (header, then bytes),
+ * checked through the XXH3-64 sums their metadata records carry. Every malformed file
+ * is refused with a message naming the file, the record and the field.
+ */
+#include <stdio.h>
+
+struct ProtobufCMessage;
+struct ProtobufCMessageDescriptor;
+
+#define ENG_IMG_VERSION 1
+
+enum eng_img_kind {		/* file name		records */
+	ENG_IMG_INVENTORY = 1,	/* inventory.img	ImgInventory */
+	ENG_IMG_PSTREE,		/* pstree.img		ImgPstreeEntry... */
+	ENG_IMG_FILES,		/* files.img		ImgFile... */
+	ENG_IMG_CORE,		/* core-PID.img		ImgCore, ImgThread... */
+	ENG_IMG_MM,		/* mm-PID.img		ImgMm, ImgVma... */
+	ENG_IMG_PAGEMAP,	/* pagemap-PID.img	ImgPagemapHead, ImgPagemapEntry... */
+	ENG_IMG_FDS,		/* fds-PID.img		ImgFd... */
+	ENG_IMG_PAGES,		/* pages-PID.img	raw page data */
+	ENG_IMG_GHOST,		/* ghost-ID.img		raw contents of an unlinked file */
+	ENG_IMG_NR_KINDS
+};
+
+struct eng_img;
+
+/*
+ * Writing: create a temp file in dirfd, append records (the first is the kind's head
+ * message, if it has one), then commit (fsync, rename into place, fsync the directory)
+ * or abort (unlink the temp). Both free img; an error in any write makes commit fail.
+ * Each message is checked as a reader would check it before it is written. `id` is the
+ * pid (or file id) in the file name; ignored for inventory, pstree and files.
+ */
+int eng_img_create(int dirfd, enum eng_img_kind kind, uint32_t id, struct eng_img **out);
+int eng_img_write(struct eng_img *img, const struct ProtobufCMessage *msg);
+int eng_img_write_raw(struct eng_img *img, const void *buf, size_t len);
+int eng_img_commit(struct eng_img *img);
+void eng_img_abort(struct eng_img *img);
+
+/*
+ * Reading: open checks the header and every record's frame (length, checksum, end
+ * marker), so a damaged file is refused before any of it is used. eng_img_read()
+ * unpacks the next record, which must be of type `desc`, and checks its fields: 1 and
+ * *msg (free it with protobuf_c_message_free_unpacked(msg, NULL)), 0 at the end,
+ * -EBADMSG (damaged) or -EINVAL (well-formed but wrong) with eng_last_error() set.
+ */
+int eng_img_open(int dirfd, enum eng_img_kind kind, uint32_t id, struct eng_img **out);
+int eng_img_read(struct eng_img *img, const struct ProtobufCMessageDescriptor *desc,
+		 struct ProtobufCMessage **msg);
+/* Raw kinds: bytes of data after the header (while writing: so far, i.e. the offset the
+ * next write lands at), and a pread at a data offset. */
+uint64_t eng_img_raw_size(const struct eng_img *img);
+int eng_img_read_raw(struct eng_img *img, uint64_t off, void *buf, size_t len);
+/* "core-1234.img", for callers' own messages about what they read. */
+const char *eng_img_name(const struct eng_img *img);
+/* NULL-tolerant; aborts an image still being written. */
+void eng_img_close(struct eng_img *img);
+
+/*
+ * hactl image show/verify. show decodes every file in dir (an unknown file is an error
+ * too) and prints every record's fields, generically from the protobuf descriptors.
+ * verify also checks every page run and ghost file against its checksum and the files
+ * against each other. Both go on past a bad file and return its error: -EBADMSG or
+ * -EINVAL for bad images, another -errno when dir cannot be read.
+ */
+struct eng_image_stats {
+	unsigned files, records, errors;
+	uint64_t data_bytes;	/* page and ghost bytes checksummed */
+};
+int eng_image_show(const char *dir, FILE *out, bool json);
+int eng_image_verify(const char *dir, struct eng_image_stats *st);
+
+/*
+ * Crash-safe files (engine/fsutil.c), for every module that keeps state on disk: write
+ * into a temp file (".NAME.PID.N.tmp", O_EXCL, 0600) in the same directory, then
+ * fsync, rename over NAME and fsync the directory, so that NAME is always either the
+ * old complete file or the new one (redis rdbSave). Names are relative to dirfd.
+ * Failures are logged with the file name (eng_last_error()) and returned as -errno.
+ */
+struct ha_atomic_file {
+	int dirfd;		/* borrowed */
+	int fd;			/* write here; -1 once committed or aborted */
+	char name[256];
+	char tmp[320];
+};
+int ha_atomic_open(struct ha_atomic_file *af, int dirfd, const char *name);
+/* Always closes; on failure the temp is unlinked and NAME is as it was. */
+int ha_atomic_commit(struct ha_atomic_file *af);
+/* Idempotent; a no-op after commit. */
+void ha_atomic_abort(struct ha_atomic_file *af);
+int ha_atomic_write_file(int dirfd, const char *name, const void *buf, size_t len);
+/* Directory fd (O_DIRECTORY|O_CLOEXEC) of path or -errno. With create, path is made
+ * 0700 if missing, and refused (-EPERM) if it exists with group or other access. */
+int ha_dir_open(const char *path, bool create);
+/* These two only return -errno; the caller knows what to name in its message. */
+int ha_write_full(int fd, const void *buf, size_t len);
+int ha_fsync_dir(int dirfd);
 /* @@image-end */
+
+/* ---- dump (engine/dump*.c) ------------------------------------------------------- */
+/* @@dump: owned by the dump work; declarations go between these markers. */
+struct eng_dump_opts {
+	bool leave_running;	/* default: the process is killed once its images are safe */
+};
+struct eng_dump_stats {
+	uint64_t frozen_us;	/* first thread stopped -> released (or killed) */
+	uint64_t total_us;
+	uint64_t pages_scanned, pages_written, bytes_written;
+};
+/* Checkpoint process `pid` (all its threads) into directory `dir` (created 0700). Fails
+ * before touching the process when it holds something we cannot restore (naming pid, fd
+ * and kind), and always leaves it running unharmed on failure. */
+int eng_dump(pid_t pid, const char *dir, const struct eng_dump_opts *opts, struct eng_dump_stats *st);
+/* @@dump-end */
+
+/* ---- restore (engine/restore*.c, parasite/src/restorer.c) ------------------------ */
+/* @@restore: owned by the restore work; declarations go between these markers. */
+/* @@restore-end */
 
 #endif

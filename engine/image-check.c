@@ -1,0 +1,360 @@
+/*
+ * Field checks: what a record must hold to be usable, checked on read and on write
+ * alike. A frame that passed its checksum can still carry a value no kernel would
+ * accept, or a writer bug; restore must hear about it here, with the file, the record
+ * and the field named, rather than as an EINVAL from some syscall halfway through.
+ * The checks mirror what the kernel itself enforces where restore hands a value on
+ * (PR_SET_MM_MAP's ordering, capability subsets, rseq alignment, XSTATE_BV vs XCR0).
+ * Process state (core-PID.img) is in image-check-core.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "fds.pb-c.h"
+#include "files.pb-c.h"
+#include "image-check.h"
+#include "inventory.pb-c.h"
+#include "log.h"
+#include "mm.pb-c.h"
+#include "pagemap.pb-c.h"
+#include "pstree.pb-c.h"
+
+int eng__img_bad(struct eng_img *img, const char *field, const char *fmt, ...)
+{
+	char buf[320];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	pr_err("%s: record %u (%s): field %s: %s", img->name, img->cur_rec,
+	       img->cur ? img->cur->short_name : "?", field, buf);
+	return -EINVAL;
+}
+
+size_t eng__pb_elem_size(ProtobufCType type)
+{
+	switch (type) {
+	case PROTOBUF_C_TYPE_INT64:
+	case PROTOBUF_C_TYPE_SINT64:
+	case PROTOBUF_C_TYPE_SFIXED64:
+	case PROTOBUF_C_TYPE_UINT64:
+	case PROTOBUF_C_TYPE_FIXED64:
+	case PROTOBUF_C_TYPE_DOUBLE:
+		return 8;
+	case PROTOBUF_C_TYPE_BOOL:
+		return sizeof(protobuf_c_boolean);
+	case PROTOBUF_C_TYPE_STRING:
+	case PROTOBUF_C_TYPE_MESSAGE:
+		return sizeof(void *);
+	case PROTOBUF_C_TYPE_BYTES:
+		return sizeof(ProtobufCBinaryData);
+	default:
+		return 4;
+	}
+}
+
+static void field_path(char *buf, size_t len, const char *prefix, const ProtobufCFieldDescriptor *f,
+		       size_t i)
+{
+	const char *dot = *prefix ? "." : "";
+
+	if (f->label == PROTOBUF_C_LABEL_REPEATED)
+		snprintf(buf, len, "%s%s%s[%zu]", prefix, dot, f->name, i);
+	else
+		snprintf(buf, len, "%s%s%s", prefix, dot, f->name);
+}
+
+/* Enum values must be known: protobuf-c keeps whatever number it finds. */
+static int check_generic(struct eng_img *img, const ProtobufCMessage *m, const char *prefix)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	char path[128];
+	int ret;
+
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		size_t n = eng__pb_count(m, f);
+
+		if (f->type != PROTOBUF_C_TYPE_ENUM && f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		for (size_t j = 0; j < n; j++) {
+			const void *v = eng__pb_value(m, f, j);
+			const ProtobufCEnumDescriptor *ed = f->descriptor;
+
+			field_path(path, sizeof(path), prefix, f, j);
+			if (f->type == PROTOBUF_C_TYPE_ENUM) {
+				if (!protobuf_c_enum_descriptor_get_value(ed, *(const int *)v))
+					return eng__img_bad(img, path, "%d is no %s", *(const int *)v,
+							    ed->short_name);
+				continue;
+			}
+			if (!*(const ProtobufCMessage *const *)v)
+				return eng__img_bad(img, path, "NULL message");
+			ret = check_generic(img, *(const ProtobufCMessage *const *)v, path);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+int eng__img_check(struct eng_img *img, const ProtobufCMessage *msg)
+{
+	int (*fn)(struct eng_img *, const ProtobufCMessage *);
+	int ret = check_generic(img, msg, "");
+
+	if (ret)
+		return ret;
+	fn = img->k->head && img->cur_rec == 0 ? img->k->check_head : img->k->check_entry;
+	return fn ? fn(img, msg) : 0;
+}
+
+int eng__check_path(struct eng_img *img, const char *field, const char *path)
+{
+	if (!path)
+		return eng__img_bad(img, field, "missing");
+	if (path[0] != '/')
+		return eng__img_bad(img, field, "\"%.64s\" is not an absolute path", path);
+	return 0;
+}
+
+int eng__check_pid(struct eng_img *img, const char *field, bool has, uint32_t pid)
+{
+	if (!has)
+		return eng__img_bad(img, field, "missing");
+	if (pid < 1 || pid > ENG__PID_MAX)
+		return eng__img_bad(img, field, "%u is outside [1, %u]", pid, ENG__PID_MAX);
+	return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Every value a valid pid, none twice. */
+static int check_pid_list(struct eng_img *img, const char *field, const uint32_t *v, size_t n)
+{
+	uint32_t *s;
+	int ret = 0;
+
+	if (!n)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (v[i] < 1 || v[i] > ENG__PID_MAX)
+			return eng__img_bad(img, field, "[%zu] %u is outside [1, %u]", i, v[i],
+					    ENG__PID_MAX);
+	s = malloc(n * sizeof(*s) + 1);
+	if (!s)
+		return -ENOMEM;
+	memcpy(s, v, n * sizeof(*s));
+	qsort(s, n, sizeof(*s), cmp_u32);
+	for (size_t i = 1; i < n && !ret; i++)
+		if (s[i] == s[i - 1])
+			ret = eng__img_bad(img, field, "%u is listed twice", s[i]);
+	free(s);
+	return ret;
+}
+
+static int check_vdso(struct eng_img *img, const ImgInventory *inv)
+{
+	unsigned seen = 0;
+
+	for (size_t i = 0; i < inv->n_vdso; i++) {
+		const ImgVdsoArea *a = inv->vdso[i];
+
+		if (!a->has_part || !a->has_start || !a->has_end)
+			return eng__img_bad(img, "vdso", "[%zu]: part, start and end are needed", i);
+		if (seen & 1u << a->part)
+			return eng__img_bad(img, "vdso", "[%zu]: part %d twice", i, a->part);
+		seen |= 1u << a->part;
+		if (a->start >= a->end || !ENG__PAGE_ALIGNED(a->start | a->end) ||
+		    a->end > ENG__USER_END)
+			return eng__img_bad(img, "vdso", "[%zu]: [0x%llx, 0x%llx) is no user mapping", i,
+					    (unsigned long long)a->start, (unsigned long long)a->end);
+	}
+	return 0;
+}
+
+int eng__check_inventory(struct eng_img *img, const ProtobufCMessage *msg)
+{
+	const ImgInventory *inv = (const ImgInventory *)msg;
+	int ret;
+
+	NEED(img, inv, img_version);
+	if (inv->img_version != ENG_IMG_VERSION)
+		return eng__img_bad(img, "img_version", "%u, this hacd reads %u", inv->img_version,
+				    ENG_IMG_VERSION);
+	ret = eng__check_pid(img, "root_pid", inv->has_root_pid, inv->root_pid);
+	if (ret)
+		return ret;
+	if (!inv->n_pids || inv->pids[0] != inv->root_pid)
+		return eng__img_bad(img, "pids", "must start with root_pid %u", inv->root_pid);
+	ret = check_pid_list(img, "pids", inv->pids, inv->n_pids);
+	if (ret)
+		return ret;
+	NEED(img, inv, xcr0);
+	if ((inv->xcr0 & 3) != 3)
+		return eng__img_bad(img, "xcr0", "0x%llx lacks x87|SSE, which every x86-64 has",
+				    (unsigned long long)inv->xcr0);
+	NEED(img, inv, xstate_size);
+	if (inv->xstate_size < ENG__XSTATE_MIN || inv->xstate_size > ENG__XSTATE_MAX)
+		return eng__img_bad(img, "xstate_size", "%u is outside [%u, %u]", inv->xstate_size,
+				    ENG__XSTATE_MIN, ENG__XSTATE_MAX);
+	NEED(img, inv, page_size);
+	if (inv->page_size != IMG_PAGE_SIZE)
+		return eng__img_bad(img, "page_size", "%u, only %u is supported", inv->page_size,
+				    IMG_PAGE_SIZE);
+	return check_vdso(img, inv);
+}
+
+int eng__check_pstree(struct eng_img *img, const ProtobufCMessage *msg)
+{
+	const ImgPstreeEntry *e = (const ImgPstreeEntry *)msg;
+	int ret;
+
+	ret = eng__check_pid(img, "pid", e->has_pid, e->pid);
+	if (!ret)
+		ret = eng__check_pid(img, "pgid", e->has_pgid, e->pgid);
+	if (!ret)
+		ret = eng__check_pid(img, "sid", e->has_sid, e->sid);
+	if (ret)
+		return ret;
+	NEED(img, e, ppid);
+	if (e->ppid == e->pid || e->ppid > ENG__PID_MAX)
+		return eng__img_bad(img, "ppid", "%u for pid %u", e->ppid, e->pid);
+	if (!e->n_tids || e->tids[0] != e->pid)
+		return eng__img_bad(img, "tids", "must start with the leader, pid %u", e->pid);
+	return check_pid_list(img, "tids", e->tids, e->n_tids);
+}
+
+static int check_file_kind(struct eng_img *img, const ImgFile *f)
+{
+	static const unsigned fmt[] = { [IMG_FILE_KIND__FILE_REG] = S_IFREG,
+		[IMG_FILE_KIND__FILE_DIR] = S_IFDIR, [IMG_FILE_KIND__FILE_CHR] = S_IFCHR };
+
+	NEED(img, f, mode);
+	if ((f->mode & S_IFMT) != fmt[f->kind])
+		return eng__img_bad(img, "mode", "0%o does not match kind %d", f->mode, f->kind);
+	if (f->kind == IMG_FILE_KIND__FILE_CHR) {
+		NEED(img, f, rdev);
+	} else {
+		NEED(img, f, dev);
+		NEED(img, f, ino);
+	}
+	if (f->kind == IMG_FILE_KIND__FILE_REG)
+		NEED(img, f, size);
+	if (f->unlinked && f->kind != IMG_FILE_KIND__FILE_REG)
+		return eng__img_bad(img, "unlinked", "only regular files' contents are kept");
+	if (f->unlinked && !f->has_content_xxh3)
+		return eng__img_bad(img, "content_xxh3", "missing for an unlinked file");
+	if (!f->unlinked && f->has_content_xxh3)
+		return eng__img_bad(img, "content_xxh3", "set for a file that was not unlinked");
+	return 0;
+}
+
+int eng__check_file(struct eng_img *img, const ProtobufCMessage *msg)
+{
+	const ImgFile *f = (const ImgFile *)msg;
+	int ret;
+
+	NEED(img, f, id);
+	if (!f->id || f->id <= img->st.files.prev_id)
+		return eng__img_bad(img, "id", "%u does not ascend from %u", f->id,
+				    img->st.files.prev_id);
+	img->st.files.prev_id = f->id;
+	NEED(img, f, kind);
+	NEED(img, f, flags);
+	if ((f->flags & O_ACCMODE) == O_ACCMODE)
+		return eng__img_bad(img, "flags", "0x%x: no such access mode", f->flags);
+	if (f->has_pos && f->pos > INT64_MAX)
+		return eng__img_bad(img, "pos", "%llu is past any file offset",
+				    (unsigned long long)f->pos);
+	ret = eng__check_path(img, "path", f->path);
+	return ret ? ret : check_file_kind(img, f);
+}
+
+int eng__check_fd(struct eng_img *img, const ProtobufCMessage *msg)
+{
+	const ImgFd *fd = (const ImgFd *)msg;
+
+	NEED(img, fd, fd);
+	if (fd->fd < 0)
+		return eng__img_bad(img, "fd", "%d is negative", fd->fd);
+	if (fd->fd < img->st.fds.next_fd)
+		return eng__img_bad(img, "fd", "%d does not ascend from %lld", fd->fd,
+				    (long long)img->st.fds.next_fd - 1);
+	img->st.fds.next_fd = (int64_t)fd->fd + 1;
+	if (fd->flags & ~(uint32_t)FD_CLOEXEC)
+		return eng__img_bad(img, "flags", "0x%x: only FD_CLOEXEC is a fd flag", fd->flags);
+	NEED(img, fd, kind);
+	NEED(img, fd, id);
+	if (!fd->id)
+		return eng__img_bad(img, "id", "0 names no file");
+	return 0;
+}
+
+int eng__check_pagemap_head(struct eng_img *img, const ProtobufCMessage *msg)
+{
+	const ImgPagemapHead *h = (const ImgPagemapHead *)msg;
+
+	NEED(img, h, pages_size);
+	if (!ENG__PAGE_ALIGNED(h->pages_size))
+		return eng__img_bad(img, "pages_size", "%llu is not a whole number of pages",
+				    (unsigned long long)h->pages_size);
+	img->st.pm.pages_size = h->pages_size;
+	return 0;
+}
+
+static int check_run_data(struct eng_img *img, const ImgPagemapEntry *e, uint64_t len)
+{
+	if (!(e->flags & IMG_PAGEMAP_FLAG__PM_IN_PAGES)) {
+		if (e->has_offset || e->has_xxh3)
+			return eng__img_bad(img, e->has_offset ? "offset" : "xxh3",
+					    "set on a run that is not in the pages file");
+		return 0;
+	}
+	NEED(img, e, offset);
+	NEED(img, e, xxh3);
+	if (!ENG__PAGE_ALIGNED(e->offset))
+		return eng__img_bad(img, "offset", "0x%llx is not page aligned",
+				    (unsigned long long)e->offset);
+	if (e->offset > img->st.pm.pages_size || len > img->st.pm.pages_size - e->offset)
+		return eng__img_bad(img, "offset", "run [0x%llx, +0x%llx) is past the %llu bytes of pages-%u.img",
+				    (unsigned long long)e->offset, (unsigned long long)len,
+				    (unsigned long long)img->st.pm.pages_size, img->id);
+	return 0;
+}
+
+int eng__check_pagemap_entry(struct eng_img *img, const ProtobufCMessage *msg)
+{
+	const uint32_t known = IMG_PAGEMAP_FLAG__PM_IN_PAGES | IMG_PAGEMAP_FLAG__PM_ZERO |
+			       IMG_PAGEMAP_FLAG__PM_FROM_FILE;
+	const ImgPagemapEntry *e = (const ImgPagemapEntry *)msg;
+	uint64_t len;
+
+	NEED(img, e, vaddr);
+	NEED(img, e, nr_pages);
+	NEED(img, e, flags);
+	if (!ENG__PAGE_ALIGNED(e->vaddr) || e->vaddr >= ENG__USER_END)
+		return eng__img_bad(img, "vaddr", "0x%llx is no user page", (unsigned long long)e->vaddr);
+	if (e->vaddr < img->st.pm.prev_end)
+		return eng__img_bad(img, "vaddr", "0x%llx is below the previous run's end 0x%llx",
+				    (unsigned long long)e->vaddr, (unsigned long long)img->st.pm.prev_end);
+	if (!e->nr_pages || e->nr_pages > (ENG__USER_END - e->vaddr) / IMG_PAGE_SIZE)
+		return eng__img_bad(img, "nr_pages", "%llu pages from 0x%llx", (unsigned long long)e->nr_pages,
+				    (unsigned long long)e->vaddr);
+	len = e->nr_pages * IMG_PAGE_SIZE;
+	img->st.pm.prev_end = e->vaddr + len;
+	if ((e->flags & ~known) || __builtin_popcount(e->flags) != 1)
+		return eng__img_bad(img, "flags", "0x%x: exactly one of IN_PAGES, ZERO, FROM_FILE",
+				    e->flags);
+	return check_run_data(img, e, len);
+}

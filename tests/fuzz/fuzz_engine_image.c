@@ -1,0 +1,127 @@
+/*
+ * Fuzzes the image reader: the input is written as the file of every image kind in a
+ * scratch directory, which then goes through eng_image_verify (open, frame checks,
+ * unpack, field checks, cross-checks, page hashing) and eng_image_show (the generic
+ * printer, text or JSON, of whatever unpacked).
+ *
+ * Input: one mode byte, then the file.
+ *   bit 0  fix the input up first: every record checksum and the end marker's count,
+ *          so that mutations reach protobuf-c and the field checks instead of dying
+ *          at a checksum the fuzzer cannot forge
+ *   bit 1  replace the header with a valid one for each kind (raw kinds: prepend one)
+ *   bit 2  show as JSON
+ * Seeds: tests/unit/image/mkseeds.c writes them from the sample checkpoint.
+ */
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "ha/engine.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define TAG(s) ((uint32_t)(s)[0] | (uint32_t)(s)[1] << 8 | (uint32_t)(s)[2] << 16 | (uint32_t)(s)[3] << 24)
+
+/* The on-disk format, as engine/image.h documents it. */
+static const struct { const char *file, *tag; bool raw; } kinds[] = {
+	{ "inventory.img", "INVT", false }, { "pstree.img", "TREE", false },
+	{ "files.img", "FILE", false }, { "core-1.img", "CORE", false },
+	{ "mm-1.img", "MMAP", false }, { "pagemap-1.img", "PMAP", false },
+	{ "fds-1.img", "FDTB", false }, { "pages-1.img", "PAGE", true },
+	{ "ghost-1.img", "GHST", true },
+};
+
+static char dir[64];
+static int dirfd = -1;
+static FILE *devnull;
+
+/* The scratch directory goes when the process does (ctest replays run often). */
+static void cleanup(void)
+{
+	for (unsigned k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+		unlinkat(dirfd, kinds[k].file, 0);
+	rmdir(dir);
+}
+
+static void init(void)
+{
+	eng_set_log(NULL, 0, NULL);
+	strcpy(dir, access("/dev/shm", W_OK) ? "/tmp/hacd-fuzz-XXXXXX" : "/dev/shm/hacd-fuzz-XXXXXX");
+	if (!mkdtemp(dir))
+		abort();
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	devnull = fopen("/dev/null", "w");
+	if (dirfd < 0 || !devnull)
+		abort();
+	atexit(cleanup);
+}
+
+static void fix_frames(uint8_t *b, size_t len, size_t off)
+{
+	uint32_t n = 0, rlen, sum;
+
+	while (off <= len && len - off >= 8) {
+		memcpy(&rlen, b + off, 4);
+		if (rlen == 0xffffffff) {
+			memcpy(b + off + 4, &n, 4);
+			return;
+		}
+		if (rlen > len - off - 8)
+			return;
+		sum = (uint32_t)XXH3_64bits(b + off + 8, rlen);
+		memcpy(b + off + 4, &sum, 4);
+		off += 8 + rlen;
+		n++;
+	}
+}
+
+static void put_file(int k, const uint8_t *data, size_t size, uint8_t mode)
+{
+	size_t hdr = kinds[k].raw ? 4096 : 16;
+	size_t len = size + (kinds[k].raw && (mode & 2) ? hdr : 0);
+	uint8_t *b = calloc(1, len + hdr);
+	uint32_t h[4] = { 0x44434148, TAG(kinds[k].tag), ENG_IMG_VERSION, 1 };
+	int fd;
+
+	if (!b)
+		abort();
+	if (kinds[k].raw && (mode & 2)) {
+		memcpy(b + hdr, data, size);
+	} else {
+		memcpy(b, data, size);
+		len = size;
+	}
+	if (mode & 2) {
+		if (kinds[k].file[strcspn(kinds[k].file, "-.")] == '.')
+			h[3] = 0;	/* inventory, pstree, files: no id */
+		memcpy(b, h, len < 16 ? len : 16);
+	}
+	if ((mode & 1) && !kinds[k].raw)
+		fix_frames(b, len, 16);
+	fd = openat(dirfd, kinds[k].file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, b, len) != (ssize_t)len)
+		abort();
+	close(fd);
+	free(b);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct eng_image_stats st;
+
+	if (!size)
+		return 0;
+	if (dirfd < 0)
+		init();
+	for (unsigned k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+		put_file(k, data + 1, size - 1, data[0]);
+	eng_image_verify(dir, &st);
+	eng_image_show(dir, devnull, data[0] & 4);
+	return 0;
+}
