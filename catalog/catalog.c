@@ -285,7 +285,7 @@ static int fsync_dir(const char *dir)
 /*
  * The catalog names every pack file and the packs sit beside it: its directory must be
  * ours alone. We create it 0700 when missing but never chmod an existing one (the path
- * could be /tmp): we refuse it, with the fix in the message.
+ * could be /tmp): we refuse it, with the fix in the message, as sshd's StrictModes does.
  */
 static int check_dir(struct cat *c, const char *dir)
 {
@@ -310,6 +310,10 @@ static int check_dir(struct cat *c, const char *dir)
 		return cat__err(c, -errno, "stat %s: %s", dir, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
 		return cat__err(c, -ENOTDIR, "%s: not a directory", dir);
+	/* Whoever owns it can swap the catalog or the packs under us. */
+	if (st.st_uid != geteuid())
+		return cat__err(c, -EPERM, "%s: owned by uid %u, not by us (uid %u)", dir,
+				(unsigned)st.st_uid, (unsigned)geteuid());
 	if (st.st_mode & 0077)
 		return cat__err(c, -EPERM, "%s: mode %03o lets group or others in; the catalog "
 				"directory must be private (chmod 700 %s)", dir,

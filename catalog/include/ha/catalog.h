@@ -62,9 +62,11 @@ struct cat;
 
 /*
  * Open or create the catalog at `path` and bring its schema up to date. The file is
- * created 0600; its directory is created 0700 if missing and must not be accessible to
- * group or others. A catalog written by a newer hacd is refused with -ENOTSUP.
- * cat_open() does not recover: the agent calls cat_recover() once, at start-up.
+ * created 0600; its directory is created 0700 if missing, and otherwise must be ours and
+ * closed to group and others (-EPERM). A catalog written by a newer hacd is refused with
+ * -ENOTSUP, anything that is not a hacd catalog with -EINVAL or -EUCLEAN.
+ * cat_open() does not recover: the agent calls cat_recover() once, at start-up, while
+ * hactl may open the same catalog at any time (WAL: readers never block the agent).
  */
 int cat_open(const char *path, struct cat **out);
 void cat_close(struct cat *c);

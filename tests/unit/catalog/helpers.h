@@ -31,7 +31,8 @@ int64_t t_clock(void *opaque);
 void t_mkdtemp(char *buf);
 void t_rmrf(const char *dir);
 
-/* Raw sqlite on `path` (created if missing): run `sql`, or read the first column of its first row. */
+/* Raw sqlite on `path` (created if missing): run `sql`, or read the first column of its
+ * first row. */
 int t_sql_exec(const char *path, const char *sql);
 int t_sql_int(const char *path, const char *sql, int64_t *v);
 int t_sql_text(const char *path, const char *sql, char *buf, size_t size);

@@ -3,9 +3,9 @@
  * generation, add a pack, write and fsync its file, reference it and the parent's packs,
  * seal, commit or fail, set peer states, apply retention, collect garbage) while the
  * parent SIGKILLs it after a random 0-20 ms, counted from the fork in even rounds (kills
- * during open, migration, recovery) and from the start of the loop in odd ones. After every kill the parent checks the
- * database (PRAGMA integrity_check through raw sqlite, cat_verify), recovers it, and
- * checks what a restore depends on: no pending generation is left, every complete one has
+ * during open, migration, recovery) and from the start of the loop in odd ones. After
+ * every kill the parent checks the database (PRAGMA integrity_check through raw sqlite,
+ * cat_verify), recovers it, and checks what a restore depends on: no pending generation is left, every complete one has
  * the stats it was committed with, every pack it refers to is alive and its file is there
  * with the size and bytes written, and no pack file exists that the catalog does not name.
  * The next child starts from that catalog, as a restarted agent would.

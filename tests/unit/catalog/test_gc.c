@@ -323,7 +323,7 @@ static void test_gc_model(void **state)
 	struct model *m;
 	unsigned seed, round, i;
 
-	for (round = 0; round < 25; round++) {
+	for (round = 0; round < 16; round++) {
 		seed = round * 7919 + 1;
 		m = calloc(1, sizeof(*m));
 		assert_non_null(m);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -113,6 +114,13 @@ static void test_dir_must_be_private(void **state)
 	assert_null(c);
 	assert_non_null(strstr(cat_errmsg(NULL), "chmod 700"));
 	assert_int_equal(cat_open("", &c), -EINVAL);
+	/* Private but someone else's: refused too (only root can give it away). */
+	assert_int_equal(chmod(dir, 0700), 0);
+	if (geteuid() == 0) {
+		assert_int_equal(chown(dir, 65534, 65534), 0);
+		assert_int_equal(cat_open(path, &c), -EPERM);
+		assert_non_null(strstr(cat_errmsg(NULL), "owned by uid 65534"));
+	}
 	t_rmrf(dir);
 }
 
