@@ -16,6 +16,7 @@ enum {
 /* Each gets argv with argv[0] = the subcommand name. */
 int ctl_cmd_check(int argc, char **argv);
 int ctl_cmd_inject(int argc, char **argv);
+int ctl_cmd_restore(int argc, char **argv);
 int ctl_cmd_image(int argc, char **argv);
 
 #endif

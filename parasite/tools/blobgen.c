@@ -175,7 +175,7 @@ int main(int argc, char **argv)
 		for (size_t k = 0; k < sh[i].sh_size / sizeof(*sym); k++) {
 			const char *sn = str + sym[k].st_name;
 
-			if (strncmp(sn, "__export_", 9))
+			if (strncmp(sn, "__export_", 9) || sym[k].st_shndx == SHN_UNDEF)
 				continue;
 			fprintf(h, "#define HA_BLOB_%s_", uname);
 			for (const char *p = sn + 9; *p; p++)

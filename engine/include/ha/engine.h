@@ -264,6 +264,14 @@ int eng_dump(pid_t pid, const char *dir, const struct eng_dump_opts *opts, struc
 
 /* ---- restore (engine/restore*.c, parasite/src/restorer.c) ------------------------ */
 /* @@restore: owned by the restore work; declarations go between these markers. */
+struct eng_restore_opts {
+	bool pidns;		/* into a new pid namespace (not supported yet) */
+};
+/* Restore the checkpoint in `dir` as a child of the caller, with its PID and TIDs.
+ * Returns 0 with *pid once the process runs again; on failure no process is left. The
+ * caller reaps it (or exits, and it is reparented). Every image is checked before the
+ * process is created, every page run before the point of no return. */
+int eng_restore(const char *dir, const struct eng_restore_opts *opts, pid_t *pid);
 /* @@restore-end */
 
 #endif

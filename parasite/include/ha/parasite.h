@@ -72,4 +72,75 @@ _Static_assert(sizeof(struct par_area) == 16 + 8 + 64 * 32, "par_area ABI");
 #define PAR_AREA_SIZE 4096ul
 #define PAR_STACK_SIZE (64ul << 10)
 
+/*
+ * The restorer: the last stage of a restore, run inside the new process once its
+ * future memory is premapped. It unmaps everything of hactl, moves vdso and premapped
+ * VMAs into place, sets the mm fields, creates the threads with their TIDs and stops
+ * each thread on int3 with everything but its registers restored. The tracing hactl
+ * then writes each thread's rt_sigframe on its own stack, unmaps the restorer and
+ * sends every thread through rt_sigreturn from a syscall instruction in the vdso, so
+ * that no byte of ours stays mapped.
+ *
+ * All pointers are addresses inside the restorer region or the premap area.
+ */
+#define RST_ABI_VERSION 1u
+#define RST_STACK_SIZE (32ul << 10)
+
+struct rst_range {
+	uint64_t start, end;
+};
+
+struct rst_move {		/* mremap(src, len) to dst, then mprotect(dst, prot) */
+	uint64_t src, dst, len;
+};
+
+struct rst_thread {
+	int32_t tid;
+	int32_t pad;
+	uint64_t stack_top;	/* its restorer stack */
+	uint64_t rseq_addr;	/* 0: none */
+	uint32_t rseq_len, rseq_sig;
+	char comm[16];
+	int32_t started;	/* set by the thread once running (debug aid) */
+	int32_t pad2;
+};
+
+/* struct prctl_mm_map, spelled out so that the blob needs no kernel headers. */
+struct rst_mm_map {
+	uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
+	uint64_t arg_start, arg_end, env_start, env_end;
+	uint64_t auxv;		/* address of the auxv words */
+	uint32_t auxv_size;	/* bytes */
+	uint32_t exe_fd;
+};
+_Static_assert(sizeof(struct rst_mm_map) == 104, "prctl_mm_map ABI");
+
+struct rst_args {
+	uint32_t abi;
+	int32_t failed_step;	/* written before exit_group on failure */
+	uint64_t unmap;		/* struct rst_range[nr_unmap]: all of hactl */
+	uint64_t nr_unmap;
+	struct rst_range post_unmap;	/* premap leftovers, once everything has moved */
+	uint64_t moves;		/* struct rst_move[nr_moves]: vdso parts, then VMAs */
+	uint64_t nr_moves;
+	uint64_t nr_vdso_moves;	/* the first ones, done in two hops, see restorer.c */
+	uint64_t vdso_scratch;	/* free address range for those hops */
+	struct rst_mm_map mm;
+	uint64_t threads;	/* struct rst_thread[nr_threads], [0] is the leader */
+	uint64_t nr_threads;
+	struct par_itimer itimers[3];
+};
+
+/* Steps the restorer reports in failed_step and, + 100, as its exit status. */
+enum rst_step {
+	RST_STEP_ABI = 1,
+	RST_STEP_UNMAP,
+	RST_STEP_VDSO,
+	RST_STEP_MOVE,
+	RST_STEP_MM,
+	RST_STEP_CLONE,
+	RST_STEP_RSEQ_ON,
+	RST_STEP_ITIMER,
+};
+
 #endif

@@ -1,0 +1,60 @@
+/*
+ * hactl restore -D DIR [--detach]: bring a checkpoint back to life with its PID. Without
+ * --detach hactl stays its parent and exits with its exit status, like `criu restore`;
+ * with it, hactl exits 0 as soon as the process runs again.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "ha/engine.h"
+#include "hactl.h"
+
+int ctl_cmd_restore(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "images-dir", required_argument, NULL, 'D' },
+		{ "detach", no_argument, NULL, 'd' },
+		{ "pidns", no_argument, NULL, 'p' },
+		{ 0 },
+	};
+	struct eng_restore_opts o = { 0 };
+	const char *dir = NULL;
+	bool detach = false;
+	int opt, st;
+	pid_t pid;
+
+	while ((opt = getopt_long(argc, argv, "D:d", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'D':
+			dir = optarg;
+			break;
+		case 'd':
+			detach = true;
+			break;
+		case 'p':
+			o.pidns = true;
+			break;
+		default:
+			goto usage;
+		}
+	}
+	if (!dir || optind != argc)
+		goto usage;
+	if (eng_restore(dir, &o, &pid)) {
+		fprintf(stderr, "hactl restore: %s\n", eng_last_error());
+		return CTL_EXIT_FAIL;
+	}
+	printf("restored pid %d\n", pid);
+	fflush(stdout);
+	if (detach)
+		return CTL_EXIT_OK;
+	if (waitpid(pid, &st, 0) != pid)
+		return CTL_EXIT_FAIL;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+usage:
+	fprintf(stderr, "usage: hactl restore -D DIR [--detach] [--pidns]\n");
+	return CTL_EXIT_USAGE;
+}

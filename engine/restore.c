@@ -1,0 +1,297 @@
+/*
+ * Restore orchestration. Stages, and who runs them:
+ *
+ *   hactl                                new process (pid = the dumped pid)
+ *   -----                                ---------------------------------
+ *   load + check every image
+ *   clone3(set_tid = pid) -------------> waits for "go"
+ *   PTRACE_SEIZE, "go" ----------------> files: fds at their numbers
+ *                                        memory: premap, fill + check pages
+ *                                        task: sigactions, umask, cwd, root, rlimits
+ *                                        ---- point of no return ----
+ *                                        restorer: unmap hactl, mremap into place,
+ *                                        PR_SET_MM_MAP, clone3 threads (set_tid),
+ *   each thread stops on int3 <--------- rseq, comm, itimers; int3
+ *   write rt_sigframes, munmap restorer,
+ *   rt_sigreturn via the vdso, detach --> running again
+ *
+ * Failure before the point of no return: the process reports through the status pipe
+ * and exits. After it: exit_group(100 + step). Either way nothing is left running, and
+ * PTRACE_O_EXITKILL kills the process if hactl itself dies half way.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/rseq.h>
+#include <sys/syscall.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/sched.h>
+
+#include "ha/engine.h"
+#include "log.h"
+#include "restore.h"
+
+#define RSEQ_SIG_ 0x53053053
+
+static void child_fail(int status_fd)
+{
+	const char *e = eng_last_error();
+
+	if (status_fd >= 0 && write(status_fd, e, strlen(e)) < 0)
+		_exit(2);
+	_exit(1);
+}
+
+/* glibc registered rseq for this thread; the area goes away with hactl's memory. */
+static void drop_own_rseq(void)
+{
+	void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
+
+	if (!__rseq_size)
+		return;
+	if (syscall(SYS_rseq, area, 32, RSEQ_FLAG_UNREGISTER, RSEQ_SIG_) &&
+	    syscall(SYS_rseq, area, __rseq_size, RSEQ_FLAG_UNREGISTER, RSEQ_SIG_))
+		pr_warn("cannot unregister our rseq area: %s", strerror(errno));
+}
+
+static void __attribute__((noreturn)) child_main(struct rst_ctx *c, int go_fd, int status_fd)
+{
+	int keep[2] = { c->dirfd, status_fd };
+	sigset_t all;
+	char b;
+
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, NULL);
+	if (read(go_fd, &b, 1) != 1)
+		_exit(1);
+	/* The pages image is reopened after the fds are in place, so that it cannot sit
+	 * on a number the checkpoint needs. */
+	eng_img_close(c->proc.pages);
+	c->proc.pages = NULL;
+	if (rst__files(c, keep, 2))
+		child_fail(keep[1]);
+	c->dirfd = keep[0];
+	status_fd = keep[1];
+	if (eng_img_open(c->dirfd, ENG_IMG_PAGES, c->proc.pid, &c->proc.pages) || rst__mem_prepare(c))
+		child_fail(status_fd);
+	eng_img_close(c->proc.pages);
+	if (rst__task_prepare(c))
+		child_fail(status_fd);
+	close(c->dirfd);
+	close(status_fd);
+	drop_own_rseq();
+	rst__mem_jump(c);
+}
+
+static pid_t clone_with_pid(pid_t pid)
+{
+	pid_t tid = pid;
+	struct clone_args ca = {
+		.exit_signal = SIGCHLD,
+		.set_tid = (uint64_t)&tid,
+		.set_tid_size = 1,
+	};
+
+	return syscall(SYS_clone3, &ca, sizeof(ca));
+}
+
+/* Offset of a `syscall` instruction in our vdso: the restored process has the same one. */
+static long vdso_syscall_off(unsigned long *vdso_len)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[256];
+	long off = -1;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+
+		if (!strstr(line, "[vdso]") || sscanf(line, "%lx-%lx", &s, &e) != 2)
+			continue;
+		for (unsigned long a = s; a + 1 < e && off < 0; a++)
+			if (((unsigned char *)a)[0] == 0x0f && ((unsigned char *)a)[1] == 0x05)
+				off = a - s;
+		*vdso_len = e - s;
+	}
+	if (f)
+		fclose(f);
+	return off;
+}
+
+static const char *const step_names[] = {
+	[RST_STEP_ABI] = "restorer ABI check", [RST_STEP_UNMAP] = "unmapping hactl",
+	[RST_STEP_VDSO] = "moving the vdso", [RST_STEP_MOVE] = "moving memory into place",
+	[RST_STEP_MM] = "PR_SET_MM_MAP", [RST_STEP_CLONE] = "creating threads with their TIDs",
+	[RST_STEP_RSEQ_ON] = "registering rseq", [RST_STEP_ITIMER] = "setting itimers",
+};
+
+static int child_died(pid_t pid, int st, int status_fd)
+{
+	char msg[512];
+	ssize_t n = read(status_fd, msg, sizeof(msg) - 1);
+	int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+
+	if (n > 0) {
+		msg[n] = 0;
+		return pr_errno(-EINVAL, "restore of pid %d failed: %s", pid, msg);
+	}
+	if (code > 100 && code - 100 < (int)(sizeof(step_names) / sizeof(step_names[0])) && step_names[code - 100])
+		return pr_errno(-EIO, "restore of pid %d failed in the restorer: %s", pid, step_names[code - 100]);
+	if (WIFSIGNALED(st))
+		return pr_errno(-EIO, "restore of pid %d failed: killed by signal %d", pid, WTERMSIG(st));
+	return pr_errno(-EIO, "restore of pid %d failed: exit status %d", pid, code);
+}
+
+/* Let the process run until every thread sits on its final int3. */
+static int wait_all_trapped(struct rst_ctx *c, pid_t pid, int status_fd)
+{
+	size_t done = 0, n = c->proc.nr_threads;
+
+	while (done < n) {
+		int st, ev, sig;
+		pid_t w = waitpid(-1, &st, __WALL);
+
+		if (w < 0)
+			return pr_errno(-errno, "waiting for pid %d", pid);
+		if (WIFEXITED(st) || WIFSIGNALED(st)) {
+			if (w == pid)
+				return child_died(pid, st, status_fd);
+			continue;
+		}
+		if (!WIFSTOPPED(st))
+			continue;
+		ev = st >> 16;
+		sig = WSTOPSIG(st);
+		if (!ev && sig == SIGTRAP) {
+			done++;
+			continue;
+		}
+		/* Clone events and new threads' first stops: go on. A real signal (all are
+		 * blocked, so a fault) is delivered and ends the process. */
+		ptrace(PTRACE_CONT, w, 0, ev ? 0 : sig);
+	}
+	return 0;
+}
+
+static int unmap_restorer(struct rst_ctx *c, pid_t pid, unsigned long ip)
+{
+	struct user_regs_struct r;
+	int st;
+
+	if (ptrace(PTRACE_GETREGS, pid, 0, &r))
+		return pr_errno(-errno, "pid %d: PTRACE_GETREGS", pid);
+	r.rip = ip;
+	r.rax = SYS_munmap;
+	r.rdi = c->region;
+	r.rsi = c->region_len;
+	r.orig_rax = -1;
+	if (ptrace(PTRACE_SETREGS, pid, 0, &r))
+		return pr_errno(-errno, "pid %d: PTRACE_SETREGS", pid);
+	for (int i = 0; i < 2; i++)
+		if (ptrace(PTRACE_SYSCALL, pid, 0, 0) || waitpid(pid, &st, __WALL) != pid || !WIFSTOPPED(st))
+			return pr_errno(-EIO, "pid %d: stepping munmap of the restorer", pid);
+	if (ptrace(PTRACE_GETREGS, pid, 0, &r) || r.rax)
+		return pr_errno(-EIO, "pid %d: munmap of the restorer returned %lld", pid, (long long)r.rax);
+	return 0;
+}
+
+static int finish(struct rst_ctx *c, pid_t pid)
+{
+	const ImgVma *vdso = NULL;
+	unsigned long vlen = 0, ip;
+	long off = vdso_syscall_off(&vlen);
+	int ret;
+
+	for (size_t i = 0; i < c->proc.nr_vmas; i++)
+		if (c->proc.vmas[i]->kind == IMG_VMA_KIND__VMA_VDSO)
+			vdso = c->proc.vmas[i];
+	if (!vdso || off < 0 || vdso->end - vdso->start != vlen)
+		return pr_errno(-ENOTSUP, "pid %d: no vdso syscall instruction to return through", pid);
+	ip = vdso->start + off;
+	ret = unmap_restorer(c, pid, ip);
+	for (size_t i = 0; i < c->proc.nr_threads && !ret; i++)
+		ret = rst__thread_finish(c, i, c->proc.threads[i]->tid, ip);
+	return ret;
+}
+
+static int check_cpu(const struct rst_ctx *c)
+{
+	uint32_t lo, hi;
+	uint64_t xcr0;
+
+	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	xcr0 = ((uint64_t)hi << 32) | lo;
+	if (c->inv->xcr0 & ~xcr0)
+		return pr_errno(-ENOTSUP, "inventory.img: the process used CPU state %#lx that this CPU lacks (XCR0 %#lx)",
+				(unsigned long)c->inv->xcr0, (unsigned long)xcr0);
+	return 0;
+}
+
+int eng_restore(const char *dir, const struct eng_restore_opts *opts, pid_t *out)
+{
+	struct rst_ctx c;
+	int go[2] = { -1, -1 }, status[2] = { -1, -1 }, ret;
+	pid_t pid;
+
+	eng__clear_error();
+	if (opts && opts->pidns)
+		return pr_errno(-ENOTSUP, "restoring into a new pid namespace is not supported yet");
+	ret = rst__load(&c, dir);
+	if (!ret)
+		ret = check_cpu(&c);
+	if (!ret && (pipe2(go, O_CLOEXEC) || pipe2(status, O_CLOEXEC)))
+		ret = pr_errno(-errno, "pipe");
+	if (ret)
+		goto out;
+	fflush(NULL);
+	pid = clone_with_pid(c.proc.pid);
+	if (pid < 0) {
+		ret = errno == EEXIST ? pr_errno(-EEXIST, "pid %d is in use by another process", c.proc.pid)
+				      : pr_errno(-errno, "clone3 with pid %d", c.proc.pid);
+		goto out;
+	}
+	if (pid == 0) {
+		close(go[1]);
+		close(status[0]);
+		child_main(&c, go[0], status[1]);
+	}
+	close(go[0]);
+	close(status[1]);
+	go[0] = status[1] = -1;
+	if (ptrace(PTRACE_SEIZE, pid, 0, PTRACE_O_TRACECLONE | PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)) {
+		ret = pr_errno(-errno, "pid %d: PTRACE_SEIZE", pid);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		goto out;
+	}
+	if (write(go[1], "g", 1) != 1)
+		ret = pr_errno(-errno, "starting the restore");
+	if (!ret)
+		ret = wait_all_trapped(&c, pid, status[0]);
+	if (!ret)
+		ret = finish(&c, pid);
+	if (ret) {
+		kill(pid, SIGKILL);
+		while (waitpid(pid, NULL, __WALL) > 0 || errno == EINTR)
+			;
+		goto out;
+	}
+	for (size_t i = 0; i < c.proc.nr_threads; i++)
+		if (ptrace(PTRACE_DETACH, c.proc.threads[i]->tid, 0, 0))
+			pr_warn("thread %u: detach: %s", c.proc.threads[i]->tid, strerror(errno));
+	*out = pid;
+out:
+	for (int i = 0; i < 2; i++) {
+		if (go[i] >= 0)
+			close(go[i]);
+		if (status[i] >= 0)
+			close(status[i]);
+	}
+	rst__free(&c);
+	return ret;
+}

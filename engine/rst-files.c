@@ -1,0 +1,168 @@
+/*
+ * Restore, file descriptors: every fd of the checkpoint is reopened at its number with
+ * its flags and offset. Files deleted while open come back from their ghost image:
+ * recreated under their old name when it is free (so /proc/PID/fd reads the same),
+ * filled, opened, and unlinked again.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "ha/engine.h"
+#include "log.h"
+#include "restore.h"
+
+#define OPEN_MASK (~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC | O_NOCTTY))
+
+static const ImgFile *find_file(const struct rst_ctx *c, uint32_t id)
+{
+	for (size_t i = 0; i < c->nr_files; i++)
+		if (c->files[i]->id == id)
+			return c->files[i];
+	return NULL;
+}
+
+static int copy_ghost(struct rst_ctx *c, const ImgFile *f, int fd)
+{
+	static char buf[1 << 16];
+	XXH3_state_t *st = XXH3_createState();
+	struct eng_img *img;
+	uint64_t off = 0, size;
+	int ret;
+
+	if (!st)
+		return -ENOMEM;
+	XXH3_64bits_reset(st);
+	ret = eng_img_open(c->dirfd, ENG_IMG_GHOST, f->id, &img);
+	if (ret)
+		goto out;
+	size = eng_img_raw_size(img);
+	while (!ret && off < size) {
+		size_t n = size - off < sizeof(buf) ? size - off : sizeof(buf);
+
+		ret = eng_img_read_raw(img, off, buf, n);
+		if (!ret && ha_write_full(fd, buf, n))
+			ret = pr_errno(-errno, "writing the contents of deleted file %s", f->path);
+		XXH3_64bits_update(st, buf, n);
+		off += n;
+	}
+	if (!ret && XXH3_64bits_digest(st) != f->content_xxh3)
+		ret = pr_errno(-EBADMSG, "%s: contents of %s: checksum mismatch", eng_img_name(img), f->path);
+	eng_img_close(img);
+out:
+	XXH3_freeState(st);
+	return ret;
+}
+
+static int open_ghost(struct rst_ctx *c, const ImgFile *f)
+{
+	char tmp[4200];
+	const char *name = f->path;
+	int wfd, fd, ret;
+
+	wfd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, f->mode & 07777);
+	if (wfd < 0 && errno == EEXIST) {
+		/* The name is taken again: any name in that directory will do. */
+		snprintf(tmp, sizeof(tmp), "%s.hacd-ghost-%u-%d", f->path, f->id, (int)getpid());
+		name = tmp;
+		wfd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, f->mode & 07777);
+	}
+	if (wfd < 0)
+		return pr_errno(-errno, "recreating deleted file %s", f->path);
+	ret = copy_ghost(c, f, wfd);
+	close(wfd);
+	fd = ret ? -1 : open(name, f->flags & OPEN_MASK);
+	if (!ret && fd < 0)
+		ret = pr_errno(-errno, "reopening deleted file %s", f->path);
+	unlink(name);
+	return ret ? ret : fd;
+}
+
+static int open_file(struct rst_ctx *c, const ImgFile *f)
+{
+	struct stat st;
+	int fd;
+
+	if (f->kind == IMG_FILE_KIND__FILE_REG && f->unlinked)
+		fd = open_ghost(c, f);
+	else if (f->kind == IMG_FILE_KIND__FILE_DIR)
+		fd = open(f->path, (f->flags & OPEN_MASK) | O_DIRECTORY);
+	else
+		fd = open(f->path, f->flags & OPEN_MASK);
+	if (fd < 0)
+		return fd == -1 ? pr_errno(-errno, "file %u: cannot open %s", f->id, f->path) : fd;
+	if (fstat(fd, &st)) {
+		close(fd);
+		return pr_errno(-errno, "file %u: fstat of %s", f->id, f->path);
+	}
+	if (f->kind == IMG_FILE_KIND__FILE_CHR ? st.st_rdev != f->rdev || !S_ISCHR(st.st_mode)
+	    : f->kind == IMG_FILE_KIND__FILE_REG && !f->unlinked && st.st_ino != f->ino) {
+		close(fd);
+		return pr_errno(-ESTALE, "file %u: %s is not the file that was open (inode %lu, was %lu)", f->id,
+				f->path, (unsigned long)st.st_ino, (unsigned long)f->ino);
+	}
+	if (f->kind != IMG_FILE_KIND__FILE_CHR && lseek(fd, f->pos, SEEK_SET) != (off_t)f->pos) {
+		close(fd);
+		return pr_errno(-errno, "file %u: cannot seek %s to %lu", f->id, f->path, (unsigned long)f->pos);
+	}
+	return fd;
+}
+
+/*
+ * Our own descriptors must not sit where the checkpoint's go: `keep` are moved above
+ * every fd number of the image (and updated), everything else of ours is closed.
+ */
+int rst__files(struct rst_ctx *c, int *keep, int nr_keep)
+{
+	struct rst_proc *p = &c->proc;
+	int top = 2, ret = 0;
+
+	for (size_t i = 0; i < p->nr_fds; i++)
+		if (p->fds[i]->fd > top)
+			top = p->fds[i]->fd;
+	for (int k = 0; k < nr_keep; k++) {
+		int nfd = fcntl(keep[k], F_DUPFD_CLOEXEC, top + 1 + k);
+
+		if (nfd < 0)
+			return pr_errno(-errno, "moving our fd %d above %d", keep[k], top);
+		if (nfd != keep[k])
+			close(keep[k]);
+		keep[k] = nfd;
+	}
+	for (int fd = 0; fd <= top + nr_keep; fd++) {
+		bool ours = false;
+
+		for (int k = 0; k < nr_keep; k++)
+			ours |= keep[k] == fd;
+		if (!ours)
+			close(fd);
+	}
+	for (size_t i = 0; i < p->nr_fds && !ret; i++) {
+		const ImgFd *d = p->fds[i];
+		const ImgFile *f = find_file(c, d->id);
+		int fd = -1;
+
+		if (!f)
+			return pr_errno(-EINVAL, "fds-%d.img: fd %d names file %u, not in files.img", p->pid, d->fd, d->id);
+		/* Several fds of one open file description: dup the first. */
+		for (size_t j = 0; j < i && fd < 0; j++)
+			if (p->fds[j]->id == d->id)
+				fd = fcntl(p->fds[j]->fd, F_DUPFD, 0);
+		if (fd < 0)
+			fd = open_file(c, f);
+		if (fd < 0)
+			return fd;
+		if (fd != d->fd && dup2(fd, d->fd) < 0)
+			ret = pr_errno(-errno, "dup2 to fd %d", d->fd);
+		if (fd != d->fd)
+			close(fd);
+		if (!ret && fcntl(d->fd, F_SETFD, (d->flags & FD_CLOEXEC) ? FD_CLOEXEC : 0))
+			ret = pr_errno(-errno, "fd %d: F_SETFD", d->fd);
+	}
+	return ret;
+}

@@ -1,0 +1,183 @@
+/*
+ * Loading a checkpoint for restore: every metadata image is read and checked here,
+ * before any process exists, so that a damaged image is refused with its file and
+ * field named and never half-applied. Page data is checked later, run by run, as it is
+ * read into the new process's premapped memory: still before the point of no return.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "ha/engine.h"
+#include "log.h"
+#include "restore.h"
+
+/* Read the rest of img as messages of one type into a growing array. */
+static int read_all(struct eng_img *img, const ProtobufCMessageDescriptor *d, void ***out, size_t *n)
+{
+	ProtobufCMessage *m;
+	size_t cap = 0;
+	int r;
+
+	*out = NULL;
+	*n = 0;
+	while ((r = eng_img_read(img, d, &m)) == 1) {
+		if (*n == cap) {
+			void **p = realloc(*out, (cap = cap ? cap * 2 : 16) * sizeof(void *));
+
+			if (!p) {
+				protobuf_c_message_free_unpacked(m, NULL);
+				return -ENOMEM;
+			}
+			*out = p;
+		}
+		(*out)[(*n)++] = m;
+	}
+	return r;
+}
+
+/* Read exactly one head message of type d. */
+static int read_one(struct eng_img *img, const ProtobufCMessageDescriptor *d, void **out)
+{
+	ProtobufCMessage *m;
+	int r = eng_img_read(img, d, &m);
+
+	if (r == 0)
+		return pr_errno(-EINVAL, "%s: missing its %s record", eng_img_name(img), d->short_name);
+	if (r < 0)
+		return r;
+	*out = m;
+	return 0;
+}
+
+static int load_proc(struct rst_ctx *c, struct rst_proc *p)
+{
+	struct eng_img *img;
+	ImgPagemapHead *head;
+	int r;
+
+	r = eng_img_open(c->dirfd, ENG_IMG_CORE, p->pid, &img);
+	if (r)
+		return r;
+	r = read_one(img, &img_core__descriptor, (void **)&p->core);
+	if (!r)
+		r = read_all(img, &img_thread__descriptor, (void ***)&p->threads, &p->nr_threads);
+	if (!r && (p->nr_threads != p->pst->n_tids || p->threads[0]->tid != (uint32_t)p->pid))
+		r = pr_errno(-EINVAL, "%s: %zu threads, leader %u, but pstree.img lists %zu for pid %d",
+			     eng_img_name(img), p->nr_threads, p->nr_threads ? p->threads[0]->tid : 0,
+			     p->pst->n_tids, p->pid);
+	eng_img_close(img);
+	if (r)
+		return r;
+
+	r = eng_img_open(c->dirfd, ENG_IMG_MM, p->pid, &img);
+	if (r)
+		return r;
+	r = read_one(img, &img_mm__descriptor, (void **)&p->mm);
+	if (!r)
+		r = read_all(img, &img_vma__descriptor, (void ***)&p->vmas, &p->nr_vmas);
+	eng_img_close(img);
+	if (r)
+		return r;
+
+	r = eng_img_open(c->dirfd, ENG_IMG_PAGEMAP, p->pid, &img);
+	if (r)
+		return r;
+	r = read_one(img, &img_pagemap_head__descriptor, (void **)&head);
+	if (!r) {
+		protobuf_c_message_free_unpacked(&head->base, NULL);
+		r = read_all(img, &img_pagemap_entry__descriptor, (void ***)&p->pm, &p->nr_pm);
+	}
+	eng_img_close(img);
+	if (r)
+		return r;
+
+	r = eng_img_open(c->dirfd, ENG_IMG_FDS, p->pid, &img);
+	if (r)
+		return r;
+	r = read_all(img, &img_fd__descriptor, (void ***)&p->fds, &p->nr_fds);
+	eng_img_close(img);
+	if (r)
+		return r;
+	return eng_img_open(c->dirfd, ENG_IMG_PAGES, p->pid, &p->pages);
+}
+
+int rst__load(struct rst_ctx *c, const char *dir)
+{
+	struct eng_img *img;
+	ImgPstreeEntry **pst = NULL;
+	size_t nr_pst = 0;
+	int r;
+
+	memset(c, 0, sizeof(*c));
+	c->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (c->dirfd < 0)
+		return pr_errno(-errno, "%s: cannot open the image directory", dir);
+	r = eng_img_open(c->dirfd, ENG_IMG_INVENTORY, 0, &img);
+	if (r)
+		return r;
+	r = read_one(img, &img_inventory__descriptor, (void **)&c->inv);
+	eng_img_close(img);
+	if (r)
+		return r;
+	r = eng_img_open(c->dirfd, ENG_IMG_PSTREE, 0, &img);
+	if (r)
+		return r;
+	r = read_all(img, &img_pstree_entry__descriptor, (void ***)&pst, &nr_pst);
+	eng_img_close(img);
+	if (!r && nr_pst != 1)
+		r = pr_errno(-ENOTSUP, "pstree.img: %zu processes; restoring process trees is not supported yet",
+			     nr_pst);
+	if (r) {
+		for (size_t i = 0; i < nr_pst; i++)
+			protobuf_c_message_free_unpacked(&pst[i]->base, NULL);
+		free(pst);
+		return r;
+	}
+	c->proc.pst = pst[0];
+	c->proc.pid = pst[0]->pid;
+	free(pst);
+	r = eng_img_open(c->dirfd, ENG_IMG_FILES, 0, &img);
+	if (r)
+		return r;
+	r = read_all(img, &img_file__descriptor, (void ***)&c->files, &c->nr_files);
+	eng_img_close(img);
+	if (r)
+		return r;
+	return load_proc(c, &c->proc);
+}
+
+#define FREE_ARRAY(arr, n)                                                        \
+	do {                                                                       \
+		for (size_t i_ = 0; i_ < (n); i_++)                                \
+			protobuf_c_message_free_unpacked(&(arr)[i_]->base, NULL);  \
+		free(arr);                                                         \
+	} while (0)
+#define FREE_ONE(m)                                                       \
+	do {                                                               \
+		if (m)                                                     \
+			protobuf_c_message_free_unpacked(&(m)->base, NULL); \
+	} while (0)
+
+void rst__free(struct rst_ctx *c)
+{
+	struct rst_proc *p = &c->proc;
+
+	FREE_ONE(c->inv);
+	FREE_ARRAY(c->files, c->nr_files);
+	FREE_ONE(p->pst);
+	FREE_ONE(p->core);
+	FREE_ONE(p->mm);
+	FREE_ARRAY(p->threads, p->nr_threads);
+	FREE_ARRAY(p->vmas, p->nr_vmas);
+	FREE_ARRAY(p->pm, p->nr_pm);
+	FREE_ARRAY(p->fds, p->nr_fds);
+	eng_img_close(p->pages);
+	if (c->dirfd > 0)
+		close(c->dirfd);
+	memset(c, 0, sizeof(*c));
+}

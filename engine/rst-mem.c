@@ -1,0 +1,472 @@
+/*
+ * Restore, memory: premap every VMA of the checkpoint in a free stretch of address
+ * space, fill it from the page images (checking each run's XXH3), and lay out the
+ * restorer region; the restorer then only has to unmap hactl and mremap things into
+ * place. mremap moves page tables, not data, so the frozen copy is done exactly once.
+ *
+ * Layout of the reservation, in one place that is free both in this process and in the
+ * checkpoint's address space (so no mremap can land on something still needed):
+ *
+ *   rsv                                                    region
+ *   | slot VMA 0 | pad | slot VMA 1 | ... | vdso scratch | blob | args | tables | stacks |
+ *
+ * Padding keeps slots from merging into one VMA, and leaves the stack guard gap free
+ * below a MAP_GROWSDOWN slot.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "blob-restorer.h"
+#include "ha/engine.h"
+#include "log.h"
+#include "restore.h"
+
+#define PAGE 4096ul
+#define TASK_TOP 0x7ffffffff000ul
+#define GUARD_GAP (1ul << 20)
+#define LOW_LIMIT (1ul << 32)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+struct range {
+	unsigned long s, e;
+};
+
+static unsigned long page_up(unsigned long x)
+{
+	return (x + PAGE - 1) & ~(PAGE - 1);
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+	const struct range *x = a, *y = b;
+
+	return x->s < y->s ? -1 : x->s > y->s;
+}
+
+/* Our own mappings, and where our vdso parts are (0 when absent). */
+static int self_maps(struct range **out, size_t *n, struct range vdso[3])
+{
+	static const char *const names[3] = { "[vvar]", "[vvar_vclock]", "[vdso]" };
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	size_t cap = 64;
+
+	*n = 0;
+	*out = malloc(cap * sizeof(**out));
+	memset(vdso, 0, 3 * sizeof(*vdso));
+	if (!f || !*out) {
+		if (f)
+			fclose(f);
+		return -ENOMEM;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+
+		if (sscanf(line, "%lx-%lx", &s, &e) != 2 || s >= TASK_TOP)
+			continue;
+		for (int i = 0; i < 3; i++)
+			if (strstr(line, names[i]) && line[strlen(line) - 2] == ']')
+				vdso[i] = (struct range){ s, e };
+		if (*n == cap)
+			*out = realloc(*out, (cap *= 2) * sizeof(**out));
+		(*out)[(*n)++] = (struct range){ s, e };
+	}
+	fclose(f);
+	return 0;
+}
+
+static bool is_vdso_part(const ImgVma *v)
+{
+	return v->kind == IMG_VMA_KIND__VMA_VDSO || v->kind == IMG_VMA_KIND__VMA_VVAR ||
+	       v->kind == IMG_VMA_KIND__VMA_VVAR_VCLOCK;
+}
+
+static int vdso_index(const ImgVma *v)
+{
+	return v->kind == IMG_VMA_KIND__VMA_VVAR ? 0 : v->kind == IMG_VMA_KIND__VMA_VVAR_VCLOCK ? 1 : 2;
+}
+
+/* The lowest gap of `need` bytes above LOW_LIMIT, free of ours and of the image's. */
+static int find_gap(struct rst_ctx *c, const struct range *mine, size_t nr_mine, unsigned long need,
+		    unsigned long *at)
+{
+	struct rst_proc *p = &c->proc;
+	size_t n = 0;
+	struct range *all = malloc((nr_mine + p->nr_vmas + 1) * sizeof(*all));
+	unsigned long cur = LOW_LIMIT;
+
+	if (!all)
+		return -ENOMEM;
+	for (size_t i = 0; i < nr_mine; i++)
+		all[n++] = mine[i];
+	for (size_t i = 0; i < p->nr_vmas; i++)
+		all[n++] = (struct range){ p->vmas[i]->start, p->vmas[i]->end };
+	qsort(all, n, sizeof(*all), cmp_range);
+	for (size_t i = 0; i <= n; i++) {
+		unsigned long next = i < n ? all[i].s : TASK_TOP;
+
+		if (next > cur && next - cur >= need + 2 * GUARD_GAP) {
+			*at = cur + GUARD_GAP;
+			free(all);
+			return 0;
+		}
+		if (i < n && all[i].e > cur)
+			cur = page_up(all[i].e);
+	}
+	free(all);
+	return pr_errno(-ENOMEM, "no free %lu bytes of address space to premap into", need);
+}
+
+static int open_mapped(const ImgVma *v, int *fd)
+{
+	bool shared_w = (v->flags & MAP_SHARED) && (v->prot & PROT_WRITE);
+	struct stat st;
+
+	*fd = open(v->path, (shared_w ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (*fd < 0)
+		return pr_errno(-errno, "mapping %#lx-%#lx: cannot open %s", (unsigned long)v->start,
+				(unsigned long)v->end, v->path);
+	/* The dump may record st_dev as stat gives it or in the kernel's own encoding. */
+	if (fstat(*fd, &st) || st.st_ino != v->ino ||
+	    (st.st_dev != v->dev && ((major(st.st_dev) << 20) | minor(st.st_dev)) != v->dev)) {
+		close(*fd);
+		return pr_errno(-ESTALE, "mapping %#lx-%#lx: %s is not the file that was mapped (inode %lu, was %lu)",
+				(unsigned long)v->start, (unsigned long)v->end, v->path,
+				(unsigned long)st.st_ino, (unsigned long)v->ino);
+	}
+	return 0;
+}
+
+/* Map one VMA at its slot, writable for filling unless it is a shared file mapping
+ * (whose contents live in the file and are never written by us). */
+static int premap_vma(const ImgVma *v, unsigned long slot)
+{
+	unsigned long len = v->end - v->start;
+	int prot = PROT_READ | PROT_WRITE, flags = MAP_FIXED, fd = -1, ret;
+	void *m;
+
+	flags |= (v->flags & MAP_SHARED) ? MAP_SHARED : MAP_PRIVATE;
+	if (v->flags & MAP_GROWSDOWN)
+		flags |= MAP_GROWSDOWN;
+	if (v->flags & MAP_ANONYMOUS || !v->path || !v->path[0]) {
+		flags |= MAP_ANONYMOUS;
+	} else {
+		if (v->unlinked)
+			return pr_errno(-ENOTSUP, "mapping %#lx-%#lx: deleted file %s is not supported yet",
+					(unsigned long)v->start, (unsigned long)v->end, v->path);
+		ret = open_mapped(v, &fd);
+		if (ret)
+			return ret;
+		if (flags & MAP_SHARED)
+			prot = v->prot;
+	}
+	m = mmap((void *)slot, len, prot, flags, fd, fd < 0 ? 0 : v->pgoff);
+	if (fd >= 0)
+		close(fd);
+	if (m == MAP_FAILED)
+		return pr_errno(-errno, "premapping %#lx-%#lx (%s)", (unsigned long)v->start,
+				(unsigned long)v->end, v->path && v->path[0] ? v->path : "anonymous");
+	return 0;
+}
+
+/* Page runs are sorted by address, like the VMAs: walk both together. */
+static int fill_pages(struct rst_ctx *c, const unsigned long *slots)
+{
+	struct rst_proc *p = &c->proc;
+	size_t vi = 0;
+
+	for (size_t i = 0; i < p->nr_pm; i++) {
+		const ImgPagemapEntry *e = p->pm[i];
+		unsigned long len = e->nr_pages * PAGE;
+		char *dst;
+		int ret;
+
+		if (!(e->flags & IMG_PAGEMAP_FLAG__PM_IN_PAGES))
+			continue;	/* zero or from the file: nothing to copy */
+		while (vi < p->nr_vmas && p->vmas[vi]->end <= e->vaddr)
+			vi++;
+		if (vi == p->nr_vmas || e->vaddr < p->vmas[vi]->start || e->vaddr + len > p->vmas[vi]->end ||
+		    is_vdso_part(p->vmas[vi]))
+			return pr_errno(-EINVAL, "pagemap-%d.img: entry %zu: run %#lx+%lu pages is outside every VMA",
+					p->pid, i, (unsigned long)e->vaddr, (unsigned long)e->nr_pages);
+		dst = (char *)slots[vi] + (e->vaddr - p->vmas[vi]->start);
+		/* Fault the run in as one batch, not one page fault per 4 KiB of pread. */
+		madvise(dst, len, MADV_POPULATE_WRITE);
+		ret = eng_img_read_raw(p->pages, e->offset, dst, len);
+		if (ret)
+			return ret;
+		if (XXH3_64bits(dst, len) != e->xxh3)
+			return pr_errno(-EBADMSG, "pages-%d.img: run at %#lx (%lu pages, offset %lu): checksum mismatch",
+					p->pid, (unsigned long)e->vaddr, (unsigned long)e->nr_pages,
+					(unsigned long)e->offset);
+	}
+	return 0;
+}
+
+static void apply_madvise(const ImgVma *v, unsigned long slot)
+{
+	for (int adv = 0; adv < 64; adv++)
+		if ((v->madv >> adv) & 1)
+			if (madvise((void *)slot, v->end - v->start, adv))
+				pr_warn("mapping %#lx: madvise(%d): %s", (unsigned long)v->start, adv, strerror(errno));
+}
+
+/* Bump allocator over the restorer region. */
+struct bump {
+	unsigned long at, end;
+};
+
+static void *bump(struct bump *b, unsigned long size)
+{
+	unsigned long p = b->at;
+
+	b->at = (b->at + size + 63) & ~63ul;
+	return b->at <= b->end ? (void *)p : NULL;
+}
+
+static unsigned long region_size(const struct rst_proc *p)
+{
+	return page_up(ha_blob_restorer.mem_size) + page_up(sizeof(struct rst_args)) + PAGE +
+	       page_up((p->nr_vmas + 4) * sizeof(struct rst_move) + 64) +
+	       page_up(p->mm->n_auxv * 8 + 64) + page_up(p->nr_threads * (sizeof(struct rst_thread) + 64)) +
+	       p->nr_threads * RST_STACK_SIZE;
+}
+
+/* What the restorer unmaps first: everything but the reservation and the vdso parts
+ * that are about to move. */
+static int fill_unmap(struct rst_ctx *c, struct bump *b, const struct range *keep, size_t nr_keep)
+{
+	struct rst_range *un = bump(b, (nr_keep + 1) * sizeof(*un));
+	struct range sorted[8];
+	unsigned long cur = PAGE;
+	size_t n = 0;
+
+	if (!un || nr_keep > 8)
+		return -ENOMEM;
+	memcpy(sorted, keep, nr_keep * sizeof(*keep));
+	qsort(sorted, nr_keep, sizeof(*sorted), cmp_range);
+	for (size_t i = 0; i <= nr_keep; i++) {
+		unsigned long next = i < nr_keep ? sorted[i].s : TASK_TOP;
+
+		if (next > cur)
+			un[n++] = (struct rst_range){ cur, next };
+		if (i < nr_keep)
+			cur = sorted[i].e;
+	}
+	c->args->unmap = (uint64_t)un;
+	c->args->nr_unmap = n;
+	return 0;
+}
+
+static int fill_threads(struct rst_ctx *c, struct bump *b)
+{
+	struct rst_proc *p = &c->proc;
+	struct rst_thread *th = bump(b, p->nr_threads * sizeof(*th));
+	unsigned long stacks;
+
+	if (!th)
+		return -ENOMEM;
+	stacks = (unsigned long)bump(b, p->nr_threads * RST_STACK_SIZE);
+	if (!stacks)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->nr_threads; i++) {
+		const ImgThread *t = p->threads[i];
+
+		memset(&th[i], 0, sizeof(th[i]));
+		th[i].tid = t->tid;
+		th[i].stack_top = (stacks + (i + 1) * RST_STACK_SIZE) & ~15ul;
+		if (t->rseq && t->rseq->addr) {
+			th[i].rseq_addr = t->rseq->addr;
+			th[i].rseq_len = t->rseq->len;
+			th[i].rseq_sig = t->rseq->sig;
+		}
+		snprintf(th[i].comm, sizeof(th[i].comm), "%s", t->comm ? t->comm : "");
+	}
+	c->args->threads = (uint64_t)th;
+	c->args->nr_threads = p->nr_threads;
+	return 0;
+}
+
+static int fill_mm(struct rst_ctx *c, struct bump *b)
+{
+	const ImgMm *mm = c->proc.mm;
+	struct rst_mm_map *m = &c->args->mm;
+	uint64_t *auxv = bump(b, mm->n_auxv * 8 + 8);
+	int fd;
+
+	if (!auxv)
+		return -ENOMEM;
+	memcpy(auxv, mm->auxv, mm->n_auxv * 8);
+	*m = (struct rst_mm_map){
+		.start_code = mm->start_code, .end_code = mm->end_code,
+		.start_data = mm->start_data, .end_data = mm->end_data,
+		.start_brk = mm->start_brk, .brk = mm->brk, .start_stack = mm->start_stack,
+		.arg_start = mm->arg_start, .arg_end = mm->arg_end,
+		.env_start = mm->env_start, .env_end = mm->env_end,
+		.auxv = (uint64_t)auxv, .auxv_size = mm->n_auxv * 8,
+	};
+	fd = open(mm->exe_path, O_RDONLY);
+	if (fd < 0)
+		return pr_errno(-errno, "cannot open the executable %s", mm->exe_path);
+	m->exe_fd = fd;
+	return 0;
+}
+
+/* Slot offsets for every VMA and the total premap size (vdso parts get no slot). */
+static unsigned long plan_slots(const struct rst_proc *p, unsigned long *off)
+{
+	unsigned long at = 0;
+
+	for (size_t i = 0; i < p->nr_vmas; i++) {
+		const ImgVma *v = p->vmas[i];
+
+		off[i] = 0;
+		if (is_vdso_part(v))
+			continue;
+		if (v->flags & MAP_GROWSDOWN)
+			at += GUARD_GAP;
+		off[i] = at;
+		at += v->end - v->start + PAGE;
+	}
+	return at;
+}
+
+static int plan_vdso(struct rst_ctx *c, const struct range cur[3], struct rst_move *mv, size_t *nr,
+		     struct range *keep, size_t *nr_keep, unsigned long *scratch_len)
+{
+	static const char *const names[3] = { "[vvar]", "[vvar_vclock]", "[vdso]" };
+	const struct rst_proc *p = &c->proc;
+	bool wanted[3] = { false, false, false };
+
+	for (size_t i = 0; i < p->nr_vmas; i++) {
+		const ImgVma *v = p->vmas[i];
+		int k;
+
+		if (!is_vdso_part(v))
+			continue;
+		k = vdso_index(v);
+		if (cur[k].e - cur[k].s != v->end - v->start)
+			return pr_errno(-ENOTSUP, "%s was %lu bytes at dump, this kernel has %lu: restoring onto a different vdso is not supported yet",
+					names[k], (unsigned long)(v->end - v->start), cur[k].e - cur[k].s);
+		wanted[k] = true;
+		mv[(*nr)++] = (struct rst_move){ cur[k].s, v->start, v->end - v->start };
+		keep[(*nr_keep)++] = cur[k];
+		*scratch_len += v->end - v->start;
+	}
+	/* A part this kernel has and the checkpoint had not is unmapped with the rest. */
+	for (int k = 0; k < 3; k++)
+		if (!wanted[k] && cur[k].e && !strcmp(names[k], "[vdso]"))
+			return pr_errno(-ENOTSUP, "the checkpoint has no [vdso]: not supported");
+	return 0;
+}
+
+int rst__mem_prepare(struct rst_ctx *c)
+{
+	struct rst_proc *p = &c->proc;
+	struct range *mine = NULL, cur_vdso[3], keep[8];
+	unsigned long *off = calloc(p->nr_vmas + 1, sizeof(*off)), slots_len, scratch_len = 0, rlen, at;
+	struct rst_move vmv[3];
+	size_t nr_mine = 0, nr_vmv = 0, nr_keep = 0;
+	struct rst_move *mv;
+	struct bump b;
+	int ret;
+
+	if (!off)
+		return -ENOMEM;
+	ret = self_maps(&mine, &nr_mine, cur_vdso);
+	if (!ret)
+		ret = plan_vdso(c, cur_vdso, vmv, &nr_vmv, keep, &nr_keep, &scratch_len);
+	if (ret)
+		goto out;
+	slots_len = plan_slots(p, off);
+	rlen = region_size(p);
+	c->rsv_len = slots_len + page_up(scratch_len) + rlen;
+	ret = find_gap(c, mine, nr_mine, c->rsv_len, &c->rsv);
+	if (ret)
+		goto out;
+	if (mmap((void *)c->rsv, c->rsv_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) ==
+	    MAP_FAILED) {
+		ret = pr_errno(-errno, "reserving %lu bytes at %#lx", c->rsv_len, c->rsv);
+		goto out;
+	}
+	for (size_t i = 0; i < p->nr_vmas && !ret; i++) {
+		off[i] += c->rsv;
+		if (!is_vdso_part(p->vmas[i]))
+			ret = premap_vma(p->vmas[i], off[i]);
+	}
+	if (!ret)
+		ret = fill_pages(c, off);
+	for (size_t i = 0; i < p->nr_vmas && !ret; i++) {
+		const ImgVma *v = p->vmas[i];
+
+		if (is_vdso_part(v))
+			continue;
+		if (!(v->flags & MAP_SHARED) && mprotect((void *)off[i], v->end - v->start, v->prot))
+			ret = pr_errno(-errno, "mprotect of the premapped %#lx", (unsigned long)v->start);
+		apply_madvise(v, off[i]);
+	}
+	if (ret)
+		goto out;
+
+	c->region = c->rsv + c->rsv_len - rlen;
+	c->region_len = rlen;
+	if (mmap((void *)c->region, rlen, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+		 -1, 0) == MAP_FAILED) {
+		ret = pr_errno(-errno, "mapping the restorer");
+		goto out;
+	}
+	memcpy((void *)c->region, ha_blob_restorer.data, ha_blob_restorer.size);
+	b = (struct bump){ c->region + page_up(ha_blob_restorer.mem_size), c->region + rlen };
+	c->args = bump(&b, sizeof(*c->args));
+	memset(c->args, 0, sizeof(*c->args));
+	c->args->abi = RST_ABI_VERSION;
+	keep[nr_keep++] = (struct range){ c->rsv, c->rsv + c->rsv_len };
+	mv = bump(&b, (p->nr_vmas + 3) * sizeof(*mv));
+	memcpy(mv, vmv, nr_vmv * sizeof(*mv));
+	at = nr_vmv;
+	for (size_t i = 0; i < p->nr_vmas; i++)
+		if (!is_vdso_part(p->vmas[i]))
+			mv[at++] = (struct rst_move){ off[i], p->vmas[i]->start, p->vmas[i]->end - p->vmas[i]->start };
+	c->args->moves = (uint64_t)mv;
+	c->args->nr_moves = at;
+	c->args->nr_vdso_moves = nr_vmv;
+	c->args->vdso_scratch = c->rsv + slots_len;
+	c->args->post_unmap = (struct rst_range){ c->rsv, c->region };
+	ret = fill_unmap(c, &b, keep, nr_keep);
+	if (!ret)
+		ret = fill_threads(c, &b);
+	if (!ret)
+		ret = fill_mm(c, &b);
+	for (int w = 0; w < 3 && !ret && p->core->n_itimers == 3; w++) {
+		const ImgItimer *it = p->core->itimers[w];
+
+		c->args->itimers[w] = (struct par_itimer){ it->interval_sec, it->interval_usec, it->value_sec,
+							   it->value_usec };
+	}
+out:
+	free(mine);
+	free(off);
+	return ret;
+}
+
+void rst__mem_jump(struct rst_ctx *c)
+{
+	struct rst_thread *leader = (struct rst_thread *)c->args->threads;
+
+	__asm__ volatile("mov %0, %%rsp\n\t"
+			 "jmp *%1"
+			 :
+			 : "r"(leader->stack_top), "r"(c->region + HA_BLOB_RESTORER_RST_ENTRY), "D"(c->args)
+			 : "memory");
+	__builtin_unreachable();
+}
