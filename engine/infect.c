@@ -141,45 +141,67 @@ static int save_thread(struct eng_thread *t)
 	return 0;
 }
 
-/* 1: seized and stopped; 0: the thread is gone or a zombie, skip it; <0: error. */
+/*
+ * Seize and interrupt one thread without waiting for it: all threads of a pass are
+ * interrupted first and waited for after, so that they stop within one scheduling
+ * round instead of one after the other (on a busy machine each wait is a time slice).
+ * 1: seized; 0: the thread is gone or a zombie, skip it; <0: error.
+ */
 static int seize_thread(struct eng_victim *v, pid_t tid)
 {
 	struct eng_thread *t;
-	int ret;
 
 	/* A zombie thread never reaches the interrupt stop: waiting for it would hang. */
 	if (thread_state(v->pid, tid) == 'Z')
 		return 0;
-	if (ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_SUSPEND_SECCOMP | PTRACE_O_TRACESYSGOOD)) {
-		if (errno == ESRCH)
-			return 0;
-		return pr_errno(-errno, "pid %d: cannot seize thread %d", v->pid, tid);
-	}
 	if (v->nr_threads == v->cap_threads) {
 		int cap = v->cap_threads ? v->cap_threads * 2 : 8;
 		void *p = realloc(v->th, cap * sizeof(*v->th));
 
-		if (!p) {
-			ptrace(PTRACE_DETACH, tid, 0, 0);
+		if (!p)
 			return -ENOMEM;
-		}
 		v->th = p;
 		v->cap_threads = cap;
+	}
+	if (ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_SUSPEND_SECCOMP | PTRACE_O_TRACESYSGOOD)) {
+		if (errno == ESRCH)
+			return 0;
+		return pr_errno(-errno, "pid %d: cannot seize thread %d", v->pid, tid);
 	}
 	t = &v->th[v->nr_threads++];
 	memset(t, 0, sizeof(*t));
 	t->tid = tid;
 	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) && errno != ESRCH)
 		return pr_errno(-errno, "thread %d: PTRACE_INTERRUPT", tid);
-	ret = wait_event_stop(tid);
-	if (ret == -ESRCH) {	/* exited meanwhile: the kernel has detached it */
-		v->nr_threads--;
-		return 0;
+	return 1;
+}
+
+/* Wait for every seized thread not stopped yet; drop the ones that exited meanwhile
+ * (the kernel has detached them). */
+static int wait_seized(struct eng_victim *v)
+{
+	int ret = 0;
+
+	for (int i = 0; i < v->nr_threads; i++) {
+		struct eng_thread *t = &v->th[i];
+		int r;
+
+		if (t->stopped)
+			continue;
+		r = wait_event_stop(t->tid);
+		if (r == -ESRCH) {
+			v->th[i--] = v->th[--v->nr_threads];
+			continue;
+		}
+		if (r) {
+			ret = ret ? ret : pr_errno(r, "thread %d: waiting for the interrupt stop", t->tid);
+			continue;
+		}
+		t->stopped = true;
+		if (!ret)
+			ret = save_thread(t);
 	}
-	if (ret)
-		return pr_errno(ret, "thread %d: waiting for the interrupt stop", tid);
-	ret = save_thread(t);
-	return ret ? ret : 1;
+	return ret;
 }
 
 static bool have_thread(const struct eng_victim *v, pid_t tid)
@@ -197,7 +219,7 @@ static bool have_thread(const struct eng_victim *v, pid_t tid)
 static int seize_all(struct eng_victim *v)
 {
 	char path[64];
-	int added;
+	int added, ret;
 
 	snprintf(path, sizeof(path), "/proc/%d/task", v->pid);
 	do {
@@ -209,7 +231,6 @@ static int seize_all(struct eng_victim *v)
 		added = 0;
 		while ((de = readdir(d))) {
 			pid_t tid = atoi(de->d_name);
-			int ret;
 
 			if (tid <= 0 || have_thread(v, tid))
 				continue;
@@ -221,6 +242,9 @@ static int seize_all(struct eng_victim *v)
 			added += ret;
 		}
 		closedir(d);
+		ret = wait_seized(v);
+		if (ret)
+			return ret;
 	} while (added);
 	return v->nr_threads ? 0 : pr_errno(-ESRCH, "pid %d: no live thread to seize", v->pid);
 }
@@ -573,6 +597,9 @@ static void put_back_thread(struct eng_thread *t)
 {
 	struct iovec iov = { t->xstate, t->xstate_len };
 
+	/* PTRACE_DETACH needs a stopped tracee; an error path may leave one on its way. */
+	if (!t->stopped && wait_event_stop(t->tid))
+		return;
 	if (t->dirty) {
 		if (ptrace(PTRACE_SETREGS, t->tid, 0, &t->regs))
 			pr_err("thread %d: restoring registers: %s", t->tid, strerror(errno));

@@ -19,6 +19,7 @@ struct eng_thread {
 	void *xstate;			/* NT_X86_XSTATE, xstate_len bytes */
 	size_t xstate_len;
 	uint64_t sigmask;		/* blocked signals as seized */
+	bool stopped;			/* reached its interrupt stop */
 	bool dirty;			/* we changed its registers or mask */
 };
 
