@@ -102,7 +102,9 @@ static int one_cycle(const struct victim *vc, const struct proc_snapshot *before
 		return ret;
 	if (proc_snapshot(vc->pid, &after))
 		return fail("snapshot after");
-	return proc_snapshot_diff(before, &after);
+	ret = proc_snapshot_diff(before, &after);
+	proc_snapshot_free(&after);
+	return ret;
 }
 
 int main(int argc, char **argv)
@@ -129,6 +131,7 @@ int main(int argc, char **argv)
 		if (us > max_us)
 			max_us = us;
 	}
+	proc_snapshot_free(&before);
 	if (ret) {
 		victim_kill(&vc);
 		return 1;
