@@ -56,6 +56,7 @@
 #define XSTATE_MAX 16384
 
 static int wait_event_stop(pid_t tid);
+static int find_syscall_ip(struct eng_victim *v);
 
 int eng__remote_read(struct eng_victim *v, unsigned long addr, void *buf, size_t len)
 {
@@ -325,21 +326,33 @@ pid_t eng_victim_tid(const struct eng_victim *v, int i)
 
 /* ---- running code in th[0] -------------------------------------------------------- */
 
-/* Resume th[0] with `req` and wait for its next stop; fail on anything unexpected. */
-static int step(struct eng_victim *v, int req, int *status)
+/* Resume thread t with `req` and wait for its next stop; fail on anything unexpected. */
+static int step(struct eng_victim *v, struct eng_thread *t, int req, int *status)
 {
-	pid_t tid = v->th[0].tid;
-
-	if (ptrace(req, tid, 0, 0))
-		return pr_errno(-errno, "thread %d: resume", tid);
+	if (ptrace(req, t->tid, 0, 0))
+		return pr_errno(-errno, "thread %d: resume", t->tid);
 	for (;;) {
-		if (waitpid(tid, status, __WALL) < 0)
-			return pr_errno(-errno, "thread %d: wait", tid);
+		if (waitpid(t->tid, status, __WALL) < 0)
+			return pr_errno(-errno, "thread %d: wait", t->tid);
 		if (WIFEXITED(*status) || WIFSIGNALED(*status))
 			return pr_errno(-ESRCH, "pid %d: died while running injected code", v->pid);
 		if (WIFSTOPPED(*status))
 			return 0;
 	}
+}
+
+/* Invariant 2, for any thread we run code in. */
+static int block_signals(struct eng_thread *t)
+{
+	uint64_t all = ~0ull;
+
+	if (t->masked)
+		return 0;
+	t->dirty = true;
+	if (ptrace(PTRACE_SETSIGMASK, t->tid, sizeof(all), &all))
+		return pr_errno(-errno, "thread %d: PTRACE_SETSIGMASK", t->tid);
+	t->masked = true;
+	return 0;
 }
 
 static int set_regs(struct eng_thread *t, struct user_regs_struct *r)
@@ -350,13 +363,22 @@ static int set_regs(struct eng_thread *t, struct user_regs_struct *r)
 	return 0;
 }
 
-int eng__remote_syscall(struct eng_victim *v, long *ret, long nr, long a1, long a2, long a3,
-			long a4, long a5, long a6)
+int eng__remote_syscall_on(struct eng_victim *v, int idx, long *ret, long nr, long a1, long a2, long a3,
+			   long a4, long a5, long a6)
 {
-	struct eng_thread *t = &v->th[0];
-	struct user_regs_struct r = t->regs;
+	struct eng_thread *t;
+	struct user_regs_struct r;
 	int st, err;
 
+	if (idx < 0 || idx >= v->nr_threads)
+		return -EINVAL;
+	t = &v->th[idx];
+	r = t->regs;
+	if (!v->syscall_ip && (err = find_syscall_ip(v)))
+		return err;
+	err = block_signals(t);
+	if (err)
+		return err;
 	r.rax = nr;
 	r.rdi = a1, r.rsi = a2, r.rdx = a3, r.r10 = a4, r.r8 = a5, r.r9 = a6;
 	r.rip = v->syscall_ip;
@@ -366,7 +388,7 @@ int eng__remote_syscall(struct eng_victim *v, long *ret, long nr, long a1, long 
 		return err;
 	/* Two stops: syscall entry, then exit with the result in rax. */
 	for (int i = 0; i < 2; i++) {
-		err = step(v, PTRACE_SYSCALL, &st);
+		err = step(v, t, PTRACE_SYSCALL, &st);
 		if (err)
 			return err;
 		if (WSTOPSIG(st) != (SIGTRAP | 0x80))
@@ -377,6 +399,12 @@ int eng__remote_syscall(struct eng_victim *v, long *ret, long nr, long a1, long 
 		return pr_errno(-errno, "thread %d: PTRACE_GETREGS", t->tid);
 	*ret = r.rax;
 	return 0;
+}
+
+int eng__remote_syscall(struct eng_victim *v, long *ret, long nr, long a1, long a2, long a3,
+			long a4, long a5, long a6)
+{
+	return eng__remote_syscall_on(v, 0, ret, nr, a1, a2, a3, a4, a5, a6);
 }
 
 int eng__par_call(struct eng_victim *v, struct par_area *a, uint32_t cmd)
@@ -400,7 +428,7 @@ int eng__par_call(struct eng_victim *v, struct par_area *a, uint32_t cmd)
 	r.eflags &= ~0x400ul;	/* the C ABI wants DF clear on entry */
 	err = set_regs(t, &r);
 	if (!err)
-		err = step(v, PTRACE_CONT, &st);
+		err = step(v, t, PTRACE_CONT, &st);
 	if (err)
 		return err;
 	/* The parasite ends on int3: a SIGTRAP stop with rip just past it. Anything else is
@@ -526,19 +554,17 @@ int eng_infect(struct eng_victim *v)
 	const struct ha_blob *b = &ha_blob_parasite;
 	struct eng_thread *t = &v->th[0];
 	unsigned long area_off, top_off, len;
-	uint64_t all = ~0ull;
 	long r;
 	int ret;
 
 	eng__clear_error();
 	if (v->infected)
 		return 0;
-	ret = find_syscall_ip(v);
+	ret = v->syscall_ip ? 0 : find_syscall_ip(v);
+	if (!ret)
+		ret = block_signals(t);
 	if (ret)
 		return ret;
-	t->dirty = true;	/* invariant 2 */
-	if (ptrace(PTRACE_SETSIGMASK, t->tid, sizeof(all), &all))
-		return pr_errno(-errno, "thread %d: PTRACE_SETSIGMASK", t->tid);
 	area_off = (b->mem_size + 63) & ~63ul;
 	top_off = (area_off + PAR_AREA_SIZE + PAR_STACK_SIZE + 15) & ~15ul;
 	len = (top_off + 4095) & ~4095ul;

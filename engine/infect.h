@@ -21,6 +21,7 @@ struct eng_thread {
 	uint64_t sigmask;		/* blocked signals as seized */
 	bool stopped;			/* reached its interrupt stop */
 	bool dirty;			/* we changed its registers or mask */
+	bool masked;			/* all signals blocked by us */
 };
 
 struct eng_victim {
@@ -41,8 +42,11 @@ struct eng_victim {
 	int remote_sock;		/* its end, an fd number in the target */
 };
 
-/* Run one syscall in th[0]. Returns 0 with the syscall's own result in *ret, or -errno
- * when the injection itself failed. */
+/* Run one syscall in th[0] (or th[idx]). Returns 0 with the syscall's own result in
+ * *ret, or -errno when the injection itself failed. Works without eng_infect(); a
+ * buffer argument must point into the target (the parasite area once infected). */
+int eng__remote_syscall_on(struct eng_victim *v, int idx, long *ret, long nr, long a1, long a2, long a3,
+			   long a4, long a5, long a6);
 int eng__remote_syscall(struct eng_victim *v, long *ret, long nr, long a1, long a2, long a3,
 			long a4, long a5, long a6);
 /* Run one parasite command; args/results go through v's par_area copy `a`. */
