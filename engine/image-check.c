@@ -132,7 +132,7 @@ int eng__check_pid(struct eng_img *img, const char *field, bool has, uint32_t pi
 	return 0;
 }
 
-static int cmp_u32(const void *a, const void *b)
+int eng__cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
@@ -155,7 +155,7 @@ static int check_pid_list(struct eng_img *img, const char *field, const uint32_t
 	if (!s)
 		return -ENOMEM;
 	memcpy(s, v, n * sizeof(*s));
-	qsort(s, n, sizeof(*s), cmp_u32);
+	qsort(s, n, sizeof(*s), eng__cmp_u32);
 	for (size_t i = 1; i < n && !ret; i++)
 		if (s[i] == s[i - 1])
 			ret = eng__img_bad(img, field, "%u is listed twice", s[i]);

@@ -63,17 +63,10 @@ static int set_add(struct u32_set *s, uint32_t v)
 	return 0;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* Index of v in the sorted set, or -1. */
 static long set_find(const struct u32_set *s, uint32_t v)
 {
-	const uint32_t *p = s->n ? bsearch(&v, s->v, s->n, sizeof(v), cmp_u32) : NULL;
+	const uint32_t *p = s->n ? bsearch(&v, s->v, s->n, sizeof(v), eng__cmp_u32) : NULL;
 
 	return p ? p - s->v : -1;
 }
@@ -87,7 +80,7 @@ static int hash_raw(struct verify *v, struct eng_img *raw, uint64_t off, uint64_
 	if (!st)
 		return -ENOMEM;
 	XXH3_64bits_reset(st);
-	while (len && !ret) {
+	while (len) {
 		size_t n = len < HASH_CHUNK ? len : HASH_CHUNK;
 
 		ret = eng_img_read_raw(raw, off, v->chunk, n);
@@ -111,7 +104,7 @@ static int on_inventory(struct verify *v, struct eng_img *img, const ProtobufCMe
 		if (set_add(&v->inv_pids, inv->pids[i]))
 			return -ENOMEM;
 	if (v->inv_pids.n)
-		qsort(v->inv_pids.v, v->inv_pids.n, sizeof(uint32_t), cmp_u32);
+		qsort(v->inv_pids.v, v->inv_pids.n, sizeof(uint32_t), eng__cmp_u32);
 	v->inv = inv;
 	return 1;	/* keep the message: later checks read it */
 }
@@ -343,7 +336,7 @@ static int verify_pids(struct verify *v)
 	if (!v->inv)
 		return eng__img_fail(-EINVAL, "inventory.img: missing (or unreadable)");
 	if (v->tree_pids.n)
-		qsort(v->tree_pids.v, v->tree_pids.n, sizeof(uint32_t), cmp_u32);
+		qsort(v->tree_pids.v, v->tree_pids.n, sizeof(uint32_t), eng__cmp_u32);
 	for (size_t i = 0; i < v->inv_pids.n && !ret; i++) {
 		uint32_t pid = v->inv_pids.v[i];
 		char name[48];

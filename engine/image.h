@@ -110,6 +110,8 @@ int eng__img_unpack(struct eng_img *img, ProtobufCMessage **msg);
 
 /* image-check.c: field checks of one message, generic (enums) then per kind. */
 int eng__img_check(struct eng_img *img, const ProtobufCMessage *msg);
+/* qsort/bsearch order of uint32_t. */
+int eng__cmp_u32(const void *a, const void *b);
 /* Log "FILE: record N (Type): field F: why" and return -EINVAL. */
 int eng__img_bad(struct eng_img *img, const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
