@@ -5,11 +5,14 @@
  * printer, text or JSON, of whatever unpacked).
  *
  * Input: one mode byte, then the file.
- *   bit 0  fix the input up first: every record checksum and the end marker's count,
+ *   bit 0  fix each file up first: every record checksum and the end marker's count,
  *          so that mutations reach protobuf-c and the field checks instead of dying
  *          at a checksum the fuzzer cannot forge
- *   bit 1  replace the header with a valid one for each kind (raw kinds: prepend one)
+ *   bit 1  overwrite the header with a valid one for each kind
  *   bit 2  show as JSON
+ *   bit 3  the rest is a bundle of files, (u8 kind index, u32 length, bytes)..., each
+ *          written as that kind alone: a whole valid directory as a seed lets
+ *          mutations of one file reach the cross-checks against the others
  * Seeds: tests/unit/image/mkseeds.c writes them from the sample checkpoint.
  */
 #include <fcntl.h>
@@ -28,14 +31,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define TAG(s) ((uint32_t)(s)[0] | (uint32_t)(s)[1] << 8 | (uint32_t)(s)[2] << 16 | (uint32_t)(s)[3] << 24)
 
-/* The on-disk format, as engine/image.h documents it. */
-static const struct { const char *file, *tag; bool raw; } kinds[] = {
-	{ "inventory.img", "INVT", false }, { "pstree.img", "TREE", false },
-	{ "files.img", "FILE", false }, { "core-1.img", "CORE", false },
-	{ "mm-1.img", "MMAP", false }, { "pagemap-1.img", "PMAP", false },
-	{ "fds-1.img", "FDTB", false }, { "pages-1.img", "PAGE", true },
-	{ "ghost-1.img", "GHST", true },
+/* The on-disk format, as engine/image.h documents it. The ids are the seeds' (the
+ * sample's pid 4242, its file 1), so that mutated seeds get past the name checks. */
+static const struct { const char *file, *tag; uint32_t id; bool raw; } kinds[] = {
+	{ "inventory.img", "INVT", 0, false }, { "pstree.img", "TREE", 0, false },
+	{ "files.img", "FILE", 0, false }, { "core-4242.img", "CORE", 4242, false },
+	{ "mm-4242.img", "MMAP", 4242, false }, { "pagemap-4242.img", "PMAP", 4242, false },
+	{ "fds-4242.img", "FDTB", 4242, false }, { "pages-4242.img", "PAGE", 4242, true },
+	{ "ghost-1.img", "GHST", 1, true },
 };
+
+#define NR_KINDS (sizeof(kinds) / sizeof(kinds[0]))
 
 static char dir[64];
 static int dirfd = -1;
@@ -44,7 +50,7 @@ static FILE *devnull;
 /* The scratch directory goes when the process does (ctest replays run often). */
 static void cleanup(void)
 {
-	for (unsigned k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+	for (unsigned k = 0; k < NR_KINDS; k++)
 		unlinkat(dirfd, kinds[k].file, 0);
 	rmdir(dir);
 }
@@ -81,27 +87,17 @@ static void fix_frames(uint8_t *b, size_t len, size_t off)
 	}
 }
 
-static void put_file(int k, const uint8_t *data, size_t size, uint8_t mode)
+static void put_file(unsigned k, const uint8_t *data, size_t len, uint8_t mode)
 {
-	size_t hdr = kinds[k].raw ? 4096 : 16;
-	size_t len = size + (kinds[k].raw && (mode & 2) ? hdr : 0);
-	uint8_t *b = calloc(1, len + hdr);
-	uint32_t h[4] = { 0x44434148, TAG(kinds[k].tag), ENG_IMG_VERSION, 1 };
+	uint32_t h[4] = { 0x44434148, TAG(kinds[k].tag), ENG_IMG_VERSION, kinds[k].id };
+	uint8_t *b = malloc(len + 1);
 	int fd;
 
 	if (!b)
 		abort();
-	if (kinds[k].raw && (mode & 2)) {
-		memcpy(b + hdr, data, size);
-	} else {
-		memcpy(b, data, size);
-		len = size;
-	}
-	if (mode & 2) {
-		if (kinds[k].file[strcspn(kinds[k].file, "-.")] == '.')
-			h[3] = 0;	/* inventory, pstree, files: no id */
+	memcpy(b, data, len);
+	if (mode & 2)
 		memcpy(b, h, len < 16 ? len : 16);
-	}
 	if ((mode & 1) && !kinds[k].raw)
 		fix_frames(b, len, 16);
 	fd = openat(dirfd, kinds[k].file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -109,6 +105,26 @@ static void put_file(int k, const uint8_t *data, size_t size, uint8_t mode)
 		abort();
 	close(fd);
 	free(b);
+}
+
+/* A whole directory: (u8 kind index, u32 length, bytes)... */
+static void put_bundle(const uint8_t *p, size_t left, uint8_t mode)
+{
+	for (unsigned k = 0; k < NR_KINDS; k++)
+		unlinkat(dirfd, kinds[k].file, 0);
+	while (left >= 5) {
+		unsigned k = p[0] % NR_KINDS;
+		uint32_t len;
+
+		memcpy(&len, p + 1, 4);
+		p += 5;
+		left -= 5;
+		if (len > left)
+			len = left;
+		put_file(k, p, len, mode);
+		p += len;
+		left -= len;
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -119,8 +135,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (dirfd < 0)
 		init();
-	for (unsigned k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
-		put_file(k, data + 1, size - 1, data[0]);
+	if (data[0] & 8) {
+		put_bundle(data + 1, size - 1, data[0]);
+	} else {
+		for (unsigned k = 0; k < NR_KINDS; k++)
+			put_file(k, data + 1, size - 1, data[0]);
+	}
 	eng_image_verify(dir, &st);
 	eng_image_show(dir, devnull, data[0] & 4);
 	return 0;
