@@ -5,6 +5,9 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +16,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 #include <xxhash.h>
+
+#include <cmocka.h>
 
 #include "core.pb-c.h"
 #include "fds.pb-c.h"
@@ -397,6 +402,36 @@ int sample_write(int dirfd)
 	for (size_t i = 0; i < n && !ret; i++)
 		ret = sample_write_file(dirfd, &f[i]);
 	return ret;
+}
+
+int sample_setup(void **state)
+{
+	struct sample_dir *d = calloc(1, sizeof(*d));
+
+	assert_non_null(d);
+	d->dir = sample_tmpdir();
+	assert_non_null(d->dir);
+	d->dirfd = ha_dir_open(d->dir, false);
+	assert_true(d->dirfd >= 0);
+	*state = d;
+	return 0;
+}
+
+int sample_setup_written(void **state)
+{
+	sample_setup(state);
+	assert_int_equal(sample_write(((struct sample_dir *)*state)->dirfd), 0);
+	return 0;
+}
+
+int sample_teardown(void **state)
+{
+	struct sample_dir *d = *state;
+
+	close(d->dirfd);
+	sample_rmdir(d->dir);
+	free(d);
+	return 0;
 }
 
 char *sample_tmpdir(void)

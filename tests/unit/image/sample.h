@@ -30,7 +30,17 @@ const char *sample_name(const struct sample_file *f);
 int sample_write_file(int dirfd, const struct sample_file *f);
 int sample_write(int dirfd);
 
-/* A fresh 0700 directory under $TMPDIR (or /tmp); and rm -r of one. */
+/* cmocka fixtures: *state is a struct sample_dir, a fresh directory, empty or with the
+ * whole sample written into it. */
+struct sample_dir {
+	char *dir;
+	int dirfd;
+};
+int sample_setup(void **state);
+int sample_setup_written(void **state);
+int sample_teardown(void **state);
+
+/* A fresh 0700 directory under $TMPDIR (or /dev/shm, /tmp); and rm -r of one. */
 char *sample_tmpdir(void);
 void sample_rmdir(char *dir);
 /* Whole file into a malloc'd buffer; NULL on failure. */

@@ -22,34 +22,6 @@
 #include "pagemap.pb-c.h"
 #include "sample.h"
 
-struct fx {
-	char *dir;
-	int dirfd;
-};
-
-static int setup(void **state)
-{
-	struct fx *fx = calloc(1, sizeof(*fx));
-
-	fx->dir = sample_tmpdir();
-	assert_non_null(fx->dir);
-	fx->dirfd = ha_dir_open(fx->dir, false);
-	assert_true(fx->dirfd >= 0);
-	assert_int_equal(sample_write(fx->dirfd), 0);
-	*state = fx;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *fx = *state;
-
-	close(fx->dirfd);
-	sample_rmdir(fx->dir);
-	free(fx);
-	return 0;
-}
-
 /* Open and read every record; the first error, or 0. */
 static int read_all(int dirfd, const struct sample_file *f)
 {
@@ -94,7 +66,7 @@ static size_t frame_at(const uint8_t *buf, unsigned rec)
 
 static void test_every_byte_and_cut(void **state)
 {
-	struct fx *fx = *state;
+	struct sample_dir *fx = *state;
 	size_t n, len;
 	const struct sample_file *files = sample_files(&n);
 
@@ -126,7 +98,7 @@ static void test_every_byte_and_cut(void **state)
 
 static void test_named_damage(void **state)
 {
-	struct fx *fx = *state;
+	struct sample_dir *fx = *state;
 	const struct sample_file *f = sample_file(ENG_IMG_CORE);
 	size_t len, r1, r2;
 	uint8_t *orig, *buf;
@@ -184,7 +156,7 @@ static void expect_verify(const char *dir, const char *what)
  * sums their metadata records carry, and names both files. */
 static void test_raw_damage(void **state)
 {
-	struct fx *fx = *state;
+	struct sample_dir *fx = *state;
 	const struct sample_file *pages = sample_file(ENG_IMG_PAGES);
 	const struct sample_file *ghost = sample_file(ENG_IMG_GHOST);
 	size_t len, glen;
@@ -276,7 +248,7 @@ static void expect_field(int dirfd, enum eng_img_kind kind, unsigned rec, int er
 
 static void test_bad_fields(void **state)
 {
-	struct fx *fx = *state;
+	struct sample_dir *fx = *state;
 	const struct sample_file *mm = sample_file(ENG_IMG_MM), *core = sample_file(ENG_IMG_CORE);
 	const struct sample_file *pm = sample_file(ENG_IMG_PAGEMAP);
 	ImgVma vma = *(const ImgVma *)mm->recs[1];
@@ -335,7 +307,7 @@ static void test_bad_fields(void **state)
 /* verify: page runs must lie in the process's VMAs (adjacent ones may share a run). */
 static void test_runs_in_vmas(void **state)
 {
-	struct fx *fx = *state;
+	struct sample_dir *fx = *state;
 	const struct sample_file *pm = sample_file(ENG_IMG_PAGEMAP);
 	ImgPagemapEntry run = IMG_PAGEMAP_ENTRY__INIT;
 	const ProtobufCMessage *recs[] = { pm->recs[0], pm->recs[1], &run.base, pm->recs[3] };
@@ -354,14 +326,16 @@ static void test_runs_in_vmas(void **state)
 	assert_int_equal(eng_image_verify(fx->dir, NULL), 0);
 }
 
+#define TEST(fn) cmocka_unit_test_setup_teardown(fn, sample_setup_written, sample_teardown)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_every_byte_and_cut, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_named_damage, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_raw_damage, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_fields, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_runs_in_vmas, setup, teardown),
+		TEST(test_every_byte_and_cut),
+		TEST(test_named_damage),
+		TEST(test_raw_damage),
+		TEST(test_bad_fields),
+		TEST(test_runs_in_vmas),
 	};
 
 	eng_set_log(NULL, 0, NULL);

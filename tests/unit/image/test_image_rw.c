@@ -22,33 +22,6 @@
 #include "mm.pb-c.h"
 #include "sample.h"
 
-struct fx {
-	char *dir;
-	int dirfd;
-};
-
-static int setup(void **state)
-{
-	struct fx *fx = calloc(1, sizeof(*fx));
-
-	fx->dir = sample_tmpdir();
-	assert_non_null(fx->dir);
-	fx->dirfd = ha_dir_open(fx->dir, false);
-	assert_true(fx->dirfd >= 0);
-	*state = fx;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *fx = *state;
-
-	close(fx->dirfd);
-	sample_rmdir(fx->dir);
-	free(fx);
-	return 0;
-}
-
 static void assert_same_msg(const ProtobufCMessage *a, const ProtobufCMessage *b)
 {
 	size_t la = protobuf_c_message_get_packed_size(a);
@@ -107,7 +80,7 @@ static void check_file(int dirfd, const struct sample_file *f)
 
 static void test_roundtrip_every_kind(void **state)
 {
-	struct fx *fx = *state;
+	struct sample_dir *fx = *state;
 	size_t n;
 	const struct sample_file *f = sample_files(&n);
 
@@ -118,7 +91,7 @@ static void test_roundtrip_every_kind(void **state)
 
 static void test_verify_sample(void **state)
 {
-	struct fx *fx = *state;
+	struct sample_dir *fx = *state;
 	struct eng_image_stats st;
 
 	assert_int_equal(sample_write(fx->dirfd), 0);
@@ -132,7 +105,7 @@ static void test_verify_sample(void **state)
 /* Raw data bigger than the write buffer, page-aligned in the file. */
 static void test_raw_large(void **state)
 {
-	struct fx *fx = *state;
+	struct sample_dir *fx = *state;
 	size_t len = 3 << 20;
 	uint8_t *data = malloc(len), *back = malloc(len);
 	struct eng_img *img;
@@ -157,7 +130,7 @@ static void test_raw_large(void **state)
 
 static void test_permissions(void **state)
 {
-	struct fx *fx = *state;
+	struct sample_dir *fx = *state;
 	mode_t old = umask(0);
 	char sub[4096];
 	struct stat st;
@@ -191,7 +164,7 @@ static void test_permissions(void **state)
 
 static void test_read_wrong_type(void **state)
 {
-	struct fx *fx = *state;
+	struct sample_dir *fx = *state;
 	struct eng_img *img;
 	ProtobufCMessage *m;
 
@@ -208,7 +181,7 @@ static void test_read_wrong_type(void **state)
 /* The writer checks each message as the reader would, and a refused one sinks the file. */
 static void test_writer_refuses(void **state)
 {
-	struct fx *fx = *state;
+	struct sample_dir *fx = *state;
 	const struct sample_file *mmf = sample_file(ENG_IMG_MM);
 	ImgVma bad = *(const ImgVma *)mmf->recs[1];
 	struct eng_img *img;
@@ -276,7 +249,7 @@ static uint32_t read_root(int dirfd)
 
 static void test_abort_and_replace(void **state)
 {
-	struct fx *fx = *state;
+	struct sample_dir *fx = *state;
 	char ls[512];
 
 	write_inventory(fx->dirfd, 100, true);
@@ -293,7 +266,7 @@ static void test_abort_and_replace(void **state)
 /* A writer that dies before commit (the crash) leaves the old file as it was. */
 static void test_crash_before_commit(void **state)
 {
-	struct fx *fx = *state;
+	struct sample_dir *fx = *state;
 	struct eng_img *img;
 	struct stat st;
 	char ls[512], *tmp;
@@ -324,17 +297,19 @@ static void test_crash_before_commit(void **state)
 	assert_int_equal(unlinkat(fx->dirfd, tmp, 0), 0);
 }
 
+#define TEST(fn) cmocka_unit_test_setup_teardown(fn, sample_setup, sample_teardown)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_roundtrip_every_kind, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_verify_sample, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_raw_large, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_permissions, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_read_wrong_type, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_writer_refuses, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_abort_and_replace, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_crash_before_commit, setup, teardown),
+		TEST(test_roundtrip_every_kind),
+		TEST(test_verify_sample),
+		TEST(test_raw_large),
+		TEST(test_permissions),
+		TEST(test_read_wrong_type),
+		TEST(test_writer_refuses),
+		TEST(test_abort_and_replace),
+		TEST(test_crash_before_commit),
 	};
 
 	eng_set_log(NULL, 0, NULL);	/* errors are asserted through eng_last_error() */

@@ -20,33 +20,6 @@
 
 static const char *hactl;
 
-struct fx {
-	char *dir;
-	int dirfd;
-};
-
-static int setup(void **state)
-{
-	struct fx *fx = calloc(1, sizeof(*fx));
-
-	fx->dir = sample_tmpdir();
-	assert_non_null(fx->dir);
-	fx->dirfd = ha_dir_open(fx->dir, false);
-	assert_int_equal(sample_write(fx->dirfd), 0);
-	*state = fx;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *fx = *state;
-
-	close(fx->dirfd);
-	sample_rmdir(fx->dir);
-	free(fx);
-	return 0;
-}
-
 static char *show(const char *dir, bool json, int *ret)
 {
 	char *out = NULL;
@@ -66,7 +39,7 @@ static void has(const char *out, const char *what)
 
 static void test_text(void **state)
 {
-	struct fx *fx = *state;
+	struct sample_dir *fx = *state;
 	int ret;
 	char *out = show(fx->dir, false, &ret);
 
@@ -102,7 +75,7 @@ static void test_text(void **state)
 /* The JSON is checked by a real parser when python3 is there. */
 static void test_json(void **state)
 {
-	struct fx *fx = *state;
+	struct sample_dir *fx = *state;
 	int ret;
 	char *out = show(fx->dir, true, &ret);
 	FILE *py;
@@ -128,7 +101,7 @@ static void test_json(void **state)
 
 static void test_bad_files_reported_in_place(void **state)
 {
-	struct fx *fx = *state;
+	struct sample_dir *fx = *state;
 	int ret;
 	char *out;
 	size_t len;
@@ -178,7 +151,7 @@ static int run_hactl(char *out, size_t len, const char *a1, const char *a2, cons
 
 static void test_hactl(void **state)
 {
-	struct fx *fx = *state;
+	struct sample_dir *fx = *state;
 	static char out[1 << 20];
 	size_t len;
 	uint8_t *buf;
@@ -207,13 +180,15 @@ static void test_hactl(void **state)
 	free(buf);
 }
 
+#define TEST(fn) cmocka_unit_test_setup_teardown(fn, sample_setup_written, sample_teardown)
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_text, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_json, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_files_reported_in_place, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hactl, setup, teardown),
+		TEST(test_text),
+		TEST(test_json),
+		TEST(test_bad_files_reported_in_place),
+		TEST(test_hactl),
 	};
 
 	if (argc < 2) {
