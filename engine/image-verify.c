@@ -44,6 +44,7 @@ struct verify {
 	struct u32_set inv_pids, tree_pids;
 	struct u32_set file_ids, file_kinds, ghost_ids;	/* files.img, by ascending id */
 	struct vma_span *vmas;		/* every mm file's, by (pid, start) */
+	struct u32_set mm_ok;		/* pids whose mm file read clean, ascending */
 	size_t nr_vmas, vmas_cap;
 	uint8_t *chunk;
 };
@@ -223,6 +224,8 @@ static int run_in_vmas(struct verify *v, struct eng_img *img, const ImgPagemapEn
 {
 	uint64_t addr = e->vaddr, end = e->vaddr + e->nr_pages * IMG_PAGE_SIZE;
 
+	if (set_find(&v->mm_ok, img->id) < 0)
+		return 0;	/* its mm file is bad or missing: that error is enough */
 	while (addr < end) {
 		const struct vma_span *s = vma_after(v, img->id, addr);
 
@@ -322,6 +325,8 @@ static int verify_file(struct verify *v, const char *name)
 		ret = eng__img_open(v->d.dirfd, ENG_IMG_PAGES, img->id, &pages);
 	if (!ret && !img->k->raw)
 		ret = verify_records(v, img, pages);
+	if (!ret && img->kind == ENG_IMG_MM && set_add(&v->mm_ok, img->id))
+		ret = -ENOMEM;
 	eng_img_close(pages);
 	eng_img_close(img);
 	return ret;
@@ -397,6 +402,7 @@ int eng_image_verify(const char *dir, struct eng_image_stats *st)
 	free(v.file_kinds.v);
 	free(v.ghost_ids.v);
 	free(v.vmas);
+	free(v.mm_ok.v);
 	free(v.chunk);
 	eng__img_dir_close(&v.d);
 	return v.first_err;

@@ -326,6 +326,21 @@ static void test_runs_in_vmas(void **state)
 	assert_int_equal(eng_image_verify(fx->dir, NULL), 0);
 }
 
+/* One damaged file is one problem: its neighbours are not blamed for what it lacks. */
+static void test_no_cascade(void **state)
+{
+	struct sample_dir *fx = *state;
+	struct eng_image_stats st;
+	size_t len;
+	uint8_t *mm = sample_slurp(fx->dirfd, "mm-4242.img", &len);
+
+	mm[30] ^= 1;
+	assert_int_equal(sample_spit(fx->dirfd, "mm-4242.img", mm, len), 0);
+	assert_int_equal(eng_image_verify(fx->dir, &st), -EBADMSG);
+	assert_int_equal(st.errors, 1);
+	free(mm);
+}
+
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, sample_setup_written, sample_teardown)
 
 int main(void)
@@ -336,6 +351,7 @@ int main(void)
 		TEST(test_raw_damage),
 		TEST(test_bad_fields),
 		TEST(test_runs_in_vmas),
+		TEST(test_no_cascade),
 	};
 
 	eng_set_log(NULL, 0, NULL);
