@@ -1,0 +1,104 @@
+/*
+ * The restorer (see ha/parasite.h for the whole story). It runs with every signal
+ * blocked, in memory that hactl's libc will never touch again, so it is plain
+ * straight-line code on raw syscalls; any failure ends the process with
+ * exit_group(100 + step), which the tracing hactl reports.
+ */
+#include "lib.h"
+#include "ha/parasite.h"
+
+#define MREMAP_MAYMOVE 1
+#define MREMAP_FIXED 2
+#define PR_SET_NAME 15
+#define PR_SET_MM 35
+#define PR_SET_MM_MAP 14
+#define CLONE_VM 0x100
+#define CLONE_FS 0x200
+#define CLONE_FILES 0x400
+#define CLONE_SIGHAND 0x800
+#define CLONE_THREAD 0x10000
+#define CLONE_SYSVSEM 0x40000
+
+struct clone_args_ {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+	uint64_t set_tid, set_tid_size, cgroup;
+};
+
+long rst_clone3(struct clone_args_ *ca, size_t size, void *args, long index);
+void rst_thread_main(struct rst_args *a, long index);
+long restorer_main(struct rst_args *a);
+
+static void __attribute__((noreturn)) fail(struct rst_args *a, int step)
+{
+	a->failed_step = step;
+	for (;;)
+		sys1(__NR_exit_group, 100 + step);
+}
+
+static long move(uint64_t src, uint64_t len, uint64_t dst)
+{
+	if (src == dst)
+		return 0;
+	return sys6(__NR_mremap, src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst, 0) == (long)dst ? 0 : -1;
+}
+
+/* Everything a thread sets for itself, then it stops for hactl on int3. */
+void rst_thread_main(struct rst_args *a, long index)
+{
+	struct rst_thread *t = (struct rst_thread *)a->threads + index;
+
+	if (t->rseq_addr && sys4(__NR_rseq, t->rseq_addr, t->rseq_len, 0, t->rseq_sig))
+		fail(a, RST_STEP_RSEQ_ON);
+	sys2(__NR_prctl, PR_SET_NAME, t->comm);
+	t->started = 1;
+	for (;;)
+		__asm__ volatile("int3" ::: "memory");
+}
+
+long restorer_main(struct rst_args *a)
+{
+	struct rst_range *un = (struct rst_range *)a->unmap;
+	struct rst_move *mv = (struct rst_move *)a->moves;
+	struct rst_thread *th = (struct rst_thread *)a->threads;
+
+	if (a->abi != RST_ABI_VERSION)
+		fail(a, RST_STEP_ABI);
+	for (uint64_t i = 0; i < a->nr_unmap; i++)
+		if (sys2(__NR_munmap, un[i].start, un[i].end - un[i].start))
+			fail(a, RST_STEP_UNMAP);
+	/* vdso parts may have to go where another part sits now: hop through scratch. */
+	for (uint64_t i = 0, off = 0; i < a->nr_vdso_moves; off += mv[i].len, i++)
+		if (move(mv[i].src, mv[i].len, a->vdso_scratch + off))
+			fail(a, RST_STEP_VDSO);
+	for (uint64_t i = 0, off = 0; i < a->nr_vdso_moves; off += mv[i].len, i++)
+		if (move(a->vdso_scratch + off, mv[i].len, mv[i].dst))
+			fail(a, RST_STEP_VDSO);
+	for (uint64_t i = a->nr_vdso_moves; i < a->nr_moves; i++)
+		if (move(mv[i].src, mv[i].len, mv[i].dst))
+			fail(a, RST_STEP_MOVE);
+	if (a->post_unmap.end > a->post_unmap.start &&
+	    sys2(__NR_munmap, a->post_unmap.start, a->post_unmap.end - a->post_unmap.start))
+		fail(a, RST_STEP_UNMAP);
+	if (sys4(__NR_prctl, PR_SET_MM, PR_SET_MM_MAP, &a->mm, sizeof(a->mm)))
+		fail(a, RST_STEP_MM);
+	sys1(__NR_close, a->mm.exe_fd);
+	for (uint64_t i = 1; i < a->nr_threads; i++) {
+		int64_t tid = th[i].tid;
+		struct clone_args_ ca = {
+			.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+				 CLONE_SYSVSEM,
+			.stack = th[i].stack_top - RST_STACK_SIZE,
+			.stack_size = RST_STACK_SIZE,
+			.set_tid = (uint64_t)&tid,
+			.set_tid_size = 1,
+		};
+
+		if (rst_clone3(&ca, sizeof(ca), a, i) != tid)
+			fail(a, RST_STEP_CLONE);
+	}
+	for (int w = 0; w < 3; w++)
+		if (sys3(__NR_setitimer, w, &a->itimers[w], 0))
+			fail(a, RST_STEP_ITIMER);
+	rst_thread_main(a, 0);
+	return 0;
+}
