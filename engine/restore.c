@@ -128,6 +128,8 @@ static const char *const step_names[] = {
 	[RST_STEP_VDSO] = "moving the vdso", [RST_STEP_MOVE] = "moving memory into place",
 	[RST_STEP_MM] = "PR_SET_MM_MAP", [RST_STEP_CLONE] = "creating threads with their TIDs",
 	[RST_STEP_RSEQ_ON] = "registering rseq", [RST_STEP_ITIMER] = "setting itimers",
+	[RST_STEP_SIGNALS] = "queueing pending signals", [RST_STEP_CREDS] = "setting credentials",
+	[RST_STEP_SECCOMP] = "installing seccomp filters",
 };
 
 static int child_died(pid_t pid, int st, int status_fd)
@@ -263,7 +265,7 @@ int eng_restore(const char *dir, const struct eng_restore_opts *opts, pid_t *out
 	close(go[0]);
 	close(status[1]);
 	go[0] = status[1] = -1;
-	if (ptrace(PTRACE_SEIZE, pid, 0, PTRACE_O_TRACECLONE | PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)) {
+	if (ptrace(PTRACE_SEIZE, pid, 0, PTRACE_O_TRACECLONE | PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL | PTRACE_O_SUSPEND_SECCOMP)) {
 		ret = pr_errno(-errno, "pid %d: PTRACE_SEIZE", pid);
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);

@@ -234,12 +234,26 @@ static void *bump(struct bump *b, unsigned long size)
 	return b->at <= b->end ? (void *)p : NULL;
 }
 
+/* Room for pending siginfos, seccomp programs (per thread, a chain each) and groups. */
+static unsigned long sigq_and_filters(const struct rst_proc *p)
+{
+	unsigned long n = p->core->n_shared_pending * 128 + 64, bpf = 0;
+
+	for (size_t i = 0; i < p->core->n_seccomp_filters; i++)
+		bpf += p->core->seccomp_filters[i]->bpf.len + 64 + sizeof(struct rst_filter);
+	for (size_t i = 0; i < p->nr_threads; i++)
+		n += p->threads[i]->n_pending * 128 + 128 + bpf;
+	if (p->core->creds)
+		n += p->core->creds->n_groups * 4 + 64;
+	return n;
+}
+
 static unsigned long region_size(const struct rst_proc *p)
 {
 	return page_up(ha_blob_restorer.mem_size) + page_up(sizeof(struct rst_args)) + PAGE +
 	       page_up((p->nr_vmas + 4) * sizeof(struct rst_move) + 64) +
 	       page_up(p->mm->n_auxv * 8 + 64) + page_up(p->nr_threads * (sizeof(struct rst_thread) + 64)) +
-	       p->nr_threads * RST_STACK_SIZE;
+	       p->nr_threads * RST_STACK_SIZE + page_up(sigq_and_filters(p)) + PAGE;
 }
 
 /* What the restorer unmaps first: everything but the reservation and the vdso parts
@@ -268,18 +282,68 @@ static int fill_unmap(struct rst_ctx *c, struct bump *b, const struct range *kee
 	return 0;
 }
 
+/* Copy `n` siginfos (128 bytes each) into the region. */
+static int fill_sigq(struct bump *b, ProtobufCBinaryData *const *si, size_t n, uint64_t *at, uint64_t *nr,
+		     ProtobufCBinaryData *flat)
+{
+	char *q = bump(b, n * 128 + 8);
+
+	if (!q)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const ProtobufCBinaryData *d = si ? si[i] : &flat[i];
+
+		if (d->len != 128)
+			return pr_errno(-EINVAL, "a pending siginfo of %zu bytes, expected 128", d->len);
+		memcpy(q + i * 128, d->data, 128);
+	}
+	*at = (uint64_t)q;
+	*nr = n;
+	return 0;
+}
+
+/* A thread's seccomp chain, oldest filter first (ImgSeccompFilter.prev links back). */
+static int fill_seccomp(struct rst_ctx *c, struct bump *b, const ImgThread *t, struct rst_thread *rt)
+{
+	const ImgCore *core = c->proc.core;
+	uint32_t chain[64], n = 0;
+	struct rst_filter *f;
+
+	for (uint32_t idx = t->seccomp_filter; idx; idx = core->seccomp_filters[idx - 1]->prev) {
+		if (idx > core->n_seccomp_filters || n == 64)
+			return pr_errno(-EINVAL, "core-%d.img: thread %u: bad seccomp filter chain", c->proc.pid, t->tid);
+		chain[n++] = idx;
+	}
+	f = bump(b, n * sizeof(*f) + 8);
+	if (!f)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		const ImgSeccompFilter *sf = core->seccomp_filters[chain[n - 1 - i] - 1];
+		void *insns = bump(b, sf->bpf.len + 8);
+
+		if (!insns || sf->bpf.len % 8)
+			return pr_errno(-EINVAL, "core-%d.img: seccomp filter of %zu bytes", c->proc.pid, sf->bpf.len);
+		memcpy(insns, sf->bpf.data, sf->bpf.len);
+		f[i] = (struct rst_filter){ sf->bpf.len / 8, (uint64_t)insns, sf->flags, 0 };
+	}
+	rt->seccomp = (uint64_t)f;
+	rt->nr_seccomp = n;
+	return 0;
+}
+
 static int fill_threads(struct rst_ctx *c, struct bump *b)
 {
 	struct rst_proc *p = &c->proc;
 	struct rst_thread *th = bump(b, p->nr_threads * sizeof(*th));
 	unsigned long stacks;
+	int ret = 0;
 
 	if (!th)
 		return -ENOMEM;
 	stacks = (unsigned long)bump(b, p->nr_threads * RST_STACK_SIZE);
 	if (!stacks)
 		return -ENOMEM;
-	for (size_t i = 0; i < p->nr_threads; i++) {
+	for (size_t i = 0; i < p->nr_threads && !ret; i++) {
 		const ImgThread *t = p->threads[i];
 
 		memset(&th[i], 0, sizeof(th[i]));
@@ -290,10 +354,47 @@ static int fill_threads(struct rst_ctx *c, struct bump *b)
 			th[i].rseq_len = t->rseq->len;
 			th[i].rseq_sig = t->rseq->sig;
 		}
+		th[i].clear_tid = t->clear_tid_addr;
 		snprintf(th[i].comm, sizeof(th[i].comm), "%s", t->comm ? t->comm : "");
+		ret = fill_sigq(b, NULL, t->n_pending, &th[i].sigq, &th[i].nr_sigq, t->pending);
+		if (!ret)
+			ret = fill_seccomp(c, b, t, &th[i]);
 	}
 	c->args->threads = (uint64_t)th;
 	c->args->nr_threads = p->nr_threads;
+	if (!ret)
+		ret = fill_sigq(b, NULL, p->core->n_shared_pending, &c->args->sigq, &c->args->nr_sigq,
+				p->core->shared_pending);
+	return ret;
+}
+
+static int fill_creds(struct rst_ctx *c, struct bump *b)
+{
+	const ImgCreds *k = c->proc.core->creds;
+	struct rst_creds *r = &c->args->creds;
+	uint32_t *groups;
+	FILE *f;
+
+	if (!k)
+		return pr_errno(-EINVAL, "core-%d.img: no credentials", c->proc.pid);
+	groups = bump(b, k->n_groups * 4 + 8);
+	if (!groups)
+		return -ENOMEM;
+	memcpy(groups, k->groups, k->n_groups * 4);
+	*r = (struct rst_creds){
+		.uid = k->uid, .euid = k->euid, .suid = k->suid, .fsuid = k->fsuid,
+		.gid = k->gid, .egid = k->egid, .sgid = k->sgid, .fsgid = k->fsgid,
+		.groups = (uint64_t)groups, .nr_groups = k->n_groups, .securebits = k->securebits,
+		.cap_inh = k->cap_inh, .cap_prm = k->cap_prm, .cap_eff = k->cap_eff,
+		.cap_bnd = k->cap_bnd, .cap_amb = k->cap_amb, .no_new_privs = k->no_new_privs,
+		.last_cap = 40,
+	};
+	f = fopen("/proc/sys/kernel/cap_last_cap", "re");
+	if (f) {
+		if (fscanf(f, "%u", &r->last_cap) != 1)
+			r->last_cap = 40;
+		fclose(f);
+	}
 	return 0;
 }
 
@@ -447,6 +548,8 @@ int rst__mem_prepare(struct rst_ctx *c)
 		ret = fill_threads(c, &b);
 	if (!ret)
 		ret = fill_mm(c, &b);
+	if (!ret)
+		ret = fill_creds(c, &b);
 	for (int w = 0; w < 3 && !ret && p->core->n_itimers == 3; w++) {
 		const ImgItimer *it = p->core->itimers[w];
 

@@ -42,14 +42,103 @@ static long move(uint64_t src, uint64_t len, uint64_t dst)
 	return sys6(__NR_mremap, src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst, 0) == (long)dst ? 0 : -1;
 }
 
+#define PR_CAPBSET_DROP 24
+#define PR_SET_SECUREBITS 28
+#define PR_SET_NO_NEW_PRIVS 38
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#define SECBIT_NO_SETUID_FIXUP (1 << 2)
+#define CAP_SETPCAP 8
+#define SECCOMP_SET_MODE_FILTER 1
+
+struct cap_header {
+	uint32_t version;
+	int pid;
+};
+struct cap_data {
+	uint32_t eff, prm, inh;
+};
+
+static long set_caps(uint64_t eff, uint64_t prm, uint64_t inh)
+{
+	struct cap_header h = { 0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0 };
+	struct cap_data d[2] = {
+		{ (uint32_t)eff, (uint32_t)prm, (uint32_t)inh },
+		{ (uint32_t)(eff >> 32), (uint32_t)(prm >> 32), (uint32_t)(inh >> 32) },
+	};
+
+	return sys2(__NR_capset, &h, d);
+}
+
+/*
+ * The order matters: bounding set while we still may; uids under NO_SETUID_FIXUP so the
+ * kernel leaves capabilities alone; CAP_SETPCAP kept until ambient caps and the final
+ * securebits are set; then exactly the checkpoint's capabilities.
+ */
+static long restore_creds(const struct rst_creds *c)
+{
+	uint64_t setpcap = 1ull << CAP_SETPCAP;
+
+	for (uint32_t cap = 0; cap <= c->last_cap; cap++)
+		if (!((c->cap_bnd >> cap) & 1) && sys2(__NR_prctl, PR_CAPBSET_DROP, cap))
+			return -1;
+	if (sys2(__NR_prctl, PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP) ||
+	    sys2(__NR_setgroups, c->nr_groups, c->groups) ||
+	    sys3(__NR_setresgid, c->gid, c->egid, c->sgid) ||
+	    sys3(__NR_setresuid, c->uid, c->euid, c->suid))
+		return -1;
+	sys1(__NR_setfsgid, c->fsgid);
+	sys1(__NR_setfsuid, c->fsuid);
+	if (set_caps(c->cap_eff | setpcap, c->cap_prm | setpcap, c->cap_inh) ||
+	    sys2(__NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL))
+		return -1;
+	for (uint32_t cap = 0; cap <= c->last_cap; cap++)
+		if (((c->cap_amb >> cap) & 1) && sys3(__NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap))
+			return -1;
+	if (sys2(__NR_prctl, PR_SET_SECUREBITS, c->securebits) || set_caps(c->cap_eff, c->cap_prm, c->cap_inh))
+		return -1;
+	if (c->no_new_privs && sys2(__NR_prctl, PR_SET_NO_NEW_PRIVS, 1))
+		return -1;
+	return 0;
+}
+
+static long queue_signals(long tid, uint64_t sigq, uint64_t n)
+{
+	long pid = sys0(__NR_getpid);
+
+	for (uint64_t i = 0; i < n; i++) {
+		const int32_t *si = (const int32_t *)(sigq + i * 128);
+		long r = tid ? sys4(__NR_rt_tgsigqueueinfo, pid, tid, si[0], si)
+			     : sys3(__NR_rt_sigqueueinfo, pid, si[0], si);
+
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
 /* Everything a thread sets for itself, then it stops for hactl on int3. */
 void rst_thread_main(struct rst_args *a, long index)
 {
 	struct rst_thread *t = (struct rst_thread *)a->threads + index;
+	const struct rst_filter *f = (const struct rst_filter *)t->seccomp;
 
 	if (t->rseq_addr && sys4(__NR_rseq, t->rseq_addr, t->rseq_len, 0, t->rseq_sig))
 		fail(a, RST_STEP_RSEQ_ON);
 	sys2(__NR_prctl, PR_SET_NAME, t->comm);
+	sys1(__NR_set_tid_address, t->clear_tid);
+	/* All signals are blocked: these stay pending until rt_sigreturn sets the mask. */
+	if (queue_signals(t->tid, t->sigq, t->nr_sigq))
+		fail(a, RST_STEP_SIGNALS);
+	if (restore_creds(&a->creds))
+		fail(a, RST_STEP_CREDS);
+	for (uint64_t i = 0; i < t->nr_seccomp; i++) {
+		struct { uint16_t len; uint64_t filter; } prog = { (uint16_t)f[i].len, f[i].insns };
+
+		if (sys3(__NR_seccomp, SECCOMP_SET_MODE_FILTER, f[i].flags, &prog))
+			fail(a, RST_STEP_SECCOMP);
+	}
 	t->started = 1;
 	for (;;)
 		__asm__ volatile("int3" ::: "memory");
@@ -99,6 +188,8 @@ long restorer_main(struct rst_args *a)
 	for (int w = 0; w < 3; w++)
 		if (sys3(__NR_setitimer, w, &a->itimers[w], 0))
 			fail(a, RST_STEP_ITIMER);
+	if (queue_signals(0, a->sigq, a->nr_sigq))
+		fail(a, RST_STEP_SIGNALS);
 	rst_thread_main(a, 0);
 	return 0;
 }

@@ -101,8 +101,31 @@ struct rst_thread {
 	uint64_t rseq_addr;	/* 0: none */
 	uint32_t rseq_len, rseq_sig;
 	char comm[16];
+	uint64_t clear_tid;	/* set_tid_address(); pthread_join waits on it */
+	uint64_t sigq;		/* 128-byte siginfos pending for this thread */
+	uint64_t nr_sigq;
+	uint64_t seccomp;	/* struct rst_filter[nr_seccomp], oldest first */
+	uint64_t nr_seccomp;
 	int32_t started;	/* set by the thread once running (debug aid) */
 	int32_t pad2;
+};
+
+struct rst_filter {
+	uint64_t len;		/* sock_filter instructions */
+	uint64_t insns;		/* address of them */
+	uint32_t flags;		/* SECCOMP_FILTER_FLAG_* */
+	uint32_t pad;
+};
+
+/* Credentials, applied by every thread to itself (they are per thread in the kernel). */
+struct rst_creds {
+	uint32_t uid, euid, suid, fsuid, gid, egid, sgid, fsgid;
+	uint64_t groups;	/* uint32_t[nr_groups] */
+	uint32_t nr_groups;
+	uint32_t securebits;
+	uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
+	uint32_t last_cap;	/* /proc/sys/kernel/cap_last_cap */
+	uint32_t no_new_privs;
 };
 
 /* struct prctl_mm_map, spelled out so that the blob needs no kernel headers. */
@@ -129,6 +152,9 @@ struct rst_args {
 	uint64_t threads;	/* struct rst_thread[nr_threads], [0] is the leader */
 	uint64_t nr_threads;
 	struct par_itimer itimers[3];
+	struct rst_creds creds;
+	uint64_t sigq;		/* 128-byte siginfos pending for the whole process */
+	uint64_t nr_sigq;
 };
 
 /* Steps the restorer reports in failed_step and, + 100, as its exit status. */
@@ -141,6 +167,9 @@ enum rst_step {
 	RST_STEP_CLONE,
 	RST_STEP_RSEQ_ON,
 	RST_STEP_ITIMER,
+	RST_STEP_SIGNALS,
+	RST_STEP_CREDS,
+	RST_STEP_SECCOMP,
 };
 
 #endif
