@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,11 @@
 #include "restore.h"
 
 #define RSEQ_SIG_ 0x53053053
+
+struct ready_msg {
+	uint64_t zero;
+	uint64_t region, region_len;
+};
 
 static void child_fail(int status_fd)
 {
@@ -83,6 +89,14 @@ static void __attribute__((noreturn)) child_main(struct rst_ctx *c, int go_fd, i
 	eng_img_close(c->proc.pages);
 	if (rst__task_prepare(c))
 		child_fail(status_fd);
+	/* hactl unmaps the restorer at the end: tell it where. A failure message is text,
+	 * this record starts with a NUL. */
+	{
+		struct ready_msg m = { 0, c->region, c->region_len };
+
+		if (write(status_fd, &m, sizeof(m)) != sizeof(m))
+			_exit(1);
+	}
 	close(c->dirfd);
 	close(status_fd);
 	drop_own_rseq();
@@ -136,6 +150,9 @@ static int child_died(pid_t pid, int st, int status_fd)
 {
 	char msg[512];
 	ssize_t n = read(status_fd, msg, sizeof(msg) - 1);
+
+	if (n > 0 && !msg[0])	/* it got past the point of no return */
+		n = 0;
 	int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 
 	if (n > 0) {
@@ -202,7 +219,18 @@ static int unmap_restorer(struct rst_ctx *c, pid_t pid, unsigned long ip)
 	return 0;
 }
 
-static int finish(struct rst_ctx *c, pid_t pid)
+static int read_ready(struct rst_ctx *c, pid_t pid, int status_fd)
+{
+	struct ready_msg m;
+
+	if (read(status_fd, &m, sizeof(m)) != sizeof(m) || m.zero || !m.region)
+		return pr_errno(-EPROTO, "pid %d: no word from the restore about its restorer", pid);
+	c->region = m.region;
+	c->region_len = m.region_len;
+	return 0;
+}
+
+static int finish(struct rst_ctx *c, pid_t pid, int status_fd)
 {
 	const ImgVma *vdso = NULL;
 	unsigned long vlen = 0, ip;
@@ -215,7 +243,9 @@ static int finish(struct rst_ctx *c, pid_t pid)
 	if (!vdso || off < 0 || vdso->end - vdso->start != vlen)
 		return pr_errno(-ENOTSUP, "pid %d: no vdso syscall instruction to return through", pid);
 	ip = vdso->start + off;
-	ret = unmap_restorer(c, pid, ip);
+	ret = read_ready(c, pid, status_fd);
+	if (!ret)
+		ret = unmap_restorer(c, pid, ip);
 	for (size_t i = 0; i < c->proc.nr_threads && !ret; i++)
 		ret = rst__thread_finish(c, i, c->proc.threads[i]->tid, ip);
 	return ret;
@@ -276,7 +306,7 @@ int eng_restore(const char *dir, const struct eng_restore_opts *opts, pid_t *out
 	if (!ret)
 		ret = wait_all_trapped(&c, pid, status[0]);
 	if (!ret)
-		ret = finish(&c, pid);
+		ret = finish(&c, pid, status[0]);
 	if (ret) {
 		kill(pid, SIGKILL);
 		while (waitpid(pid, NULL, __WALL) > 0 || errno == EINTR)
