@@ -4,16 +4,32 @@
  * operated on from outside, finally verifies its own state and exits 0 (pass) or 1.
  *
  * The runner passes the write end of its ready pipe in HA_READY_FD and asks a victim to
- * finish with SIGTERM; victims that block in a syscall finish by themselves.
+ * finish with SIGTERM; victims that block in a syscall finish by themselves (or say
+ * wake=term). Under cr_runner a victim runs in its own scratch directory (its cwd, also
+ * in HA_DIR), with stdin from /dev/null and stdout/stderr appended to a log file.
+ *
+ * Rules that keep the runner's before/after /proc comparison meaningful:
+ *  - set everything up before zdtm_ready(); after it, change no mapping, fd, handler,
+ *    mask or credential until zdtm_stop is set (no malloc that could grow the heap);
+ *  - never call raise() in the loop: glibc blocks every signal around it, which a
+ *    snapshot could catch; use zdtm_tkill();
+ *  - after zdtm_stop, verify everything, also what only the kernel keeps;
+ *  - write to files only deterministically: with --leave-running the original and the
+ *    restored copy both run their checks on the same files, one after the other.
  */
 #ifndef HA_ZDTM_H
 #define HA_ZDTM_H
 
+#include <errno.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t zdtm_stop;
@@ -34,7 +50,7 @@ static inline void zdtm_init(void)
 }
 
 /* Tell the runner we are set up; fmt adds key=value facts to the ready line. */
-static inline void zdtm_ready(const char *fmt, ...)
+static inline void __attribute__((format(printf, 1, 2))) zdtm_ready(const char *fmt, ...)
 {
 	char line[1024];
 	const char *s = getenv("HA_READY_FD");
@@ -56,12 +72,167 @@ static inline void zdtm_ready(const char *fmt, ...)
 #define zdtm_fail(fmt, ...)                                                          \
 	do {                                                                          \
 		fprintf(stderr, "FAIL %s:%d: " fmt "\n", __FILE__, __LINE__, ##__VA_ARGS__); \
+		fflush(stderr);                                                       \
 		exit(1);                                                              \
+	} while (0)
+
+/* zdtm_check(cond, "what was wrong: %d", value) */
+#define zdtm_check(cond, fmt, ...)                     \
+	do {                                           \
+		if (!(cond))                           \
+			zdtm_fail(fmt, ##__VA_ARGS__); \
 	} while (0)
 
 static inline void zdtm_pass(void)
 {
 	exit(0);
+}
+
+/* The scratch directory the runner gave us ("." when run by hand). */
+static inline const char *zdtm_dir(void)
+{
+	const char *d = getenv("HA_DIR");
+
+	return d ? d : ".";
+}
+
+/* The kernel's idea, not a cache: the raw syscalls. */
+static inline pid_t zdtm_getpid(void)
+{
+	return (pid_t)syscall(SYS_getpid);
+}
+
+static inline pid_t zdtm_gettid(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}
+
+/* Send sig to thread tid of this process without glibc's all-signals-blocked window. */
+static inline int zdtm_tkill(pid_t tid, int sig)
+{
+	return (int)syscall(SYS_tgkill, zdtm_getpid(), tid, sig);
+}
+
+/* Sleep, shrugging off EINTR: for loops, not for the blocking tests. */
+static inline void zdtm_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static inline double zdtm_now(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A deterministic byte pattern and a checksum that sees every byte and its place. */
+static inline uint64_t zdtm_mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	return x ^ (x >> 33);
+}
+
+static inline void zdtm_fill(void *p, size_t n, uint64_t seed)
+{
+	unsigned char *c = p;
+
+	for (size_t i = 0; i < n; i += 8) {
+		uint64_t w = zdtm_mix(seed + i / 8);
+
+		memcpy(c + i, &w, n - i < 8 ? n - i : 8);
+	}
+}
+
+static inline uint64_t zdtm_csum(const void *p, size_t n)
+{
+	const unsigned char *c = p;
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ c[i]) * 0x100000001b3ull;
+	return h;
+}
+
+/* One "Key:" line's value from /proc/self/status (or another file), "" if absent. */
+static inline int zdtm_proc_field(const char *path, const char *key, char *out, size_t size)
+{
+	char line[512];
+	size_t kl = strlen(key);
+	FILE *f = fopen(path, "re");
+	int found = -1;
+
+	out[0] = 0;
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, kl) && line[kl] == ':') {
+			char *v = line + kl + 1;
+
+			v += strspn(v, " \t");
+			v[strcspn(v, "\n")] = 0;
+			snprintf(out, size, "%s", v);
+			found = 0;
+			break;
+		}
+	fclose(f);
+	return found;
+}
+
+/*
+ * Probing memory: zdtm_probe(addr, write) returns 0 when the access worked, else the
+ * signal it raised (SIGSEGV, SIGBUS), with the fault address in zdtm_probe_addr and
+ * the si_code in zdtm_probe_code. The
+ * handler is installed once by zdtm_probe_init(), before ready, and stays.
+ */
+static __thread sigjmp_buf zdtm__probe_jb;
+static __thread volatile int zdtm__probing;
+static __thread volatile int zdtm__probe_sig;
+static __thread void *volatile zdtm_probe_addr;
+static __thread volatile int zdtm_probe_code;	/* si_code: SEGV_MAPERR, SEGV_ACCERR... */
+
+static void __attribute__((unused)) zdtm__on_fault(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	if (!zdtm__probing) {
+		signal(sig, SIG_DFL);	/* a real crash: let it happen */
+		return;
+	}
+	zdtm__probe_sig = sig;
+	zdtm_probe_addr = si->si_addr;
+	zdtm_probe_code = si->si_code;
+	siglongjmp(zdtm__probe_jb, 1);
+}
+
+static inline void zdtm_probe_init(void)
+{
+	struct sigaction sa = { .sa_sigaction = zdtm__on_fault, .sa_flags = SA_SIGINFO | SA_NODEFER };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
+}
+
+static int __attribute__((noinline, unused)) zdtm_probe(volatile char *addr, int write)
+{
+	zdtm__probe_sig = 0;
+	zdtm__probing = 1;
+	if (sigsetjmp(zdtm__probe_jb, 1)) {
+		zdtm__probing = 0;
+		return zdtm__probe_sig;
+	}
+	if (write)
+		*addr = *addr;
+	else
+		(void)*addr;
+	zdtm__probing = 0;
+	return 0;
 }
 
 #endif

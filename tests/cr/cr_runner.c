@@ -1,0 +1,388 @@
+/*
+ * cr_runner: checkpoint/restore round trips of one zdtm-style victim (issue 3).
+ *
+ * usage: cr_runner [MODE] [--hactl PATH] [--keep] VICTIM
+ *
+ * MODE (default: round trip, the dump kills the victim)
+ *   (none)              start, snapshot /proc, `hactl dump` (victim must die of it),
+ *                       `hactl restore --detach` (same pid back, our child again as we
+ *                       are its subreaper), snapshot again and compare, SIGTERM, exit 0
+ *   --leave-running     dump with --leave-running: the original must be unchanged and
+ *                       pass its own checks; then restore the image (the pid is free
+ *                       once the original is reaped) and the copy must pass too
+ *   --no-checkpoint     no hactl at all: snapshot, let it run, compare, finish. Proves
+ *                       the victim and its snapshot stability on their own
+ *   --expect-dump-fail  the victim holds an fd the dumper does not support (facts
+ *                       bad_fd=N kind=a|b): the dump must fail, name pid, fd and kind,
+ *                       and leave the victim running and passing its checks
+ *   --corrupt           dump once, then for every *.img file flip its middle byte, and
+ *                       separately cut it in half: each restore must fail, name the
+ *                       file, and leave no process with the victim's pid; finally the
+ *                       intact image must restore and pass
+ *
+ * Every victim runs in a fresh scratch dir with stdio on /dev/null and a log file, and
+ * without the input pipe: pipes are not dumpable. Prints "PASS name" or "FAIL name: why"
+ * on stdout, details on stderr; a failed test keeps its scratch dir.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "crlib.h"
+
+enum mode { M_ROUNDTRIP, M_LEAVE, M_SELF, M_DUMPFAIL, M_CORRUPT };
+
+struct test {
+	enum mode mode;
+	const char *hactl;
+	const char *path;
+	char name[128];
+	struct cr_dir dir;
+	struct victim v;
+	struct proc_snapshot before;
+	char why[512];
+};
+
+static int why(struct test *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int why(struct test *t, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!t->why[0]) {
+		va_start(ap, fmt);
+		vsnprintf(t->why, sizeof(t->why), fmt, ap);
+		va_end(ap);
+	}
+	return 1;
+}
+
+static int start(struct test *t)
+{
+	struct victim_opts o = { .dir = t->dir.work, .log = t->dir.log, .no_input = 1 };
+
+	if (victim_start_opts(t->path, &o, &t->v))
+		return why(t, "victim did not start");
+	if (proc_snapshot(t->v.pid, &t->before))
+		return why(t, "no snapshot of the victim");
+	return 0;
+}
+
+/* Snapshot of a (restored or surviving) victim against the one taken at start. */
+static int compare(struct test *t, const char *when)
+{
+	if (cr_compare_settled(t->v.pid, &t->before, 2000))
+		return why(t, "/proc state %s differs from before the dump", when);
+	return 0;
+}
+
+static int finish(struct test *t, const char *which)
+{
+	if (victim_finish(&t->v))
+		return why(t, "the %s victim failed its own checks", which);
+	return 0;
+}
+
+/* The restored victim: running under its pid, our child, snapshot equal, passes. */
+static int restore_and_check(struct test *t, const char *img)
+{
+	pid_t pid = t->v.pid;
+	int st, rc;
+
+	rc = cr_restore(t->hactl, img, t->dir.hlog, NULL);
+	if (rc)
+		return why(t, "hactl restore exited %d", rc);
+	if (!cr_pid_alive(pid)) {
+		/* A victim that finishes by itself may already be done: its exit status
+		 * still tells whether it carried on correctly. */
+		if (victim_fact(&t->v, "blocks") && !victim_fact(&t->v, "wake") &&
+		    waitpid(pid, &st, WNOHANG) == pid) {
+			t->v.pid = 0;
+			if (WIFEXITED(st) && !WEXITSTATUS(st))
+				return 0;
+			return why(t, "restored victim finished with status %#x", st);
+		}
+		return why(t, "hactl restore succeeded but pid %d is not running", pid);
+	}
+	if (waitpid(pid, &st, WNOHANG) != 0)
+		return why(t, "restored pid %d is not our child (not reparented to the runner)", pid);
+	if (compare(t, "after restore"))
+		return 1;
+	return finish(t, "restored");
+}
+
+static int run_roundtrip(struct test *t)
+{
+	int rc;
+
+	if (start(t))
+		return 1;
+	usleep(50000);		/* let it exercise its state a little */
+	rc = cr_dump(t->hactl, t->v.pid, t->dir.img, 0, t->dir.hlog, NULL);
+	if (rc)
+		return why(t, "hactl dump exited %d", rc);
+	if (cr_wait_killed(t->v.pid, 10000))
+		return why(t, "the dumped victim was not killed");
+	if (cr_wait_pid_gone(t->v.pid, 5000))
+		return why(t, "pid %d still exists after the dump", t->v.pid);
+	return restore_and_check(t, t->dir.img);
+}
+
+static int run_leave_running(struct test *t)
+{
+	pid_t pid;
+	int rc;
+
+	if (start(t))
+		return 1;
+	pid = t->v.pid;
+	usleep(50000);
+	rc = cr_dump(t->hactl, pid, t->dir.img, 1, t->dir.hlog, NULL);
+	if (rc)
+		return why(t, "hactl dump --leave-running exited %d", rc);
+	if (!cr_pid_alive(pid))
+		return why(t, "the victim did not survive dump --leave-running");
+	if (compare(t, "after dump --leave-running"))
+		return 1;
+	usleep(50000);
+	if (finish(t, "original (left running)"))
+		return 1;
+	/* The original is reaped: its pid is free for the restored copy. */
+	if (cr_wait_pid_gone(pid, 5000))
+		return why(t, "pid %d still exists after the original exited", pid);
+	t->v.pid = pid;
+	return restore_and_check(t, t->dir.img);
+}
+
+static int run_self(struct test *t)
+{
+	if (start(t))
+		return 1;
+	usleep(200000);
+	if (compare(t, "200 ms later"))
+		return 1;
+	return finish(t, "unchecked");
+}
+
+/* Does text contain word as a whole token (not part of a longer number or name)? */
+static int has_token(const char *text, const char *word)
+{
+	size_t l = strlen(word);
+
+	for (const char *p = text; (p = strcasestr(p, word)); p++) {
+		int before = p == text || !isalnum((unsigned char)p[-1]);
+		int after = !isalnum((unsigned char)p[l]);
+
+		/* A kind may be a prefix of a longer word ("socket" in "sockets"): only
+		 * numbers must match exactly. */
+		if (before && (after || !isdigit((unsigned char)word[0])))
+			return 1;
+	}
+	return 0;
+}
+
+static int run_dump_fail(struct test *t)
+{
+	const char *fd = NULL, *kind = NULL;
+	char spid[16], kinds[128], *out = NULL, *k, *save;
+	int rc, named = 0;
+
+	if (start(t))
+		return 1;
+	fd = victim_fact(&t->v, "bad_fd");
+	kind = victim_fact(&t->v, "kind");
+	if (!fd || !kind)
+		return why(t, "victim did not say bad_fd= and kind=");
+	rc = cr_dump(t->hactl, t->v.pid, t->dir.img, 0, t->dir.hlog, &out);
+	snprintf(spid, sizeof(spid), "%d", t->v.pid);
+	snprintf(kinds, sizeof(kinds), "%s", kind);
+	for (k = strtok_r(kinds, "|", &save); k; k = strtok_r(NULL, "|", &save))
+		named |= has_token(out, k);
+	if (!rc)
+		why(t, "hactl dump succeeded on an unsupported fd");
+	else if (rc < 0)
+		why(t, "hactl dump crashed or hung");
+	else if (!has_token(out, spid) || !has_token(out, fd) || !named)
+		why(t, "the dump's error does not name pid %s, fd %s and kind %s: %s", spid, fd, kind,
+		    out[0] ? out : "(no output)");
+	free(out);
+	if (t->why[0])
+		return 1;
+	if (!cr_pid_alive(t->v.pid))
+		return why(t, "the victim did not survive the failed dump");
+	if (compare(t, "after the failed dump"))
+		return 1;
+	return finish(t, "refused");
+}
+
+/* One corrupted copy of the image: the restore must fail, name the file, leave no
+ * process behind. */
+static int try_corrupt(struct test *t, const char *file, int truncate_it)
+{
+	char bad[400], p[700], *out = NULL;
+	const char *how = truncate_it ? "cut in half" : "middle byte flipped";
+	struct stat st;
+	int rc, fd;
+
+	snprintf(bad, sizeof(bad), "%s/img-bad", t->dir.top);
+	cr_dir_remove(bad);
+	if (cr_copy_dir(t->dir.img, bad))
+		return why(t, "cannot copy the image");
+	snprintf(p, sizeof(p), "%s/%s", bad, file);
+	fd = open(p, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st))
+		return why(t, "open %s: %m", p);
+	if (truncate_it) {
+		if (ftruncate(fd, st.st_size / 2))
+			return why(t, "truncate %s: %m", p);
+	} else {
+		unsigned char c;
+		off_t mid = st.st_size / 2;
+
+		if (pread(fd, &c, 1, mid) != 1)
+			return why(t, "read %s: %m", p);
+		c ^= 0xff;
+		if (pwrite(fd, &c, 1, mid) != 1)
+			return why(t, "write %s: %m", p);
+	}
+	close(fd);
+	rc = cr_restore(t->hactl, bad, t->dir.hlog, &out);
+	fprintf(stderr, "%s %s: restore exited %d: %.*s\n", file, how, rc, (int)strcspn(out, "\n"), out);
+	if (rc == 0)
+		why(t, "restore of %s with %s succeeded", file, how);
+	else if (rc < 0)
+		why(t, "restore of %s with %s crashed or hung", file, how);
+	else if (!strstr(out, file))
+		why(t, "restore of %s with %s failed without naming the file: %s", file, how,
+		    out[0] ? out : "(no output)");
+	free(out);
+	if (cr_wait_pid_gone(t->v.pid, 3000)) {
+		kill(t->v.pid, SIGKILL);
+		cr_wait_pid_gone(t->v.pid, 3000);
+		return why(t, "restore of %s with %s left pid %d behind", file, how, t->v.pid);
+	}
+	return t->why[0] ? 1 : 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int run_corrupt(struct test *t)
+{
+	char *files[256];
+	int n = 0, rc, ret = 0;
+	struct dirent *de;
+	DIR *d;
+
+	if (start(t))
+		return 1;
+	rc = cr_dump(t->hactl, t->v.pid, t->dir.img, 0, t->dir.hlog, NULL);
+	if (rc)
+		return why(t, "hactl dump exited %d", rc);
+	if (cr_wait_killed(t->v.pid, 10000) || cr_wait_pid_gone(t->v.pid, 5000))
+		return why(t, "the dumped victim was not killed");
+	d = opendir(t->dir.img);
+	while (d && (de = readdir(d)) && n < 256) {
+		size_t l = strlen(de->d_name);
+
+		if (l > 4 && !strcmp(de->d_name + l - 4, ".img"))
+			files[n++] = strdup(de->d_name);
+	}
+	if (d)
+		closedir(d);
+	if (!n)
+		return why(t, "the dump wrote no *.img files");
+	qsort(files, n, sizeof(files[0]), cmp_str);
+	/* Go on after a failure: the report lists every file kind that is not refused. */
+	for (int i = 0; i < n; i++) {
+		for (int trunc = 0; trunc < 2; trunc++)
+			if (try_corrupt(t, files[i], trunc)) {
+				fprintf(stderr, "FAIL: %s\n", t->why);
+				ret = 1;
+			}
+		free(files[i]);
+	}
+	if (ret)
+		return 1;
+	fprintf(stderr, "%d image files, each refused flipped and cut; now the intact image\n", n);
+	return restore_and_check(t, t->dir.img);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: cr_runner [--leave-running|--no-checkpoint|--expect-dump-fail|--corrupt] "
+			"[--hactl PATH] [--keep] VICTIM\n");
+	exit(64);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "leave-running", no_argument, NULL, 'l' }, { "no-checkpoint", no_argument, NULL, 's' },
+		{ "expect-dump-fail", no_argument, NULL, 'f' }, { "corrupt", no_argument, NULL, 'c' },
+		{ "hactl", required_argument, NULL, 'H' }, { "keep", no_argument, NULL, 'k' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct test t = { .mode = M_ROUNDTRIP, .hactl = "hactl" };
+	char *base;
+	int opt, ret, keep = 0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'l': t.mode = M_LEAVE; break;
+		case 's': t.mode = M_SELF; break;
+		case 'f': t.mode = M_DUMPFAIL; break;
+		case 'c': t.mode = M_CORRUPT; break;
+		case 'H': t.hactl = optarg; break;
+		case 'k': keep = 1; break;
+		default: usage();
+		}
+	}
+	if (optind != argc - 1)
+		usage();
+	/* The victim runs in its scratch dir: a relative path would not reach it. */
+	t.path = realpath(argv[optind], NULL);
+	if (!t.path) {
+		fprintf(stderr, "%s: %m\n", argv[optind]);
+		return 64;
+	}
+	base = basename(strdup(t.path));
+	snprintf(t.name, sizeof(t.name), "%s", strncmp(base, "victim_", 7) ? base : base + 7);
+	if (cr_dir_make(&t.dir, t.name)) {
+		printf("FAIL %s: no scratch dir\n", t.name);
+		return 1;
+	}
+	switch (t.mode) {
+	case M_ROUNDTRIP: ret = run_roundtrip(&t); break;
+	case M_LEAVE: ret = run_leave_running(&t); break;
+	case M_SELF: ret = run_self(&t); break;
+	case M_DUMPFAIL: ret = run_dump_fail(&t); break;
+	default: ret = run_corrupt(&t); break;
+	}
+	if (t.v.pid > 0)
+		victim_kill(&t.v);
+	cr_reap_strays(0);
+	if (ret) {
+		cr_show("victim log", t.dir.log);
+		cr_show("hactl log", t.dir.hlog);
+		printf("FAIL %s: %s (scratch dir %s kept)\n", t.name, t.why[0] ? t.why : "see above", t.dir.top);
+		return 1;
+	}
+	if (!keep)
+		cr_dir_remove(t.dir.top);
+	printf("PASS %s\n", t.name);
+	return 0;
+}

@@ -1,0 +1,22 @@
+/*
+ * A session leader: setsid() made us leader of a new session and process group. After
+ * restore getsid() and getpgid() still answer our own pid.
+ */
+#include "../zdtm.h"
+
+int main(void)
+{
+	pid_t pid;
+
+	zdtm_init();
+	if (setsid() < 0)
+		zdtm_fail("setsid: %m");
+	pid = zdtm_getpid();
+	zdtm_ready("sid=%d", pid);
+	while (!zdtm_stop)
+		zdtm_sleep_ms(5);
+	zdtm_check(zdtm_getpid() == pid, "pid %d, was %d", zdtm_getpid(), pid);
+	zdtm_check(getsid(0) == pid, "sid %d, want %d", getsid(0), pid);
+	zdtm_check(getpgid(0) == pid, "pgid %d, want %d", getpgid(0), pid);
+	zdtm_pass();
+}
