@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/rseq.h>
 #include <sys/syscall.h>
@@ -166,14 +167,37 @@ static int child_died(pid_t pid, int st, int status_fd)
 	return pr_errno(-EIO, "restore of pid %d failed: exit status %d", pid, code);
 }
 
-/* Let the process run until every thread sits on its final int3. */
-static int wait_all_trapped(struct rst_ctx *c, pid_t pid, int status_fd)
+/* The thread's id in its own (innermost) pid namespace, from /proc/TID/status NSpid. */
+static pid_t inner_tid(pid_t tid)
+{
+	char path[64], line[256];
+	pid_t inner = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", tid);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p = line + 6, *end;
+
+		if (strncmp(line, "NSpid:", 6))
+			continue;
+		for (long v; (v = strtol(p, &end, 10)), end != p; p = end)
+			inner = v;
+	}
+	if (f)
+		fclose(f);
+	return inner;
+}
+
+/* Let the process run until every thread sits on its final int3; note each thread's
+ * tid as we see it (outer), which differs from its own with --pidns. */
+static int wait_all_trapped(struct rst_ctx *c, pid_t pid, int status_fd, pid_t *outer)
 {
 	size_t done = 0, n = c->proc.nr_threads;
 
 	while (done < n) {
 		int st, ev, sig;
-		pid_t w = waitpid(-1, &st, __WALL);
+		pid_t w = waitpid(-1, &st, __WALL), in;
 
 		if (w < 0)
 			return pr_errno(-errno, "waiting for pid %d", pid);
@@ -187,6 +211,10 @@ static int wait_all_trapped(struct rst_ctx *c, pid_t pid, int status_fd)
 		ev = st >> 16;
 		sig = WSTOPSIG(st);
 		if (!ev && sig == SIGTRAP) {
+			in = inner_tid(w);
+			for (size_t i = 0; i < n; i++)
+				if ((pid_t)c->proc.threads[i]->tid == in)
+					outer[i] = w;
 			done++;
 			continue;
 		}
@@ -194,6 +222,9 @@ static int wait_all_trapped(struct rst_ctx *c, pid_t pid, int status_fd)
 		 * blocked, so a fault) is delivered and ends the process. */
 		ptrace(PTRACE_CONT, w, 0, ev ? 0 : sig);
 	}
+	for (size_t i = 0; i < n; i++)
+		if (!outer[i])
+			return pr_errno(-ESRCH, "pid %d: thread %u did not come back", pid, c->proc.threads[i]->tid);
 	return 0;
 }
 
@@ -230,7 +261,7 @@ static int read_ready(struct rst_ctx *c, pid_t pid, int status_fd)
 	return 0;
 }
 
-static int finish(struct rst_ctx *c, pid_t pid, int status_fd)
+static int finish(struct rst_ctx *c, pid_t pid, int status_fd, const pid_t *outer)
 {
 	const ImgVma *vdso = NULL;
 	unsigned long vlen = 0, ip;
@@ -247,7 +278,7 @@ static int finish(struct rst_ctx *c, pid_t pid, int status_fd)
 	if (!ret)
 		ret = unmap_restorer(c, pid, ip);
 	for (size_t i = 0; i < c->proc.nr_threads && !ret; i++)
-		ret = rst__thread_finish(c, i, c->proc.threads[i]->tid, ip);
+		ret = rst__thread_finish(c, i, outer[i], ip);
 	return ret;
 }
 
@@ -264,59 +295,140 @@ static int check_cpu(const struct rst_ctx *c)
 	return 0;
 }
 
+/*
+ * --pidns: a minimal init becomes pid 1 of a new pid namespace and creates the process
+ * with its dumped pid inside it; it reaps what gets orphaned there and exits with the
+ * process's status. The process's outer pid is read from the init's children.
+ */
+static void __attribute__((noreturn)) init_main(struct rst_ctx *c, int *go, int *status)
+{
+	pid_t pid = clone_with_pid(c->proc.pid);
+	int st;
+
+	if (pid == 0) {
+		close(go[1]);
+		close(status[0]);
+		child_main(c, go[0], status[1]);
+	}
+	if (pid < 0) {
+		pr_err("clone3 with pid %d in the new pid namespace: %s", c->proc.pid, strerror(errno));
+		child_fail(status[1]);
+	}
+	prctl(PR_SET_NAME, "hacd-init");
+	for (int i = 0; i < 2; i++)
+		close(go[i]), close(status[i]);
+	for (;;) {
+		pid_t w = wait(&st);
+
+		if (w == pid)
+			_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+		if (w < 0 && errno != EINTR)
+			_exit(127);
+	}
+}
+
+static pid_t outer_child(pid_t init)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", init, init);
+	for (int i = 0; i < 5000; i++) {
+		FILE *f = fopen(path, "re");
+		int pid = 0;
+
+		if (f) {
+			if (fscanf(f, "%d", &pid) != 1)
+				pid = 0;
+			fclose(f);
+		}
+		if (pid > 0)
+			return pid;
+		usleep(1000);
+	}
+	return -1;
+}
+
+static pid_t spawn(struct rst_ctx *c, bool pidns, int *go, int *status, pid_t *init)
+{
+	pid_t pid;
+
+	*init = 0;
+	if (!pidns) {
+		pid = clone_with_pid(c->proc.pid);
+		if (pid == 0) {
+			close(go[1]);
+			close(status[0]);
+			child_main(c, go[0], status[1]);
+		}
+		if (pid < 0)
+			return errno == EEXIST ? pr_errno(-EEXIST, "pid %d is in use by another process", c->proc.pid)
+					       : pr_errno(-errno, "clone3 with pid %d", c->proc.pid);
+		return pid;
+	}
+	{
+		struct clone_args ca = { .flags = CLONE_NEWPID, .exit_signal = SIGCHLD };
+
+		*init = syscall(SYS_clone3, &ca, sizeof(ca));
+	}
+	if (*init == 0)
+		init_main(c, go, status);
+	if (*init < 0)
+		return pr_errno(-errno, "clone3 of an init in a new pid namespace");
+	pid = outer_child(*init);
+	if (pid < 0) {
+		kill(*init, SIGKILL);
+		waitpid(*init, NULL, 0);
+		return pr_errno(-ESRCH, "the restore's init %d created no process", *init);
+	}
+	return pid;
+}
+
 int eng_restore(const char *dir, const struct eng_restore_opts *opts, pid_t *out)
 {
 	struct rst_ctx c;
 	int go[2] = { -1, -1 }, status[2] = { -1, -1 }, ret;
-	pid_t pid;
+	pid_t pid, init, *outer = NULL;
 
 	eng__clear_error();
-	if (opts && opts->pidns)
-		return pr_errno(-ENOTSUP, "restoring into a new pid namespace is not supported yet");
 	ret = rst__load(&c, dir);
 	if (!ret)
 		ret = check_cpu(&c);
 	if (!ret && (pipe2(go, O_CLOEXEC) || pipe2(status, O_CLOEXEC)))
 		ret = pr_errno(-errno, "pipe");
+	if (!ret && !(outer = calloc(c.proc.nr_threads, sizeof(*outer))))
+		ret = -ENOMEM;
 	if (ret)
 		goto out;
 	fflush(NULL);
-	pid = clone_with_pid(c.proc.pid);
+	pid = spawn(&c, opts && opts->pidns, go, status, &init);
 	if (pid < 0) {
-		ret = errno == EEXIST ? pr_errno(-EEXIST, "pid %d is in use by another process", c.proc.pid)
-				      : pr_errno(-errno, "clone3 with pid %d", c.proc.pid);
+		ret = pid;
 		goto out;
-	}
-	if (pid == 0) {
-		close(go[1]);
-		close(status[0]);
-		child_main(&c, go[0], status[1]);
 	}
 	close(go[0]);
 	close(status[1]);
 	go[0] = status[1] = -1;
-	if (ptrace(PTRACE_SEIZE, pid, 0, PTRACE_O_TRACECLONE | PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL | PTRACE_O_SUSPEND_SECCOMP)) {
+	if (ptrace(PTRACE_SEIZE, pid, 0, PTRACE_O_TRACECLONE | PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL |
+					 PTRACE_O_SUSPEND_SECCOMP))
 		ret = pr_errno(-errno, "pid %d: PTRACE_SEIZE", pid);
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		goto out;
-	}
-	if (write(go[1], "g", 1) != 1)
+	if (!ret && write(go[1], "g", 1) != 1)
 		ret = pr_errno(-errno, "starting the restore");
 	if (!ret)
-		ret = wait_all_trapped(&c, pid, status[0]);
+		ret = wait_all_trapped(&c, pid, status[0], outer);
 	if (!ret)
-		ret = finish(&c, pid, status[0]);
+		ret = finish(&c, pid, status[0], outer);
 	if (ret) {
+		/* Nothing half-restored stays behind. */
+		kill(init ? init : pid, SIGKILL);
 		kill(pid, SIGKILL);
-		while (waitpid(pid, NULL, __WALL) > 0 || errno == EINTR)
+		while (waitpid(-1, NULL, __WALL) > 0 || errno == EINTR)
 			;
 		goto out;
 	}
 	for (size_t i = 0; i < c.proc.nr_threads; i++)
-		if (ptrace(PTRACE_DETACH, c.proc.threads[i]->tid, 0, 0))
-			pr_warn("thread %u: detach: %s", c.proc.threads[i]->tid, strerror(errno));
-	*out = pid;
+		if (ptrace(PTRACE_DETACH, outer[i], 0, 0))
+			pr_warn("thread %d: detach: %s", outer[i], strerror(errno));
+	*out = init ? init : pid;
 out:
 	for (int i = 0; i < 2; i++) {
 		if (go[i] >= 0)
@@ -324,6 +436,7 @@ out:
 		if (status[i] >= 0)
 			close(status[i]);
 	}
+	free(outer);
 	rst__free(&c);
 	return ret;
 }

@@ -253,21 +253,32 @@ struct eng_dump_opts {
 };
 struct eng_dump_stats {
 	uint64_t frozen_us;	/* first thread stopped -> released (or killed) */
+	uint64_t collect_us;	/* first thread stopped -> all state copied out: what a
+				 * --leave-running dump freezes at the least */
 	uint64_t total_us;
-	uint64_t pages_scanned, pages_written, bytes_written;
+	uint64_t pages_scanned;	/* pages of the mappings whose contents were looked at */
+	uint64_t pages_written;	/* pages stored in pages-PID.img */
+	uint64_t pages_zero;	/* present but all zero: recorded, not stored */
+	uint64_t bytes_written;	/* every image file, headers included */
 };
-/* Checkpoint process `pid` (all its threads) into directory `dir` (created 0700). Fails
- * before touching the process when it holds something we cannot restore (naming pid, fd
- * and kind), and always leaves it running unharmed on failure. */
+/*
+ * Checkpoint process `pid` (all its threads) into directory `dir` (created 0700; an
+ * existing one must be 0700 and empty). Fails before touching the process when it
+ * holds something we cannot restore (naming pid, fd or mapping, and kind), and always
+ * leaves it running unharmed on failure, with no image left in dir. Without
+ * leave_running the process stays stopped until every image is committed, then is
+ * killed (SIGKILL), so it never runs past its checkpoint. st may be NULL.
+ */
 int eng_dump(pid_t pid, const char *dir, const struct eng_dump_opts *opts, struct eng_dump_stats *st);
 /* @@dump-end */
 
 /* ---- restore (engine/restore*.c, parasite/src/restorer.c) ------------------------ */
 /* @@restore: owned by the restore work; declarations go between these markers. */
 struct eng_restore_opts {
-	bool pidns;		/* into a new pid namespace (not supported yet) */
+	bool pidns;		/* into a new pid namespace, under an init of ours */
 };
-/* Restore the checkpoint in `dir` as a child of the caller, with its PID and TIDs.
+/* Restore the checkpoint in `dir` as a child of the caller, with its PID and TIDs
+ * (with pidns: inside a new pid namespace under a minimal init, and *pid is the init).
  * Returns 0 with *pid once the process runs again; on failure no process is left. The
  * caller reaps it (or exits, and it is reparented). Every image is checked before the
  * process is created, every page run before the point of no return. */
