@@ -18,6 +18,7 @@ static const struct ctl_cmd cmds[] = {
 	{ "check", ctl_cmd_check, "probe what this kernel supports [--json]" },
 	{ "inject", ctl_cmd_inject, "seize PID, run the parasite's commands, cure, release" },
 	{ "restore", ctl_cmd_restore, "-D DIR [--detach]: restore a checkpoint with its PID" },
+	{ "dump", ctl_cmd_dump, "-t PID -D DIR [--leave-running]: checkpoint a process" },
 	{ "image", ctl_cmd_image, "show DIR [--json] | verify DIR: decode or check a checkpoint" },
 };
 

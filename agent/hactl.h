@@ -18,5 +18,6 @@ int ctl_cmd_check(int argc, char **argv);
 int ctl_cmd_inject(int argc, char **argv);
 int ctl_cmd_restore(int argc, char **argv);
 int ctl_cmd_image(int argc, char **argv);
+int ctl_cmd_dump(int argc, char **argv);
 
 #endif

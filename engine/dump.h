@@ -1,0 +1,218 @@
+/*
+ * dump.h: private to the dump (dump.c orchestrates; task-dump.c, files-dump.c and
+ * mem-dump.c/mem-pages.c each collect one kind of state and write its images).
+ *
+ * Every collector has the same three steps, called by dump.c in its stage order:
+ *   *_precheck / *_prepare   before seizing: refuse what restore cannot do yet, with
+ *                            the process untouched; allocate what the frozen stage needs
+ *   *_collect                while every thread is stopped: read state into memory
+ *   *_write                  after release (or before the kill): build records, write
+ *                            images, and queue them for commit in dump.c's order
+ * and a NULL-tolerant *_free.
+ */
+#ifndef HA_ENGINE_DUMP_H
+#define HA_ENGINE_DUMP_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include "ha/engine.h"
+#include "infect.h"
+#include "proc-parse.h"
+
+#define ENG_PAGE_SIZE 4096ul
+#define ENG_SIGINFO_SIZE 128
+
+/* Refuse what restore cannot do yet: log the reason alone (no strerror) and fail. */
+#define eng__refuse(fmt, ...) (pr_err(fmt, ##__VA_ARGS__), -EOPNOTSUPP)
+
+/* Images written but not committed, committed in the order they were queued. */
+struct eng__imgq {
+	struct eng_img **img;
+	int n, cap;
+};
+/* Queue img; on failure img is aborted and -ENOMEM returned. */
+int eng__imgq_add(struct eng__imgq *q, struct eng_img *img);
+
+/* ---- files-dump.c: open files and the fd table ------------------------------------ */
+
+struct eng__file_dump {
+	uint32_t id;
+	int kind;		/* ImgFileKind */
+	uint32_t flags;		/* f_flags without O_CLOEXEC */
+	uint64_t pos;
+	char *path;
+	uint32_t mode;
+	uint64_t size, dev, ino, rdev;
+	bool unlinked;
+	uint64_t xxh3;		/* unlinked: of the ghost contents */
+	int first_fd;		/* kcmp() partner for the fds after it */
+};
+
+struct eng__fd_dump {
+	int fd;
+	bool cloexec;
+	int file;		/* index in files[] */
+};
+
+struct eng__files_dump {
+	struct eng__file_dump *files;
+	int nr_files;
+	struct eng__fd_dump *fds;
+	int nr_fds;
+	struct eng_img **ghosts;	/* written while frozen, queued by _write */
+	int nr_ghosts;
+	uint64_t ghost_bytes;
+};
+
+int eng__files_precheck(pid_t pid);
+int eng__files_collect(pid_t pid, int dirfd, struct eng__files_dump *fd);
+int eng__files_write(pid_t pid, int dirfd, struct eng__files_dump *fd, struct eng__imgq *q);
+void eng__files_free(struct eng__files_dump *fd);
+
+/* ---- task-dump.c: threads, signals, credentials, limits, timers ------------------- */
+
+struct eng__thread_dump {
+	pid_t tid;
+	char comm[16];
+	struct user_regs_struct regs;
+	uint8_t *xstate;
+	size_t xstate_len;
+	uint64_t sigmask;
+	struct eng_rseq rseq;
+	uint8_t *pending;		/* nr_pending siginfos of ENG_SIGINFO_SIZE bytes */
+	size_t nr_pending;
+	int seccomp_mode;
+	uint32_t seccomp_filter;	/* 1-based index into filters, 0: none */
+	bool has_sas;			/* sigaltstack read */
+	uint64_t sas_sp, sas_size;
+	uint32_t sas_flags;
+	bool has_clear_tid;
+	uint64_t clear_tid;
+	uint32_t securebits;
+};
+
+struct eng__seccomp_dump {
+	uint8_t *bpf;
+	size_t len;
+	uint32_t prev;			/* 1-based, 0: none */
+	uint32_t flags;
+};
+
+struct eng__ptimer_dump {
+	struct eng__ptimer t;
+	int64_t interval_sec, interval_nsec, value_sec, value_nsec;
+	int overrun;
+};
+
+struct eng__task_dump {
+	pid_t pid;
+	char comm[16];
+	uint32_t personality;
+	struct eng__status status;	/* the leader's: creds, umask */
+	struct eng__stat stat;		/* pgid, sid */
+	uint32_t securebits;
+	char cwd[PATH_MAX], root[PATH_MAX];
+	struct eng__rlimit rlimits[ENG_NR_RLIMITS];
+	struct eng_sigaction sigactions[64];
+	struct eng_itimer itimers[3];
+	struct eng__ptimer_dump *timers;
+	int nr_timers;
+	uint8_t *shared_pending;
+	size_t nr_shared_pending;
+	struct eng__seccomp_dump *filters;
+	size_t nr_filters;
+	struct eng__thread_dump *th;	/* th[0] is the leader */
+	int nr_threads;
+	uint64_t xcr0;
+};
+
+/* Namespaces, tracer, state: what no part of the dump can handle. */
+int eng__task_precheck(pid_t pid);
+/* What ptrace and /proc tell: before the parasite goes in. */
+int eng__task_collect(struct eng_victim *v, struct eng__task_dump *td);
+/* What only the process can tell: through the parasite and remote syscalls. */
+int eng__task_collect_infected(struct eng_victim *v, struct eng__task_dump *td);
+/* core-PID.img and pstree.img. */
+int eng__task_write(int dirfd, struct eng__task_dump *td, struct eng__imgq *q);
+void eng__task_free(struct eng__task_dump *td);
+
+/* ---- mem-dump.c, mem-pages.c: the address space and its pages --------------------- */
+
+enum eng__page_src {
+	ENG_PG_NONE,		/* content is not ours to store (file, vdso) */
+	ENG_PG_SCAN_ANON,	/* PAGEMAP_SCAN: present or swapped, not the zero page */
+	ENG_PG_SCAN_COW,	/* ... and not a file page: COWed copies in a private file map */
+	ENG_PG_ALL,		/* every page up to data_end (a private map of a deleted file) */
+	ENG_PG_FILE_DATA,	/* the data ranges of the mapped object (shmem, deleted file) */
+};
+
+struct eng__vma_dump {
+	struct eng__vma v;
+	int kind;		/* ImgVmaKind */
+	uint32_t flags;		/* MAP_* */
+	uint64_t madv;
+	char *path;		/* file-backed: the path without " (deleted)" */
+	uint64_t dev, ino;
+	bool unlinked;
+	enum eng__page_src src;
+	uint64_t data_end;	/* ENG_PG_ALL / FILE_DATA: end of the file's data in the map */
+	int file_fd;		/* ENG_PG_FILE_DATA: the mapped object, -1 otherwise */
+};
+
+struct eng__page_run {
+	uint64_t vaddr, len;	/* bytes */
+	uint64_t off;		/* in the copy buffer */
+	int vma;
+	uint8_t how;		/* ENG_RD_* */
+	uint64_t file_off;	/* ENG_RD_FILE */
+};
+enum { ENG_RD_VM, ENG_RD_MEM, ENG_RD_FILE };
+
+struct eng__mem_dump {
+	pid_t pid;
+	struct eng__vma_dump *vmas;
+	int nr_vmas;
+	struct eng__stat stat;
+	uint64_t brk;
+	uint64_t *auxv;
+	size_t nr_auxv;
+	char exe[PATH_MAX];
+	uint64_t vdso_hash;
+	bool has_vdso_hash;
+	bool no_scan;			/* PAGEMAP_SCAN missing: read pagemap entries */
+	/* pages */
+	struct eng__page_run *runs;
+	size_t nr_runs, cap_runs;
+	uint8_t *buf;			/* page copies, runs[i].off into it */
+	size_t buf_cap, buf_used;
+	uint64_t pages_scanned;
+	uint64_t pages_written, pages_zero;
+};
+
+/* Before seizing: refuse unsupported mappings, size and pre-fault the copy buffer. */
+int eng__mem_prepare(pid_t pid, struct eng__mem_dump *md);
+/* Frozen: mappings, mm fields, and a copy of every page worth keeping. */
+int eng__mem_collect(struct eng_victim *v, struct eng__mem_dump *md);
+/* Infected: brk(0). */
+int eng__mem_collect_infected(struct eng_victim *v, struct eng__mem_dump *md);
+/* mm-PID.img, then pagemap-PID.img and pages-PID.img (queued in that order). */
+int eng__mem_write(int dirfd, struct eng__mem_dump *md, struct eng__imgq *q);
+void eng__mem_free(struct eng__mem_dump *md);
+
+/* mem-dump.c -> mem-pages.c */
+int eng__vma_plan(pid_t pid, struct eng__mem_dump *md);
+void eng__vma_plan_free(struct eng__mem_dump *md);
+/* Runs of pages worth storing, with their offsets in the buffer (buf_used: total). */
+int eng__pages_find(struct eng__mem_dump *md);
+/* A pre-faulted copy buffer of at least `bytes`. */
+int eng__pages_reserve(struct eng__mem_dump *md, size_t bytes);
+/* Copy every run into the buffer (reserving what is missing first). */
+int eng__pages_copy(struct eng__mem_dump *md);
+int eng__pages_write(int dirfd, struct eng__mem_dump *md, struct eng_img **pagemap,
+		     struct eng_img **pages);
+
+#endif

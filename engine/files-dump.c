@@ -1,0 +1,420 @@
+/*
+ * Dumping the fd table (fds-PID.img) and the open files behind it (files.img, and
+ * ghost-ID.img for files deleted while open).
+ *
+ * DESIGN
+ * What restore can reopen today: regular files (by path, or from a ghost copy when
+ * unlinked), directories, and the character devices that are the same everywhere
+ * (/dev/null, zero, full, random, urandom). Everything else (sockets, pipes, FIFOs,
+ * eventfd/epoll/timerfd/signalfd and other anonymous inodes, memfds, ttys, other
+ * devices) is refused by eng__files_precheck() before the process is seized, naming
+ * the fd, its kind and its /proc link; collect refuses again while frozen, because the
+ * table may have changed in between.
+ * Two fds share one open file description (dup, fork) when kcmp(KCMP_FILE) says so;
+ * they then name one ImgFile, so position and flags stay shared after restore. Only fds
+ * of the same inode are compared, so this is linear for ordinary tables.
+ * Positions and f_flags come from fdinfo. O_CLOEXEC there is the fd's FD_CLOEXEC, so
+ * it goes to ImgFd.flags and is cleared from ImgFile.flags.
+ * Ghost contents are copied while the process is frozen, through /proc/PID/fd/N, so
+ * they match the position and the memory dumped with them.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "dump.h"
+#include "fds.pb-c.h"
+#include "files.pb-c.h"
+#include "image.h"
+#include "log.h"
+
+#define DELETED " (deleted)"
+#define KCMP_FILE 0
+#define GHOST_CHUNK (1u << 20)
+
+struct fd_probe {
+	int fd;
+	char link[PATH_MAX];
+	struct stat st;
+};
+
+static int cmp_int(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The fd numbers of pid, ascending. */
+static int list_fds(pid_t pid, int **out, int *nr)
+{
+	char path[64];
+	struct dirent *de;
+	int *v = NULL, n = 0, cap = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	d = opendir(path);
+	if (!d)
+		return pr_errno(-errno, "pid %d: %s", pid, path);
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (n == cap) {
+			int *p = realloc(v, (cap = cap ? cap * 2 : 64) * sizeof(*v));
+
+			if (!p) {
+				free(v);
+				closedir(d);
+				return -ENOMEM;
+			}
+			v = p;
+		}
+		v[n++] = atoi(de->d_name);
+	}
+	closedir(d);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_int);
+	*out = v;
+	*nr = n;
+	return 0;
+}
+
+static int probe_fd(pid_t pid, int fd, struct fd_probe *p)
+{
+	char name[32], path[64];
+	int ret;
+
+	p->fd = fd;
+	snprintf(name, sizeof(name), "fd/%d", fd);
+	ret = eng__proc_link(pid, name, p->link, sizeof(p->link));
+	if (ret)
+		return ret;
+	/* stat() follows the magic link to the open file's inode, deleted or not. */
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
+	if (stat(path, &p->st))
+		return pr_errno(-errno, "pid %d: fd %d: stat %s", pid, fd, path);
+	return 0;
+}
+
+static bool ends_with_deleted(const char *s)
+{
+	size_t n = strlen(s), m = strlen(DELETED);
+
+	return n >= m && !strcmp(s + n - m, DELETED);
+}
+
+static bool plain_chrdev(dev_t rdev)
+{
+	/* mem.c's minors: null 3, zero 5, full 7, random 8, urandom 9. */
+	unsigned min = minor(rdev);
+
+	return major(rdev) == 1 && (min == 3 || min == 5 || min == 7 || min == 8 || min == 9);
+}
+
+/* NULL when restore can reopen it; otherwise what it is, for the message. */
+static const char *unsupported(const struct fd_probe *p)
+{
+	unsigned maj = major(p->st.st_rdev);
+
+	if (!strncmp(p->link, "socket:", 7) || S_ISSOCK(p->st.st_mode))
+		return "socket";
+	if (!strncmp(p->link, "pipe:", 5))
+		return "pipe";
+	if (!strncmp(p->link, "anon_inode:", 11))
+		return "anonymous inode";
+	if (S_ISFIFO(p->st.st_mode))
+		return "FIFO";
+	if (S_ISREG(p->st.st_mode)) {
+		if (!strncmp(p->link, "/memfd:", 7) && ends_with_deleted(p->link))
+			return "memfd";
+		return p->link[0] == '/' ? NULL : "file outside our file system tree";
+	}
+	if (S_ISDIR(p->st.st_mode))
+		return p->st.st_nlink ? NULL : "deleted directory";
+	if (S_ISCHR(p->st.st_mode)) {
+		if (plain_chrdev(p->st.st_rdev))
+			return NULL;
+		return maj == 4 || maj == 5 || (maj >= 136 && maj <= 143) ? "tty" : "character device";
+	}
+	if (S_ISBLK(p->st.st_mode))
+		return "block device";
+	if (S_ISLNK(p->st.st_mode))
+		return "symbolic link (O_PATH)";
+	return "file of unknown type";
+}
+
+static int check_fd(pid_t pid, const struct fd_probe *p)
+{
+	const char *what = unsupported(p);
+
+	if (!what)
+		return 0;
+	return eng__refuse("pid %d: fd %d: %s (%s) is not supported yet", pid, p->fd, what,
+			   p->link);
+}
+
+int eng__files_precheck(pid_t pid)
+{
+	struct fd_probe p;
+	int *fds = NULL, n = 0, ret;
+
+	ret = list_fds(pid, &fds, &n);
+	for (int i = 0; i < n && !ret; i++) {
+		ret = probe_fd(pid, fds[i], &p);
+		if (ret == -ENOENT)	/* closed meanwhile */
+			ret = 0;
+		else if (!ret)
+			ret = check_fd(pid, &p);
+	}
+	free(fds);
+	return ret;
+}
+
+/* ---- collecting, frozen ----------------------------------------------------------- */
+
+static int copy_ghost(pid_t pid, int dirfd, struct eng__files_dump *fd, struct eng__file_dump *f)
+{
+	char path[64];
+	struct eng_img *img = NULL;
+	XXH3_state_t *h = XXH3_createState();
+	uint8_t *buf = malloc(GHOST_CHUNK);
+	int src, ret;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, f->first_fd);
+	/* Reopening through the magic link works for a deleted file, whatever the target
+	 * opened it for (root passes the inode's permission check). */
+	src = open(path, O_RDONLY | O_CLOEXEC);
+	if (src < 0)
+		ret = pr_errno(-errno, "pid %d: fd %d: reopening deleted %s", pid, f->first_fd, f->path);
+	else if (!h || !buf)
+		ret = -ENOMEM;
+	else
+		ret = eng_img_create(dirfd, ENG_IMG_GHOST, f->id, &img);
+	if (!ret)
+		XXH3_64bits_reset(h);
+	f->size = 0;
+	while (!ret) {
+		ssize_t r = read(src, buf, GHOST_CHUNK);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			ret = pr_errno(-errno, "pid %d: fd %d: reading deleted %s", pid, f->first_fd, f->path);
+		if (r <= 0)
+			break;
+		XXH3_64bits_update(h, buf, r);
+		ret = eng_img_write_raw(img, buf, r);
+		f->size += r;
+	}
+	if (!ret) {
+		f->xxh3 = XXH3_64bits_digest(h);
+		fd->ghosts[fd->nr_ghosts++] = img;
+		fd->ghost_bytes += f->size;
+	} else {
+		eng_img_abort(img);
+	}
+	if (src >= 0)
+		close(src);
+	XXH3_freeState(h);
+	free(buf);
+	return ret;
+}
+
+static int new_file(pid_t pid, struct eng__files_dump *fd, const struct fd_probe *p,
+		    const struct eng__fdinfo *fi)
+{
+	struct eng__file_dump *f = &fd->files[fd->nr_files];
+	size_t len = strlen(p->link);
+
+	memset(f, 0, sizeof(*f));
+	f->id = fd->nr_files + 1;
+	f->first_fd = p->fd;
+	f->flags = fi->flags & ~(uint32_t)O_CLOEXEC;
+	f->pos = fi->pos;
+	f->mode = p->st.st_mode;
+	f->dev = p->st.st_dev;
+	f->ino = p->st.st_ino;
+	if (S_ISREG(p->st.st_mode)) {
+		f->kind = IMG_FILE_KIND__FILE_REG;
+		f->size = p->st.st_size;
+		/* " (deleted)" may also be part of a real name: the link count decides. */
+		f->unlinked = p->st.st_nlink == 0;
+		if (f->unlinked && ends_with_deleted(p->link))
+			len -= strlen(DELETED);
+	} else if (S_ISDIR(p->st.st_mode)) {
+		f->kind = IMG_FILE_KIND__FILE_DIR;
+	} else {
+		f->kind = IMG_FILE_KIND__FILE_CHR;
+		f->rdev = p->st.st_rdev;
+	}
+	f->path = strndup(p->link, len);
+	if (!f->path)
+		return -ENOMEM;
+	fd->nr_files++;
+	return 0;
+}
+
+/* The file an earlier fd already opened (same description), or -1. */
+static int shared_file(pid_t pid, const struct eng__files_dump *fd, const struct fd_probe *p)
+{
+	for (int i = 0; i < fd->nr_files; i++) {
+		const struct eng__file_dump *f = &fd->files[i];
+		long r;
+
+		if (f->dev != (uint64_t)p->st.st_dev || f->ino != (uint64_t)p->st.st_ino)
+			continue;
+		r = syscall(SYS_kcmp, pid, pid, KCMP_FILE, f->first_fd, p->fd);
+		if (r == 0)
+			return i;
+		if (r < 0) {	/* no kcmp (CONFIG_KCMP): each fd its own file, say so */
+			pr_warn("pid %d: kcmp of fds %d and %d: %s; dumping them as separate files", pid,
+				f->first_fd, p->fd, strerror(errno));
+			return -1;
+		}
+	}
+	return -1;
+}
+
+static int collect_fd(pid_t pid, int dirfd, struct eng__files_dump *fd, int nr)
+{
+	struct eng__fd_dump *d = &fd->fds[fd->nr_fds];
+	struct eng__fdinfo fi;
+	struct fd_probe p;
+	int ret, file;
+
+	ret = probe_fd(pid, nr, &p);
+	if (!ret)
+		ret = check_fd(pid, &p);
+	if (!ret)
+		ret = eng__parse_fdinfo(pid, nr, &fi);
+	if (ret)
+		return ret;
+	file = shared_file(pid, fd, &p);
+	if (file < 0) {
+		file = fd->nr_files;
+		ret = new_file(pid, fd, &p, &fi);
+		if (!ret && fd->files[file].unlinked)
+			ret = copy_ghost(pid, dirfd, fd, &fd->files[file]);
+		if (ret)
+			return ret;
+	}
+	d->fd = nr;
+	d->cloexec = fi.flags & O_CLOEXEC;
+	d->file = file;
+	fd->nr_fds++;
+	return 0;
+}
+
+int eng__files_collect(pid_t pid, int dirfd, struct eng__files_dump *fd)
+{
+	int *fds = NULL, n = 0, ret;
+
+	memset(fd, 0, sizeof(*fd));
+	ret = list_fds(pid, &fds, &n);
+	if (ret)
+		return ret;
+	fd->files = calloc(n + 1, sizeof(*fd->files));
+	fd->fds = calloc(n + 1, sizeof(*fd->fds));
+	fd->ghosts = calloc(n + 1, sizeof(*fd->ghosts));
+	if (!fd->files || !fd->fds || !fd->ghosts)
+		ret = -ENOMEM;
+	/* Frozen: no fd can come or go, so a vanished one is an error like any other. */
+	for (int i = 0; i < n && !ret; i++)
+		ret = collect_fd(pid, dirfd, fd, fds[i]);
+	free(fds);
+	return ret;
+}
+
+/* ---- writing ---------------------------------------------------------------------- */
+
+static int write_files(int dirfd, const struct eng__files_dump *fd, struct eng__imgq *q)
+{
+	struct eng_img *img;
+	int ret = eng_img_create(dirfd, ENG_IMG_FILES, 0, &img);
+
+	if (!ret)
+		ret = eng__imgq_add(q, img);
+	for (int i = 0; i < fd->nr_files && !ret; i++) {
+		const struct eng__file_dump *f = &fd->files[i];
+		ImgFile m = IMG_FILE__INIT;
+
+		m.has_id = m.has_kind = m.has_flags = m.has_pos = m.has_mode = 1;
+		m.id = f->id;
+		m.kind = f->kind;
+		m.flags = f->flags;
+		m.pos = f->pos;
+		m.path = f->path;
+		m.mode = f->mode;
+		m.has_dev = m.has_ino = 1;
+		m.dev = f->dev;
+		m.ino = f->ino;
+		if (f->kind == IMG_FILE_KIND__FILE_REG) {
+			m.has_size = 1;
+			m.size = f->size;
+		}
+		if (f->kind == IMG_FILE_KIND__FILE_CHR) {
+			m.has_rdev = 1;
+			m.rdev = f->rdev;
+		}
+		if (f->unlinked) {
+			m.has_unlinked = m.has_content_xxh3 = 1;
+			m.unlinked = true;
+			m.content_xxh3 = f->xxh3;
+		}
+		ret = eng_img_write(img, &m.base);
+	}
+	return ret;
+}
+
+int eng__files_write(pid_t pid, int dirfd, struct eng__files_dump *fd, struct eng__imgq *q)
+{
+	struct eng_img *img;
+	int ret = 0;
+
+	/* Ghosts first: files.img refers to them. The queue owns them from here. */
+	for (int i = 0; i < fd->nr_ghosts && !ret; i++) {
+		ret = eng__imgq_add(q, fd->ghosts[i]);
+		fd->ghosts[i] = NULL;
+	}
+	if (!ret)
+		ret = write_files(dirfd, fd, q);
+	if (!ret)
+		ret = eng_img_create(dirfd, ENG_IMG_FDS, pid, &img);
+	if (!ret)
+		ret = eng__imgq_add(q, img);
+	for (int i = 0; i < fd->nr_fds && !ret; i++) {
+		const struct eng__fd_dump *d = &fd->fds[i];
+		ImgFd m = IMG_FD__INIT;
+
+		m.has_fd = m.has_flags = m.has_kind = m.has_id = 1;
+		m.fd = d->fd;
+		m.flags = d->cloexec ? FD_CLOEXEC : 0;
+		m.kind = fd->files[d->file].kind;
+		m.id = fd->files[d->file].id;
+		ret = eng_img_write(img, &m.base);
+	}
+	return ret;
+}
+
+void eng__files_free(struct eng__files_dump *fd)
+{
+	if (!fd)
+		return;
+	for (int i = 0; i < fd->nr_files; i++)
+		free(fd->files[i].path);
+	for (int i = 0; i < fd->nr_ghosts; i++)
+		eng_img_abort(fd->ghosts[i]);
+	free(fd->files);
+	free(fd->fds);
+	free(fd->ghosts);
+	memset(fd, 0, sizeof(*fd));
+}

@@ -1,0 +1,498 @@
+/*
+ * Dumping an address space: which mappings there are, what each is (ImgVma), where its
+ * contents must come from, and the mm_struct fields PR_SET_MM_MAP needs (ImgMm).
+ * The pages themselves are found and copied by mem-pages.c.
+ *
+ * DESIGN
+ * Each mapping gets a page source (enum eng__page_src), decided from smaps alone:
+ *
+ *   mapping                          kind / flags                 pages stored
+ *   [vdso] [vvar] [vvar_vclock]      VDSO.. / PRIVATE|ANON        none: the kernel's
+ *   [heap] [stack] anonymous private HEAP STACK PLAIN / PRIVATE|ANON  present or swapped,
+ *                                                                 not the zero page
+ *   shared anonymous                 PLAIN / SHARED|ANON          every data range of
+ *     ("/dev/zero (deleted)")                                     the shmem object
+ *   file, private                    PLAIN / PRIVATE              COWed (anonymous) pages
+ *   file, private, deleted           PLAIN / PRIVATE, unlinked    every page up to EOF
+ *   file, shared                     PLAIN / SHARED               none: the file has them
+ *   file, shared, deleted or memfd   PLAIN / SHARED, unlinked     every data range
+ *   anything else (SysV shm, hugetlb, device memory, shadow stacks, protection keys,
+ *   userfaultfd ranges): refused before the process is touched.
+ *
+ * The plan is made twice: before seizing, to refuse early and size the copy buffer,
+ * and again while frozen, which is the one dumped.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "dump.h"
+#include "image.h"
+#include "log.h"
+#include "mm.pb-c.h"
+
+#define DELETED " (deleted)"
+#define USER_END ((1ull << 56) - 4096)	/* TASK_SIZE with 5-level paging */
+
+static const struct {
+	uint32_t vmf;
+	int advice;
+} madv_map[] = {
+	{ ENG_VMF_DONTDUMP, MADV_DONTDUMP }, { ENG_VMF_DONTCOPY, MADV_DONTFORK },
+	{ ENG_VMF_WIPEONFORK, MADV_WIPEONFORK }, { ENG_VMF_HUGEPAGE, MADV_HUGEPAGE },
+	{ ENG_VMF_NOHUGEPAGE, MADV_NOHUGEPAGE }, { ENG_VMF_MERGEABLE, MADV_MERGEABLE },
+	{ ENG_VMF_SEQ_READ, MADV_SEQUENTIAL }, { ENG_VMF_RAND_READ, MADV_RANDOM },
+};
+
+static int refuse(pid_t pid, const struct eng__vma *v, const char *what)
+{
+	return eng__refuse("pid %d: mapping %#lx-%#lx (%s): %s is not supported yet", pid,
+			(unsigned long)v->start, (unsigned long)v->end, v->path ? v->path : "anonymous",
+			what);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && !strcmp(s + n - m, suffix);
+}
+
+/* What smaps flags say, before looking at the file: 0 or a refusal. */
+static int check_flags(pid_t pid, struct eng__vma_dump *d)
+{
+	const struct eng__vma *v = &d->v;
+
+	if (v->vmflags & ENG_VMF_HUGETLB)
+		return refuse(pid, v, "hugetlb memory");
+	if (v->vmflags & ENG_VMF_SHADOW_STACK)
+		return refuse(pid, v, "a shadow stack");
+	if (v->vmflags & ENG_VMF_UFFD)
+		return refuse(pid, v, "a userfaultfd-registered range");
+	if (v->vmflags & ENG_VMF_DROPPABLE)
+		return refuse(pid, v, "MAP_DROPPABLE memory");
+	if (v->vmflags & (ENG_VMF_IO | ENG_VMF_PFNMAP | ENG_VMF_MIXEDMAP))
+		return refuse(pid, v, "device memory (VM_IO/VM_PFNMAP/VM_MIXEDMAP)");
+	/* Restore cannot assign keys yet (pkey_alloc gives whatever key is free). */
+	if (v->pkey)
+		return refuse(pid, v, "a memory protection key");
+	d->flags = (v->shared ? MAP_SHARED : MAP_PRIVATE) |
+		   (v->vmflags & ENG_VMF_GROWSDOWN ? MAP_GROWSDOWN : 0) |
+		   (v->vmflags & ENG_VMF_LOCKED ? MAP_LOCKED : 0) |
+		   (v->vmflags & ENG_VMF_NORESERVE ? MAP_NORESERVE : 0);
+	for (size_t i = 0; i < sizeof(madv_map) / sizeof(madv_map[0]); i++)
+		if (v->vmflags & madv_map[i].vmf)
+			d->madv |= 1ull << madv_map[i].advice;
+	return 0;
+}
+
+/* The kernel's own mappings: VM_IO|VM_PFNMAP for vvar, so they are told apart by name
+ * before the flag checks. Restore moves the new kernel's ones here; nothing is stored. */
+static bool plan_vdso(struct eng__vma_dump *d)
+{
+	static const struct {
+		const char *name;
+		int kind;
+	} names[] = {
+		{ "[vdso]", IMG_VMA_KIND__VMA_VDSO }, { "[vvar]", IMG_VMA_KIND__VMA_VVAR },
+		{ "[vvar_vclock]", IMG_VMA_KIND__VMA_VVAR_VCLOCK },
+	};
+
+	for (size_t i = 0; d->v.path && i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(d->v.path, names[i].name))
+			continue;
+		d->kind = names[i].kind;
+		d->flags = MAP_PRIVATE | MAP_ANONYMOUS;
+		d->src = ENG_PG_NONE;
+		return true;
+	}
+	return false;
+}
+
+/* Other bracketed names: 0 anonymous, 1 shared anonymous, or a refusal. */
+static int plan_special(pid_t pid, struct eng__vma_dump *d)
+{
+	const char *p = d->v.path;
+
+	if (!strcmp(p, "[heap]") || !strcmp(p, "[stack]")) {
+		d->kind = p[1] == 'h' ? IMG_VMA_KIND__VMA_HEAP : IMG_VMA_KIND__VMA_STACK;
+		if (d->v.shared)
+			return refuse(pid, &d->v, "a shared heap or stack");
+		d->flags |= MAP_ANONYMOUS;
+		d->src = ENG_PG_SCAN_ANON;
+		return 0;
+	}
+	/* prctl(PR_SET_VMA_ANON_NAME) names; the name itself is not kept yet. */
+	if (!strncmp(p, "[anon:", 6) && !d->v.shared) {
+		d->flags |= MAP_ANONYMOUS;
+		d->src = ENG_PG_SCAN_ANON;
+		return 0;
+	}
+	if (!strncmp(p, "[anon_shmem:", 12) && d->v.shared)
+		return 1;
+	return refuse(pid, &d->v, "a special mapping");
+}
+
+/* Open the mapped object through map_files (root may open any, deleted ones too): stat
+ * it, and keep it open for FILE_DATA. The fd or -errno. */
+static int open_mapped(pid_t pid, struct eng__vma_dump *d, struct stat *st)
+{
+	char path[96];
+	int fd, err;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", pid, (unsigned long)d->v.start,
+		 (unsigned long)d->v.end);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && !fstat(fd, st))
+		return fd;
+	err = -errno;
+	if (fd >= 0)
+		close(fd);
+	return pr_errno(err, "pid %d: %s (%s)", pid, path, d->v.path);
+}
+
+/* Shared anonymous memory and deleted files: their pages are the object's data. */
+static void plan_data(struct eng__vma_dump *d, int fd, const struct stat *st)
+{
+	uint64_t len = d->v.end - d->v.start;
+	uint64_t have = (uint64_t)st->st_size > d->v.pgoff ? st->st_size - d->v.pgoff : 0;
+
+	have = (have + ENG_PAGE_SIZE - 1) & ~(ENG_PAGE_SIZE - 1);
+	d->data_end = d->v.start + (have < len ? have : len);
+	d->src = d->v.shared ? ENG_PG_FILE_DATA : ENG_PG_ALL;
+	if (d->src == ENG_PG_FILE_DATA)
+		d->file_fd = fd;
+	else
+		close(fd);
+}
+
+static int plan_file(pid_t pid, struct eng__vma_dump *d, bool shared_anon)
+{
+	const char *p = d->v.path;
+	struct stat st;
+	int fd = open_mapped(pid, d, &st);
+
+	if (fd < 0)
+		return fd;
+	if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 5) && !d->v.shared) {
+		/* A private map of /dev/zero is plain anonymous memory (mmap_zero). */
+		d->flags |= MAP_ANONYMOUS;
+		d->src = ENG_PG_SCAN_ANON;
+	} else if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return refuse(pid, &d->v, "a mapped device");
+	} else if (shared_anon || (d->v.shared && !strcmp(p, "/dev/zero" DELETED) && !d->v.dev_major)) {
+		d->flags |= MAP_ANONYMOUS;
+		plan_data(d, fd, &st);
+		return 0;
+	} else if (!strncmp(p, "/SYSV", 5) && ends_with(p, DELETED) && !st.st_nlink) {
+		close(fd);
+		return refuse(pid, &d->v, "System V shared memory");
+	} else {
+		d->dev = st.st_dev;
+		d->ino = st.st_ino;
+		d->unlinked = st.st_nlink == 0;
+		d->path = d->unlinked && ends_with(p, DELETED) ? strndup(p, strlen(p) - strlen(DELETED))
+							       : strdup(p);
+		if (!d->path) {
+			close(fd);
+			return -ENOMEM;
+		}
+		if (d->unlinked) {
+			plan_data(d, fd, &st);
+			return 0;
+		}
+		d->src = d->v.shared ? ENG_PG_NONE : ENG_PG_SCAN_COW;
+	}
+	close(fd);
+	return 0;
+}
+
+static int plan_one(pid_t pid, struct eng__vma_dump *d)
+{
+	bool shared_anon = false;
+	int ret;
+
+	d->kind = IMG_VMA_KIND__VMA_PLAIN;
+	d->file_fd = -1;
+	if (plan_vdso(d))
+		return 0;
+	ret = check_flags(pid, d);
+	if (ret)
+		return ret;
+	if (d->v.path && d->v.path[0] == '[') {
+		ret = plan_special(pid, d);
+		if (ret <= 0)
+			return ret;
+		shared_anon = true;
+	}
+	if (!d->v.path && !d->v.ino) {
+		if (d->v.shared)	/* MAP_SHARED|MAP_ANONYMOUS always has a shmem file */
+			return refuse(pid, &d->v, "shared memory without a backing object");
+		d->flags |= MAP_ANONYMOUS;
+		d->src = ENG_PG_SCAN_ANON;
+		return 0;
+	}
+	return plan_file(pid, d, shared_anon);
+}
+
+void eng__vma_plan_free(struct eng__mem_dump *md)
+{
+	for (int i = 0; i < md->nr_vmas; i++) {
+		free(md->vmas[i].v.path);
+		free(md->vmas[i].path);
+		if (md->vmas[i].file_fd >= 0)
+			close(md->vmas[i].file_fd);
+	}
+	free(md->vmas);
+	md->vmas = NULL;
+	md->nr_vmas = 0;
+}
+
+int eng__vma_plan(pid_t pid, struct eng__mem_dump *md)
+{
+	struct eng__vma *v;
+	int n, ret;
+
+	eng__vma_plan_free(md);
+	ret = eng__parse_vmas(pid, true, &v, &n);
+	if (ret)
+		return ret;
+	if (!n) {
+		free(v);
+		return pr_errno(-EINVAL, "pid %d has no address space (a kernel thread?)", pid);
+	}
+	md->vmas = calloc(n, sizeof(*md->vmas));
+	if (!md->vmas) {
+		eng__vmas_free(v, n);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < n; i++) {
+		/* [vsyscall] lives above user space: the kernel provides it everywhere. */
+		if (v[i].start >= USER_END) {
+			free(v[i].path);
+			continue;
+		}
+		md->vmas[md->nr_vmas].v = v[i];
+		md->vmas[md->nr_vmas].file_fd = -1;
+		md->nr_vmas++;
+	}
+	free(v);
+	for (int i = 0; i < md->nr_vmas; i++) {
+		ret = plan_one(pid, &md->vmas[i]);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* ---- mm fields -------------------------------------------------------------------- */
+
+static int read_auxv(pid_t pid, struct eng__mem_dump *md)
+{
+	size_t len;
+	char *buf;
+	int ret = eng__proc_read(pid, "auxv", &buf, &len);
+
+	if (ret)
+		return ret;
+	/* The kernel's saved_auxv up to and including the AT_NULL pair. */
+	if (len % 16 || len < 16) {
+		free(buf);
+		return pr_errno(-EPROTO, "pid %d: /proc/%d/auxv: %zu bytes", pid, pid, len);
+	}
+	md->auxv = (uint64_t *)buf;
+	md->nr_auxv = len / 8;
+	return 0;
+}
+
+static int read_exe(pid_t pid, struct eng__mem_dump *md)
+{
+	int ret = eng__proc_link(pid, "exe", md->exe, sizeof(md->exe));
+
+	if (ret)
+		return ret;
+	/* PR_SET_MM_MAP wants an fd of the executable at restore: it must still exist. */
+	if (ends_with(md->exe, DELETED))
+		return eng__refuse("pid %d: its executable %s: a deleted executable is not supported yet",
+				pid, md->exe);
+	return 0;
+}
+
+static int hash_vdso(pid_t pid, struct eng__mem_dump *md)
+{
+	for (int i = 0; i < md->nr_vmas; i++) {
+		const struct eng__vma *v = &md->vmas[i].v;
+		size_t len = v->end - v->start;
+		struct iovec l, r = { (void *)v->start, len };
+		void *buf;
+
+		if (md->vmas[i].kind != IMG_VMA_KIND__VMA_VDSO)
+			continue;
+		buf = malloc(len);
+		if (!buf)
+			return -ENOMEM;
+		l.iov_base = buf;
+		l.iov_len = len;
+		if (process_vm_readv(pid, &l, 1, &r, 1, 0) != (ssize_t)len) {
+			free(buf);
+			return pr_errno(-errno ?: -EIO, "pid %d: reading its [vdso]", pid);
+		}
+		md->vdso_hash = XXH3_64bits(buf, len);
+		md->has_vdso_hash = true;
+		free(buf);
+	}
+	return 0;
+}
+
+int eng__mem_prepare(pid_t pid, struct eng__mem_dump *md)
+{
+	int ret;
+
+	memset(md, 0, sizeof(*md));
+	md->pid = pid;
+	ret = eng__vma_plan(pid, md);
+	if (!ret)
+		ret = read_exe(pid, md);
+	/* Size the copy buffer from the pages there are now, with room for growth, and
+	 * fault it in now: faulting it while the process is frozen would double the
+	 * time it is stopped. Collect grows it if the process grew more. */
+	if (!ret)
+		ret = eng__pages_find(md);
+	if (!ret)
+		ret = eng__pages_reserve(md, md->buf_used + md->buf_used / 8 + (8ul << 20));
+	return ret;
+}
+
+int eng__mem_collect(struct eng_victim *v, struct eng__mem_dump *md)
+{
+	pid_t pid = v->pid;
+	int ret;
+
+	ret = eng__vma_plan(pid, md);
+	if (!ret)
+		ret = eng__parse_stat(pid, 0, &md->stat);
+	if (!ret)
+		ret = read_auxv(pid, md);
+	if (!ret)
+		ret = read_exe(pid, md);
+	if (!ret)
+		ret = hash_vdso(pid, md);
+	if (!ret)
+		ret = eng__pages_find(md);
+	if (!ret)
+		ret = eng__pages_copy(md);
+	return ret;
+}
+
+int eng__mem_collect_infected(struct eng_victim *v, struct eng__mem_dump *md)
+{
+	long r;
+	int ret = eng__remote_syscall(v, &r, __NR_brk, 0, 0, 0, 0, 0, 0);
+
+	if (ret)
+		return ret;
+	/* brk(0) cannot fail: it returns the current break. */
+	md->brk = r;
+	if (md->brk < md->stat.start_brk)
+		return pr_errno(-EPROTO, "pid %d: brk %#lx is below start_brk %#lx", v->pid,
+				(unsigned long)md->brk, (unsigned long)md->stat.start_brk);
+	return 0;
+}
+
+static int write_mm(int dirfd, struct eng__mem_dump *md, struct eng__imgq *q)
+{
+	ImgMm mm = IMG_MM__INIT;
+	struct eng_img *img;
+	int ret;
+
+#define SET(f, v) (mm.has_##f = 1, mm.f = (v))
+	SET(start_code, md->stat.start_code);
+	SET(end_code, md->stat.end_code);
+	SET(start_data, md->stat.start_data);
+	SET(end_data, md->stat.end_data);
+	SET(start_brk, md->stat.start_brk);
+	SET(brk, md->brk);
+	SET(start_stack, md->stat.start_stack);
+	SET(arg_start, md->stat.arg_start);
+	SET(arg_end, md->stat.arg_end);
+	SET(env_start, md->stat.env_start);
+	SET(env_end, md->stat.env_end);
+#undef SET
+	mm.n_auxv = md->nr_auxv;
+	mm.auxv = md->auxv;
+	mm.exe_path = md->exe;
+	ret = eng_img_create(dirfd, ENG_IMG_MM, md->pid, &img);
+	if (ret)
+		return ret;
+	ret = eng__imgq_add(q, img);
+	if (!ret)
+		ret = eng_img_write(img, &mm.base);
+	for (int i = 0; i < md->nr_vmas && !ret; i++) {
+		const struct eng__vma_dump *d = &md->vmas[i];
+		ImgVma v = IMG_VMA__INIT;
+
+		v.has_start = v.has_end = v.has_pgoff = v.has_prot = v.has_flags = v.has_kind = 1;
+		v.start = d->v.start;
+		v.end = d->v.end;
+		/* Anonymous maps show vm_pgoff too (start >> 12 for private ones): meaningless
+		 * to mmap, and restore keys nothing on it. */
+		v.pgoff = d->flags & MAP_ANONYMOUS ? 0 : d->v.pgoff;
+		v.prot = d->v.prot;
+		v.flags = d->flags;
+		v.kind = d->kind;
+		v.has_madv = d->madv != 0;
+		v.madv = d->madv;
+		if (!(d->flags & MAP_ANONYMOUS)) {
+			v.path = d->path;
+			v.has_dev = v.has_ino = 1;
+			v.dev = d->dev;
+			v.ino = d->ino;
+			v.has_unlinked = d->unlinked;
+			v.unlinked = d->unlinked;
+		}
+		ret = eng_img_write(img, &v.base);
+	}
+	return ret;
+}
+
+int eng__mem_write(int dirfd, struct eng__mem_dump *md, struct eng__imgq *q)
+{
+	struct eng_img *pagemap = NULL, *pages = NULL;
+	int ret = write_mm(dirfd, md, q);
+
+	if (!ret)
+		ret = eng__pages_write(dirfd, md, &pagemap, &pages);
+	if (!ret) {
+		ret = eng__imgq_add(q, pagemap);
+		pagemap = NULL;
+	}
+	if (!ret) {
+		ret = eng__imgq_add(q, pages);
+		pages = NULL;
+	}
+	eng_img_abort(pagemap);
+	eng_img_abort(pages);
+	return ret;
+}
+
+void eng__mem_free(struct eng__mem_dump *md)
+{
+	if (!md)
+		return;
+	eng__vma_plan_free(md);
+	free(md->auxv);
+	free(md->runs);
+	if (md->buf)
+		munmap(md->buf, md->buf_cap);
+	memset(md, 0, sizeof(*md));
+}

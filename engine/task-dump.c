@@ -1,0 +1,480 @@
+/*
+ * Dumping what a process's threads are and share, besides memory and files: registers,
+ * FPU/vector state, signals (masks, queues, actions, alternate stacks), credentials,
+ * limits, timers, seccomp, rseq (core-PID.img), and its place in the tree (pstree.img).
+ *
+ * DESIGN
+ * Sources, in the order collect reads them:
+ *   ptrace, frozen    registers, xstate and mask as eng_seize saved them; rseq;
+ *                     queued signals (PTRACE_PEEKSIGINFO: per thread, and the shared
+ *                     queue); seccomp filters (PTRACE_SECCOMP_GET_FILTER/_METADATA)
+ *   /proc             comm, personality, status (creds, umask, seccomp mode), stat
+ *                     (pgid, sid), limits, cwd, root, timers
+ *   parasite          signal actions, interval timers
+ *   remote syscalls   per thread: sigaltstack(NULL, &old), prctl(PR_GET_TID_ADDRESS),
+ *                     prctl(PR_GET_SECUREBITS); per process: timer_gettime and
+ *                     timer_getoverrun of each POSIX timer. Results that need memory
+ *                     land in the parasite's command area, which is ours between
+ *                     commands.
+ * Registers are stored exactly as seized, including orig_rax and an -ERESTART* rax of
+ * an interrupted syscall: the restore applies the restart rule itself.
+ *
+ * INVARIANTS
+ * 1. th[0] is the thread-group leader (tid == pid): restore and pstree.img expect the
+ *    leader first, and a process whose leader has exited is refused.
+ * 2. Credentials are kept once per process (ImgCreds): threads that disagree are
+ *    refused rather than silently unified.
+ */
+#include <cpuid.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dump.h"
+#include "log.h"
+
+#define PT_PEEKSIGINFO 0x4209
+#define PT_PEEKSIGINFO_SHARED 1
+#define PT_SECCOMP_GET_FILTER 0x420c
+#define PT_SECCOMP_GET_METADATA 0x420d
+#define PEEK_BATCH 32
+#define SECCOMP_MODE_FILTER_ 2
+
+/* The kernel's struct ptrace_peeksiginfo_args and seccomp_metadata: ours, because
+ * glibc's and linux/ptrace.h cannot both be included. */
+struct peeksiginfo_args {
+	uint64_t off;
+	uint32_t flags;
+	int32_t nr;
+};
+struct seccomp_meta {
+	uint64_t filter_off;
+	uint64_t flags;
+};
+
+/* ---- before seizing --------------------------------------------------------------- */
+
+static int same_ns(pid_t pid, const char *ns)
+{
+	char path[64], self[64];
+	struct stat a, b;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/%s", pid, ns);
+	snprintf(self, sizeof(self), "/proc/self/ns/%s", ns);
+	if (stat(self, &b))
+		return errno == ENOENT ? 0 : pr_errno(-errno, "%s", self);	/* kernel without it */
+	if (stat(path, &a))
+		return pr_errno(-errno, "pid %d: %s", pid, path);
+	if (a.st_ino != b.st_ino || a.st_dev != b.st_dev)
+		return eng__refuse("pid %d: lives in another %s namespace than hacd: not supported yet",
+				pid, ns);
+	return 0;
+}
+
+int eng__task_precheck(pid_t pid)
+{
+	static const char *const ns[] = { "pid", "mnt", "user", "net", "ipc", "uts", "cgroup", "time" };
+	struct eng__status st;
+	int ret = eng__parse_status(pid, 0, &st);
+
+	if (ret)
+		return ret;
+	eng__status_free(&st);
+	if (st.tgid != pid)
+		return pr_err("pid %d is a thread of process %d, not a process", pid, st.tgid), -EINVAL;
+	/* ptrace allows one tracer: a debugger (or another dump) is in the way. */
+	if (st.tracer)
+		return pr_err("pid %d is already traced by pid %d", pid, st.tracer), -EBUSY;
+	if (st.state == 'Z' || st.state == 'X')
+		return pr_err("pid %d is a zombie", pid), -ESRCH;
+	/* Job-control stops are not restored yet: the copy would come back running. */
+	if (st.state == 'T' || st.state == 't')
+		return eng__refuse("pid %d is stopped (state %c): not supported yet", pid,
+				st.state);
+	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]) && !ret; i++)
+		ret = same_ns(pid, ns[i]);
+	return ret;
+}
+
+/* ---- frozen, through ptrace and /proc --------------------------------------------- */
+
+static int read_comm(pid_t pid, const char *name, char comm[16])
+{
+	char *buf;
+	int ret = eng__proc_read(pid, name, &buf, NULL);
+
+	if (ret)
+		return ret;
+	buf[strcspn(buf, "\n")] = 0;
+	snprintf(comm, 16, "%s", buf);
+	free(buf);
+	return 0;
+}
+
+/* Queued siginfos: the thread's own queue, or (shared) the process's. */
+static int peek_signals(pid_t tid, bool shared, uint8_t **out, size_t *nr)
+{
+	struct peeksiginfo_args a = { 0, shared ? PT_PEEKSIGINFO_SHARED : 0, PEEK_BATCH };
+	uint8_t *v = NULL;
+	size_t n = 0;
+
+	for (;;) {
+		uint8_t *p = realloc(v, (n + PEEK_BATCH) * ENG_SIGINFO_SIZE);
+		long r;
+
+		if (!p) {
+			free(v);
+			return -ENOMEM;
+		}
+		v = p;
+		a.off = n;
+		r = ptrace(PT_PEEKSIGINFO, tid, &a, v + n * ENG_SIGINFO_SIZE);
+		if (r < 0) {
+			free(v);
+			return pr_errno(-errno, "thread %d: PTRACE_PEEKSIGINFO%s", tid, shared ? " (shared)" : "");
+		}
+		n += r;
+		if (r < PEEK_BATCH)
+			break;
+	}
+	*out = v;
+	*nr = n;
+	return 0;
+}
+
+/* Filter `idx` of the thread's chain (0: the newest) into f; 1 past the oldest. */
+static int get_filter(pid_t tid, long idx, struct eng__seccomp_dump *f)
+{
+	struct seccomp_meta md = { .filter_off = idx };
+	long n = ptrace(PT_SECCOMP_GET_FILTER, tid, idx, NULL);
+
+	if (n < 0 && errno == ENOENT)
+		return 1;
+	if (n <= 0)
+		return pr_errno(n < 0 ? -errno : -EPROTO, "thread %d: PTRACE_SECCOMP_GET_FILTER %ld", tid, idx);
+	f->len = n * 8;
+	f->bpf = malloc(f->len);
+	if (!f->bpf)
+		return -ENOMEM;
+	if (ptrace(PT_SECCOMP_GET_FILTER, tid, idx, f->bpf) != n)
+		return pr_errno(-EPROTO, "thread %d: seccomp filter %ld changed size", tid, idx);
+	if (ptrace(PT_SECCOMP_GET_METADATA, tid, sizeof(md), &md) < 0)
+		return pr_errno(-errno, "thread %d: PTRACE_SECCOMP_GET_METADATA %ld", tid, idx);
+	f->flags = md.flags;
+	return 0;
+}
+
+/* Index (1-based) of an equal filter on the same chain below, adding it if new. Equal
+ * programs on equal chains are one filter to restore: threads inherit theirs. */
+static int intern_filter(struct eng__task_dump *td, struct eng__seccomp_dump *f, uint32_t *idx)
+{
+	for (size_t i = 0; i < td->nr_filters; i++) {
+		struct eng__seccomp_dump *g = &td->filters[i];
+
+		if (g->prev == f->prev && g->flags == f->flags && g->len == f->len &&
+		    !memcmp(g->bpf, f->bpf, f->len)) {
+			free(f->bpf);
+			*idx = i + 1;
+			return 0;
+		}
+	}
+	{
+		void *p = realloc(td->filters, (td->nr_filters + 1) * sizeof(*td->filters));
+
+		if (!p) {
+			free(f->bpf);
+			return -ENOMEM;
+		}
+		td->filters = p;
+	}
+	td->filters[td->nr_filters++] = *f;
+	*idx = td->nr_filters;
+	return 0;
+}
+
+static int collect_seccomp(struct eng__task_dump *td, struct eng__thread_dump *t)
+{
+	struct eng__seccomp_dump chain[64];	/* MAX_INSNS_PER_PATH bounds real chains far lower */
+	int n = 0, ret = 0;
+	uint32_t prev = 0;
+
+	while (n < 64) {
+		memset(&chain[n], 0, sizeof(chain[n]));
+		ret = get_filter(t->tid, n, &chain[n]);
+		if (ret) {
+			free(chain[n].bpf);
+			break;
+		}
+		n++;
+	}
+	if (ret == 1)
+		ret = 0;
+	else if (!ret)
+		ret = pr_errno(-E2BIG, "thread %d: more than 64 seccomp filters", t->tid);
+	/* Oldest first, each pointing at the one below it. */
+	for (int i = n - 1; i >= 0; i--) {
+		if (ret) {
+			free(chain[i].bpf);
+			continue;
+		}
+		chain[i].prev = prev;
+		ret = intern_filter(td, &chain[i], &prev);
+	}
+	t->seccomp_filter = prev;
+	return ret;
+}
+
+static int collect_thread(struct eng_victim *v, struct eng__task_dump *td, int i)
+{
+	struct eng__thread_dump *t = &td->th[i];
+	const struct eng_thread *et = &v->th[i];
+	struct eng__status st;
+	char name[48];
+	int ret;
+
+	t->tid = et->tid;
+	t->regs = et->regs;
+	t->sigmask = et->sigmask;
+	t->xstate = malloc(et->xstate_len);
+	if (!t->xstate)
+		return -ENOMEM;
+	memcpy(t->xstate, et->xstate, et->xstate_len);
+	t->xstate_len = et->xstate_len;
+	snprintf(name, sizeof(name), "task/%d/comm", t->tid);
+	ret = read_comm(v->pid, name, t->comm);
+	if (!ret)
+		ret = eng_thread_rseq(v, i, &t->rseq);
+	if (!ret)
+		ret = peek_signals(t->tid, false, &t->pending, &t->nr_pending);
+	if (!ret)
+		ret = eng__parse_status(v->pid, t->tid, &st);
+	if (ret)
+		return ret;
+	t->seccomp_mode = st.seccomp;
+	if (!eng__status_same_creds(&st, &td->status))
+		ret = eng__refuse("pid %d: thread %d has other credentials than the leader: not supported yet",
+			       v->pid, t->tid);
+	eng__status_free(&st);
+	if (!ret && t->seccomp_mode == SECCOMP_MODE_FILTER_)
+		ret = collect_seccomp(td, t);
+	return ret;
+}
+
+static uint64_t read_xcr0(void)
+{
+	unsigned a, b, c, d;
+
+	/* CPUID.1:ECX.OSXSAVE: the OS enabled XSAVE, so xgetbv is allowed. */
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27)))
+		return 0;
+	__asm__ volatile("xgetbv" : "=a"(a), "=d"(d) : "c"(0));
+	return (uint64_t)d << 32 | a;
+}
+
+static int collect_proc(pid_t pid, struct eng__task_dump *td)
+{
+	char *buf;
+	int ret;
+
+	ret = read_comm(pid, "comm", td->comm);
+	if (!ret)
+		ret = eng__proc_read(pid, "personality", &buf, NULL);
+	if (ret)
+		return ret;
+	td->personality = strtoul(buf, NULL, 16);
+	free(buf);
+	ret = eng__parse_status(pid, 0, &td->status);
+	if (!ret)
+		ret = eng__parse_stat(pid, 0, &td->stat);
+	if (!ret)
+		ret = eng__parse_limits(pid, td->rlimits);
+	if (!ret)
+		ret = eng__proc_link(pid, "cwd", td->cwd, sizeof(td->cwd));
+	if (!ret)
+		ret = eng__proc_link(pid, "root", td->root, sizeof(td->root));
+	if (ret)
+		return ret;
+	if (strstr(td->cwd, " (deleted)") || td->cwd[0] != '/')
+		return eng__refuse("pid %d: working directory %s: not supported yet", pid, td->cwd);
+	if (strcmp(td->root, "/"))
+		return eng__refuse("pid %d: chroot to %s: not supported yet", pid, td->root);
+	return 0;
+}
+
+int eng__task_collect(struct eng_victim *v, struct eng__task_dump *td)
+{
+	int ret;
+
+	memset(td, 0, sizeof(*td));
+	td->pid = v->pid;
+	td->xcr0 = read_xcr0();
+	if (v->th[0].tid != v->pid)	/* invariant 1 */
+		return eng__refuse("pid %d: its main thread has exited: not supported yet", v->pid);
+	ret = collect_proc(v->pid, td);
+	if (ret)
+		return ret;
+	td->th = calloc(v->nr_threads, sizeof(*td->th));
+	if (!td->th)
+		return -ENOMEM;
+	td->nr_threads = v->nr_threads;
+	for (int i = 0; i < v->nr_threads && !ret; i++)
+		ret = collect_thread(v, td, i);
+	if (!ret)
+		ret = peek_signals(v->pid, true, &td->shared_pending, &td->nr_shared_pending);
+	return ret;
+}
+
+/* ---- infected: parasite and remote syscalls --------------------------------------- */
+
+/*
+ * Remote syscalls run in th[0] (infect.c). To run one in thread i, make it th[0] for
+ * the call. It gets every signal blocked first, as th[0] has (infect.c invariant 2):
+ * otherwise a pending signal would be delivered in the middle of our syscall. Marking
+ * it dirty makes release put its own registers and mask back.
+ */
+static int thread_syscall(struct eng_victim *v, int i, long *r, long nr, long a1, long a2)
+{
+	uint64_t all = ~0ull;
+	struct eng_thread tmp;
+	int ret;
+
+	if (i) {
+		v->th[i].dirty = true;
+		if (ptrace(PTRACE_SETSIGMASK, v->th[i].tid, sizeof(all), &all))
+			return pr_errno(-errno, "thread %d: PTRACE_SETSIGMASK", v->th[i].tid);
+		tmp = v->th[0], v->th[0] = v->th[i], v->th[i] = tmp;
+	}
+	ret = eng__remote_syscall(v, r, nr, a1, a2, 0, 0, 0, 0);
+	if (i)
+		tmp = v->th[0], v->th[0] = v->th[i], v->th[i] = tmp;
+	return ret;
+}
+
+static bool remote_failed(long r)
+{
+	return r < 0 && r > -4096;
+}
+
+static int thread_remote(struct eng_victim *v, struct eng__task_dump *td, int i)
+{
+	struct eng__thread_dump *t = &td->th[i];
+	struct { uint64_t sp; int32_t flags; int32_t pad; uint64_t size; } ss;
+	uint64_t tid_addr;
+	long r;
+	int ret;
+
+	ret = thread_syscall(v, i, &r, __NR_sigaltstack, 0, v->area_addr);
+	if (!ret && remote_failed(r))
+		ret = pr_errno((int)r, "thread %d: sigaltstack", t->tid);
+	if (!ret)
+		ret = eng__remote_read(v, v->area_addr, &ss, sizeof(ss));
+	if (ret)
+		return ret;
+	t->has_sas = true;
+	t->sas_sp = ss.sp;
+	t->sas_size = ss.size;
+	t->sas_flags = ss.flags;
+	/* The address CLONE_CHILD_CLEARTID or set_tid_address(2) gave: glibc's pthread_join
+	 * waits on it, so it must survive the restore. */
+	ret = thread_syscall(v, i, &r, __NR_prctl, PR_GET_TID_ADDRESS, v->area_addr);
+	if (!ret && remote_failed(r))
+		ret = pr_errno((int)r, "thread %d: prctl(PR_GET_TID_ADDRESS)", t->tid);
+	if (!ret)
+		ret = eng__remote_read(v, v->area_addr, &tid_addr, sizeof(tid_addr));
+	if (ret)
+		return ret;
+	t->has_clear_tid = true;
+	t->clear_tid = tid_addr;
+	ret = thread_syscall(v, i, &r, __NR_prctl, PR_GET_SECUREBITS, 0);
+	if (!ret && remote_failed(r))
+		ret = pr_errno((int)r, "thread %d: prctl(PR_GET_SECUREBITS)", t->tid);
+	if (ret)
+		return ret;
+	t->securebits = r;
+	if (t->securebits != td->th[0].securebits)
+		return eng__refuse("pid %d: thread %d has other securebits than the leader: not supported yet",
+				v->pid, t->tid);
+	return 0;
+}
+
+static int collect_timers(struct eng_victim *v, struct eng__task_dump *td)
+{
+	struct eng__ptimer *pt;
+	int n, ret;
+
+	ret = eng__parse_timers(v->pid, &pt, &n);
+	if (ret)
+		return ret;
+	td->timers = calloc(n + 1, sizeof(*td->timers));
+	if (!td->timers) {
+		free(pt);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < n && !ret; i++) {
+		struct eng__ptimer_dump *t = &td->timers[i];
+		struct { int64_t isec, insec, vsec, vnsec; } its;
+		long r;
+
+		t->t = pt[i];
+		ret = eng__remote_syscall(v, &r, __NR_timer_gettime, pt[i].id, v->area_addr, 0, 0, 0, 0);
+		if (!ret && remote_failed(r))
+			ret = pr_errno((int)r, "pid %d: timer_gettime(%d)", v->pid, pt[i].id);
+		if (!ret)
+			ret = eng__remote_read(v, v->area_addr, &its, sizeof(its));
+		if (!ret)
+			ret = eng__remote_syscall(v, &r, __NR_timer_getoverrun, pt[i].id, 0, 0, 0, 0, 0);
+		if (!ret && remote_failed(r))
+			ret = pr_errno((int)r, "pid %d: timer_getoverrun(%d)", v->pid, pt[i].id);
+		if (ret)
+			break;
+		t->interval_sec = its.isec;
+		t->interval_nsec = its.insec;
+		t->value_sec = its.vsec;
+		t->value_nsec = its.vnsec;
+		t->overrun = r;
+		td->nr_timers++;
+	}
+	free(pt);
+	return ret;
+}
+
+int eng__task_collect_infected(struct eng_victim *v, struct eng__task_dump *td)
+{
+	int ret = eng_par_sigactions(v, td->sigactions);
+
+	if (!ret)
+		ret = eng_par_itimers(v, td->itimers);
+	for (int i = 0; i < v->nr_threads && !ret; i++)
+		ret = thread_remote(v, td, i);
+	if (!ret)
+		td->securebits = td->th[0].securebits;
+	if (!ret)
+		ret = collect_timers(v, td);
+	return ret;
+}
+
+void eng__task_free(struct eng__task_dump *td)
+{
+	if (!td)
+		return;
+	for (int i = 0; i < td->nr_threads; i++) {
+		free(td->th[i].xstate);
+		free(td->th[i].pending);
+	}
+	for (size_t i = 0; i < td->nr_filters; i++)
+		free(td->filters[i].bpf);
+	free(td->filters);
+	free(td->th);
+	free(td->timers);
+	free(td->shared_pending);
+	eng__status_free(&td->status);
+	memset(td, 0, sizeof(*td));
+}

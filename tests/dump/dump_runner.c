@@ -1,0 +1,378 @@
+/*
+ * Dump tests on real processes (issue 3, dump half). Each mode starts a victim with
+ * /dev/null and a log file as stdio (pipes are not dumpable yet), waits for its ready
+ * line, runs `hactl dump` on it as a separate process, and checks the result:
+ *
+ *   live   --leave-running, -c N times: every image verifies, and holds exactly what
+ *          the victim announced (threads, handler, queued signals, sigaltstack, timer,
+ *          the buffer's bytes through pagemap+pages, fds, positions, the deleted
+ *          file's contents); then the victim must pass its own self-check.
+ *   refuse the victim holds a TCP socket (--socket) or a pipe (--pipe): the dump must
+ *          fail naming pid, fd and kind, leave no image, and the victim must pass.
+ *   kill   without --leave-running: the victim must die of SIGKILL, the images verify.
+ *   bench  victim_mem of N MiB, dumped in-process: prints the timings, no assertion.
+ *
+ * usage: dump_runner live|refuse|kill HACTL VICTIM [--socket|--pipe] [-c N]
+ *        dump_runner bench VICTIM_MEM MIB [--kill]
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ha/engine.h"
+#include "dump_check.h"
+
+static char workdir[64];
+
+int fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "FAIL: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+const char *fact(const struct victim *v, const char *key)
+{
+	for (int i = 0; i < v->nr_facts; i++)
+		if (!strcmp(v->keys[i], key))
+			return v->vals[i];
+	return NULL;
+}
+
+long fact_num(const struct victim *v, const char *key)
+{
+	const char *s = fact(v, key);
+
+	return s ? strtol(s, NULL, 0) : -1;
+}
+
+static void parse_facts(struct victim *v)
+{
+	char *save, *w;
+
+	for (w = strtok_r(v->line, " \n", &save); w && v->nr_facts < MAX_FACTS;
+	     w = strtok_r(NULL, " \n", &save)) {
+		char *eq = strchr(w, '=');
+
+		if (!eq)
+			continue;
+		*eq = 0;
+		v->keys[v->nr_facts] = w;
+		v->vals[v->nr_facts++] = eq + 1;
+	}
+}
+
+/* The child's stdio: /dev/null in, the log file out; every other fd closed but the
+ * ready pipe, so that the victim holds only what it opens itself. */
+static void exec_victim(char *const argv[], int ready)
+{
+	char log[128], fdstr[16];
+	int in = open("/dev/null", O_RDONLY), out;
+
+	snprintf(log, sizeof(log), "%s/victim.log", workdir);
+	out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0 ||
+	    dup2(ready, 3) < 0)
+		_exit(126);
+	syscall(SYS_close_range, 4, ~0u, 0);
+	snprintf(fdstr, sizeof(fdstr), "3");
+	setenv("HA_READY_FD", fdstr, 1);
+	setenv("HA_WORKDIR", workdir, 1);
+	execv(argv[0], argv);
+	_exit(127);
+}
+
+static int start_victim(char *const argv[], struct victim *v)
+{
+	struct pollfd pfd;
+	int ready[2];
+	ssize_t n = 0, r;
+
+	memset(v, 0, sizeof(*v));
+	if (pipe2(ready, O_CLOEXEC))
+		return fail("pipe: %m");
+	v->pid = fork();
+	if (v->pid < 0)
+		return fail("fork: %m");
+	if (!v->pid)
+		exec_victim(argv, ready[1]);
+	close(ready[1]);
+	pfd.fd = ready[0];
+	pfd.events = POLLIN;
+	while (n < (ssize_t)sizeof(v->line) - 1 && poll(&pfd, 1, 20000) == 1) {
+		r = read(ready[0], v->line + n, sizeof(v->line) - 1 - n);
+		if (r <= 0)
+			break;
+		n += r;
+	}
+	close(ready[0]);
+	if (strncmp(v->line, "ready", 5)) {
+		kill_victim(v);
+		return fail("%s did not report ready", argv[0]);
+	}
+	parse_facts(v);
+	return 0;
+}
+
+void kill_victim(struct victim *v)
+{
+	if (v->pid > 0) {
+		kill(v->pid, SIGKILL);
+		waitpid(v->pid, NULL, 0);
+		v->pid = 0;
+	}
+}
+
+static void show_log(void)
+{
+	char path[128], buf[4096];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/victim.log", workdir);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		fwrite(buf, 1, n, stderr);
+	close(fd);
+}
+
+/* SIGTERM, then the victim's own verdict. */
+static int finish_victim(struct victim *v)
+{
+	int st;
+
+	kill(v->pid, SIGTERM);
+	for (int i = 0; i < 30000; i++) {
+		pid_t r = waitpid(v->pid, &st, WNOHANG);
+
+		if (r == v->pid) {
+			v->pid = 0;
+			if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+				return 0;
+			show_log();
+			return fail("victim exited with status %#x", st);
+		}
+		usleep(1000);
+	}
+	kill_victim(v);
+	return fail("victim did not exit after SIGTERM");
+}
+
+/* Run hactl with args; its stderr into err (NUL-terminated). Returns its exit status. */
+static int run_hactl(const char *hactl, char *const args[], char *err, size_t len)
+{
+	char path[128];
+	char *argv[16];
+	int n = 0, st, fd;
+	pid_t pid;
+	ssize_t r;
+
+	argv[n++] = (char *)hactl;
+	while (*args && n < 15)
+		argv[n++] = *args++;
+	argv[n] = NULL;
+	snprintf(path, sizeof(path), "%s/hactl.err", workdir);
+	pid = fork();
+	if (!pid) {
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		dup2(fd, 2);
+		execv(hactl, argv);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return fail("running hactl: %m"), -1;
+	fd = open(path, O_RDONLY);
+	r = fd >= 0 ? read(fd, err, len - 1) : 0;
+	err[r > 0 ? r : 0] = 0;
+	if (fd >= 0)
+		close(fd);
+	fputs(err, stderr);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int dump(const char *hactl, const struct victim *v, const char *dir, bool leave, char *err,
+		size_t len)
+{
+	char pid[16];
+	char *args[] = { "dump", "-t", pid, "-D", (char *)dir, leave ? "--leave-running" : NULL, NULL };
+
+	snprintf(pid, sizeof(pid), "%d", v->pid);
+	return run_hactl(hactl, args, err, len);
+}
+
+static int mode_live(const char *hactl, char *const vargv[], int cycles)
+{
+	struct victim v;
+	char dir[128], err[4096];
+	int ret = 0;
+
+	if (start_victim(vargv, &v))
+		return 1;
+	for (int i = 0; i < cycles && !ret; i++) {
+		snprintf(dir, sizeof(dir), "%s/img-%d", workdir, i);
+		if (dump(hactl, &v, dir, true, err, sizeof(err)))
+			ret = fail("hactl dump failed: %s", err);
+		else
+			ret = check_images(dir, &v, workdir);
+		if (!ret && kill(v.pid, 0))
+			ret = fail("the victim is gone after a --leave-running dump");
+	}
+	if (ret) {
+		kill_victim(&v);
+		return ret;
+	}
+	return finish_victim(&v);
+}
+
+static int mode_refuse(const char *hactl, char *const vargv[])
+{
+	struct victim v;
+	char dir[128], err[4096], want[128], status[64];
+	struct stat st;
+	const char *kind = !strcmp(vargv[1], "--pipe") ? "pipe (pipe:[" : "socket (socket:[";
+	int ret, rc;
+
+	if (start_victim(vargv, &v))
+		return 1;
+	snprintf(dir, sizeof(dir), "%s/img", workdir);
+	snprintf(want, sizeof(want), "pid %d: fd %ld: %s", v.pid, fact_num(&v, "bad_fd"), kind);
+	ret = 0;
+	rc = dump(hactl, &v, dir, true, err, sizeof(err));
+	if (rc != 1)
+		ret = fail("hactl dump exited %d, expected 1", rc);
+	else if (!strstr(err, want))
+		ret = fail("the error does not say \"%s\"", want);
+	else if (!stat(dir, &st))
+		ret = fail("%s exists after a refused dump", dir);
+	snprintf(status, sizeof(status), "/proc/%d/status", v.pid);
+	if (!ret && proc_field(status, "TracerPid:", err, sizeof(err)) == 0 && strcmp(err, "0"))
+		ret = fail("the victim is still traced by %s", err);
+	if (ret) {
+		kill_victim(&v);
+		return ret;
+	}
+	return finish_victim(&v);
+}
+
+static int mode_kill(const char *hactl, char *const vargv[])
+{
+	struct victim v;
+	char dir[128], err[4096];
+	int ret, st = 0;
+
+	if (start_victim(vargv, &v))
+		return 1;
+	snprintf(dir, sizeof(dir), "%s/img", workdir);
+	if (dump(hactl, &v, dir, false, err, sizeof(err))) {
+		kill_victim(&v);
+		return fail("hactl dump failed: %s", err);
+	}
+	/* hactl waited for its death: the victim must already be a zombie for us. */
+	if (waitpid(v.pid, &st, WNOHANG) != v.pid)
+		ret = fail("the victim is still alive after a dump without --leave-running");
+	else if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
+		ret = fail("the victim ended with status %#x, not by SIGKILL", st);
+	else
+		ret = 0;
+	if (ret)
+		kill_victim(&v);
+	v.pid = ret ? 0 : v.pid;
+	return ret ? ret : check_images(dir, &v, workdir);
+}
+
+static int mode_bench(char *const vargv[], bool kill_it)
+{
+	struct eng_dump_opts o = { .leave_running = !kill_it };
+	struct eng_dump_stats st;
+	struct victim v;
+	char dir[128];
+	double mib;
+	int ret, s;
+
+	if (start_victim(vargv, &v))
+		return 1;
+	snprintf(dir, sizeof(dir), "%s/img", workdir);
+	if (eng_dump(v.pid, dir, &o, &st)) {
+		kill_victim(&v);
+		return fail("eng_dump: %s", eng_last_error());
+	}
+	mib = st.pages_written * 4096.0 / 1048576.0;
+	printf("bench %s MiB%s: frozen %.1f ms, collect %.1f ms, total %.1f ms, %.0f MiB of pages "
+	       "(%.2f GB/s while frozen, %.2f GB/s overall), %.1f MiB of images\n",
+	       vargv[1], kill_it ? " (killed)" : "", st.frozen_us / 1e3, st.collect_us / 1e3,
+	       st.total_us / 1e3, mib, st.pages_written * 4096.0 / (st.collect_us * 1e3),
+	       st.pages_written * 4096.0 / (st.total_us * 1e3), st.bytes_written / 1048576.0);
+	if (kill_it) {
+		/* Our own child: the dump left reaping it to us. */
+		ret = waitpid(v.pid, &s, 0) == v.pid && WIFSIGNALED(s) ? 0 : fail("victim not killed");
+		v.pid = 0;
+	} else {
+		ret = finish_victim(&v);
+	}
+	if (!ret && eng_image_verify(dir, NULL))
+		ret = fail("verify: %s", eng_last_error());
+	return ret;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+int main(int argc, char **argv)
+{
+	int cycles = 1, ret;
+	char *vargv[4] = { NULL };
+
+	if (argc < 4) {
+		fprintf(stderr, "usage: dump_runner live|refuse|kill HACTL VICTIM [ARG] [-c N]\n"
+				"       dump_runner bench VICTIM_MEM MIB [--kill]\n");
+		return 64;
+	}
+	/* Orphans we make (a victim whose runner died) are ours to reap. */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	snprintf(workdir, sizeof(workdir), "/tmp/hacd-dump-XXXXXX");
+	if (!mkdtemp(workdir))
+		return fail("mkdtemp: %m");
+	vargv[0] = argv[3];
+	for (int i = 4; i < argc && strcmp(argv[1], "bench"); i++)
+		if (!strcmp(argv[i], "-c") && i + 1 < argc)
+			cycles = atoi(argv[++i]);
+		else
+			vargv[1] = argv[i];
+	if (!strcmp(argv[1], "live"))
+		ret = mode_live(argv[2], vargv, cycles);
+	else if (!strcmp(argv[1], "refuse"))
+		ret = vargv[1] ? mode_refuse(argv[2], vargv) : fail("refuse needs --socket or --pipe");
+	else if (!strcmp(argv[1], "kill"))
+		ret = mode_kill(argv[2], vargv);
+	else if (!strcmp(argv[1], "bench"))
+		ret = mode_bench((char *[]){ argv[2], argv[3], NULL },
+				 argc > 4 && !strcmp(argv[4], "--kill"));
+	else
+		ret = fail("unknown mode %s", argv[1]);
+	printf("%s dump_runner %s %s\n", ret ? "FAIL" : "PASS", argv[1], argv[3]);
+	if (!ret)
+		nftw(workdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	else
+		fprintf(stderr, "kept %s for inspection\n", workdir);
+	return ret ? 1 : 0;
+}
