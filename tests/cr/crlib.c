@@ -240,6 +240,53 @@ void cr_reap_strays(pid_t keep)
 	}
 }
 
+static pid_t find_live_child(char comm[16])
+{
+	struct dirent *de;
+	pid_t found = 0, me = getpid();
+	DIR *d = opendir("/proc");
+
+	while (d && !found && (de = readdir(d))) {
+		char p[64], buf[512], *c;
+		pid_t pid = atoi(de->d_name);
+		int fd, n, ppid;
+		char state;
+
+		if (pid <= 0)
+			continue;
+		snprintf(p, sizeof(p), "/proc/%d/stat", pid);
+		fd = open(p, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = 0;
+		c = strrchr(buf, ')');
+		if (!c || sscanf(c + 2, "%c %d", &state, &ppid) != 2 || ppid != me || state == 'Z' || state == 'X')
+			continue;
+		found = pid;
+		snprintf(comm, 16, "%.*s", (int)(c - strchr(buf, '(') - 1), strchr(buf, '(') + 1);
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+pid_t cr_live_child(int timeout_ms, char comm[16])
+{
+	struct timespec t0;
+	pid_t pid;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while ((pid = find_live_child(comm)) && cr_ms_since(&t0) < timeout_ms) {
+		cr_reap_strays(0);
+		usleep(5000);
+	}
+	return pid;
+}
+
 int cr_wait_pid_gone(pid_t pid, int timeout_ms)
 {
 	struct timespec t0;

@@ -36,6 +36,10 @@ int cr_wait_killed(pid_t pid, int timeout_ms);
 int cr_pid_alive(pid_t pid);
 /* Reap every exited child but `keep` (strays reparented to us as subreaper). */
 void cr_reap_strays(pid_t keep);
+/* A live (not zombie) child of ours, i.e. anything a failed restore left behind and
+ * that was reparented to us as subreaper; waits up to timeout_ms for them to go.
+ * 0 when none, else its pid (comm in comm[16]). */
+pid_t cr_live_child(int timeout_ms, char comm[16]);
 /* Wait until /proc/pid is gone, reaping strays; 0 when gone within timeout_ms. */
 int cr_wait_pid_gone(pid_t pid, int timeout_ms);
 

@@ -400,10 +400,13 @@ struct vma {
 };
 
 /* VmFlags that are the dumper's or the kernel's business, not the process's state:
- * soft-dirty, and userfaultfd registrations (a dump may register write-protection). */
+ * soft-dirty, userfaultfd registrations (a dump may register write-protection), and
+ * "ac" (VM_ACCOUNT: commit accounting; a read-only private mapping that a restorer
+ * mapped writable to fill and then mprotected keeps it, with no effect the process
+ * could see). */
 static void filter_vmflags(const char *in, char *out, size_t size)
 {
-	static const char *const skip[] = { "sd", "um", "uw", "ui", NULL };
+	static const char *const skip[] = { "sd", "um", "uw", "ui", "ac", NULL };
 	size_t n = 0;
 	char w[8];
 	int len;
