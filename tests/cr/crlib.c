@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -118,11 +119,14 @@ int cr_run(char *const argv[], const char *log, int timeout_ms, char **out)
 		return fail("fork: %m");
 	}
 	if (!pid) {
-		int nul = open("/dev/null", O_RDONLY);
+		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
+		/* hactl gets exactly 0, 1 and 2: whatever else it had would show up in a
+		 * restored process that fails to close what it inherited. */
 		dup2(nul, 0);
 		dup2(fd, 1);
 		dup2(fd, 2);
+		syscall(SYS_close_range, 3, ~0u, 4 /* CLOSE_RANGE_CLOEXEC */);
 		execv(argv[0], argv);
 		fprintf(stderr, "exec %s: %m\n", argv[0]);
 		_exit(127);
