@@ -302,10 +302,12 @@ static int collect_proc(pid_t pid, struct eng__task_dump *td)
 		ret = eng__proc_link(pid, "root", td->root, sizeof(td->root));
 	if (ret)
 		return ret;
+	/* Both read as paths from our root, which is what restore opens them by (a
+	 * chrooted process's root is one of our directories). */
 	if (strstr(td->cwd, " (deleted)") || td->cwd[0] != '/')
 		return eng__refuse("pid %d: working directory %s: not supported yet", pid, td->cwd);
-	if (strcmp(td->root, "/"))
-		return eng__refuse("pid %d: chroot to %s: not supported yet", pid, td->root);
+	if (strstr(td->root, " (deleted)") || td->root[0] != '/')
+		return eng__refuse("pid %d: root directory %s: not supported yet", pid, td->root);
 	return 0;
 }
 
