@@ -360,6 +360,8 @@ int eng__mem_prepare(pid_t pid, struct eng__mem_dump *md)
 
 	memset(md, 0, sizeof(*md));
 	md->pid = pid;
+	/* For tests: the path kernels without PAGEMAP_SCAN (< 6.7) take. */
+	md->no_scan = getenv("HA_TEST_NO_PAGEMAP_SCAN") != NULL;
 	ret = eng__vma_plan(pid, md);
 	if (!ret)
 		ret = read_exe(pid, md);

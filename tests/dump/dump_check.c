@@ -183,52 +183,129 @@ static uint8_t pattern(size_t i, long zero_page)
 	return (long)(i / 4096) == zero_page ? 0 : (uint8_t)((i * 2654435761u) >> 13) | 1;
 }
 
-/* Every page of the victim's buffer must be in the pagemap, with its exact bytes. */
-static int check_pages(int dirfd, const struct victim *v)
+static uint8_t pattern2(int r, size_t i)
 {
-	uint64_t buf = fact_num(v, "buf"), end = buf + fact_num(v, "buf_pages") * 4096ul;
-	long zp = fact_num(v, "zero_page");
-	uint64_t covered = 0;
-	struct eng_img *pages;
+	return (uint8_t)(((i + r * 7919u) * 2654435761u) >> 13) | 1;
+}
+
+/* What the victim wrote at byte `off` of the region named `what`. */
+static uint8_t expected(const char *what, long zp, size_t off)
+{
+	if (!strcmp(what, "buf"))
+		return pattern(off, zp);
+	if (!strcmp(what, "shm"))
+		return pattern2(1, off);
+	if (!strcmp(what, "delmap"))
+		return pattern2(off < 4096 ? 3 : 2, off);
+	if (!strcmp(what, "memfdmap"))
+		return pattern2(4, off);
+	return pattern2(5, off);	/* protnone */
+}
+
+/* Every page of [start, start + pages) must be in the pagemap with the victim's bytes;
+ * returns the number of pages stored as PM_ZERO through *zero. */
+static int check_range(const struct msgs *pm, struct eng_img *pages, const char *what, uint64_t start,
+		       uint64_t nr, long zp)
+{
+	uint64_t end = start + nr * 4096, covered = 0;
 	uint8_t page[4096];
-	struct msgs m;
 	int ret = 0;
 
-	if (read_all(dirfd, ENG_IMG_PAGEMAP, v->pid, &img_pagemap_head__descriptor,
-		     &img_pagemap_entry__descriptor, &m))
-		return 1;
-	if (eng_img_open(dirfd, ENG_IMG_PAGES, v->pid, &pages)) {
-		msgs_free(&m);
-		return fail("pages: %s", eng_last_error());
-	}
-	for (size_t i = 1; i < m.n && !ret; i++) {
-		const ImgPagemapEntry *e = (ImgPagemapEntry *)m.m[i];
+	for (size_t i = 1; i < pm->n && !ret; i++) {
+		const ImgPagemapEntry *e = (ImgPagemapEntry *)pm->m[i];
 
 		for (uint64_t k = 0; k < e->nr_pages && !ret; k++) {
 			uint64_t a = e->vaddr + k * 4096;
-			size_t off = a - buf;
+			size_t off = a - start;
 
-			if (a < buf || a >= end)
+			if (a < start || a >= end)
 				continue;
 			covered++;
-			if (e->flags == IMG_PAGEMAP_FLAG__PM_ZERO) {
+			if (e->flags == IMG_PAGEMAP_FLAG__PM_ZERO)
 				memset(page, 0, sizeof(page));
-			} else if (eng_img_read_raw(pages, e->offset + k * 4096, page, 4096)) {
-				ret = fail("pages: reading %#lx: %s", (long)a, eng_last_error());
-				break;
-			}
-			if ((long)(off / 4096) == zp && e->flags != IMG_PAGEMAP_FLAG__PM_ZERO)
+			else if (e->flags != IMG_PAGEMAP_FLAG__PM_IN_PAGES ||
+				 eng_img_read_raw(pages, e->offset + k * 4096, page, 4096))
+				return fail("pages: %s page %#lx: flags %#x, %s", what, (long)a, e->flags,
+					    eng_last_error());
+			if (!strcmp(what, "buf") && (long)(off / 4096) == zp && e->flags != IMG_PAGEMAP_FLAG__PM_ZERO)
 				ret = fail("pagemap: the all-zero page %#lx is not a PM_ZERO run", (long)a);
 			for (size_t b = 0; b < 4096 && !ret; b++)
-				if (page[b] != pattern(off + b, zp))
-					ret = fail("pages: byte %#lx is %#x, the victim has %#x", (long)(a + b),
-						   page[b], pattern(off + b, zp));
+				if (page[b] != expected(what, zp, off + b))
+					ret = fail("pages: %s byte %#lx is %#x, the victim has %#x", what,
+						   (long)(a + b), page[b], expected(what, zp, off + b));
 		}
 	}
-	if (!ret && covered != (end - buf) / 4096)
-		ret = fail("pagemap: %lu of the buffer's %lu pages", (long)covered, (long)(end - buf) / 4096);
+	if (!ret && covered != nr)
+		ret = fail("pagemap: %lu of %s's %lu pages", (long)covered, what, (long)nr);
+	return ret;
+}
+
+static const ImgVma *vma_at(const struct msgs *mm, uint64_t addr)
+{
+	for (size_t i = 1; i < mm->n; i++)
+		if (((ImgVma *)mm->m[i])->start == addr)
+			return (ImgVma *)mm->m[i];
+	return NULL;
+}
+
+/* The extra mappings: kind of mapping as the victim made it, and their pages. */
+static int check_regions(const struct msgs *mm, const struct msgs *pm, struct eng_img *pages,
+			 const struct victim *v)
+{
+	static const struct {
+		const char *name;
+		uint64_t pages;
+		uint32_t flags;
+		bool unlinked;
+		uint32_t prot;
+	} r[] = {
+		{ "shm", 4, MAP_SHARED | MAP_ANONYMOUS, false, PROT_READ | PROT_WRITE },
+		{ "delmap", 3, MAP_PRIVATE, true, PROT_READ | PROT_WRITE },
+		{ "memfdmap", 2, MAP_SHARED, true, PROT_READ | PROT_WRITE },
+		{ "protnone", 1, MAP_PRIVATE | MAP_ANONYMOUS, false, PROT_NONE },
+	};
+	int ret = 0;
+
+	for (size_t i = 0; i < sizeof(r) / sizeof(r[0]) && !ret; i++) {
+		uint64_t a = fact_num(v, r[i].name);
+		const ImgVma *m = vma_at(mm, a);
+
+		if (!m || m->end != a + r[i].pages * 4096 || m->flags != r[i].flags ||
+		    m->unlinked != r[i].unlinked || m->prot != r[i].prot)
+			return fail("mm: %s at %#lx: %s", r[i].name, (long)a, m ? "wrong kind" : "no such VMA");
+		if (r[i].unlinked && (!m->path || m->path[0] != '/' || strstr(m->path, "(deleted)")))
+			return fail("mm: %s: path %s", r[i].name, m->path ? m->path : "(none)");
+		ret = check_range(pm, pages, r[i].name, a, r[i].pages, -1);
+	}
+	return ret;
+}
+
+/* Every page of the victim's buffer and extra mappings, exactly, through pagemap+pages. */
+static int check_pages(int dirfd, const struct victim *v)
+{
+	struct eng_img *pages;
+	struct msgs pm, mm;
+	int ret;
+
+	if (read_all(dirfd, ENG_IMG_PAGEMAP, v->pid, &img_pagemap_head__descriptor,
+		     &img_pagemap_entry__descriptor, &pm))
+		return 1;
+	if (read_all(dirfd, ENG_IMG_MM, v->pid, &img_mm__descriptor, &img_vma__descriptor, &mm)) {
+		msgs_free(&pm);
+		return 1;
+	}
+	if (eng_img_open(dirfd, ENG_IMG_PAGES, v->pid, &pages)) {
+		msgs_free(&pm);
+		msgs_free(&mm);
+		return fail("pages: %s", eng_last_error());
+	}
+	ret = check_range(&pm, pages, "buf", fact_num(v, "buf"), fact_num(v, "buf_pages"),
+			  fact_num(v, "zero_page"));
+	if (!ret)
+		ret = check_regions(&mm, &pm, pages, v);
 	eng_img_close(pages);
-	msgs_free(&m);
+	msgs_free(&pm);
+	msgs_free(&mm);
 	return ret;
 }
 

@@ -3,8 +3,11 @@
  * a buffer with a known pattern (one page of it all zero), a SIGUSR1 handler, a POSIX
  * timer, queued signals (one for the process, one for the main thread), and fds of
  * every supported kind: a file at a known position plus a dup of it, an O_APPEND file,
- * a file deleted while open, a directory, /dev/null and /dev/urandom. With --socket or
- * --pipe it also holds an unsupported fd, for the refusal test.
+ * a file deleted while open, a directory, /dev/null and /dev/urandom. And mappings of
+ * every kind whose pages the dump must store: shared anonymous memory, a private map
+ * of a deleted file (one page COWed), a shared map of a memfd whose fd is closed, and
+ * an anonymous page made PROT_NONE after it was written. With --socket or --pipe it
+ * also holds an unsupported fd, for the refusal test.
  *
  * The runner reads the facts from the ready line, dumps, checks the images against
  * them, then sends SIGTERM: the victim verifies that nothing changed under it (threads
@@ -58,6 +61,84 @@ static inline void one_step(uint64_t *ix, double *fx, uint64_t seed)
 static uint8_t pattern(size_t i)
 {
 	return i / 4096 == ZERO_PAGE ? 0 : (uint8_t)((i * 2654435761u) >> 13) | 1;
+}
+
+/* Contents of the extra mappings: region `r`, byte i (never zero). */
+static uint8_t pattern2(int r, size_t i)
+{
+	return (uint8_t)(((i + r * 7919u) * 2654435761u) >> 13) | 1;
+}
+
+struct region {
+	const char *name;
+	uint8_t *p;
+	size_t pages;
+	int seed;		/* page 0 of "delmap" has seed 3: its COWed copy */
+};
+
+static struct region regions[] = {
+	{ "shm", NULL, 4, 1 }, { "delmap", NULL, 3, 2 }, { "memfdmap", NULL, 2, 4 },
+	{ "protnone", NULL, 1, 5 },
+};
+
+static uint8_t region_byte(const struct region *r, size_t i)
+{
+	return pattern2(!strcmp(r->name, "delmap") && i < 4096 ? 3 : r->seed, i);
+}
+
+static void *map_file(int fd, size_t len, int flags)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, 0);
+
+	if (p == MAP_FAILED)
+		zdtm_fail("mmap: %m");
+	return p;
+}
+
+static void make_regions(const char *dir)
+{
+	char path[512];
+	uint8_t page[4096];
+	int fd;
+
+	regions[0].p = map_file(-1, 4 * 4096, MAP_SHARED | MAP_ANONYMOUS);
+	for (size_t i = 0; i < 4 * 4096; i++)
+		regions[0].p[i] = pattern2(1, i);
+	snprintf(path, sizeof(path), "%s/delmap", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	for (size_t pg = 0; fd >= 0 && pg < 3; pg++) {
+		for (size_t i = 0; i < 4096; i++)
+			page[i] = pattern2(2, pg * 4096 + i);
+		if (write(fd, page, 4096) != 4096)
+			zdtm_fail("write %s: %m", path);
+	}
+	if (fd < 0)
+		zdtm_fail("%s: %m", path);
+	regions[1].p = map_file(fd, 3 * 4096, MAP_PRIVATE);
+	unlink(path);
+	close(fd);
+	for (size_t i = 0; i < 4096; i++)	/* COW page 0 only */
+		regions[1].p[i] = pattern2(3, i);
+	fd = memfd_create("dumpme", 0);
+	if (fd < 0 || ftruncate(fd, 2 * 4096))
+		zdtm_fail("memfd: %m");
+	regions[2].p = map_file(fd, 2 * 4096, MAP_SHARED);
+	close(fd);
+	for (size_t i = 0; i < 2 * 4096; i++)
+		regions[2].p[i] = pattern2(4, i);
+	regions[3].p = map_file(-1, 4096, MAP_PRIVATE | MAP_ANONYMOUS);
+	for (size_t i = 0; i < 4096; i++)
+		regions[3].p[i] = pattern2(5, i);
+	mprotect(regions[3].p, 4096, PROT_NONE);
+}
+
+static void check_regions(void)
+{
+	mprotect(regions[3].p, 4096, PROT_READ);
+	for (size_t r = 0; r < sizeof(regions) / sizeof(regions[0]); r++)
+		for (size_t i = 0; i < regions[r].pages * 4096; i++)
+			if (regions[r].p[i] != region_byte(&regions[r], i))
+				zdtm_fail("%s: byte %zu changed", regions[r].name, i);
 }
 
 static void *worker(void *arg)
@@ -211,6 +292,7 @@ int main(int argc, char **argv)
 	rnd_fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
 	if (*mode)
 		bad = bad_fd(mode, &other);
+	make_regions(dir);
 	if (timer_create(CLOCK_MONOTONIC, &sev, &tm) || timer_settime(tm, 0, &its, NULL))
 		zdtm_fail("timer: %m");
 	if (sigqueue(getpid(), SIGRTMIN + 1, val) ||
@@ -222,13 +304,15 @@ int main(int argc, char **argv)
 		usleep(1000);
 	zdtm_ready("threads=%d handler_usr1=%#lx buf=%#lx buf_pages=%d zero_page=%d file_fd=%d dup_fd=%d "
 		   "file_pos=%d app_fd=%d ghost_fd=%d ghost=%s dir_fd=%d null_fd=%d rnd_fd=%d bad_fd=%d "
-		   "sas_tid=%d sas_sp=%#lx",
+		   "sas_tid=%d sas_sp=%#lx shm=%p delmap=%p memfdmap=%p protnone=%p",
 		   NR_THREADS + 1, (unsigned long)on_usr1, (unsigned long)buf, BUF_PAGES, ZERO_PAGE,
 		   file_fd, dup_fd, FILE_POS, app_fd, ghost_fd, GHOST, dir_fd, null_fd, rnd_fd, bad,
-		   works[1].tid, (unsigned long)sas_stack);
+		   works[1].tid, (unsigned long)sas_stack, regions[0].p, regions[1].p, regions[2].p,
+		   regions[3].p);
 	for (int i = 0; i < NR_THREADS; i++)
 		pthread_join(th[i], NULL);
 	check_all(file_fd, ghost_fd, tm);
+	check_regions();
 	if (*mode)
 		check_bad_fd(mode, bad, other);
 	zdtm_pass();
