@@ -5,11 +5,11 @@
  *
  * DESIGN
  *
- *   PRECHECK -> PREPARE -> SEIZE -> COLLECT -> INFECT -> COLLECT_INFECTED -> CURE
- *   untouched   buffer     |        ptrace,    parasite  sigactions, timers,   |
- *                          |        /proc,     mapped    sigaltstacks...       |
- *                          |        fds, pages                                 |
- *                          +------------------- frozen ---------------------------+--+
+ *   PRECHECK -> PREPARE -> PRECOPY -> SEIZE -> COLLECT -> INFECT -> COLLECT_INFECTED -> CURE
+ *   untouched   buffer     (>= 32 MiB:  |       ptrace,    parasite  sigactions,        |
+ *                          short stop,  |       /proc,     mapped    timers,            |
+ *                          then live    |       fds, pages           sigaltstacks...    |
+ *                          copy)        +------------------- frozen ---------------------+--+
  *                                                                              |     |
  *        leave_running:  RELEASE -> WRITE -> COMMIT ---------------------------'     |
  *        default:        WRITE -> COMMIT -> KILL -> RELEASE  (still frozen) ---------'
@@ -20,6 +20,7 @@
  *   PRECHECK          eng__task_precheck            namespaces, tracer, stopped, zombie
  *                     eng__files_precheck           sockets, pipes, anon inodes, ttys...
  *   PREPARE           eng__mem_prepare              SysV shm, hugetlb, device memory...
+ *   PRECOPY           eng__mem_precopy              (never refuses: falls back)
  *   SEIZE             eng_seize                     (every thread stopped)
  *   COLLECT           eng__task_collect, eng__files_collect, eng__mem_collect
  *   INFECT            eng_infect
@@ -288,6 +289,7 @@ static int freeze_and_collect(struct dump *d)
 	ret = eng__task_collect(d->v, &d->td);
 	if (!ret)
 		ret = eng__files_collect(d->pid, d->dirfd, &d->fd);
+	pr_debug("pid %d: task and files collected at %lu us", d->pid, (unsigned long)us_since(&d->t_freeze));
 	if (!ret)
 		ret = eng__mem_collect(d->v, &d->md);
 	pr_debug("pid %d: collected, %zu bytes of pages copied, at %lu us", d->pid, d->md.buf_used,
@@ -343,6 +345,9 @@ static int run(struct dump *d, const struct eng_dump_opts *opts, struct eng_dump
 		 d->md.buf_cap >> 20);
 	if (!ret)
 		ret = open_dir(d);
+	if (!ret && (!opts || opts->precopy != ENG_PRECOPY_NEVER))
+		ret = eng__mem_precopy(d->pid, &d->md, opts && opts->precopy == ENG_PRECOPY_ALWAYS);
+	st->arm_us = d->md.pc.arm_us;
 	if (ret)
 		return ret;
 	ret = freeze_and_collect(d);
@@ -363,6 +368,7 @@ static int run(struct dump *d, const struct eng_dump_opts *opts, struct eng_dump
 	st->pages_scanned = d->md.pages_scanned;
 	st->pages_written = d->md.pages_written;
 	st->pages_zero = d->md.pages_zero;
+	st->pages_precopied = d->md.pc.pages_reused;
 	st->bytes_written = images_size(d);
 	return ret;
 }

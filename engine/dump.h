@@ -161,6 +161,7 @@ struct eng__vma_dump {
 	enum eng__page_src src;
 	uint64_t data_end;	/* ENG_PG_ALL / FILE_DATA: end of the file's data in the map */
 	int file_fd;		/* ENG_PG_FILE_DATA: the mapped object, -1 otherwise */
+	bool tracked;		/* registered with our pre-copy uffd (mem-precopy.c) */
 };
 
 struct eng__page_run {
@@ -168,9 +169,24 @@ struct eng__page_run {
 	uint64_t off;		/* in the copy buffer */
 	int vma;
 	uint8_t how;		/* ENG_RD_* */
+	bool reuse;		/* already in the buffer: pre-copied and not written since */
 	uint64_t file_off;	/* ENG_RD_FILE */
 };
 enum { ENG_RD_VM, ENG_RD_MEM, ENG_RD_FILE };
+
+/* Pre-copy (mem-precopy.c): pages copied while the process runs, with uffd async
+ * write-protect telling which were written since. */
+struct eng__precopy {
+	int uffd;			/* -1: not armed */
+	struct eng__range {
+		uint64_t start, end;
+	} *armed;			/* mappings registered and write-protected */
+	int nr_armed;
+	struct eng__page_run *runs;	/* what the live pass copied, offsets into buf */
+	size_t nr_runs;
+	uint64_t arm_us;		/* how long arming stopped the process */
+	uint64_t pages_reused;		/* pre-copied pages the dump used as they were */
+};
 
 struct eng__mem_dump {
 	pid_t pid;
@@ -189,6 +205,10 @@ struct eng__mem_dump {
 	size_t nr_runs, cap_runs;
 	uint8_t *buf;			/* page copies, runs[i].off into it */
 	size_t buf_cap, buf_used;
+	size_t fresh_base;		/* buf below it: the pre-copy's; new pages above */
+	struct eng__precopy pc;
+	struct eng__vma *snap;		/* smaps read live, for the flags (see vma_plan) */
+	int nr_snap;
 	uint64_t pages_scanned;
 	uint64_t pages_written, pages_zero;
 };
@@ -203,16 +223,41 @@ int eng__mem_collect_infected(struct eng_victim *v, struct eng__mem_dump *md);
 int eng__mem_write(int dirfd, struct eng__mem_dump *md, struct eng__imgq *q);
 void eng__mem_free(struct eng__mem_dump *md);
 
-/* mem-dump.c -> mem-pages.c */
+/* Before seizing, given the page estimate from eng__mem_prepare: arm write tracking
+ * (a short stop of the process) and copy every page while it runs. Not arming (the
+ * kernel lacks uffd async WP, the process is small) is not an error. */
+int eng__mem_precopy(pid_t pid, struct eng__mem_dump *md, bool always);
+
+/* mem-dump.c -> mem-pages.c, mem-precopy.c */
 int eng__vma_plan(pid_t pid, struct eng__mem_dump *md);
+/* Read smaps now, while the process runs: the next plans read maps only and take each
+ * mapping's flags from here when its line is unchanged. */
+int eng__vma_flags_snapshot(pid_t pid, struct eng__mem_dump *md);
 void eng__vma_plan_free(struct eng__mem_dump *md);
-/* Runs of pages worth storing, with their offsets in the buffer (buf_used: total). */
+/* Runs of pages worth storing (md->runs); new ones at offsets from fresh_base up
+ * (buf_used: their end). */
 int eng__pages_find(struct eng__mem_dump *md);
+/* A run to copy: appended at buf_used, or over a stale copy at `off`; or one already
+ * in the buffer at `off`. */
+int eng__pages_add(struct eng__mem_dump *md, int vma, uint64_t vaddr, uint64_t len, int how,
+		   uint64_t file_off);
+int eng__pages_add_at(struct eng__mem_dump *md, int vma, uint64_t vaddr, uint64_t len, int how,
+		      uint64_t file_off, uint64_t off);
+int eng__pages_add_reuse(struct eng__mem_dump *md, int vma, uint64_t vaddr, uint64_t len,
+			 uint64_t off);
+int eng__pages_read_how(const struct eng__vma_dump *d);
 /* A pre-faulted copy buffer of at least `bytes`. */
 int eng__pages_reserve(struct eng__mem_dump *md, size_t bytes);
 /* Copy every run into the buffer (reserving what is missing first). */
 int eng__pages_copy(struct eng__mem_dump *md);
 int eng__pages_write(int dirfd, struct eng__mem_dump *md, struct eng_img **pagemap,
 		     struct eng_img **pages);
+
+/* mem-precopy.c, for the frozen pass */
+bool eng__precopy_owns(const struct eng__precopy *pc, uint64_t start, uint64_t end);
+/* The runs of a tracked mapping: pre-copied pages not written since are reused. */
+int eng__precopy_scan(struct eng__mem_dump *md, int vma, int pm_fd);
+/* Unregister everything (close the uffd); NULL-tolerant, idempotent. */
+void eng__precopy_end(struct eng__precopy *pc);
 
 #endif

@@ -20,9 +20,14 @@
  * read from the object itself through map_files, at the data ranges SEEK_DATA gives:
  * pages the process never touched but the object holds (or has swapped) are included.
  *
+ * With a pre-copy (mem-precopy.c) the buffer starts with what the live pass copied:
+ * the frozen pass reuses what was not written since, copies written pages again over
+ * their stale copy, and appends pages the live pass did not see.
+ *
  * INVARIANTS
- * 1. runs[] is in address order, each inside one mapping, and their buffer offsets
- *    are consecutive: runs[i].off + runs[i].len == runs[i + 1].off.
+ * 1. runs[] is in address order, each inside one mapping, each at its own place in
+ *    the buffer: no two runs overlap there.
+ * 2. Reused runs are never written by the frozen pass.
  * 2. Worker threads never log (the kept error is per thread): they return the first
  *    failure and its address, and the caller logs it.
  */
@@ -50,42 +55,70 @@
 #define PM_PRESENT (1ull << 63)
 #define PM_SWAPPED (1ull << 62)
 #define PM_FILE (1ull << 61)		/* file page or shared anonymous */
+#define PM_GUARD (1ull << 58)		/* a guard marker, "swapped" but no data (6.15+) */
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
 
-static int add_run(struct eng__mem_dump *md, int vma, uint64_t vaddr, uint64_t len, int how,
-		   uint64_t file_off)
+static struct eng__page_run *new_run(struct eng__mem_dump *md)
 {
-	struct eng__page_run *r = md->nr_runs ? &md->runs[md->nr_runs - 1] : NULL;
-
-	if (r && r->vma == vma && r->how == how && r->vaddr + r->len == vaddr &&
-	    (how != ENG_RD_FILE || r->file_off + r->len == file_off)) {
-		r->len += len;
-		md->buf_used += len;
-		return 0;
-	}
 	if (md->nr_runs == md->cap_runs) {
 		size_t cap = md->cap_runs ? md->cap_runs * 2 : 256;
 		void *p = realloc(md->runs, cap * sizeof(*md->runs));
 
 		if (!p)
-			return -ENOMEM;
+			return NULL;
 		md->runs = p;
 		md->cap_runs = cap;
 	}
-	r = &md->runs[md->nr_runs++];
-	r->vaddr = vaddr;
-	r->len = len;
-	r->off = md->buf_used;
-	r->vma = vma;
-	r->how = how;
-	r->file_off = file_off;
-	md->buf_used += len;
+	return &md->runs[md->nr_runs++];
+}
+
+int eng__pages_add_at(struct eng__mem_dump *md, int vma, uint64_t vaddr, uint64_t len, int how,
+		      uint64_t file_off, uint64_t off)
+{
+	struct eng__page_run *r = md->nr_runs ? &md->runs[md->nr_runs - 1] : NULL;
+
+	if (r && !r->reuse && r->vma == vma && r->how == how && r->vaddr + r->len == vaddr &&
+	    r->off + r->len == off && (how != ENG_RD_FILE || r->file_off + r->len == file_off)) {
+		r->len += len;
+		return 0;
+	}
+	r = new_run(md);
+	if (!r)
+		return -ENOMEM;
+	*r = (struct eng__page_run){ .vaddr = vaddr, .len = len, .off = off, .vma = vma,
+				     .how = how, .file_off = file_off };
 	return 0;
 }
 
-static int read_how(const struct eng__vma_dump *d)
+int eng__pages_add(struct eng__mem_dump *md, int vma, uint64_t vaddr, uint64_t len, int how,
+		   uint64_t file_off)
+{
+	int ret = eng__pages_add_at(md, vma, vaddr, len, how, file_off, md->buf_used);
+
+	if (!ret)
+		md->buf_used += len;
+	return ret;
+}
+
+int eng__pages_add_reuse(struct eng__mem_dump *md, int vma, uint64_t vaddr, uint64_t len,
+			 uint64_t off)
+{
+	struct eng__page_run *r = md->nr_runs ? &md->runs[md->nr_runs - 1] : NULL;
+
+	if (r && r->reuse && r->vma == vma && r->vaddr + r->len == vaddr && r->off + r->len == off) {
+		r->len += len;
+		return 0;
+	}
+	r = new_run(md);
+	if (!r)
+		return -ENOMEM;
+	*r = (struct eng__page_run){ .vaddr = vaddr, .len = len, .off = off, .vma = vma, .reuse = true };
+	return 0;
+}
+
+int eng__pages_read_how(const struct eng__vma_dump *d)
 {
 	return d->v.prot & PROT_READ ? ENG_RD_VM : ENG_RD_MEM;
 }
@@ -106,12 +139,12 @@ static int scan_pagemap(struct eng__mem_dump *md, int i, int pm_fd)
 			return pr_errno(got < 0 ? -errno : -EIO, "pid %d: /proc/%d/pagemap at %#lx",
 					md->pid, md->pid, (unsigned long)a);
 		for (size_t k = 0; k < n && !ret; k++, a += ENG_PAGE_SIZE) {
-			bool want = ent[k] & (PM_PRESENT | PM_SWAPPED);
+			bool want = (ent[k] & (PM_PRESENT | PM_SWAPPED)) && !(ent[k] & PM_GUARD);
 
 			if (d->src == ENG_PG_SCAN_COW && (ent[k] & PM_FILE))
 				want = false;
 			if (want)
-				ret = add_run(md, i, a, ENG_PAGE_SIZE, read_how(d), 0);
+				ret = eng__pages_add(md, i, a, ENG_PAGE_SIZE, eng__pages_read_how(d), 0);
 		}
 	}
 	return ret;
@@ -141,7 +174,8 @@ static int scan_vma(struct eng__mem_dump *md, int i, int pm_fd)
 			return pr_errno(-errno, "pid %d: PAGEMAP_SCAN of %#lx-%#lx", md->pid,
 					(unsigned long)d->v.start, (unsigned long)d->v.end);
 		for (long k = 0; k < n; k++) {
-			int ret = add_run(md, i, reg[k].start, reg[k].end - reg[k].start, read_how(d), 0);
+			int ret = eng__pages_add(md, i, reg[k].start, reg[k].end - reg[k].start,
+						 eng__pages_read_how(d), 0);
 
 			if (ret)
 				return ret;
@@ -176,7 +210,8 @@ static int data_runs(struct eng__mem_dump *md, int i)
 		hole = (hole + ENG_PAGE_SIZE - 1) & ~(off_t)(ENG_PAGE_SIZE - 1);
 		if (hole > hi)
 			hole = hi;
-		ret = add_run(md, i, d->v.start + (data - d->v.pgoff), hole - data, ENG_RD_FILE, data);
+		ret = eng__pages_add(md, i, d->v.start + (data - d->v.pgoff), hole - data, ENG_RD_FILE,
+				     data);
 		if (ret)
 			return ret;
 		lo = hole;
@@ -190,7 +225,7 @@ int eng__pages_find(struct eng__mem_dump *md)
 	int pm_fd, ret = 0;
 
 	md->nr_runs = 0;
-	md->buf_used = 0;
+	md->buf_used = md->fresh_base;
 	md->pages_scanned = 0;
 	snprintf(path, sizeof(path), "/proc/%d/pagemap", md->pid);
 	pm_fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -205,6 +240,10 @@ int eng__pages_find(struct eng__mem_dump *md)
 		case ENG_PG_SCAN_ANON:
 		case ENG_PG_SCAN_COW:
 			md->pages_scanned += (d->v.end - d->v.start) / ENG_PAGE_SIZE;
+			if (d->tracked) {
+				ret = eng__precopy_scan(md, i, pm_fd);
+				break;
+			}
 			ret = md->no_scan ? 1 : scan_vma(md, i, pm_fd);
 			if (ret == 1) {
 				md->no_scan = true;
@@ -214,7 +253,8 @@ int eng__pages_find(struct eng__mem_dump *md)
 		case ENG_PG_ALL:
 			md->pages_scanned += (d->data_end - d->v.start) / ENG_PAGE_SIZE;
 			if (d->data_end > d->v.start)
-				ret = add_run(md, i, d->v.start, d->data_end - d->v.start, read_how(d), 0);
+				ret = eng__pages_add(md, i, d->v.start, d->data_end - d->v.start,
+						     eng__pages_read_how(d), 0);
 			break;
 		case ENG_PG_FILE_DATA:
 			md->pages_scanned += (d->data_end - d->v.start) / ENG_PAGE_SIZE;
@@ -334,6 +374,14 @@ static int copy_run(struct copy_job *j, const struct eng__page_run *r)
 	uint8_t *buf = j->md->buf + r->off;
 	int ret;
 
+	if (r->reuse)	/* already there (invariant 2) */
+		return 0;
+	/* A batch reads into one contiguous stretch of the buffer. */
+	if (j->n && j->lbase + j->blen != buf) {
+		ret = flush(j);
+		if (ret)
+			return ret;
+	}
 	if (r->how != ENG_RD_VM) {
 		ret = flush(j);
 		if (ret)
@@ -382,6 +430,7 @@ int eng__pages_copy(struct eng__mem_dump *md)
 {
 	struct copy_job *j;
 	pthread_t th;
+	size_t fresh = 0;
 	bool two;
 	char path[64];
 	int ret, mem_fd;
@@ -399,10 +448,12 @@ int eng__pages_copy(struct eng__mem_dump *md)
 		close(mem_fd);
 		return -ENOMEM;
 	}
-	/* Split at half the bytes: the runs' offsets are consecutive (invariant 1). */
-	while (mid < md->nr_runs && md->runs[mid].off < md->buf_used / 2)
-		mid++;
-	two = md->buf_used >= (16ul << 20) && sysconf(_SC_NPROCESSORS_ONLN) > 1;
+	/* Split at half the bytes to copy. */
+	for (size_t i = 0; i < md->nr_runs; i++)
+		fresh += md->runs[i].reuse ? 0 : md->runs[i].len;
+	for (size_t half = 0; mid < md->nr_runs && half < fresh / 2; mid++)
+		half += md->runs[mid].reuse ? 0 : md->runs[mid].len;
+	two = fresh >= (16ul << 20) && sysconf(_SC_NPROCESSORS_ONLN) > 1;
 	j[0] = (struct copy_job){ .md = md, .first = 0, .last = two ? mid : md->nr_runs, .mem_fd = mem_fd };
 	j[1] = (struct copy_job){ .md = md, .first = mid, .last = md->nr_runs, .mem_fd = mem_fd };
 	if (two && pthread_create(&th, NULL, copy_worker, &j[1]))

@@ -94,7 +94,7 @@ static const struct {
 	{ "pf", ENG_VMF_PFNMAP }, { "mm", ENG_VMF_MIXEDMAP }, { "ht", ENG_VMF_HUGETLB },
 	{ "ss", ENG_VMF_SHADOW_STACK }, { "um", ENG_VMF_UFFD }, { "uw", ENG_VMF_UFFD },
 	{ "ui", ENG_VMF_UFFD }, { "lf", ENG_VMF_LOCKONFAULT }, { "dp", ENG_VMF_DROPPABLE },
-	{ "sl", ENG_VMF_SEALED }, { "sh", ENG_VMF_SHARED },
+	{ "sl", ENG_VMF_SEALED }, { "sh", ENG_VMF_SHARED }, { "gu", ENG_VMF_GUARD },
 };
 
 static uint32_t parse_vmflags(const char *s)

@@ -41,6 +41,7 @@ enum {
 	ENG_VMF_DROPPABLE = 1u << 18,	/* dp */
 	ENG_VMF_SEALED = 1u << 19,	/* sl */
 	ENG_VMF_SHARED = 1u << 20,	/* sh: VM_SHARED, writes reach the file */
+	ENG_VMF_GUARD = 1u << 21,	/* gu: has MADV_GUARD_INSTALL regions (6.13+) */
 };
 
 /* One line of /proc/PID/maps, with what smaps adds. */

@@ -424,3 +424,61 @@ int check_images(const char *dir, const struct victim *v, const char *workdir)
 		       st.records, (unsigned long)st.data_bytes);
 	return ret;
 }
+
+/* Bytes at vaddr as the images hold them (pagemap + pages), for checks of memory. */
+static int image_read(const struct msgs *pm, struct eng_img *pages, uint64_t vaddr, void *buf, size_t len)
+{
+	for (size_t i = 1; i < pm->n; i++) {
+		const ImgPagemapEntry *e = (ImgPagemapEntry *)pm->m[i];
+		uint64_t end = e->vaddr + e->nr_pages * 4096;
+
+		if (vaddr < e->vaddr || vaddr + len > end)
+			continue;
+		if (e->flags == IMG_PAGEMAP_FLAG__PM_ZERO) {
+			memset(buf, 0, len);
+			return 0;
+		}
+		return eng_img_read_raw(pages, e->offset + (vaddr - e->vaddr), buf, len);
+	}
+	return fail("no pagemap run holds [%#lx, +%zu)", (long)vaddr, len);
+}
+
+/* victim_dirty: every page holds the last generation up to the image's last_gen that
+ * chose it; the page of last_gen + 1 may be part written. */
+int check_dirty(const char *dir, const struct victim *v)
+{
+	uint64_t mem = fact_num(v, "mem"), pages = fact_num(v, "pages"), g, *latest, w[512];
+	struct eng_img *img;
+	struct msgs pm;
+	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), ret;
+
+	if (dirfd < 0 || read_all(dirfd, ENG_IMG_PAGEMAP, v->pid, &img_pagemap_head__descriptor,
+				  &img_pagemap_entry__descriptor, &pm))
+		return fail("%s: cannot read its pagemap", dir);
+	ret = eng_img_open(dirfd, ENG_IMG_PAGES, v->pid, &img);
+	close(dirfd);
+	latest = calloc(pages, sizeof(*latest));
+	if (ret || !latest || image_read(&pm, img, fact_num(v, "last_gen"), &g, sizeof(g))) {
+		ret = fail("pages: %s", eng_last_error());
+		goto out;
+	}
+	for (uint64_t k = 1; k <= g; k++)
+		latest[(k * 2654435761u) % pages] = k;
+	for (uint64_t p = 0; p < pages && !ret; p++) {
+		uint64_t want = latest[p] << 24 | (p + 1), next = (g + 1) << 24 | (p + 1);
+		bool inflight = (g + 1) * 2654435761u % pages == p;
+
+		ret = image_read(&pm, img, mem + p * 4096, w, sizeof(w));
+		for (int i = 0; i < 512 && !ret; i++)
+			if (w[i] != want && !(inflight && w[i] == next))
+				ret = fail("image of page %lu, word %d: %#lx; at last_gen %lu it holds %#lx",
+					   (long)p, i, (long)w[i], (long)g, (long)want);
+	}
+	if (!ret)
+		printf("%s: %lu pages consistent at generation %lu\n", dir, (long)pages, (long)g);
+out:
+	free(latest);
+	eng_img_close(img);
+	msgs_free(&pm);
+	return ret;
+}

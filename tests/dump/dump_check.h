@@ -25,5 +25,7 @@ void kill_victim(struct victim *v);
 int proc_field(const char *path, const char *key, char *buf, size_t len);
 /* The images in dir verify and hold what victim_dump announced. */
 int check_images(const char *dir, const struct victim *v, const char *workdir);
+/* The images of victim_dirty hold one consistent generation of its pages. */
+int check_dirty(const char *dir, const struct victim *v);
 
 #endif

@@ -11,9 +11,13 @@
  *          fail naming pid, fd and kind, leave no image, and the victim must pass.
  *   kill   without --leave-running: the victim must die of SIGKILL, the images verify.
  *   bench  victim_mem of N MiB, dumped in-process: prints the timings, no assertion.
+ *   dirty  victim_dirty of N MiB keeps writing its pages during the dump (in-process,
+ *          --leave-running, pre-copy always or never): the image must hold one
+ *          consistent generation of every page, and the victim must pass.
  *
  * usage: dump_runner live|refuse|kill HACTL VICTIM [--socket|--pipe] [-c N]
  *        dump_runner bench VICTIM_MEM MIB [--kill]
+ *        dump_runner dirty VICTIM_DIRTY MIB always|never
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -332,6 +336,36 @@ static int mode_bench(char *const vargv[], bool kill_it)
 	return ret;
 }
 
+static int mode_dirty(char *const vargv[], const char *precopy)
+{
+	struct eng_dump_opts o = { .leave_running = true,
+				   .precopy = strcmp(precopy, "never") ? ENG_PRECOPY_ALWAYS : ENG_PRECOPY_NEVER };
+	struct eng_dump_stats st;
+	struct victim v;
+	char dir[128];
+	int ret;
+
+	if (start_victim(vargv, &v))
+		return 1;
+	usleep(200000);	/* let the writer get going */
+	snprintf(dir, sizeof(dir), "%s/img", workdir);
+	if (eng_dump(v.pid, dir, &o, &st)) {
+		kill_victim(&v);
+		return fail("eng_dump: %s", eng_last_error());
+	}
+	printf("dirty %s MiB, pre-copy %s: frozen %.1f ms, arm %.1f ms, %lu of %lu pages pre-copied\n",
+	       vargv[1], precopy, st.frozen_us / 1e3, st.arm_us / 1e3, (long)st.pages_precopied,
+	       (long)st.pages_written);
+	ret = eng_image_verify(dir, NULL) ? fail("verify: %s", eng_last_error()) : check_dirty(dir, &v);
+	if (!ret && !strcmp(precopy, "always") && (!st.pages_precopied || !st.arm_us))
+		ret = fail("the pre-copy did not happen");
+	if (ret) {
+		kill_victim(&v);
+		return ret;
+	}
+	return finish_victim(&v);
+}
+
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	return remove(path);
@@ -364,6 +398,9 @@ int main(int argc, char **argv)
 		ret = vargv[1] ? mode_refuse(argv[2], vargv) : fail("refuse needs --socket or --pipe");
 	else if (!strcmp(argv[1], "kill"))
 		ret = mode_kill(argv[2], vargv);
+	else if (!strcmp(argv[1], "dirty"))
+		ret = argc > 4 ? mode_dirty((char *[]){ argv[2], argv[3], NULL }, argv[4])
+			       : fail("dirty needs VICTIM MIB always|never");
 	else if (!strcmp(argv[1], "bench"))
 		ret = mode_bench((char *[]){ argv[2], argv[3], NULL },
 				 argc > 4 && !strcmp(argv[4], "--kill"));

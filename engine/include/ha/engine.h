@@ -248,17 +248,28 @@ int ha_fsync_dir(int dirfd);
 
 /* ---- dump (engine/dump*.c) ------------------------------------------------------- */
 /* @@dump: owned by the dump work; declarations go between these markers. */
+enum eng_precopy {
+	ENG_PRECOPY_AUTO,	/* pre-copy when there are >= 32 MiB of pages */
+	ENG_PRECOPY_NEVER,	/* copy every page while the process is frozen */
+	ENG_PRECOPY_ALWAYS,
+};
 struct eng_dump_opts {
 	bool leave_running;	/* default: the process is killed once its images are safe */
+	/* Copy pages while the process runs first (uffd async write-protect tracks what
+	 * it writes meanwhile), so that the freeze only copies those. Falls back to a
+	 * frozen copy when the kernel cannot track. */
+	enum eng_precopy precopy;
 };
 struct eng_dump_stats {
 	uint64_t frozen_us;	/* first thread stopped -> released (or killed) */
 	uint64_t collect_us;	/* first thread stopped -> all state copied out: what a
 				 * --leave-running dump freezes at the least */
+	uint64_t arm_us;	/* the earlier short stop that armed pre-copy (0: none) */
 	uint64_t total_us;
 	uint64_t pages_scanned;	/* pages of the mappings whose contents were looked at */
 	uint64_t pages_written;	/* pages stored in pages-PID.img */
 	uint64_t pages_zero;	/* present but all zero: recorded, not stored */
+	uint64_t pages_precopied; /* taken from the pre-copy instead of copied while frozen */
 	uint64_t bytes_written;	/* every image file, headers included */
 };
 /*
