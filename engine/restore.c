@@ -11,9 +11,10 @@
  *                                        ---- point of no return ----
  *                                        restorer: unmap hactl, mremap into place,
  *                                        PR_SET_MM_MAP, clone3 threads (set_tid),
- *   each thread stops on int3 <--------- rseq, comm, itimers; int3
- *   write rt_sigframes, munmap restorer,
- *   rt_sigreturn via the vdso, detach --> running again
+ *   each thread stops on int3 <--------- rseq, comm, creds, seccomp...; int3
+ *   munmap the restorer (a syscall from
+ *   the vdso), set registers, xstate and
+ *   signal masks, detach -------------> running again
  *
  * Failure before the point of no return: the process reports through the status pipe
  * and exits. After it: exit_group(100 + step). Either way nothing is left running, and
@@ -144,7 +145,7 @@ static const char *const step_names[] = {
 	[RST_STEP_MM] = "PR_SET_MM_MAP", [RST_STEP_CLONE] = "creating threads with their TIDs",
 	[RST_STEP_RSEQ_ON] = "registering rseq", [RST_STEP_ITIMER] = "setting itimers",
 	[RST_STEP_SIGNALS] = "queueing pending signals", [RST_STEP_CREDS] = "setting credentials",
-	[RST_STEP_SECCOMP] = "installing seccomp filters",
+	[RST_STEP_SECCOMP] = "installing seccomp filters", [RST_STEP_ALTSTACK] = "setting sigaltstack",
 };
 
 static int child_died(pid_t pid, int st, int status_fd)
@@ -278,7 +279,7 @@ static int finish(struct rst_ctx *c, pid_t pid, int status_fd, const pid_t *oute
 	if (!ret)
 		ret = unmap_restorer(c, pid, ip);
 	for (size_t i = 0; i < c->proc.nr_threads && !ret; i++)
-		ret = rst__thread_finish(c, i, outer[i], ip);
+		ret = rst__thread_finish(c, i, outer[i]);
 	return ret;
 }
 

@@ -59,6 +59,6 @@ int rst__mem_prepare(struct rst_ctx *c);
 void rst__mem_jump(struct rst_ctx *c) __attribute__((noreturn));
 
 /* In hactl, tracing the new process at its final int3 stops. */
-int rst__thread_finish(struct rst_ctx *c, size_t i, pid_t tid, unsigned long syscall_ip);
+int rst__thread_finish(struct rst_ctx *c, size_t i, pid_t tid);
 
 #endif

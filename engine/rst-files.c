@@ -120,7 +120,7 @@ static int open_file(struct rst_ctx *c, const ImgFile *f)
 int rst__files(struct rst_ctx *c, int *keep, int nr_keep)
 {
 	struct rst_proc *p = &c->proc;
-	int top = 2, ret = 0;
+	int top = 2, maxkeep = 0, ret = 0;
 
 	for (size_t i = 0; i < p->nr_fds; i++)
 		if (p->fds[i]->fd > top)
@@ -134,7 +134,12 @@ int rst__files(struct rst_ctx *c, int *keep, int nr_keep)
 			close(keep[k]);
 		keep[k] = nfd;
 	}
-	for (int fd = 0; fd <= top + nr_keep; fd++) {
+	/* F_DUPFD may have had to go higher than top + 1 + k: close around the kept ones,
+	 * and everything above them that hactl inherited. */
+	for (int k = 0; k < nr_keep; k++)
+		if (keep[k] > maxkeep)
+			maxkeep = keep[k];
+	for (int fd = 0; fd <= maxkeep; fd++) {
 		bool ours = false;
 
 		for (int k = 0; k < nr_keep; k++)
@@ -142,6 +147,7 @@ int rst__files(struct rst_ctx *c, int *keep, int nr_keep)
 		if (!ours)
 			close(fd);
 	}
+	close_range(maxkeep + 1, ~0u, 0);
 	for (size_t i = 0; i < p->nr_fds && !ret; i++) {
 		const ImgFd *d = p->fds[i];
 		const ImgFile *f = find_file(c, d->id);

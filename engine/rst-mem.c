@@ -231,7 +231,10 @@ static void *bump(struct bump *b, unsigned long size)
 	unsigned long p = b->at;
 
 	b->at = (b->at + size + 63) & ~63ul;
-	return b->at <= b->end ? (void *)p : NULL;
+	if (b->at <= b->end)
+		return (void *)p;
+	pr_err("restorer region too small by %lu bytes (a bug in region_size)", b->at - b->end);
+	return NULL;
 }
 
 /* Room for pending siginfos, seccomp programs (per thread, a chain each) and groups. */
@@ -253,7 +256,8 @@ static unsigned long region_size(const struct rst_proc *p)
 	return page_up(ha_blob_restorer.mem_size) + page_up(sizeof(struct rst_args)) + PAGE +
 	       page_up((p->nr_vmas + 4) * sizeof(struct rst_move) + 64) +
 	       page_up(p->mm->n_auxv * 8 + 64) + page_up(p->nr_threads * (sizeof(struct rst_thread) + 64)) +
-	       p->nr_threads * RST_STACK_SIZE + page_up(sigq_and_filters(p)) + PAGE;
+	       p->nr_threads * RST_STACK_SIZE + page_up(sigq_and_filters(p) + p->nr_threads * 1024) +
+	       (64ul << 10);	/* slack for alignment: running short would fail the restore */
 }
 
 /* What the restorer unmaps first: everything but the reservation and the vdso parts
@@ -355,6 +359,12 @@ static int fill_threads(struct rst_ctx *c, struct bump *b)
 			th[i].rseq_sig = t->rseq->sig;
 		}
 		th[i].clear_tid = t->clear_tid_addr;
+		th[i].ss_flags = 2;	/* SS_DISABLE */
+		if (t->sigaltstack && !(t->sigaltstack->flags & 2)) {
+			th[i].ss_sp = t->sigaltstack->sp;
+			th[i].ss_size = t->sigaltstack->size;
+			th[i].ss_flags = t->sigaltstack->flags;
+		}
 		snprintf(th[i].comm, sizeof(th[i].comm), "%s", t->comm ? t->comm : "");
 		ret = fill_sigq(b, NULL, t->n_pending, &th[i].sigq, &th[i].nr_sigq, t->pending);
 		if (!ret)
@@ -403,6 +413,7 @@ static int fill_mm(struct rst_ctx *c, struct bump *b)
 	const ImgMm *mm = c->proc.mm;
 	struct rst_mm_map *m = &c->args->mm;
 	uint64_t *auxv = bump(b, mm->n_auxv * 8 + 8);
+	struct stat sa, sb;
 	int fd;
 
 	if (!auxv)
@@ -419,6 +430,13 @@ static int fill_mm(struct rst_ctx *c, struct bump *b)
 	fd = open(mm->exe_path, O_RDONLY);
 	if (fd < 0)
 		return pr_errno(-errno, "cannot open the executable %s", mm->exe_path);
+	/* The kernel refuses to replace an exe file that is still mapped (EBUSY): when we
+	 * run the same binary as the checkpoint (a forked service of ours), it already is
+	 * the right one, so leave it. */
+	if (!fstat(fd, &sa) && !stat("/proc/self/exe", &sb) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino) {
+		close(fd);
+		fd = -1;
+	}
 	m->exe_fd = fd;
 	return 0;
 }

@@ -1,9 +1,7 @@
 /*
  * Restore, task state: what the new process sets with ordinary syscalls before the
  * restorer (signal actions, umask, personality, rlimits, cwd and root), and what hactl
- * sets for each thread at the very end, tracing it at its int3 stop: an rt_sigframe on
- * the thread's own stack holding its registers, FPU/xstate, signal mask and
- * sigaltstack, entered with rt_sigreturn from a syscall instruction in the vdso.
+ * sets for each thread at the very end through ptrace: registers, xstate, signal mask.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,43 +14,15 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/user.h>
+#include <elf.h>
 #include <unistd.h>
 
 #include "ha/engine.h"
 #include "log.h"
 #include "restore.h"
 
-#define UC_FP_XSTATE 0x1
-#define UC_SIGCONTEXT_SS 0x2
-#define UC_STRICT_RESTORE_SS 0x4
-#define ERESTARTSYS 512
-#define ERESTARTNOINTR 513
-#define ERESTARTNOHAND 514
-#define ERESTART_RESTARTBLOCK 516
-
-/* The kernel's x86-64 signal frame (arch/x86/include/asm/sigframe.h, uapi sigcontext.h). */
-struct k_sigcontext {
-	uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
-	uint64_t rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip, eflags;
-	uint16_t cs, gs, fs, ss;
-	uint64_t err, trapno, oldmask, cr2, fpstate, reserved1[8];
-};
-struct k_ucontext {
-	uint64_t flags, link;
-	uint64_t ss_sp;
-	int32_t ss_flags, pad;
-	uint64_t ss_size;
-	struct k_sigcontext mc;
-	uint64_t sigmask;
-};
-struct k_rt_sigframe {
-	uint64_t pretcode;
-	struct k_ucontext uc;
-	uint8_t info[128];
-};
-_Static_assert(sizeof(struct k_sigcontext) == 256, "sigcontext ABI");
-_Static_assert(sizeof(struct k_ucontext) == 304, "ucontext ABI");
 
 /* The kernel's own struct sigaction for rt_sigaction. */
 struct k_sigaction {
@@ -111,110 +81,38 @@ int rst__task_prepare(struct rst_ctx *c)
 	return restore_rlimits(core);
 }
 
-/* A thread stopped inside a syscall that the kernel would have restarted: do what the
- * kernel would have done on its way back to user space. */
-static void syscall_restart(struct k_sigcontext *mc, const ImgRegs *r)
-{
-	if ((int64_t)r->orig_rax < 0)
-		return;
-	switch ((int64_t)r->rax) {
-	case -ERESTARTSYS:
-	case -ERESTARTNOINTR:
-	case -ERESTARTNOHAND:
-		mc->rax = r->orig_rax;
-		mc->rip -= 2;
-		break;
-	case -ERESTART_RESTARTBLOCK:
-		/* The kernel's restart block (the rest of a nanosleep, say) did not survive:
-		 * the call returns EINTR, which callers of sleeping syscalls handle. */
-		mc->rax = -EINTR;
-		break;
-	}
-}
-
-static void fill_mcontext(struct k_sigcontext *mc, const ImgRegs *r)
-{
-	*mc = (struct k_sigcontext){
-		.r8 = r->r8, .r9 = r->r9, .r10 = r->r10, .r11 = r->r11, .r12 = r->r12, .r13 = r->r13,
-		.r14 = r->r14, .r15 = r->r15, .rdi = r->rdi, .rsi = r->rsi, .rbp = r->rbp, .rbx = r->rbx,
-		.rdx = r->rdx, .rax = r->rax, .rcx = r->rcx, .rsp = r->rsp, .rip = r->rip,
-		.eflags = r->eflags, .cs = r->cs, .gs = r->gs, .fs = r->fs, .ss = r->ss,
-	};
-	syscall_restart(mc, r);
-}
-
-/* Frame and fpstate below the thread's red zone, fpstate 64-byte aligned. */
-static int write_frame(pid_t tid, const ImgThread *t, uint64_t *frame_at)
-{
-	size_t xlen = t->xstate.len, len;
-	uint64_t fp = (t->regs->rsp - 128 - xlen - 4) & ~63ul;
-	uint64_t f = (fp - sizeof(struct k_rt_sigframe)) & ~15ul;
-	struct k_rt_sigframe *fr;
-	char path[64], *buf;
-	uint32_t magic2 = FP_XSTATE_MAGIC2, sw[12];
-	int fd, ret = 0;
-
-	if (xlen < 576 + 64)
-		return pr_errno(-EINVAL, "thread %d: xstate of %zu bytes is too short", tid, xlen);
-	len = fp + xlen + 4 - f;
-	buf = calloc(1, len);
-	if (!buf)
-		return -ENOMEM;
-	fr = (struct k_rt_sigframe *)buf;
-	fr->uc.flags = UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS;
-	fr->uc.ss_flags = SS_DISABLE;
-	if (t->sigaltstack && !(t->sigaltstack->flags & SS_DISABLE)) {
-		fr->uc.ss_sp = t->sigaltstack->sp;
-		fr->uc.ss_size = t->sigaltstack->size;
-		fr->uc.ss_flags = t->sigaltstack->flags;
-	}
-	fill_mcontext(&fr->uc.mc, t->regs);
-	fr->uc.mc.fpstate = fp;
-	fr->uc.sigmask = t->sigmask;
-	memcpy(buf + (fp - f), t->xstate.data, xlen);
-	/* The software-reserved bytes of the fxsave area tell rt_sigreturn how much xstate
-	 * follows; ptrace fills them, but make sure, then the end marker. */
-	memcpy(sw, buf + (fp - f) + 464, sizeof(sw));
-	if (sw[0] != FP_XSTATE_MAGIC1 || sw[4] != xlen) {
-		sw[0] = FP_XSTATE_MAGIC1;
-		sw[1] = xlen + 4;
-		memcpy(&sw[2], &t->xcr0, 8);
-		sw[4] = xlen;
-		memcpy(buf + (fp - f) + 464, sw, sizeof(sw));
-	}
-	memcpy(buf + (fp - f) + xlen, &magic2, 4);
-	/* /proc/PID/mem writes whatever the protection of the stack mapping. */
-	snprintf(path, sizeof(path), "/proc/%d/mem", tid);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || pwrite(fd, buf, len, f) != (ssize_t)len)
-		ret = pr_errno(-errno, "thread %d: writing its signal frame at %#lx", tid, (unsigned long)f);
-	if (fd >= 0)
-		close(fd);
-	free(buf);
-	*frame_at = f;
-	return ret;
-}
-
-int rst__thread_finish(struct rst_ctx *c, size_t i, pid_t tid, unsigned long syscall_ip)
+/*
+ * The thread sits in its int3 signal-delivery stop (or, the leader, in the exit stop of
+ * the munmap that removed the restorer). Its registers go back exactly as seized, with
+ * orig_rax and an -ERESTART* rax if it was inside a syscall: on detach the kernel passes
+ * through its signal path (PTRACE_DETACH sets TIF_SIGPENDING), delivers what is pending
+ * and then decides about the restart itself, with the kernel's own rules (ERESTARTNOHAND
+ * becomes EINTR when a handler ran, and so on). Emulating that here could only be worse.
+ */
+int rst__thread_finish(struct rst_ctx *c, size_t i, pid_t tid)
 {
 	const ImgThread *t = c->proc.threads[i];
+	const ImgRegs *g = t->regs;
+	struct iovec iov = { t->xstate.data, t->xstate.len };
 	struct user_regs_struct r;
-	uint64_t f;
-	int ret;
 
-	ret = write_frame(tid, t, &f);
-	if (ret)
-		return ret;
 	if (ptrace(PTRACE_GETREGS, tid, 0, &r))
 		return pr_errno(-errno, "thread %d: PTRACE_GETREGS", tid);
-	r.rip = syscall_ip;
-	r.rax = SYS_rt_sigreturn;
-	r.orig_rax = -1;
-	r.rsp = f + 8;		/* rt_sigreturn finds the frame just below rsp */
-	/* rt_sigreturn does not touch the TLS bases: set them here. */
-	r.fs_base = t->regs->fs_base;
-	r.gs_base = t->regs->gs_base;
+	if (g->cs != r.cs || g->ss != r.ss)
+		return pr_errno(-ENOTSUP, "core-%d.img: thread %u: segments cs %#lx ss %#lx are not 64-bit user ones",
+				c->proc.pid, t->tid, (unsigned long)g->cs, (unsigned long)g->ss);
+	r = (struct user_regs_struct){
+		.r15 = g->r15, .r14 = g->r14, .r13 = g->r13, .r12 = g->r12, .rbp = g->rbp, .rbx = g->rbx,
+		.r11 = g->r11, .r10 = g->r10, .r9 = g->r9, .r8 = g->r8, .rax = g->rax, .rcx = g->rcx,
+		.rdx = g->rdx, .rsi = g->rsi, .rdi = g->rdi, .orig_rax = g->orig_rax, .rip = g->rip,
+		.cs = g->cs, .eflags = g->eflags, .rsp = g->rsp, .ss = g->ss, .fs_base = g->fs_base,
+		.gs_base = g->gs_base, .ds = g->ds, .es = g->es, .fs = g->fs, .gs = g->gs,
+	};
 	if (ptrace(PTRACE_SETREGS, tid, 0, &r))
 		return pr_errno(-errno, "thread %d: PTRACE_SETREGS", tid);
+	if (ptrace(PTRACE_SETREGSET, tid, NT_X86_XSTATE, &iov))
+		return pr_errno(-errno, "core-%d.img: thread %u: the kernel refused its xstate", c->proc.pid, t->tid);
+	if (ptrace(PTRACE_SETSIGMASK, tid, sizeof(t->sigmask), &t->sigmask))
+		return pr_errno(-errno, "thread %d: PTRACE_SETSIGMASK", tid);
 	return 0;
 }

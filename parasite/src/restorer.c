@@ -128,6 +128,14 @@ void rst_thread_main(struct rst_args *a, long index)
 		fail(a, RST_STEP_RSEQ_ON);
 	sys2(__NR_prctl, PR_SET_NAME, t->comm);
 	sys1(__NR_set_tid_address, t->clear_tid);
+	if (!(t->ss_flags & 2 /* SS_DISABLE */)) {
+		struct { uint64_t sp; int32_t flags; int32_t pad; uint64_t size; } ss = {
+			t->ss_sp, t->ss_flags & ~1 /* SS_ONSTACK is a state, not a setting */, 0, t->ss_size
+		};
+
+		if (sys2(__NR_sigaltstack, &ss, 0))
+			fail(a, RST_STEP_ALTSTACK);
+	}
 	/* All signals are blocked: these stay pending until rt_sigreturn sets the mask. */
 	if (queue_signals(t->tid, t->sigq, t->nr_sigq))
 		fail(a, RST_STEP_SIGNALS);
@@ -170,7 +178,8 @@ long restorer_main(struct rst_args *a)
 		fail(a, RST_STEP_UNMAP);
 	if (sys4(__NR_prctl, PR_SET_MM, PR_SET_MM_MAP, &a->mm, sizeof(a->mm)))
 		fail(a, RST_STEP_MM);
-	sys1(__NR_close, a->mm.exe_fd);
+	if (a->mm.exe_fd != (uint32_t)-1)
+		sys1(__NR_close, a->mm.exe_fd);
 	for (uint64_t i = 1; i < a->nr_threads; i++) {
 		int64_t tid = th[i].tid;
 		struct clone_args_ ca = {

@@ -77,9 +77,9 @@ _Static_assert(sizeof(struct par_area) == 16 + 8 + 64 * 32, "par_area ABI");
  * future memory is premapped. It unmaps everything of hactl, moves vdso and premapped
  * VMAs into place, sets the mm fields, creates the threads with their TIDs and stops
  * each thread on int3 with everything but its registers restored. The tracing hactl
- * then writes each thread's rt_sigframe on its own stack, unmaps the restorer and
- * sends every thread through rt_sigreturn from a syscall instruction in the vdso, so
- * that no byte of ours stays mapped.
+ * then unmaps the restorer with a syscall run from the vdso, puts back each thread's
+ * registers, xstate and signal mask with ptrace and detaches: no byte of ours stays
+ * mapped, and the kernel itself restarts interrupted syscalls.
  *
  * All pointers are addresses inside the restorer region or the premap area.
  */
@@ -102,6 +102,8 @@ struct rst_thread {
 	uint32_t rseq_len, rseq_sig;
 	char comm[16];
 	uint64_t clear_tid;	/* set_tid_address(); pthread_join waits on it */
+	uint64_t ss_sp, ss_size;	/* sigaltstack */
+	int32_t ss_flags, pad3;
 	uint64_t sigq;		/* 128-byte siginfos pending for this thread */
 	uint64_t nr_sigq;
 	uint64_t seccomp;	/* struct rst_filter[nr_seccomp], oldest first */
@@ -170,6 +172,7 @@ enum rst_step {
 	RST_STEP_SIGNALS,
 	RST_STEP_CREDS,
 	RST_STEP_SECCOMP,
+	RST_STEP_ALTSTACK,
 };
 
 #endif
