@@ -348,6 +348,8 @@ static int run(struct dump *d, const struct eng_dump_opts *opts, struct eng_dump
 	if (!ret && (!opts || opts->precopy != ENG_PRECOPY_NEVER))
 		ret = eng__mem_precopy(d->pid, &d->md, opts && opts->precopy == ENG_PRECOPY_ALWAYS);
 	st->arm_us = d->md.pc.arm_us;
+	if (!ret)
+		ret = eng__mem_presnap(d->pid, &d->md);
 	if (ret)
 		return ret;
 	ret = freeze_and_collect(d);

@@ -215,6 +215,10 @@ struct eng__mem_dump {
 
 /* Before seizing: refuse unsupported mappings, size and pre-fault the copy buffer. */
 int eng__mem_prepare(pid_t pid, struct eng__mem_dump *md);
+/* Right before seizing a big process (>= ENG_BIG_MM bytes of pages): snapshot smaps,
+ * so that the frozen pass reads maps only (see read_vmas in mem-dump.c). */
+#define ENG_BIG_MM (32ul << 20)
+int eng__mem_presnap(pid_t pid, struct eng__mem_dump *md);
 /* Frozen: mappings, mm fields, and a copy of every page worth keeping. */
 int eng__mem_collect(struct eng_victim *v, struct eng__mem_dump *md);
 /* Infected: brk(0). */

@@ -468,6 +468,14 @@ int eng__mem_prepare(pid_t pid, struct eng__mem_dump *md)
 	return ret;
 }
 
+int eng__mem_presnap(pid_t pid, struct eng__mem_dump *md)
+{
+	/* A small process's smaps is cheap enough to read stopped, and then exact. */
+	if (md->snap || md->buf_used < ENG_BIG_MM)
+		return 0;
+	return eng__vma_flags_snapshot(pid, md);
+}
+
 int eng__mem_collect(struct eng_victim *v, struct eng__mem_dump *md)
 {
 	pid_t pid = v->pid;

@@ -40,7 +40,6 @@
 #include "log.h"
 #include "uapi-pagemap.h"
 
-#define MIN_PRECOPY (32ul << 20)	/* below this, one stop costs more than it saves */
 #define SCAN_VEC 512
 
 static uint64_t now_us(void)
@@ -183,7 +182,8 @@ int eng__mem_precopy(pid_t pid, struct eng__mem_dump *md, bool always)
 	struct eng__precopy *pc = &md->pc;
 	int ret;
 
-	if (!always && md->buf_used < MIN_PRECOPY)
+	/* Below ENG_BIG_MM, one more stop costs more than the pre-copy saves. */
+	if (!always && md->buf_used < ENG_BIG_MM)
 		return 0;
 	ret = arm(pid, md);
 	if (ret || !pc->nr_armed) {
