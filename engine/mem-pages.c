@@ -342,16 +342,13 @@ static int pread_full(int fd, uint8_t *dst, size_t len, uint64_t off, bool zero_
  * range at a time through /proc/PID/mem (FOLL_FORCE). */
 static int flush(struct copy_job *j)
 {
-	ssize_t got;
+	struct iovec l = { j->lbase, j->blen };
 	uint8_t *dst = j->lbase;
+	ssize_t got;
 
 	if (!j->n)
 		return 0;
-	{
-		struct iovec l = { j->lbase, j->blen };
-
-		got = process_vm_readv(j->md->pid, &l, 1, j->rv, j->n, 0);
-	}
+	got = process_vm_readv(j->md->pid, &l, 1, j->rv, j->n, 0);
 	if (got != (ssize_t)j->blen) {
 		for (int k = 0; k < j->n; k++) {
 			int ret = pread_full(j->mem_fd, dst, j->rv[k].iov_len,

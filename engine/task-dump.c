@@ -176,6 +176,8 @@ static int get_filter(pid_t tid, long idx, struct eng__seccomp_dump *f)
  * programs on equal chains are one filter to restore: threads inherit theirs. */
 static int intern_filter(struct eng__task_dump *td, struct eng__seccomp_dump *f, uint32_t *idx)
 {
+	void *p;
+
 	for (size_t i = 0; i < td->nr_filters; i++) {
 		struct eng__seccomp_dump *g = &td->filters[i];
 
@@ -186,15 +188,12 @@ static int intern_filter(struct eng__task_dump *td, struct eng__seccomp_dump *f,
 			return 0;
 		}
 	}
-	{
-		void *p = realloc(td->filters, (td->nr_filters + 1) * sizeof(*td->filters));
-
-		if (!p) {
-			free(f->bpf);
-			return -ENOMEM;
-		}
-		td->filters = p;
+	p = realloc(td->filters, (td->nr_filters + 1) * sizeof(*td->filters));
+	if (!p) {
+		free(f->bpf);
+		return -ENOMEM;
 	}
+	td->filters = p;
 	td->filters[td->nr_filters++] = *f;
 	*idx = td->nr_filters;
 	return 0;
@@ -202,23 +201,29 @@ static int intern_filter(struct eng__task_dump *td, struct eng__seccomp_dump *f,
 
 static int collect_seccomp(struct eng__task_dump *td, struct eng__thread_dump *t)
 {
-	struct eng__seccomp_dump chain[64];	/* MAX_INSNS_PER_PATH bounds real chains far lower */
+	struct eng__seccomp_dump *chain = NULL;
 	int n = 0, ret = 0;
 	uint32_t prev = 0;
 
-	while (n < 64) {
-		memset(&chain[n], 0, sizeof(chain[n]));
-		ret = get_filter(t->tid, n, &chain[n]);
-		if (ret) {
-			free(chain[n].bpf);
+	/* The kernel bounds a chain (MAX_INSNS_PER_PATH counts 4 extra per filter), not
+	 * us: read until ENOENT. */
+	while (!ret) {
+		void *p = realloc(chain, (n + 1) * sizeof(*chain));
+
+		if (!p) {
+			ret = -ENOMEM;
 			break;
 		}
-		n++;
+		chain = p;
+		memset(&chain[n], 0, sizeof(chain[n]));
+		ret = get_filter(t->tid, n, &chain[n]);
+		if (ret)
+			free(chain[n].bpf);
+		else
+			n++;
 	}
 	if (ret == 1)
 		ret = 0;
-	else if (!ret)
-		ret = pr_errno(-E2BIG, "thread %d: more than 64 seccomp filters", t->tid);
 	/* Oldest first, each pointing at the one below it. */
 	for (int i = n - 1; i >= 0; i--) {
 		if (ret) {
@@ -228,6 +233,7 @@ static int collect_seccomp(struct eng__task_dump *td, struct eng__thread_dump *t
 		chain[i].prev = prev;
 		ret = intern_filter(td, &chain[i], &prev);
 	}
+	free(chain);
 	t->seccomp_filter = prev;
 	return ret;
 }
