@@ -68,6 +68,25 @@ static void drop_own_rseq(void)
 		pr_warn("cannot unregister our rseq area: %s", strerror(errno));
 }
 
+/*
+ * Session and process group, for what a single process can have by itself: leading its
+ * own session or group. Joining a group led by a process outside the checkpoint is
+ * possible only inside our session.
+ */
+static int restore_session(struct rst_ctx *c)
+{
+	const ImgPstreeEntry *e = c->proc.pst;
+	pid_t pid = getpid();
+
+	if (e->sid == (uint32_t)c->proc.pid && setsid() < 0)
+		return pr_errno(-errno, "pid %d: setsid", c->proc.pid);
+	if (e->pgid == (uint32_t)c->proc.pid && getpgid(0) != pid && setpgid(0, 0))
+		return pr_errno(-errno, "pid %d: setpgid", c->proc.pid);
+	if (e->pgid != (uint32_t)c->proc.pid && getpgid(0) != (pid_t)e->pgid && setpgid(0, e->pgid))
+		pr_warn("pid %d: cannot join process group %u: %s", c->proc.pid, e->pgid, strerror(errno));
+	return 0;
+}
+
 static void __attribute__((noreturn)) child_main(struct rst_ctx *c, int go_fd, int status_fd)
 {
 	int keep[2] = { c->dirfd, status_fd };
@@ -78,6 +97,8 @@ static void __attribute__((noreturn)) child_main(struct rst_ctx *c, int go_fd, i
 	sigprocmask(SIG_BLOCK, &all, NULL);
 	if (read(go_fd, &b, 1) != 1)
 		_exit(1);
+	if (restore_session(c))
+		child_fail(status_fd);
 	/* The pages image is reopened after the fds are in place, so that it cannot sit
 	 * on a number the checkpoint needs. */
 	eng_img_close(c->proc.pages);

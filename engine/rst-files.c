@@ -59,27 +59,46 @@ out:
 	return ret;
 }
 
+/*
+ * The fd must read "PATH (deleted)" as before, so the ghost is opened under its old
+ * name. When that name belongs to a new file by now, the new file is linked aside,
+ * the ghost renamed over the name and opened, and the new file renamed back, which
+ * unlinks the ghost's name again: the new file keeps its inode and contents.
+ */
 static int open_ghost(struct rst_ctx *c, const ImgFile *f)
 {
-	char tmp[4200];
-	const char *name = f->path;
+	char tmp[4200], save[4200];
 	int wfd, fd, ret;
+	bool taken = false;
 
-	wfd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, f->mode & 07777);
+	wfd = open(f->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, f->mode & 07777);
 	if (wfd < 0 && errno == EEXIST) {
-		/* The name is taken again: any name in that directory will do. */
+		taken = true;
 		snprintf(tmp, sizeof(tmp), "%s.hacd-ghost-%u-%d", f->path, f->id, (int)getpid());
-		name = tmp;
-		wfd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, f->mode & 07777);
+		snprintf(save, sizeof(save), "%s.hacd-save-%u-%d", f->path, f->id, (int)getpid());
+		wfd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, f->mode & 07777);
 	}
 	if (wfd < 0)
 		return pr_errno(-errno, "recreating deleted file %s", f->path);
 	ret = copy_ghost(c, f, wfd);
 	close(wfd);
-	fd = ret ? -1 : open(name, f->flags & OPEN_MASK);
-	if (!ret && fd < 0)
+	if (ret) {
+		unlink(taken ? tmp : f->path);
+		return ret;
+	}
+	if (taken && (link(f->path, save) || rename(tmp, f->path))) {
+		ret = pr_errno(-errno, "putting deleted file %s back under its name", f->path);
+		unlink(tmp);
+		unlink(save);
+		return ret;
+	}
+	fd = open(f->path, f->flags & OPEN_MASK);
+	if (fd < 0)
 		ret = pr_errno(-errno, "reopening deleted file %s", f->path);
-	unlink(name);
+	if (taken ? rename(save, f->path) : unlink(f->path))
+		ret = pr_errno(-errno, "unlinking deleted file %s again", f->path);
+	if (ret && fd >= 0)
+		close(fd);
 	return ret ? ret : fd;
 }
 
@@ -106,7 +125,8 @@ static int open_file(struct rst_ctx *c, const ImgFile *f)
 		return pr_errno(-ESTALE, "file %u: %s is not the file that was open (inode %lu, was %lu)", f->id,
 				f->path, (unsigned long)st.st_ino, (unsigned long)f->ino);
 	}
-	if (f->kind != IMG_FILE_KIND__FILE_CHR && lseek(fd, f->pos, SEEK_SET) != (off_t)f->pos) {
+	/* O_PATH descriptors have no offset (lseek gives EBADF). */
+	if (f->kind != IMG_FILE_KIND__FILE_CHR && !(f->flags & O_PATH) && lseek(fd, f->pos, SEEK_SET) != (off_t)f->pos) {
 		close(fd);
 		return pr_errno(-errno, "file %u: cannot seek %s to %lu", f->id, f->path, (unsigned long)f->pos);
 	}
@@ -116,6 +136,7 @@ static int open_file(struct rst_ctx *c, const ImgFile *f)
 /*
  * Our own descriptors must not sit where the checkpoint's go: `keep` are moved above
  * every fd number of the image (and updated), everything else of ours is closed.
+ * keep[0] must be c->dirfd, which ghost files are read through.
  */
 int rst__files(struct rst_ctx *c, int *keep, int nr_keep)
 {
@@ -134,6 +155,7 @@ int rst__files(struct rst_ctx *c, int *keep, int nr_keep)
 			close(keep[k]);
 		keep[k] = nfd;
 	}
+	c->dirfd = keep[0];
 	/* F_DUPFD may have had to go higher than top + 1 + k: close around the kept ones,
 	 * and everything above them that hactl inherited. */
 	for (int k = 0; k < nr_keep; k++)

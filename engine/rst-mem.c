@@ -129,10 +129,18 @@ static int find_gap(struct rst_ctx *c, const struct range *mine, size_t nr_mine,
 
 static int open_mapped(const ImgVma *v, int *fd)
 {
-	bool shared_w = (v->flags & MAP_SHARED) && (v->prot & PROT_WRITE);
 	struct stat st;
 
-	*fd = open(v->path, (shared_w ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	/* A shared mapping of a file opened for writing is VM_SHARED|VM_MAYWRITE even when
+	 * mapped read-only (it can be mprotect()ed writable): open it so whenever we may. */
+	*fd = -1;
+	if (v->flags & MAP_SHARED)
+		*fd = open(v->path, O_RDWR | O_CLOEXEC);
+	if (*fd < 0 && (v->flags & MAP_SHARED) && (v->prot & PROT_WRITE))
+		return pr_errno(-errno, "mapping %#lx-%#lx: cannot open %s for writing", (unsigned long)v->start,
+				(unsigned long)v->end, v->path);
+	if (*fd < 0)
+		*fd = open(v->path, O_RDONLY | O_CLOEXEC);
 	if (*fd < 0)
 		return pr_errno(-errno, "mapping %#lx-%#lx: cannot open %s", (unsigned long)v->start,
 				(unsigned long)v->end, v->path);
@@ -158,6 +166,8 @@ static int premap_vma(const ImgVma *v, unsigned long slot)
 	flags |= (v->flags & MAP_SHARED) ? MAP_SHARED : MAP_PRIVATE;
 	if (v->flags & MAP_GROWSDOWN)
 		flags |= MAP_GROWSDOWN;
+	if (v->flags & MAP_NORESERVE)
+		flags |= MAP_NORESERVE;
 	if (v->flags & MAP_ANONYMOUS || !v->path || !v->path[0]) {
 		flags |= MAP_ANONYMOUS;
 	} else {
@@ -179,6 +189,33 @@ static int premap_vma(const ImgVma *v, unsigned long slot)
 	return 0;
 }
 
+/*
+ * One run, in chunks small enough to stay in cache: fault the chunk in as one batch
+ * (not one fault per 4 KiB inside pread), read it, and hash it while it is still hot.
+ * Memory bandwidth, not the disk, is what a restore from the page cache spends.
+ */
+#define CHUNK (2ul << 20)
+static int read_run(struct eng_img *pages, uint64_t off, char *dst, unsigned long len, uint64_t *sum)
+{
+	XXH3_state_t *st = XXH3_createState();
+	int ret = 0;
+
+	if (!st)
+		return -ENOMEM;
+	XXH3_64bits_reset(st);
+	for (unsigned long done = 0; done < len && !ret; done += CHUNK) {
+		unsigned long n = len - done < CHUNK ? len - done : CHUNK;
+
+		madvise(dst + done, n, MADV_POPULATE_WRITE);
+		ret = eng_img_read_raw(pages, off + done, dst + done, n);
+		if (!ret)
+			XXH3_64bits_update(st, dst + done, n);
+	}
+	*sum = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	return ret;
+}
+
 /* Page runs are sorted by address, like the VMAs: walk both together. */
 static int fill_pages(struct rst_ctx *c, const unsigned long *slots)
 {
@@ -188,6 +225,7 @@ static int fill_pages(struct rst_ctx *c, const unsigned long *slots)
 	for (size_t i = 0; i < p->nr_pm; i++) {
 		const ImgPagemapEntry *e = p->pm[i];
 		unsigned long len = e->nr_pages * PAGE;
+		uint64_t sum;
 		char *dst;
 		int ret;
 
@@ -200,12 +238,10 @@ static int fill_pages(struct rst_ctx *c, const unsigned long *slots)
 			return pr_errno(-EINVAL, "pagemap-%d.img: entry %zu: run %#lx+%lu pages is outside every VMA",
 					p->pid, i, (unsigned long)e->vaddr, (unsigned long)e->nr_pages);
 		dst = (char *)slots[vi] + (e->vaddr - p->vmas[vi]->start);
-		/* Fault the run in as one batch, not one page fault per 4 KiB of pread. */
-		madvise(dst, len, MADV_POPULATE_WRITE);
-		ret = eng_img_read_raw(p->pages, e->offset, dst, len);
+		ret = read_run(p->pages, e->offset, dst, len, &sum);
 		if (ret)
 			return ret;
-		if (XXH3_64bits(dst, len) != e->xxh3)
+		if (sum != e->xxh3)
 			return pr_errno(-EBADMSG, "pages-%d.img: run at %#lx (%lu pages, offset %lu): checksum mismatch",
 					p->pid, (unsigned long)e->vaddr, (unsigned long)e->nr_pages,
 					(unsigned long)e->offset);

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <sys/user.h>
 #include <elf.h>
 #include <unistd.h>
@@ -81,6 +82,29 @@ int rst__task_prepare(struct rst_ctx *c)
 	return restore_rlimits(core);
 }
 
+#define ERESTARTNOINTR 513
+#define ERESTART_RESTARTBLOCK 516
+
+/*
+ * -ERESTART_RESTARTBLOCK asks the kernel to call restart_syscall, which continues from a
+ * restart block in the kernel (the rest of a sleep, a timed futex wait, a timed poll):
+ * that block did not survive the checkpoint, and restart_syscall would fail with EINTR.
+ * Ask instead for the original call to be run again (-ERESTARTNOINTR): exact for
+ * absolute deadlines, a full-length wait for relative ones; and for nanosleep and
+ * relative clock_nanosleep, whose remaining time the kernel wrote to *rem when they were
+ * interrupted, sleep just for that remainder.
+ */
+static void restart_block_fixup(struct user_regs_struct *r)
+{
+	if ((int64_t)r->orig_rax < 0 || (int64_t)r->rax != -ERESTART_RESTARTBLOCK)
+		return;
+	if (r->orig_rax == SYS_nanosleep && r->rsi)
+		r->rdi = r->rsi;
+	if (r->orig_rax == SYS_clock_nanosleep && !(r->rsi & TIMER_ABSTIME) && r->r10)
+		r->rdx = r->r10;
+	r->rax = -ERESTARTNOINTR;
+}
+
 /*
  * The thread sits in its int3 signal-delivery stop (or, the leader, in the exit stop of
  * the munmap that removed the restorer). Its registers go back exactly as seized, with
@@ -108,6 +132,7 @@ int rst__thread_finish(struct rst_ctx *c, size_t i, pid_t tid)
 		.cs = g->cs, .eflags = g->eflags, .rsp = g->rsp, .ss = g->ss, .fs_base = g->fs_base,
 		.gs_base = g->gs_base, .ds = g->ds, .es = g->es, .fs = g->fs, .gs = g->gs,
 	};
+	restart_block_fixup(&r);
 	if (ptrace(PTRACE_SETREGS, tid, 0, &r))
 		return pr_errno(-errno, "thread %d: PTRACE_SETREGS", tid);
 	if (ptrace(PTRACE_SETREGSET, tid, NT_X86_XSTATE, &iov))
