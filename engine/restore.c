@@ -167,6 +167,7 @@ static const char *const step_names[] = {
 	[RST_STEP_RSEQ_ON] = "registering rseq", [RST_STEP_ITIMER] = "setting itimers",
 	[RST_STEP_SIGNALS] = "queueing pending signals", [RST_STEP_CREDS] = "setting credentials",
 	[RST_STEP_SECCOMP] = "installing seccomp filters", [RST_STEP_ALTSTACK] = "setting sigaltstack",
+	[RST_STEP_TIMERS] = "creating POSIX timers with their ids",
 };
 
 static int child_died(pid_t pid, int st, int status_fd)

@@ -276,7 +276,7 @@ static void *bump(struct bump *b, unsigned long size)
 /* Room for pending siginfos, seccomp programs (per thread, a chain each) and groups. */
 static unsigned long sigq_and_filters(const struct rst_proc *p)
 {
-	unsigned long n = p->core->n_shared_pending * 128 + 64, bpf = 0;
+	unsigned long n = p->core->n_shared_pending * 128 + 64 + p->core->n_posix_timers * 64 + 64, bpf = 0;
 
 	for (size_t i = 0; i < p->core->n_seccomp_filters; i++)
 		bpf += p->core->seccomp_filters[i]->bpf.len + 64 + sizeof(struct rst_filter);
@@ -412,6 +412,27 @@ static int fill_threads(struct rst_ctx *c, struct bump *b)
 		ret = fill_sigq(b, NULL, p->core->n_shared_pending, &c->args->sigq, &c->args->nr_sigq,
 				p->core->shared_pending);
 	return ret;
+}
+
+static int fill_timers(struct rst_ctx *c, struct bump *b)
+{
+	const ImgCore *core = c->proc.core;
+	struct rst_timer *t = bump(b, core->n_posix_timers * sizeof(*t) + 8);
+
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; i < core->n_posix_timers; i++) {
+		const ImgPosixTimer *p = core->posix_timers[i];
+
+		t[i] = (struct rst_timer){
+			.id = p->id, .clock = p->clock_id, .notify = p->sigev_notify, .signo = p->sigev_signo,
+			.value = p->sigev_value, .tid = p->notify_tid, .interval_sec = p->interval_sec,
+			.interval_nsec = p->interval_nsec, .value_sec = p->value_sec, .value_nsec = p->value_nsec,
+		};
+	}
+	c->args->timers = (uint64_t)t;
+	c->args->nr_timers = core->n_posix_timers;
+	return 0;
 }
 
 static int fill_creds(struct rst_ctx *c, struct bump *b)
@@ -604,6 +625,8 @@ int rst__mem_prepare(struct rst_ctx *c)
 		ret = fill_mm(c, &b);
 	if (!ret)
 		ret = fill_creds(c, &b);
+	if (!ret)
+		ret = fill_timers(c, &b);
 	for (int w = 0; w < 3 && !ret && p->core->n_itimers == 3; w++) {
 		const ImgItimer *it = p->core->itimers[w];
 

@@ -118,6 +118,31 @@ static long queue_signals(long tid, uint64_t sigq, uint64_t n)
 	return 0;
 }
 
+#define PR_TIMER_CREATE_RESTORE_IDS 77
+
+/* Threads exist by now, so timers aimed at one (SIGEV_THREAD_ID) can be made. */
+static long restore_timers(const struct rst_timer *t, uint64_t n)
+{
+	if (!n)
+		return 0;
+	if (sys2(__NR_prctl, PR_TIMER_CREATE_RESTORE_IDS, 1))
+		return -1;
+	for (uint64_t i = 0; i < n; i++) {
+		struct { uint64_t value; int32_t signo, notify, tid, pad[11]; } sev = {
+			t[i].value, t[i].signo, t[i].notify, t[i].tid, { 0 }
+		};
+		struct { int64_t is, ins, vs, vns; } its = {
+			t[i].interval_sec, t[i].interval_nsec, t[i].value_sec, t[i].value_nsec
+		};
+		int32_t id = t[i].id;
+
+		if (sys3(__NR_timer_create, t[i].clock, &sev, &id) || id != t[i].id ||
+		    sys4(__NR_timer_settime, id, 0, &its, 0))
+			return -1;
+	}
+	return sys2(__NR_prctl, PR_TIMER_CREATE_RESTORE_IDS, 0);
+}
+
 /* Everything a thread sets for itself, then it stops for hactl on int3. */
 void rst_thread_main(struct rst_args *a, long index)
 {
@@ -199,6 +224,8 @@ long restorer_main(struct rst_args *a)
 			fail(a, RST_STEP_ITIMER);
 	if (queue_signals(0, a->sigq, a->nr_sigq))
 		fail(a, RST_STEP_SIGNALS);
+	if (restore_timers((const struct rst_timer *)a->timers, a->nr_timers))
+		fail(a, RST_STEP_TIMERS);
 	rst_thread_main(a, 0);
 	return 0;
 }

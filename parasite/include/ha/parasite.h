@@ -157,6 +157,17 @@ struct rst_args {
 	struct rst_creds creds;
 	uint64_t sigq;		/* 128-byte siginfos pending for the whole process */
 	uint64_t nr_sigq;
+	uint64_t timers;	/* struct rst_timer[nr_timers] */
+	uint64_t nr_timers;
+};
+
+/* A POSIX timer, created again with its id (PR_TIMER_CREATE_RESTORE_IDS). */
+struct rst_timer {
+	int32_t id, clock;
+	int32_t notify, signo;
+	uint64_t value;		/* sigev_value */
+	int32_t tid, pad;	/* SIGEV_THREAD_ID */
+	int64_t interval_sec, interval_nsec, value_sec, value_nsec;
 };
 
 /* Steps the restorer reports in failed_step and, + 100, as its exit status. */
@@ -173,6 +184,7 @@ enum rst_step {
 	RST_STEP_CREDS,
 	RST_STEP_SECCOMP,
 	RST_STEP_ALTSTACK,
+	RST_STEP_TIMERS,
 };
 
 #endif
