@@ -1,18 +1,19 @@
 /*
  * eng_dump(): checkpoint one running process, all its threads, into an image directory.
  * This file only sequences the stages; each kind of state is collected and written by
- * its own file (task-dump.c, files-dump.c, mem-dump.c, mem-pages.c).
+ * its own files (task-dump.c and task-image.c, files-dump.c, mem-dump.c, mem-pages.c
+ * and mem-precopy.c).
  *
  * DESIGN
  *
- *   PRECHECK -> PREPARE -> PRECOPY -> SEIZE -> COLLECT -> INFECT -> COLLECT_INFECTED -> CURE
- *   untouched   buffer     (>= 32 MiB:  |       ptrace,    parasite  sigactions,        |
- *                          short stop,  |       /proc,     mapped    timers,            |
- *                          then live    |       fds, pages           sigaltstacks...    |
- *                          copy)        +------------------- frozen ---------------------+--+
- *                                                                              |     |
- *        leave_running:  RELEASE -> WRITE -> COMMIT ---------------------------'     |
- *        default:        WRITE -> COMMIT -> KILL -> RELEASE  (still frozen) ---------'
+ *   PRECHECK --> PREPARE --> PRECOPY --> SEIZE --> COLLECT --> INFECT --> COLLECT_INFECTED --> CURE
+ *   untouched    plan,       >= 32 MiB:    |       ptrace,     parasite   sigactions, timers,    |
+ *                buffer      short stop,   |       /proc, fds, mapped     sigaltstacks, brk      |
+ *                            live copy     |       pages                                         |
+ *                                          |<------------------- frozen ------------------------>|
+ *                                                                                                |
+ *     leave_running:  RELEASE --> WRITE --> COMMIT                                      <--------+
+ *     default:        WRITE --> COMMIT --> KILL --> RELEASE   (frozen until the kill)   <--------+
  *
  *   any failure:  ABORT (every image of this dump unlinked) + RELEASE (running, unharmed)
  *
@@ -20,7 +21,8 @@
  *   PRECHECK          eng__task_precheck            namespaces, tracer, stopped, zombie
  *                     eng__files_precheck           sockets, pipes, anon inodes, ttys...
  *   PREPARE           eng__mem_prepare              SysV shm, hugetlb, device memory...
- *   PRECOPY           eng__mem_precopy              (never refuses: falls back)
+ *   PRECOPY           eng__mem_precopy              (falls back if the kernel cannot track)
+ *                     eng__mem_presnap              (smaps read now, maps when frozen)
  *   SEIZE             eng_seize                     (every thread stopped)
  *   COLLECT           eng__task_collect, eng__files_collect, eng__mem_collect
  *   INFECT            eng_infect
@@ -79,6 +81,19 @@ struct dump {
 	uint64_t created_usec;
 	struct timespec t0, t_freeze;
 };
+
+/* For tests: fail on purpose at a stage (HA_TEST_DUMP_FAIL=precopied|frozen|infected|
+ * written|committed), to show that every way out releases the process and leaves no
+ * image (nor a userfaultfd registration). */
+static int fail_here(const char *stage)
+{
+	const char *s = getenv("HA_TEST_DUMP_FAIL");
+
+	if (!s || strcmp(s, stage))
+		return 0;
+	pr_err("failing at stage '%s' on purpose (HA_TEST_DUMP_FAIL)", stage);
+	return -ECANCELED;
+}
 
 static uint64_t us_since(const struct timespec *a)
 {
@@ -232,7 +247,11 @@ static int write_all(struct dump *d)
 		ret = eng__mem_write(d->dirfd, &d->md, &d->q);
 	pr_debug("pid %d: images written at %lu us", d->pid, (unsigned long)us_since(&d->t_freeze));
 	if (!ret)
+		ret = fail_here("written");
+	if (!ret)
 		ret = commit_all(d);
+	if (!ret)
+		ret = fail_here("committed");
 	if (!ret)
 		ret = write_inventory(d);
 	pr_debug("pid %d: images committed at %lu us", d->pid, (unsigned long)us_since(&d->t_freeze));
@@ -288,6 +307,8 @@ static int freeze_and_collect(struct dump *d)
 		 (unsigned long)us_since(&d->t_freeze));
 	ret = eng__task_collect(d->v, &d->td);
 	if (!ret)
+		ret = fail_here("frozen");
+	if (!ret)
 		ret = eng__files_collect(d->pid, d->dirfd, &d->fd);
 	pr_debug("pid %d: task and files collected at %lu us", d->pid, (unsigned long)us_since(&d->t_freeze));
 	if (!ret)
@@ -296,6 +317,8 @@ static int freeze_and_collect(struct dump *d)
 		 (unsigned long)us_since(&d->t_freeze));
 	if (!ret)
 		ret = eng_infect(d->v);
+	if (!ret)
+		ret = fail_here("infected");
 	if (!ret)
 		ret = eng__task_collect_infected(d->v, &d->td);
 	if (!ret)
@@ -349,6 +372,8 @@ static int run(struct dump *d, const struct eng_dump_opts *opts, struct eng_dump
 		ret = eng__mem_precopy(d->pid, &d->md, opts && opts->precopy == ENG_PRECOPY_ALWAYS);
 	st->arm_us = d->md.pc.arm_us;
 	if (!ret)
+		ret = fail_here("precopied");
+	if (!ret)
 		ret = eng__mem_presnap(d->pid, &d->md);
 	if (ret)
 		return ret;
@@ -389,11 +414,12 @@ int eng_dump(pid_t pid, const char *dir, const struct eng_dump_opts *opts, struc
 	if (pid <= 0 || pid == getpid())
 		return pr_errno(-EINVAL, "pid %d: cannot dump that process", pid);
 	ret = run(&d, opts, st);
-	if (ret && d.dirfd >= 0)
-		abort_images(&d);
+	/* First: ghosts still being written are temp files in the directory. */
 	eng__files_free(&d.fd);
 	eng__task_free(&d.td);
 	eng__mem_free(&d.md);
+	if (ret && d.dirfd >= 0)
+		abort_images(&d);
 	free(d.q.img);
 	free(d.done);
 	if (d.dirfd >= 0)

@@ -10,15 +10,21 @@
  *   refuse the victim holds a TCP socket (--socket) or a pipe (--pipe): the dump must
  *          fail naming pid, fd and kind, leave no image, and the victim must pass.
  *   kill   without --leave-running: the victim must die of SIGKILL, the images verify.
+ *   failat eng_dump (in-process, no --leave-running) fails on purpose at a stage
+ *          (HA_TEST_DUMP_FAIL): the victim must survive untouched (not traced, not
+ *          stopped, no uffd registration) and pass, the image directory the dump
+ *          created must be gone, and no fd of ours leaked.
  *   bench  victim_mem of N MiB, dumped in-process: prints the timings, no assertion.
  *   dirty  victim_dirty of N MiB keeps writing its pages during the dump (in-process,
  *          --leave-running, pre-copy always or never): the image must hold one
  *          consistent generation of every page, and the victim must pass.
  *
  * usage: dump_runner live|refuse|kill HACTL VICTIM [--socket|--pipe] [-c N]
+ *        dump_runner failat VICTIM STAGE
  *        dump_runner bench VICTIM_MEM MIB [--kill]
  *        dump_runner dirty VICTIM_DIRTY MIB always|never
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -218,6 +224,7 @@ static int dump(const char *hactl, const struct victim *v, const char *dir, bool
 	char pid[16];
 	char *args[] = { "dump", "-t", pid, "-D", (char *)dir, leave ? "--leave-running" : NULL, NULL };
 
+
 	snprintf(pid, sizeof(pid), "%d", v->pid);
 	return run_hactl(hactl, args, err, len);
 }
@@ -366,6 +373,74 @@ static int mode_dirty(char *const vargv[], const char *precopy)
 	return finish_victim(&v);
 }
 
+/* Any mapping still registered with a userfaultfd (VmFlags um/uw/ui)? */
+static bool uffd_registered(pid_t pid)
+{
+	char path[64], line[512];
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmFlags:", 8) && (strstr(line, " uw") || strstr(line, " um") || strstr(line, " ui")))
+			found = true;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+static int count_fds(void)
+{
+	struct dirent *de;
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	while (d && (de = readdir(d)))
+		n += de->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* In-process, so that anything the engine leaks (an fd, a uffd still registered in
+ * the victim) is still there to be seen when eng_dump returns. */
+static int mode_failat(char *const vargv[], const char *stage)
+{
+	struct eng_dump_opts o = { .leave_running = false,
+				   .precopy = !strcmp(stage, "precopied") ? ENG_PRECOPY_ALWAYS : ENG_PRECOPY_AUTO };
+	char dir[128], status[64], tracer[64], state[64];
+	struct victim v;
+	struct stat st;
+	int ret = 0, fds;
+
+	if (start_victim(vargv, &v))
+		return 1;
+	snprintf(dir, sizeof(dir), "%s/img", workdir);
+	fds = count_fds();
+	setenv("HA_TEST_DUMP_FAIL", stage, 1);
+	if (!eng_dump(v.pid, dir, &o, NULL) || !strstr(eng_last_error(), "on purpose"))
+		ret = fail("eng_dump did not fail on purpose: %s", eng_last_error());
+	unsetenv("HA_TEST_DUMP_FAIL");
+	snprintf(status, sizeof(status), "/proc/%d/status", v.pid);
+	if (ret)
+		;
+	else if (!stat(dir, &st))
+		ret = fail("%s is still there after a failed dump", dir);
+	else if (count_fds() != fds)
+		ret = fail("the failed dump leaked %d fds", count_fds() - fds);
+	else if (proc_field(status, "TracerPid:", tracer, sizeof(tracer)) || strcmp(tracer, "0") ||
+		 proc_field(status, "State:", state, sizeof(state)) || state[0] == 't' || state[0] == 'T')
+		ret = fail("the victim is traced (%s) or stopped (%s) after a failed dump", tracer, state);
+	else if (uffd_registered(v.pid))
+		ret = fail("a userfaultfd registration is left in the victim");
+	if (ret) {
+		kill_victim(&v);
+		return ret;
+	}
+	return finish_victim(&v);
+}
+
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	return remove(path);
@@ -378,6 +453,7 @@ int main(int argc, char **argv)
 
 	if (argc < 4) {
 		fprintf(stderr, "usage: dump_runner live|refuse|kill HACTL VICTIM [ARG] [-c N]\n"
+				"       dump_runner failat VICTIM STAGE\n"
 				"       dump_runner bench VICTIM_MEM MIB [--kill]\n");
 		return 64;
 	}
@@ -398,6 +474,8 @@ int main(int argc, char **argv)
 		ret = vargv[1] ? mode_refuse(argv[2], vargv) : fail("refuse needs --socket or --pipe");
 	else if (!strcmp(argv[1], "kill"))
 		ret = mode_kill(argv[2], vargv);
+	else if (!strcmp(argv[1], "failat"))
+		ret = mode_failat((char *[]){ argv[2], NULL }, argv[3]);
 	else if (!strcmp(argv[1], "dirty"))
 		ret = argc > 4 ? mode_dirty((char *[]){ argv[2], argv[3], NULL }, argv[4])
 			       : fail("dirty needs VICTIM MIB always|never");
