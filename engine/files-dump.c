@@ -208,7 +208,8 @@ static int copy_ghost(pid_t pid, int dirfd, struct eng__files_dump *fd, struct e
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
-			ret = pr_errno(-errno, "pid %d: fd %d: reading deleted %s", pid, f->first_fd, f->path);
+			ret = pr_errno(-errno, "pid %d: fd %d: reading deleted %s", pid, f->first_fd,
+				       f->path);
 		if (r <= 0)
 			break;
 		XXH3_64bits_update(h, buf, r);

@@ -56,8 +56,8 @@ static const struct {
 static int refuse(pid_t pid, const struct eng__vma *v, const char *what)
 {
 	return eng__refuse("pid %d: mapping %#lx-%#lx (%s): %s is not supported yet", pid,
-			(unsigned long)v->start, (unsigned long)v->end, v->path ? v->path : "anonymous",
-			what);
+			   (unsigned long)v->start, (unsigned long)v->end,
+			   v->path ? v->path : "anonymous", what);
 }
 
 static bool ends_with(const char *s, const char *suffix)
@@ -415,8 +415,8 @@ static int read_exe(pid_t pid, struct eng__mem_dump *md)
 		return ret;
 	/* PR_SET_MM_MAP wants an fd of the executable at restore: it must still exist. */
 	if (ends_with(md->exe, DELETED))
-		return eng__refuse("pid %d: its executable %s: a deleted executable is not supported yet",
-				pid, md->exe);
+		return eng__refuse("pid %d: its executable %s: a deleted executable is not "
+				   "supported yet", pid, md->exe);
 	return 0;
 }
 

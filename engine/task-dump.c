@@ -74,8 +74,8 @@ static int same_ns(pid_t pid, const char *ns)
 	if (stat(path, &a))
 		return pr_errno(-errno, "pid %d: %s", pid, path);
 	if (a.st_ino != b.st_ino || a.st_dev != b.st_dev)
-		return eng__refuse("pid %d: lives in another %s namespace than hacd: not supported yet",
-				pid, ns);
+		return eng__refuse("pid %d: lives in another %s namespace than hacd: "
+				   "not supported yet", pid, ns);
 	return 0;
 }
 
@@ -97,8 +97,7 @@ int eng__task_precheck(pid_t pid)
 		return pr_err("pid %d is a zombie", pid), -ESRCH;
 	/* Job-control stops are not restored yet: the copy would come back running. */
 	if (st.state == 'T' || st.state == 't')
-		return eng__refuse("pid %d is stopped (state %c): not supported yet", pid,
-				st.state);
+		return eng__refuse("pid %d is stopped (state %c): not supported yet", pid, st.state);
 	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]) && !ret; i++)
 		ret = same_ns(pid, ns[i]);
 	return ret;
@@ -139,7 +138,8 @@ static int peek_signals(pid_t tid, bool shared, uint8_t **out, size_t *nr)
 		r = ptrace(PT_PEEKSIGINFO, tid, &a, v + n * ENG_SIGINFO_SIZE);
 		if (r < 0) {
 			free(v);
-			return pr_errno(-errno, "thread %d: PTRACE_PEEKSIGINFO%s", tid, shared ? " (shared)" : "");
+			return pr_errno(-errno, "thread %d: PTRACE_PEEKSIGINFO%s", tid,
+					shared ? " (shared)" : "");
 		}
 		n += r;
 		if (r < PEEK_BATCH)
@@ -159,7 +159,8 @@ static int get_filter(pid_t tid, long idx, struct eng__seccomp_dump *f)
 	if (n < 0 && errno == ENOENT)
 		return 1;
 	if (n <= 0)
-		return pr_errno(n < 0 ? -errno : -EPROTO, "thread %d: PTRACE_SECCOMP_GET_FILTER %ld", tid, idx);
+		return pr_errno(n < 0 ? -errno : -EPROTO, "thread %d: PTRACE_SECCOMP_GET_FILTER %ld",
+				tid, idx);
 	f->len = n * 8;
 	f->bpf = malloc(f->len);
 	if (!f->bpf)
@@ -266,8 +267,8 @@ static int collect_thread(struct eng_victim *v, struct eng__task_dump *td, int i
 		return ret;
 	t->seccomp_mode = st.seccomp;
 	if (!eng__status_same_creds(&st, &td->status))
-		ret = eng__refuse("pid %d: thread %d has other credentials than the leader: not supported yet",
-			       v->pid, t->tid);
+		ret = eng__refuse("pid %d: thread %d has other credentials than the leader: "
+				  "not supported yet", v->pid, t->tid);
 	eng__status_free(&st);
 	if (!ret && t->seccomp_mode == SECCOMP_MODE_FILTER_)
 		ret = collect_seccomp(td, t);
@@ -408,8 +409,8 @@ static int thread_remote(struct eng_victim *v, struct eng__task_dump *td, int i)
 		return ret;
 	t->securebits = r;
 	if (t->securebits != td->th[0].securebits)
-		return eng__refuse("pid %d: thread %d has other securebits than the leader: not supported yet",
-				v->pid, t->tid);
+		return eng__refuse("pid %d: thread %d has other securebits than the leader: "
+				   "not supported yet", v->pid, t->tid);
 	return 0;
 }
 
