@@ -279,14 +279,37 @@ static int populate(uint8_t *p, size_t len)
 	return 0;
 }
 
+/* MemAvailable in bytes, or 0 when unknown. */
+static uint64_t mem_available(void)
+{
+	char line[128];
+	unsigned long long kb = 0;
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb << 10;
+}
+
 int eng__pages_reserve(struct eng__mem_dump *md, size_t bytes)
 {
 	size_t cap = (bytes + (2ul << 20) - 1) & ~((2ul << 20) - 1);
+	uint64_t avail;
 	void *p;
 	int ret;
 
 	if (bytes <= md->buf_cap)
 		return 0;
+	/* Faulting in more than there is would wake the OOM killer, and it may well pick
+	 * the process we are dumping. Keep a quarter of what is available for others. */
+	avail = mem_available();
+	if (avail && cap - md->buf_cap > avail / 4 * 3)
+		return pr_errno(-ENOMEM, "pid %d: copying its pages needs %zu MiB more memory, %llu MiB "
+				"are available: too big to dump yet", md->pid, (cap - md->buf_cap) >> 20,
+				(unsigned long long)(avail >> 20));
 	if (!md->buf)
 		p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 			 -1, 0);
