@@ -58,8 +58,8 @@ int main(void)
 		zdtm_check(got.it_value.tv_sec || got.it_value.tv_usec, "itimer %d is disarmed", i);
 		at_stop[i] = ticks[i];
 	}
-	zdtm_check(at_stop[0] && at_stop[1] && at_stop[2], "a timer never ticked: %lu %lu %lu",
-		   (unsigned long)at_stop[0], (unsigned long)at_stop[1], (unsigned long)at_stop[2]);
+	/* No check that they ticked before: under load the CPU-time timers may not have had
+	 * 10 ms of CPU yet. That they tick from here on is what proves them restored. */
 	/* A hang guard, not a timing check: without ticks we would loop forever. */
 	deadline = zdtm_now(CLOCK_MONOTONIC) + 60;
 	while ((ticks[0] <= at_stop[0] || ticks[1] <= at_stop[1] || ticks[2] <= at_stop[2]) &&
