@@ -14,14 +14,15 @@
  *          (HA_TEST_DUMP_FAIL): the victim must survive untouched (not traced, not
  *          stopped, no uffd registration) and pass, the image directory the dump
  *          created must be gone, and no fd of ours leaked.
- *   bench  victim_mem of N MiB, dumped in-process: prints the timings, no assertion.
+ *   bench  victim_mem of N MiB, dumped in-process (--never: without pre-copy): prints
+ *          the timings, asserts only that the images verify and the victim passes.
  *   dirty  victim_dirty of N MiB keeps writing its pages during the dump (in-process,
  *          --leave-running, pre-copy always or never): the image must hold one
  *          consistent generation of every page, and the victim must pass.
  *
  * usage: dump_runner live|refuse|kill HACTL VICTIM [--socket|--pipe] [-c N]
  *        dump_runner failat VICTIM STAGE
- *        dump_runner bench VICTIM_MEM MIB [--kill]
+ *        dump_runner bench VICTIM_MEM MIB [--kill] [--never]
  *        dump_runner dirty VICTIM_DIRTY MIB always|never
  */
 #include <dirent.h>
@@ -309,13 +310,14 @@ static int mode_kill(const char *hactl, char *const vargv[])
 	return ret ? ret : check_images(dir, &v, workdir);
 }
 
-static int mode_bench(char *const vargv[], bool kill_it)
+static int mode_bench(char *const vargv[], bool kill_it, bool never)
 {
-	struct eng_dump_opts o = { .leave_running = !kill_it };
+	struct eng_dump_opts o = { .leave_running = !kill_it,
+				   .precopy = never ? ENG_PRECOPY_NEVER : ENG_PRECOPY_AUTO };
 	struct eng_dump_stats st;
 	struct victim v;
 	char dir[128];
-	double mib;
+	double frozen_mib;
 	int ret, s;
 
 	if (start_victim(vargv, &v))
@@ -325,12 +327,15 @@ static int mode_bench(char *const vargv[], bool kill_it)
 		kill_victim(&v);
 		return fail("eng_dump: %s", eng_last_error());
 	}
-	mib = st.pages_written * 4096.0 / 1048576.0;
-	printf("bench %s MiB%s: frozen %.1f ms, collect %.1f ms, total %.1f ms, %.0f MiB of pages "
-	       "(%.2f GB/s while frozen, %.2f GB/s overall), %.1f MiB of images\n",
-	       vargv[1], kill_it ? " (killed)" : "", st.frozen_us / 1e3, st.collect_us / 1e3,
-	       st.total_us / 1e3, mib, st.pages_written * 4096.0 / (st.collect_us * 1e3),
-	       st.pages_written * 4096.0 / (st.total_us * 1e3), st.bytes_written / 1048576.0);
+	/* What the freeze itself copied: all of it, less what the pre-copy provided. */
+	frozen_mib = (st.pages_written - st.pages_precopied) * 4096.0 / 1048576.0;
+	printf("bench %s MiB%s%s: frozen %.1f ms (collect %.1f ms) + arm %.1f ms, total %.1f ms; "
+	       "%lu pages, %lu pre-copied, %.0f MiB copied frozen (%.2f GB/s); %.1f MiB of images "
+	       "(%.2f GB/s overall)\n",
+	       vargv[1], kill_it ? " killed" : "", never ? " no-precopy" : "", st.frozen_us / 1e3,
+	       st.collect_us / 1e3, st.arm_us / 1e3, st.total_us / 1e3, (long)st.pages_written,
+	       (long)st.pages_precopied, frozen_mib, frozen_mib * 1048576.0 / (st.collect_us * 1e3),
+	       st.bytes_written / 1048576.0, st.bytes_written / (st.total_us * 1e3));
 	if (kill_it) {
 		/* Our own child: the dump left reaping it to us. */
 		ret = waitpid(v.pid, &s, 0) == v.pid && WIFSIGNALED(s) ? 0 : fail("victim not killed");
@@ -441,6 +446,14 @@ static int mode_failat(char *const vargv[], const char *stage)
 	return finish_victim(&v);
 }
 
+static bool has_arg(int argc, char **argv, const char *a)
+{
+	for (int i = 4; i < argc; i++)
+		if (!strcmp(argv[i], a))
+			return true;
+	return false;
+}
+
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	return remove(path);
@@ -454,7 +467,7 @@ int main(int argc, char **argv)
 	if (argc < 4) {
 		fprintf(stderr, "usage: dump_runner live|refuse|kill HACTL VICTIM [ARG] [-c N]\n"
 				"       dump_runner failat VICTIM STAGE\n"
-				"       dump_runner bench VICTIM_MEM MIB [--kill]\n");
+				"       dump_runner bench VICTIM_MEM MIB [--kill] [--never]\n");
 		return 64;
 	}
 	/* Orphans we make (a victim whose runner died) are ours to reap. */
@@ -480,8 +493,8 @@ int main(int argc, char **argv)
 		ret = argc > 4 ? mode_dirty((char *[]){ argv[2], argv[3], NULL }, argv[4])
 			       : fail("dirty needs VICTIM MIB always|never");
 	else if (!strcmp(argv[1], "bench"))
-		ret = mode_bench((char *[]){ argv[2], argv[3], NULL },
-				 argc > 4 && !strcmp(argv[4], "--kill"));
+		ret = mode_bench((char *[]){ argv[2], argv[3], NULL }, has_arg(argc, argv, "--kill"),
+				 has_arg(argc, argv, "--never"));
 	else
 		ret = fail("unknown mode %s", argv[1]);
 	printf("%s dump_runner %s %s\n", ret ? "FAIL" : "PASS", argv[1], argv[3]);
