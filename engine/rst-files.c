@@ -17,7 +17,9 @@
 #include "log.h"
 #include "restore.h"
 
-#define OPEN_MASK (~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC | O_NOCTTY))
+/* Flags that describe how a file was made, not how it is open: O_TMPFILE (which
+ * includes O_DIRECTORY) would make a new file, O_CREAT|O_TRUNC could clobber one. */
+#define OPEN_MASK (~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_TMPFILE))
 
 static const ImgFile *find_file(const struct rst_ctx *c, uint32_t id)
 {

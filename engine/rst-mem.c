@@ -363,7 +363,8 @@ static int fill_seccomp(struct rst_ctx *c, struct bump *b, const ImgThread *t, s
 
 		if (!insns || sf->bpf.len % 8)
 			return pr_errno(-EINVAL, "core-%d.img: seccomp filter of %zu bytes", c->proc.pid, sf->bpf.len);
-		memcpy(insns, sf->bpf.data, sf->bpf.len);
+		if (sf->bpf.len)
+			memcpy(insns, sf->bpf.data, sf->bpf.len);
 		f[i] = (struct rst_filter){ sf->bpf.len / 8, (uint64_t)insns, sf->flags, 0 };
 	}
 	rt->seccomp = (uint64_t)f;
@@ -447,7 +448,8 @@ static int fill_creds(struct rst_ctx *c, struct bump *b)
 	groups = bump(b, k->n_groups * 4 + 8);
 	if (!groups)
 		return -ENOMEM;
-	memcpy(groups, k->groups, k->n_groups * 4);
+	if (k->n_groups)	/* protobuf-c leaves an empty array NULL */
+		memcpy(groups, k->groups, k->n_groups * 4);
 	*r = (struct rst_creds){
 		.uid = k->uid, .euid = k->euid, .suid = k->suid, .fsuid = k->fsuid,
 		.gid = k->gid, .egid = k->egid, .sgid = k->sgid, .fsgid = k->fsgid,
@@ -475,7 +477,8 @@ static int fill_mm(struct rst_ctx *c, struct bump *b)
 
 	if (!auxv)
 		return -ENOMEM;
-	memcpy(auxv, mm->auxv, mm->n_auxv * 8);
+	if (mm->n_auxv)
+		memcpy(auxv, mm->auxv, mm->n_auxv * 8);
 	*m = (struct rst_mm_map){
 		.start_code = mm->start_code, .end_code = mm->end_code,
 		.start_data = mm->start_data, .end_data = mm->end_data,
@@ -608,7 +611,8 @@ int rst__mem_prepare(struct rst_ctx *c)
 	c->args->abi = RST_ABI_VERSION;
 	keep[nr_keep++] = (struct range){ c->rsv, c->rsv + c->rsv_len };
 	mv = bump(&b, (p->nr_vmas + 3) * sizeof(*mv));
-	memcpy(mv, vmv, nr_vmv * sizeof(*mv));
+	if (nr_vmv)
+		memcpy(mv, vmv, nr_vmv * sizeof(*mv));
 	at = nr_vmv;
 	for (size_t i = 0; i < p->nr_vmas; i++)
 		if (!is_vdso_part(p->vmas[i]))

@@ -261,6 +261,7 @@ int main(int argc, char **argv)
 		{ "hactl", required_argument, NULL, 'H' }, { "python", required_argument, NULL, 'p' },
 		{ "script", required_argument, NULL, 'S' }, { NULL, 0, NULL, 0 },
 	};
+	char *script = NULL, *python = NULL;
 	struct real r = { .mode = M_ROUNDTRIP, .hactl = "hactl", .python = "/usr/bin/python3",
 			  .script = "sha_chain.py" };
 	char name[64];
@@ -283,10 +284,14 @@ int main(int argc, char **argv)
 		return 64;
 	}
 	r.prog = argv[optind];
-	if (!(r.script = realpath(r.script, NULL)) || !(r.python = realpath(r.python, NULL))) {
+	script = realpath(r.script, NULL);
+	python = realpath(r.python, NULL);
+	if (!script || !python) {
 		fprintf(stderr, "cr_real: python or script: %m\n");
 		return 64;
 	}
+	r.script = script;
+	r.python = python;
 	snprintf(name, sizeof(name), "real_%s%s", r.prog,
 		 r.mode == M_LEAVE ? "_leave_running" : r.mode == M_SELF ? "_self" : "");
 	if (cr_dir_make(&r.dir, name)) {
@@ -297,6 +302,8 @@ int main(int argc, char **argv)
 	if (r.v.pid > 0)
 		victim_kill(&r.v);
 	cr_reap_strays(0);
+	free(script);
+	free(python);
 	if (ret) {
 		cr_show("program log", r.dir.log);
 		cr_show("hactl log", r.dir.hlog);

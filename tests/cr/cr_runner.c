@@ -50,7 +50,7 @@ enum mode { M_ROUNDTRIP, M_LEAVE, M_SELF, M_DUMPFAIL, M_CORRUPT };
 struct test {
 	enum mode mode;
 	const char *hactl;
-	const char *path;
+	char *path;		/* realpath() of the victim, ours to free */
 	char name[128];
 	struct cr_dir dir;
 	struct victim v;
@@ -356,7 +356,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct test t = { .mode = M_ROUNDTRIP, .hactl = "hactl" };
-	char *base;
+	const char *base;
 	int opt, ret, keep = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -380,7 +380,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: %m\n", argv[optind]);
 		return 64;
 	}
-	base = basename(strdup(t.path));
+	base = strrchr(t.path, '/') ? strrchr(t.path, '/') + 1 : t.path;
 	snprintf(t.name, sizeof(t.name), "%s", strncmp(base, "victim_", 7) ? base : base + 7);
 	if (cr_dir_make(&t.dir, t.name)) {
 		printf("FAIL %s: no scratch dir\n", t.name);
@@ -396,6 +396,8 @@ int main(int argc, char **argv)
 	if (t.v.pid > 0)
 		victim_kill(&t.v);
 	cr_reap_strays(0);
+	proc_snapshot_free(&t.before);
+	free(t.path);
 	if (ret) {
 		cr_show("victim log", t.dir.log);
 		cr_show("hactl log", t.dir.hlog);

@@ -1,9 +1,10 @@
 /*
  * Four threads each compute a floating-point and integer checksum chain without end;
- * the main thread holds a memfd with known content at a reported fd, a SIGUSR1 handler,
+ * the main thread holds an unlinked file with known content at a reported fd, a SIGUSR1 handler,
  * and an ITIMER_PROF. After SIGTERM every thread's result must equal a recomputation of
  * the same number of steps: a register or xstate (SSE) clobbered by an injection shows.
  */
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -72,6 +73,7 @@ int main(void)
 	struct itimerval it = { .it_interval = { 500, 0 }, .it_value = { 1000, 0 } };
 	static const char content[] = "hacd parasite fd transfer\n";
 	pthread_t th[NR_THREADS];
+	char name[64];
 	int mfd;
 
 	zdtm_init();
@@ -79,9 +81,12 @@ int main(void)
 	sigaddset(&sa.sa_mask, SIGUSR2);
 	sigaction(SIGUSR1, &sa, NULL);
 	setitimer(ITIMER_PROF, &it, NULL);
-	mfd = memfd_create("victim", 0);
-	if (mfd < 0 || write(mfd, content, sizeof(content) - 1) != sizeof(content) - 1)
-		zdtm_fail("memfd");
+	/* A file unlinked while open (not a memfd, which dumps do not support yet; not
+	 * O_TMPFILE, whose /proc name carries an inode number no restore can give back). */
+	snprintf(name, sizeof(name), "victim-fd.%d", (int)getpid());
+	mfd = open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (mfd < 0 || unlink(name) || write(mfd, content, sizeof(content) - 1) != sizeof(content) - 1)
+		zdtm_fail("an unlinked file in the working directory: %m");
 	for (int i = 0; i < NR_THREADS; i++)
 		pthread_create(&th[i], NULL, worker, &works[i]);
 	while (__atomic_load_n(&started, __ATOMIC_SEQ_CST) < NR_THREADS)
