@@ -1,0 +1,473 @@
+/*
+ * hacd-ctl.c: the control socket hactl talks to.
+ *
+ * DESIGN
+ * An AF_UNIX SOCK_SEQPACKET listener at the config's control_socket. Sequenced packets
+ * keep message boundaries, so one packet is one request and one reply; a client that
+ * sends garbage gets an error reply and the next packet is read as a fresh request.
+ *
+ * Invariants:
+ *  1. Every connection is classified once, at accept, from SO_PEERCRED (and
+ *     SO_PEERGROUPS for the status group): root may do anything, a status_group
+ *     member may only read the status, anyone else gets one error reply, a log line
+ *     naming uid and pid, and is closed.
+ *  2. The socket is created 0600 (0660 and group status_group when one is set, so its
+ *     members can connect at all) under a umask, never chmod'ed after bind: there is
+ *     no window in which it is more open.
+ *  3. A request never blocks the loop: replies are sent MSG_DONTWAIT, and a client
+ *     that does not read its replies is dropped.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <grp.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ha/agent.h"
+#include "ha/conf.h"
+#include "hacd.h"
+
+/* Beyond this, new connections are refused: the fds are ours to keep. */
+#define CTL_MAX_CLIENTS		64
+
+enum ctl_perm {
+	CTL_PERM_NONE,
+	CTL_PERM_STATUS,
+	CTL_PERM_ALL,
+};
+
+struct ctl_client {
+	struct hacd_ctl *ctl;
+	struct event *ev;
+	int fd;
+	enum ctl_perm perm;
+	struct ucred cred;
+	TAILQ_ENTRY(ctl_client) link;
+};
+
+struct hacd_ctl {
+	struct hacd *d;
+	int fd;
+	struct event *ev;
+	char *path;
+	unsigned int n_clients;
+	TAILQ_HEAD(, ctl_client) clients;
+};
+
+static void client_free(struct ctl_client *c)
+{
+	if (!c)
+		return;
+	if (c->ev)
+		event_free(c->ev);
+	if (c->fd >= 0)
+		close(c->fd);
+	TAILQ_REMOVE(&c->ctl->clients, c, link);
+	c->ctl->n_clients--;
+	free(c);
+}
+
+static int reply_send(int fd, Hactl__CtlReply *rep)
+{
+	uint8_t buf[CTL_REPLY_MAX];
+	size_t len = hactl__ctl_reply__get_packed_size(rep);
+
+	if (len > sizeof(buf))
+		return -EMSGSIZE;
+	hactl__ctl_reply__pack(rep, buf);
+	if (send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		return -errno;
+	return 0;
+}
+
+static int reply_error(int fd, int status, const char *msg)
+{
+	Hactl__CtlReply rep = HACTL__CTL_REPLY__INIT;
+
+	rep.has_api_version = rep.has_status = 1;
+	rep.api_version = CTL_API_VERSION;
+	rep.status = status;
+	rep.error = (char *)msg;
+	return reply_send(fd, &rep);
+}
+
+static const char *target_name(enum conf_target t)
+{
+	switch (t) {
+	case CONF_TARGET_COMMAND:
+		return "command";
+	case CONF_TARGET_PIDFILE:
+		return "pidfile";
+	case CONF_TARGET_CGROUP:
+		return "cgroup";
+	}
+	return "?";
+}
+
+static const char *target_what(const struct conf_service *s)
+{
+	switch (s->target) {
+	case CONF_TARGET_COMMAND:
+		return s->command;
+	case CONF_TARGET_PIDFILE:
+		return s->pidfile;
+	case CONF_TARGET_CGROUP:
+		return s->cgroup;
+	}
+	return "";
+}
+
+static int reply_status(struct hacd *d, int fd, const Hactl__CtlRequest *req)
+{
+	const struct conf *conf = d->conf;
+	Hactl__CtlReply rep = HACTL__CTL_REPLY__INIT;
+	Hactl__CtlStatus st = HACTL__CTL_STATUS__INIT;
+	Hactl__CtlService *svc = NULL, **psvc = NULL;
+	size_t n = 0;
+	int ret = -ENOMEM;
+
+	if (conf->n_services) {
+		svc = calloc(conf->n_services, sizeof(*svc));
+		psvc = calloc(conf->n_services, sizeof(*psvc));
+		if (!svc || !psvc)
+			goto out;
+	}
+	for (size_t i = 0; i < conf->n_services; i++) {
+		const struct conf_service *s = &conf->services[i];
+
+		if (req->service && strcmp(req->service, s->name))
+			continue;
+		hactl__ctl_service__init(&svc[n]);
+		svc[n].name = (char *)s->name;
+		svc[n].target = (char *)target_name(s->target);
+		svc[n].what = (char *)target_what(s);
+		svc[n].has_interval_us = svc[n].has_keep = 1;
+		svc[n].interval_us = s->interval_us;
+		svc[n].keep = s->keep;
+		psvc[n] = &svc[n];
+		n++;
+	}
+	if (req->service && !n) {
+		ret = reply_error(fd, -ENOENT, "no such service");
+		goto out;
+	}
+	st.node = (char *)conf->node;
+	st.config_path = (char *)conf->path;
+	st.has_uptime_us = st.has_pid = 1;
+	st.uptime_us = hacd_now_us() - d->started_us;
+	st.pid = (uint32_t)getpid();
+	st.n_services = n;
+	st.services = psvc;
+	rep.has_api_version = rep.has_status = 1;
+	rep.api_version = CTL_API_VERSION;
+	rep.status_info = &st;
+	ret = reply_send(fd, &rep);
+out:
+	free(svc);
+	free(psvc);
+	return ret;
+}
+
+static int client_request(struct ctl_client *c, const void *buf, size_t len)
+{
+	struct hacd *d = c->ctl->d;
+	Hactl__CtlRequest *req;
+	char err[256];
+	int ret;
+
+	ret = ctl_request_decode(buf, len, &req, err, sizeof(err));
+	if (ret) {
+		hacd_log(LOG_WARNING, "control: pid %d uid %u: %s", (int)c->cred.pid,
+			 (unsigned)c->cred.uid, err);
+		return reply_error(c->fd, ret, err);
+	}
+	if (req->type != HACTL__CTL_TYPE__CTL_TYPE_STATUS && c->perm != CTL_PERM_ALL) {
+		hacd_log(LOG_WARNING, "control: pid %d uid %u: %s refused: root only",
+			 (int)c->cred.pid, (unsigned)c->cred.uid, ctl_type_name(req->type));
+		ret = reply_error(c->fd, -EPERM, "permission denied: root only");
+		goto out;
+	}
+	switch (req->type) {
+	case HACTL__CTL_TYPE__CTL_TYPE_STATUS:
+		ret = reply_status(d, c->fd, req);
+		break;
+	case HACTL__CTL_TYPE__CTL_TYPE_RELOAD:
+		ret = hacd_reload(d);
+		ret = reply_error(c->fd, ret, ret ? "reload failed: see hacd's log" : NULL);
+		break;
+	default:
+		ret = reply_error(c->fd, -EPROTO, "unknown request type");
+	}
+out:
+	hactl__ctl_request__free_unpacked(req, NULL);
+	return ret;
+}
+
+static void client_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctl_client *c = arg;
+	/* One byte more than a request may be, so an oversized one shows as MSG_TRUNC. */
+	uint8_t buf[CTL_REQ_MAX + 1];
+	struct iovec iov = { buf, sizeof(buf) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
+	int ret;
+
+	n = recvmsg(fd, &mh, MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		client_free(c);
+		return;
+	}
+	if (mh.msg_flags & MSG_TRUNC) {
+		hacd_log(LOG_WARNING, "control: pid %d uid %u: request over %d bytes",
+			 (int)c->cred.pid, (unsigned)c->cred.uid, CTL_REQ_MAX);
+		ret = reply_error(fd, -EMSGSIZE, "request too large");
+	} else {
+		ret = client_request(c, buf, (size_t)n);
+	}
+	if (ret == -EAGAIN || ret == -EPIPE || ret == -ECONNRESET) {
+		hacd_log(LOG_INFO, "control: pid %d: dropped, not reading its replies",
+			 (int)c->cred.pid);
+		client_free(c);
+	}
+}
+
+/* Is gid the peer's primary group or one of its supplementary groups? */
+static bool peer_in_group(int fd, const struct ucred *cred, gid_t gid)
+{
+	gid_t groups[NGROUPS_MAX];
+	socklen_t len = sizeof(groups);
+
+	if (cred->gid == gid)
+		return true;
+	/* SO_PEERGROUPS (4.13): the groups as they were at connect(), like SO_PEERCRED. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+		return false;
+	for (size_t i = 0; i < len / sizeof(gid_t); i++)
+		if (groups[i] == gid)
+			return true;
+	return false;
+}
+
+static enum ctl_perm peer_perm(struct hacd_ctl *ctl, int fd, const struct ucred *cred)
+{
+	const char *group = ctl->d->conf->status_group;
+	struct group *gr;
+
+	if (cred->uid == 0)
+		return CTL_PERM_ALL;
+	if (!group)
+		return CTL_PERM_NONE;
+	/* Looked up per connection: a reload may name another group. */
+	gr = getgrnam(group);
+	if (gr && peer_in_group(fd, cred, gr->gr_gid))
+		return CTL_PERM_STATUS;
+	return CTL_PERM_NONE;
+}
+
+static void accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct hacd_ctl *ctl = arg;
+	struct ctl_client *c;
+	socklen_t len;
+	int fd;
+
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			hacd_log(LOG_ERR, "control: accept: %s", strerror(errno));
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->ctl = ctl;
+	c->fd = fd;
+	TAILQ_INSERT_TAIL(&ctl->clients, c, link);
+	ctl->n_clients++;
+	len = sizeof(c->cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) < 0) {
+		hacd_log(LOG_ERR, "control: SO_PEERCRED: %s", strerror(errno));
+		goto drop;
+	}
+	c->perm = peer_perm(ctl, fd, &c->cred);
+	if (c->perm == CTL_PERM_NONE) {
+		hacd_log(LOG_WARNING, "control: refused uid %u pid %d: not root%s",
+			 (unsigned)c->cred.uid, (int)c->cred.pid,
+			 ctl->d->conf->status_group ? " nor in the status group" : "");
+		reply_error(fd, -EPERM, "permission denied");
+		goto drop;
+	}
+	if (ctl->n_clients > CTL_MAX_CLIENTS) {
+		hacd_log(LOG_WARNING, "control: refused pid %d: %d clients already",
+			 (int)c->cred.pid, CTL_MAX_CLIENTS);
+		reply_error(fd, -EBUSY, "too many clients");
+		goto drop;
+	}
+	c->ev = event_new(ctl->d->base, fd, EV_READ | EV_PERSIST, client_cb, c);
+	if (!c->ev || event_add(c->ev, NULL) < 0)
+		goto drop;
+	return;
+drop:
+	client_free(c);
+}
+
+/* mkdir -p of the socket's directory, 0755: hactl must reach the socket to connect. */
+static int mkdir_parents(const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char *p;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	p = strrchr(dir, '/');
+	if (!p || p == dir)
+		return 0;
+	*p = '\0';
+	for (p = dir + 1; ; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char c = *p;
+
+		*p = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+			hacd_log(LOG_ERR, "control: mkdir %s: %s", dir, strerror(errno));
+			return -errno;
+		}
+		*p = c;
+		if (!c)
+			return 0;
+	}
+}
+
+/*
+ * A socket file left by a crashed hacd is removed; one that answers belongs to a
+ * running hacd, and two agents guarding the same services must never both run.
+ */
+static int stale_remove(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	int ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0) {
+		hacd_log(LOG_ERR, "control: %s: another hacd is running", sa->sun_path);
+		ret = -EADDRINUSE;
+	} else if (unlink(sa->sun_path) < 0 && errno != ENOENT) {
+		ret = -errno;
+		hacd_log(LOG_ERR, "control: unlink %s: %s", sa->sun_path, strerror(errno));
+	}
+	close(fd);
+	return ret;
+}
+
+static int listen_open(const struct conf *conf, int *out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *path = conf->control_socket;
+	struct group *gr = NULL;
+	mode_t old;
+	int fd, ret;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;	/* conf refuses it already */
+	strcpy(sa.sun_path, path);
+	if (conf->status_group && !(gr = getgrnam(conf->status_group))) {
+		hacd_log(LOG_ERR, "control: status_group %s: no such group", conf->status_group);
+		return -ENOENT;
+	}
+	ret = mkdir_parents(path);
+	if (!ret)
+		ret = stale_remove(&sa);
+	if (ret)
+		return ret;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	/* bind() creates the file with ~umask: set the mode there, not after (inv. 2). */
+	old = umask(gr ? 0117 : 0177);
+	ret = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (ret < 0)
+		goto err;
+	if (gr && chown(path, 0, gr->gr_gid) < 0)
+		goto err_unlink;
+	if (listen(fd, 16) < 0)
+		goto err_unlink;
+	*out = fd;
+	return 0;
+err_unlink:
+	ret = -errno;
+	unlink(path);
+	close(fd);
+	hacd_log(LOG_ERR, "control: %s: %s", path, strerror(-ret));
+	return ret;
+err:
+	ret = -errno;
+	close(fd);
+	hacd_log(LOG_ERR, "control: bind %s: %s", path, strerror(-ret));
+	return ret;
+}
+
+int hacd_ctl_open(struct hacd *d, struct hacd_ctl **out)
+{
+	struct hacd_ctl *ctl;
+	int ret;
+
+	ctl = calloc(1, sizeof(*ctl));
+	if (!ctl)
+		return -ENOMEM;
+	ctl->d = d;
+	ctl->fd = -1;
+	TAILQ_INIT(&ctl->clients);
+	ctl->path = strdup(d->conf->control_socket);
+	if (!ctl->path) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	ret = listen_open(d->conf, &ctl->fd);
+	if (ret)
+		goto err;
+	ctl->ev = event_new(d->base, ctl->fd, EV_READ | EV_PERSIST, accept_cb, ctl);
+	if (!ctl->ev || event_add(ctl->ev, NULL) < 0) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	hacd_log(LOG_INFO, "control: listening on %s", ctl->path);
+	*out = ctl;
+	return 0;
+err:
+	hacd_ctl_close(ctl);
+	return ret;
+}
+
+void hacd_ctl_close(struct hacd_ctl *ctl)
+{
+	if (!ctl)
+		return;
+	while (!TAILQ_EMPTY(&ctl->clients))
+		client_free(TAILQ_FIRST(&ctl->clients));
+	if (ctl->ev)
+		event_free(ctl->ev);
+	if (ctl->fd >= 0) {
+		close(ctl->fd);
+		unlink(ctl->path);
+	}
+	free(ctl->path);
+	free(ctl);
+}
+
+const char *hacd_ctl_path(const struct hacd_ctl *ctl)
+{
+	return ctl->path;
+}

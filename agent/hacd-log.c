@@ -1,0 +1,92 @@
+/*
+ * hacd-log.c: logging and the systemd notification protocol, by hand.
+ *
+ * Logs go to stderr, one line each, prefixed "<N>" with the syslog priority: journald
+ * turns the prefix into the entry's priority (SyslogLevelPrefix=yes, the default), and
+ * on a terminal it stays readable. No libsystemd: sd_notify is one datagram to the
+ * socket named by $NOTIFY_SOCKET, where a leading '@' means the abstract namespace.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hacd.h"
+
+static int log_level = LOG_INFO;
+
+void hacd_log_set_level(int level)
+{
+	log_level = level;
+}
+
+void hacd_log(int prio, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	int n;
+
+	if (prio > log_level)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	/* One write per line, so lines from a future worker never interleave. */
+	dprintf(STDERR_FILENO, "<%d>%s\n", prio, line);
+}
+
+uint64_t hacd_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+int hacd_notify(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t salen;
+	size_t len;
+	int fd, ret = 0;
+
+	if (!path || !*path)
+		return 0;
+	len = strlen(path);
+	if ((path[0] != '/' && path[0] != '@') || len >= sizeof(sa.sun_path))
+		return -EINVAL;
+	memcpy(sa.sun_path, path, len);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0';	/* abstract: the name is not NUL-terminated */
+	salen = offsetof(struct sockaddr_un, sun_path) + len;
+
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, salen) < 0) {
+		ret = -errno;
+		hacd_log(LOG_DEBUG, "sd_notify to %s: %s", path, strerror(errno));
+	}
+	close(fd);
+	return ret;
+}
+
+int hacd_notifyf(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return hacd_notify(buf);
+}
