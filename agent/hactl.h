@@ -19,5 +19,6 @@ int ctl_cmd_inject(int argc, char **argv);
 int ctl_cmd_restore(int argc, char **argv);
 int ctl_cmd_image(int argc, char **argv);
 int ctl_cmd_dump(int argc, char **argv);
+int ctl_cmd_status(int argc, char **argv);
 
 #endif
