@@ -9,11 +9,11 @@
  * Invariants:
  *  1. Every connection is classified once, at accept, from SO_PEERCRED (and
  *     SO_PEERGROUPS for the status group): root may do anything, a status_group
- *     member may only read the status, anyone else gets one error reply, a log line
- *     naming uid and pid, and is closed.
+ *     member may only read the status, anyone else gets a log line naming uid and
+ *     pid, one error reply to its first request, and is closed.
  *  2. The socket is created 0600 (0660 and group status_group when one is set, so its
- *     members can connect at all) under a umask, never chmod'ed after bind: there is
- *     no window in which it is more open.
+ *     members can connect at all) with its mode set by the umask at bind() and its
+ *     group set before listen(): there is no window in which anyone else connects.
  *  3. A request never blocks the loop: replies are sent MSG_DONTWAIT, and a client
  *     that does not read its replies is dropped.
  */
@@ -226,6 +226,11 @@ static void client_cb(evutil_socket_t fd, short what, void *arg)
 		client_free(c);
 		return;
 	}
+	if (c->perm == CTL_PERM_NONE) {
+		reply_error(fd, -EPERM, "permission denied");
+		client_free(c);
+		return;
+	}
 	if (mh.msg_flags & MSG_TRUNC) {
 		hacd_log(LOG_WARNING, "control: pid %d uid %u: request over %d bytes",
 			 (int)c->cred.pid, (unsigned)c->cred.uid, CTL_REQ_MAX);
@@ -301,13 +306,15 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 		goto drop;
 	}
 	c->perm = peer_perm(ctl, fd, &c->cred);
-	if (c->perm == CTL_PERM_NONE) {
+	/*
+	 * A refused peer is answered when its first request arrives, not here: closing
+	 * with its request unread would make its recv() fail with ECONNRESET instead of
+	 * showing it our error reply.
+	 */
+	if (c->perm == CTL_PERM_NONE)
 		hacd_log(LOG_WARNING, "control: refused uid %u pid %d: not root%s",
 			 (unsigned)c->cred.uid, (int)c->cred.pid,
 			 ctl->d->conf->status_group ? " nor in the status group" : "");
-		reply_error(fd, -EPERM, "permission denied");
-		goto drop;
-	}
 	if (ctl->n_clients > CTL_MAX_CLIENTS) {
 		hacd_log(LOG_WARNING, "control: refused pid %d: %d clients already",
 			 (int)c->cred.pid, CTL_MAX_CLIENTS);
