@@ -32,6 +32,7 @@
 #define PAGE 4096ul
 #define TASK_TOP 0x7ffffffff000ul
 #define GUARD_GAP (1ul << 20)
+#define PMD (2ul << 20)
 #define LOW_LIMIT (1ul << 32)
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -115,8 +116,8 @@ static int find_gap(struct rst_ctx *c, const struct range *mine, size_t nr_mine,
 	for (size_t i = 0; i <= n; i++) {
 		unsigned long next = i < n ? all[i].s : TASK_TOP;
 
-		if (next > cur && next - cur >= need + 2 * GUARD_GAP) {
-			*at = cur + GUARD_GAP;
+		if (next > cur && next - cur >= need + 2 * GUARD_GAP + PMD) {
+			*at = (cur + GUARD_GAP + PMD - 1) & ~(PMD - 1);	/* see plan_slots() */
 			free(all);
 			return 0;
 		}
@@ -514,6 +515,10 @@ static unsigned long plan_slots(const struct rst_proc *p, unsigned long *off)
 			continue;
 		if (v->flags & MAP_GROWSDOWN)
 			at += GUARD_GAP;
+		/* Same offset within a 2 MiB page table as the final address: mremap then moves
+		 * whole page tables (and huge pages) instead of every PTE. */
+		if (v->end - v->start >= PMD)
+			at += (v->start - at) & (PMD - 1);
 		off[i] = at;
 		at += v->end - v->start + PAGE;
 	}
@@ -636,6 +641,12 @@ int rst__mem_prepare(struct rst_ctx *c)
 
 		c->args->itimers[w] = (struct par_itimer){ it->interval_sec, it->interval_usec, it->value_sec,
 							   it->value_usec };
+		/* Caught between expiry and re-arming, a periodic timer reads 0 left (its
+		 * signal is in the pending queue we restore); 0 would disarm it for good. */
+		if (!it->value_sec && !it->value_usec && (it->interval_sec || it->interval_usec)) {
+			c->args->itimers[w].value_sec = it->interval_sec;
+			c->args->itimers[w].value_usec = it->interval_usec;
+		}
 	}
 out:
 	free(mine);
