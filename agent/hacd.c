@@ -12,7 +12,8 @@
  * Signals: SIGTERM/SIGINT stop cleanly (socket removed, exit 0); SIGHUP reloads: the
  * new config is parsed and validated as a whole, then swapped in; a bad one is logged
  * with its file:line and the running config stays. systemd Type=notify is told
- * READY=1, RELOADING=1 and STOPPING=1 with a STATUS line (hacd-log.c).
+ * READY=1, RELOADING=1 and STOPPING=1 with a STATUS line, and WATCHDOG=1 when
+ * WatchdogSec= is set (hacd-log.c).
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,6 +87,40 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(d->base);
 }
 
+static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+	hacd_notify("WATCHDOG=1");
+}
+
+/*
+ * systemd's WatchdogSec= arrives as WATCHDOG_USEC (with WATCHDOG_PID, which must be
+ * us: a child could inherit the variables). The ping comes from the loop itself, so
+ * a stuck loop is what the watchdog catches. Pinged at half the period.
+ */
+static int watchdog_start(struct hacd *d, struct event **out)
+{
+	const char *usec = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
+	unsigned long long us;
+	struct timeval tv;
+	char *end;
+
+	*out = NULL;
+	if (!usec || (pid && strtol(pid, NULL, 10) != getpid()))
+		return 0;
+	us = strtoull(usec, &end, 10);
+	if (*end || us == 0) {
+		hacd_log(LOG_WARNING, "WATCHDOG_USEC=%s: not a period, no watchdog", usec);
+		return 0;
+	}
+	us /= 2;
+	tv.tv_sec = (time_t)(us / 1000000);
+	tv.tv_usec = (suseconds_t)(us % 1000000);
+	*out = event_new(d->base, -1, EV_PERSIST, watchdog_cb, d);
+	if (!*out || event_add(*out, &tv) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
 static int catalog_open(struct hacd *d)
 {
 	char path[4096];
@@ -110,7 +146,7 @@ static int catalog_open(struct hacd *d)
 static int run(struct hacd *d)
 {
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
-	struct event *ev[3] = { NULL };
+	struct event *ev[3] = { NULL }, *wd = NULL;
 	int ret = -ENOMEM;
 
 	d->base = event_base_new();
@@ -125,6 +161,8 @@ static int run(struct hacd *d)
 	if (ret)
 		goto out;
 	ret = hacd_ctl_open(d, &d->ctl);
+	if (!ret)
+		ret = watchdog_start(d, &wd);
 	if (ret)
 		goto out;
 	hacd_log(LOG_NOTICE, "started: node %s, %zu service(s), config %s",
@@ -133,6 +171,8 @@ static int run(struct hacd *d)
 	if (event_base_dispatch(d->base) < 0)
 		ret = -EIO;
 out:
+	if (wd)
+		event_free(wd);
 	hacd_ctl_close(d->ctl);
 	d->ctl = NULL;
 	cat_close(d->cat);

@@ -6,7 +6,7 @@
 # requests get error replies and hacd keeps serving; a status_group member reads the
 # status but may not reload; anyone else is refused and logged; SIGHUP with a broken
 # config keeps the running one; hacd -t exits 78 with file:line; SIGTERM exits 0 and
-# removes the socket.
+# removes the socket; sd_notify datagrams reach an abstract NOTIFY_SOCKET.
 set -euo pipefail
 
 HACD=$1
@@ -29,6 +29,9 @@ fail() {
 cleanup() {
 	if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
 		kill -KILL "$PID" || true
+	fi
+	if [ -n "${NPID:-}" ] && kill -0 "$NPID" 2>/dev/null; then
+		kill -KILL "$NPID" || true
 	fi
 	rm -rf "$T"
 }
@@ -85,9 +88,28 @@ status_ok() {
 	grep -q '"name":"web"' "$T/status.json" || fail "status: no service web"
 }
 
+# sd_notify listener on an abstract socket ('@' in NOTIFY_SOCKET): one line per
+# datagram, newlines inside it shown as '|'.
+NOTIFY=hacd-it-$$
+python3 - "$NOTIFY" "$T/notify" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("\0" + sys.argv[1])
+open(sys.argv[2] + ".ready", "w").close()
+with open(sys.argv[2], "a") as f:
+    while True:
+        msg = s.recv(4096).decode()
+        f.write(msg.replace("\n", "|") + "\n")
+        f.flush()
+        if msg.startswith("STOPPING=1"):
+            break
+PY
+NPID=$!
+for _ in $(seq 100); do [ -e "$T/notify.ready" ] && break; sleep 0.05; done
+
 write_conf
 "$HACD" -t -f "$CONF" > /dev/null || fail "hacd -t on a good config"
-"$HACD" -f "$CONF" 2> "$LOG" &
+NOTIFY_SOCKET=@$NOTIFY WATCHDOG_USEC=200000 "$HACD" -f "$CONF" 2> "$LOG" &
 PID=$!
 wait_socket
 [ "$(stat -c %a:%G "$SOCK")" = "660:nogroup" ] || fail "socket mode $(stat -c %a:%G "$SOCK")"
@@ -166,3 +188,10 @@ rc=0
 "$HACTL" status -s "$SOCK" 2> /dev/null || rc=$?
 [ "$rc" = 69 ] || fail "status without hacd: exit $rc"
 echo "ok - SIGTERM: exit 0, socket removed, hactl exits 69"
+
+wait "$NPID" || fail "notify listener"
+for state in 'READY=1|STATUS=node alpha, 2 service' 'RELOADING=1|MONOTONIC_USEC=' \
+	     'WATCHDOG=1' 'STOPPING=1'; do
+	grep -q "^$state" "$T/notify" || fail "sd_notify: no $state in $(cat "$T/notify")"
+done
+echo "ok - sd_notify: READY, RELOADING, WATCHDOG, STOPPING"
