@@ -7,6 +7,7 @@
  * socket named by $NOTIFY_SOCKET, where a leading '@' means the abstract namespace.
  */
 #include <errno.h>
+#include <event2/event.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -89,4 +90,22 @@ int hacd_notifyf(const char *fmt, ...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	return hacd_notify(buf);
+}
+
+/* libevent's own warnings would otherwise go to stderr without a priority. */
+static void libevent_log_cb(int severity, const char *msg)
+{
+	static const int prio[] = {
+		[EVENT_LOG_DEBUG] = LOG_DEBUG, [EVENT_LOG_MSG] = LOG_INFO,
+		[EVENT_LOG_WARN] = LOG_WARNING, [EVENT_LOG_ERR] = LOG_ERR,
+	};
+
+	if (severity < 0 || severity > EVENT_LOG_ERR)
+		severity = EVENT_LOG_ERR;
+	hacd_log(prio[severity], "libevent: %s", msg);
+}
+
+void hacd_log_libevent(void)
+{
+	event_set_log_callback(libevent_log_cb);
 }

@@ -63,6 +63,10 @@ int hacd_reload(struct hacd *d)
 	if (strcmp(conf->control_socket, hacd_ctl_path(d->ctl)))
 		hacd_log(LOG_WARNING, "control_socket changed to %s: takes effect on restart",
 			 conf->control_socket);
+	if (!conf->status_group != !d->conf->status_group ||
+	    (conf->status_group && strcmp(conf->status_group, d->conf->status_group)))
+		hacd_log(LOG_WARNING, "status_group changed: the socket's group changes on "
+			 "restart, membership is checked against the new one now");
 	if (strcmp(conf->state_dir, d->conf->state_dir))
 		hacd_log(LOG_WARNING, "state_dir changed to %s: takes effect on restart",
 			 conf->state_dir);
@@ -224,6 +228,7 @@ int main(int argc, char **argv)
 		return HACD_EXIT_OK;
 	}
 	hacd_log_set_level(d.conf->log_level);
+	hacd_log_libevent();
 	/* A hactl that vanishes mid-reply must not kill the agent. */
 	signal(SIGPIPE, SIG_IGN);
 	d.started_us = hacd_now_us();

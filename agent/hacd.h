@@ -29,6 +29,8 @@ struct hacd {
 
 /* hacd-log.c: stderr with <N> priority prefixes (journald reads them), and sd_notify. */
 void hacd_log_set_level(int level);
+/* Routes libevent's messages through hacd_log(). */
+void hacd_log_libevent(void);
 __attribute__((format(printf, 2, 3)))
 void hacd_log(int prio, const char *fmt, ...);
 /* Sends "state" to $NOTIFY_SOCKET when set; 0 or -errno (logged once at debug). */

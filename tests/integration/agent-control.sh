@@ -118,6 +118,7 @@ echo "ok - hacd started, socket 0660 root:nogroup"
 status_ok
 "$HACTL" status -s "$SOCK" | grep -q 'interval:250ms' || fail "text status"
 HACD_SOCKET=$SOCK "$HACTL" status cache | grep -q 'cache:command' || fail "HACD_SOCKET"
+"$HACTL" status -f "$CONF" web | grep -q 'web:pidfile' || fail "socket from the config"
 echo "ok - status (json and text)"
 
 out=$(send_raw ffffffff 08011063 080110 big 08011001)
