@@ -83,7 +83,7 @@ static int restore_session(struct rst_ctx *c)
 	if (e->pgid == (uint32_t)c->proc.pid && getpgid(0) != pid && setpgid(0, 0))
 		return pr_errno(-errno, "pid %d: setpgid", c->proc.pid);
 	if (e->pgid != (uint32_t)c->proc.pid && getpgid(0) != (pid_t)e->pgid && setpgid(0, e->pgid))
-		pr_warn("pid %d: cannot join process group %u: %s", c->proc.pid, e->pgid, strerror(errno));
+		pr_info("pid %d: cannot join process group %u: %s", c->proc.pid, e->pgid, strerror(errno));
 	return 0;
 }
 
