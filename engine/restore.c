@@ -441,11 +441,19 @@ int eng_restore(const char *dir, const struct eng_restore_opts *opts, pid_t *out
 	if (!ret)
 		ret = finish(&c, pid, status[0], outer);
 	if (ret) {
-		/* Nothing half-restored stays behind. */
-		kill(init ? init : pid, SIGKILL);
+		/* Nothing half-restored stays behind; reap only what is ours to reap. */
 		kill(pid, SIGKILL);
-		while (waitpid(-1, NULL, __WALL) > 0 || errno == EINTR)
+		if (init)
+			kill(init, SIGKILL);
+		for (size_t i = 0; i < c.proc.nr_threads; i++)
+			if (outer[i] && outer[i] != pid)
+				while (waitpid(outer[i], NULL, __WALL) < 0 && errno == EINTR)
+					;
+		while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
 			;
+		if (init)
+			while (waitpid(init, NULL, 0) < 0 && errno == EINTR)
+				;
 		goto out;
 	}
 	for (size_t i = 0; i < c.proc.nr_threads; i++)

@@ -292,7 +292,9 @@ struct eng_restore_opts {
  * (with pidns: inside a new pid namespace under a minimal init, and *pid is the init).
  * Returns 0 with *pid once the process runs again; on failure no process is left. The
  * caller reaps it (or exits, and it is reparented). Every image is checked before the
- * process is created, every page run before the point of no return. */
+ * process is created, every page run before the point of no return. While it runs it
+ * waits for any child (waitpid(-1)): call it from a process with no other children to
+ * wait for, as hactl and the agent's engine worker are. */
 int eng_restore(const char *dir, const struct eng_restore_opts *opts, pid_t *pid);
 /* @@restore-end */
 
