@@ -83,7 +83,7 @@ static int restore_session(struct rst_ctx *c)
 	if (e->pgid == (uint32_t)c->proc.pid && getpgid(0) != pid && setpgid(0, 0))
 		return pr_errno(-errno, "pid %d: setpgid", c->proc.pid);
 	if (e->pgid != (uint32_t)c->proc.pid && getpgid(0) != (pid_t)e->pgid && setpgid(0, e->pgid))
-		pr_info("pid %d: cannot join process group %u: %s", c->proc.pid, e->pgid, strerror(errno));
+		pr_debug("pid %d: cannot join process group %u: %s", c->proc.pid, e->pgid, strerror(errno));
 	return 0;
 }
 
@@ -338,8 +338,9 @@ static void __attribute__((noreturn)) init_main(struct rst_ctx *c, int *go, int 
 		child_fail(status[1]);
 	}
 	prctl(PR_SET_NAME, "hacd-init");
-	for (int i = 0; i < 2; i++)
-		close(go[i]), close(status[i]);
+	/* It lives as long as the service: it must not hold hactl's stdio (a caller
+	 * reading hactl's output would wait for the service to end) or anything else. */
+	close_range(0, ~0u, 0);
 	for (;;) {
 		pid_t w = wait(&st);
 
