@@ -25,25 +25,6 @@ long cr_ms_since(const struct timespec *t0)
 	return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
-char *cr_slurp(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	size_t cap = 4096, n = 0, r;
-	char *buf;
-
-	if (!f)
-		return NULL;
-	buf = malloc(cap);
-	while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-		n += r;
-		if (n + 1 == cap)
-			buf = realloc(buf, cap *= 2);
-	}
-	fclose(f);
-	buf[n] = 0;
-	return buf;
-}
-
 void cr_show(const char *heading, const char *path)
 {
 	char *s = cr_slurp(path);

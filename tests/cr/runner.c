@@ -43,7 +43,7 @@ int fail(const char *fmt, ...)
 	return 1;
 }
 
-static char *slurp(const char *path)
+char *cr_slurp(const char *path)
 {
 	size_t cap = 4096, n = 0;
 	char *buf = malloc(cap);
@@ -144,7 +144,7 @@ static long in_syscall(pid_t pid, const char *tid)
 	long nr;
 
 	snprintf(path, sizeof(path), "/proc/%d/task/%s/syscall", pid, tid);
-	s = slurp(path);
+	s = cr_slurp(path);
 	/* "running" while on a CPU, "-1 ..." outside a syscall: only a number counts. */
 	nr = s && s[0] >= '0' && s[0] <= '9' ? strtol(s, NULL, 10) : -1;
 	free(s);
@@ -381,7 +381,7 @@ static char *fd_table(pid_t pid)
 		n = readlink(p, link, sizeof(link) - 1);
 		link[n < 0 ? 0 : n] = 0;
 		snprintf(p, sizeof(p), "/proc/%d/fdinfo/%s", pid, de->d_name);
-		info = slurp(p);
+		info = cr_slurp(p);
 		fdinfo_field(info, "pos", pos, sizeof(pos));
 		fdinfo_field(info, "flags", flags, sizeof(flags));
 		free(info);
@@ -457,7 +457,7 @@ static char *maps_state(pid_t pid)
 	struct sb b = { 0 };
 
 	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
-	sm = slurp(path);
+	sm = cr_slurp(path);
 	if (!sm)
 		return NULL;
 	for (line = strtok_r(sm, "\n", &save);; line = strtok_r(NULL, "\n", &save)) {
@@ -534,7 +534,7 @@ static char *task_status(pid_t pid, int tid)
 	char p[96];
 
 	snprintf(p, sizeof(p), "/proc/%d/task/%d/status", pid, tid);
-	return slurp(p);
+	return cr_slurp(p);
 }
 
 /* The value of "Key:" in a status text, "" when absent. */
@@ -626,7 +626,7 @@ static void add_file(struct sb *b, pid_t pid, const char *name)
 	char p[64], *s;
 
 	snprintf(p, sizeof(p), "/proc/%d/%s", pid, name);
-	s = slurp(p);
+	s = cr_slurp(p);
 	sb_printf(b, "== %s\n%s", name, s ? s : "(unreadable)\n");
 	free(s);
 }
@@ -637,7 +637,7 @@ static char *misc_state(pid_t pid)
 	char p[64], v[64], *st;
 
 	snprintf(p, sizeof(p), "/proc/%d/status", pid);
-	st = slurp(p);
+	st = cr_slurp(p);
 	if (!st)
 		return NULL;
 	status_field(st, "Umask", v, sizeof(v));

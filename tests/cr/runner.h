@@ -63,6 +63,9 @@ int proc_snapshot_diff(const struct proc_snapshot *a, const struct proc_snapshot
 int proc_snapshot_same(const struct proc_snapshot *a, const struct proc_snapshot *b);
 void proc_snapshot_free(struct proc_snapshot *s);
 
+/* Whole file as a NUL-terminated string (free it), or NULL. */
+char *cr_slurp(const char *path);
+
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif
