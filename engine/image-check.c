@@ -221,12 +221,19 @@ int eng__check_pstree(struct eng_img *img, const ProtobufCMessage *msg)
 	int ret;
 
 	ret = eng__check_pid(img, "pid", e->has_pid, e->pid);
-	if (!ret)
-		ret = eng__check_pid(img, "pgid", e->has_pgid, e->pgid);
-	if (!ret)
-		ret = eng__check_pid(img, "sid", e->has_sid, e->sid);
 	if (ret)
 		return ret;
+	/*
+	 * 0 is what /proc shows when the group or session leader lives in an ancestor pid
+	 * namespace (a service started from a container's shell): legal, and restored by
+	 * staying in the restorer's own group and session.
+	 */
+	NEED(img, e, pgid);
+	if (e->pgid > ENG__PID_MAX)
+		return eng__img_bad(img, "pgid", "%u is above %u", e->pgid, ENG__PID_MAX);
+	NEED(img, e, sid);
+	if (e->sid > ENG__PID_MAX)
+		return eng__img_bad(img, "sid", "%u is above %u", e->sid, ENG__PID_MAX);
 	NEED(img, e, ppid);
 	if (e->ppid == e->pid || e->ppid > ENG__PID_MAX)
 		return eng__img_bad(img, "ppid", "%u for pid %u", e->ppid, e->pid);

@@ -71,7 +71,8 @@ static void drop_own_rseq(void)
 /*
  * Session and process group, for what a single process can have by itself: leading its
  * own session or group. Joining a group led by a process outside the checkpoint is
- * possible only inside our session.
+ * possible only inside our session. A group or session of 0 was led from outside the
+ * dumper's pid namespace: the process stays in ours, as CRIU's --shell-job does.
  */
 static int restore_session(struct rst_ctx *c)
 {
@@ -82,7 +83,8 @@ static int restore_session(struct rst_ctx *c)
 		return pr_errno(-errno, "pid %d: setsid", c->proc.pid);
 	if (e->pgid == (uint32_t)c->proc.pid && getpgid(0) != pid && setpgid(0, 0))
 		return pr_errno(-errno, "pid %d: setpgid", c->proc.pid);
-	if (e->pgid != (uint32_t)c->proc.pid && getpgid(0) != (pid_t)e->pgid && setpgid(0, e->pgid))
+	if (e->pgid && e->pgid != (uint32_t)c->proc.pid && getpgid(0) != (pid_t)e->pgid &&
+	    setpgid(0, e->pgid))
 		pr_debug("pid %d: cannot join process group %u: %s", c->proc.pid, e->pgid, strerror(errno));
 	return 0;
 }
