@@ -20,6 +20,7 @@ static const struct ctl_cmd cmds[] = {
 	{ "restore", ctl_cmd_restore, "-D DIR [--detach]: restore a checkpoint with its PID" },
 	{ "dump", ctl_cmd_dump, "-t PID -D DIR [--leave-running]: checkpoint a process" },
 	{ "image", ctl_cmd_image, "show DIR [--json] | verify DIR: decode or check a checkpoint" },
+	{ "run", ctl_cmd_run, "[--pidns] [--log F] [--user U] -- CMD...: launch like hacd does" },
 	{ "status", ctl_cmd_status, "[SERVICE] [--json] [-s SOCKET]: what hacd guards" },
 };
 

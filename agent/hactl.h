@@ -20,5 +20,6 @@ int ctl_cmd_restore(int argc, char **argv);
 int ctl_cmd_image(int argc, char **argv);
 int ctl_cmd_dump(int argc, char **argv);
 int ctl_cmd_status(int argc, char **argv);
+int ctl_cmd_run(int argc, char **argv);
 
 #endif

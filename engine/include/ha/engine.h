@@ -298,4 +298,23 @@ struct eng_restore_opts {
 int eng_restore(const char *dir, const struct eng_restore_opts *opts, pid_t *pid);
 /* @@restore-end */
 
+/* ---- launch (engine/launch.c) ---------------------------------------------------- */
+struct eng_launch_opts {
+	bool pidns;		/* new pid, ipc and uts namespaces under a minimal init of ours */
+	const char *user;	/* NULL: the caller's credentials; else its uid, gid and groups */
+	const char *cwd;	/* NULL: "/" */
+	const char *const *env;	/* NULL: PATH, HOME, USER and LANG only */
+	const char *log_path;	/* stdout and stderr appended here (0600); NULL: /dev/null */
+};
+/*
+ * Start argv (argv[0] an absolute path, no shell) with stdin on /dev/null and every
+ * inherited fd but stdio closed. *init is the process the caller waits for (the init
+ * with pidns, which exits with the service's status; else the service itself), *pid the
+ * service's main process as the caller sees it (the one to checkpoint); pid may be NULL.
+ * Returns 0 once the execve happened, or -errno naming the step that failed, with
+ * nothing left running.
+ */
+int eng_launch(const char *const *argv, const struct eng_launch_opts *opts, pid_t *init,
+	       pid_t *pid);
+
 #endif
