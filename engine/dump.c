@@ -239,8 +239,11 @@ static int write_inventory(struct dump *d)
 
 static int write_all(struct dump *d)
 {
+	struct eng__files_dump *fds = &d->fd;
 	int ret = eng__files_write(d->pid, d->dirfd, &d->fd, &d->q);
 
+	if (!ret)
+		ret = eng__files_write_table(d->dirfd, &fds, 1, &d->q);
 	if (!ret)
 		ret = eng__task_write(d->dirfd, &d->td, &d->q);
 	if (!ret)
@@ -309,7 +312,7 @@ static int freeze_and_collect(struct dump *d)
 	if (!ret)
 		ret = fail_here("frozen");
 	if (!ret)
-		ret = eng__files_collect(d->pid, d->dirfd, &d->fd);
+		ret = eng__files_collect(d->pid, d->dirfd, 0, &d->fd);
 	pr_debug("pid %d: task and files collected at %lu us", d->pid, (unsigned long)us_since(&d->t_freeze));
 	if (!ret)
 		ret = eng__mem_collect(d->v, &d->md);

@@ -50,6 +50,9 @@ struct eng__file_dump {
 	bool unlinked;
 	uint64_t xxh3;		/* unlinked: of the ghost contents */
 	int first_fd;		/* kcmp() partner for the fds after it */
+	int ghost;		/* index in ghosts[], -1: none */
+	bool foreign;		/* an earlier process's description (same id): files.img
+				 * and the ghost are written by that process */
 };
 
 struct eng__fd_dump {
@@ -59,6 +62,8 @@ struct eng__fd_dump {
 };
 
 struct eng__files_dump {
+	pid_t pid;
+	uint32_t id_base;		/* ids of this process's files start above it */
 	struct eng__file_dump *files;
 	int nr_files;
 	struct eng__fd_dump *fds;
@@ -69,8 +74,13 @@ struct eng__files_dump {
 };
 
 int eng__files_precheck(pid_t pid);
-int eng__files_collect(pid_t pid, int dirfd, struct eng__files_dump *fd);
+/* Ids of the files found are id_base + 1, + 2...: unique across a tree when each
+ * process's id_base is above the ids of the ones collected before it. */
+int eng__files_collect(pid_t pid, int dirfd, uint32_t id_base, struct eng__files_dump *fd);
+/* The ghosts and fds-PID.img of one process. */
 int eng__files_write(pid_t pid, int dirfd, struct eng__files_dump *fd, struct eng__imgq *q);
+/* files.img: the files of every process of the tree (n dumps), foreign ones once. */
+int eng__files_write_table(int dirfd, struct eng__files_dump *const *all, int n, struct eng__imgq *q);
 void eng__files_free(struct eng__files_dump *fd);
 
 /* ---- task-dump.c: threads, signals, credentials, limits, timers ------------------- */

@@ -218,6 +218,7 @@ static int copy_ghost(pid_t pid, int dirfd, struct eng__files_dump *fd, struct e
 	}
 	if (!ret) {
 		f->xxh3 = XXH3_64bits_digest(h);
+		f->ghost = fd->nr_ghosts;
 		fd->ghosts[fd->nr_ghosts++] = img;
 		fd->ghost_bytes += f->size;
 	} else {
@@ -237,8 +238,9 @@ static int new_file(pid_t pid, struct eng__files_dump *fd, const struct fd_probe
 	size_t len = strlen(p->link);
 
 	memset(f, 0, sizeof(*f));
-	f->id = fd->nr_files + 1;
+	f->id = fd->id_base + fd->nr_files + 1;
 	f->first_fd = p->fd;
+	f->ghost = -1;
 	f->flags = fi->flags & ~(uint32_t)O_CLOEXEC;
 	f->pos = fi->pos;
 	f->mode = p->st.st_mode;
@@ -315,11 +317,13 @@ static int collect_fd(pid_t pid, int dirfd, struct eng__files_dump *fd, int nr)
 	return 0;
 }
 
-int eng__files_collect(pid_t pid, int dirfd, struct eng__files_dump *fd)
+int eng__files_collect(pid_t pid, int dirfd, uint32_t id_base, struct eng__files_dump *fd)
 {
 	int *fds = NULL, n = 0, ret;
 
 	memset(fd, 0, sizeof(*fd));
+	fd->pid = pid;
+	fd->id_base = id_base;
 	ret = list_fds(pid, &fds, &n);
 	if (ret)
 		return ret;
@@ -337,17 +341,16 @@ int eng__files_collect(pid_t pid, int dirfd, struct eng__files_dump *fd)
 
 /* ---- writing ---------------------------------------------------------------------- */
 
-static int write_files(int dirfd, const struct eng__files_dump *fd, struct eng__imgq *q)
+static int write_files(struct eng_img *img, const struct eng__files_dump *fd)
 {
-	struct eng_img *img;
-	int ret = eng_img_create(dirfd, ENG_IMG_FILES, 0, &img);
+	int ret = 0;
 
-	if (!ret)
-		ret = eng__imgq_add(q, img);
 	for (int i = 0; i < fd->nr_files && !ret; i++) {
 		const struct eng__file_dump *f = &fd->files[i];
 		ImgFile m = IMG_FILE__INIT;
 
+		if (f->foreign)
+			continue;
 		m.has_id = m.has_kind = m.has_flags = m.has_pos = m.has_mode = 1;
 		m.id = f->id;
 		m.kind = f->kind;
@@ -376,18 +379,36 @@ static int write_files(int dirfd, const struct eng__files_dump *fd, struct eng__
 	return ret;
 }
 
+/* Ids ascend through files.img: each process's are above the ones before it. */
+int eng__files_write_table(int dirfd, struct eng__files_dump *const *all, int n, struct eng__imgq *q)
+{
+	struct eng_img *img;
+	int ret = eng_img_create(dirfd, ENG_IMG_FILES, 0, &img);
+
+	if (!ret)
+		ret = eng__imgq_add(q, img);
+	for (int i = 0; i < n && !ret; i++)
+		ret = write_files(img, all[i]);
+	return ret;
+}
+
 int eng__files_write(pid_t pid, int dirfd, struct eng__files_dump *fd, struct eng__imgq *q)
 {
 	struct eng_img *img;
 	int ret = 0;
 
-	/* Ghosts first: files.img refers to them. The queue owns them from here. */
+	/* Ghosts before files.img, which refers to them: the queue owns them from here. A
+	 * foreign file's ghost is the earlier process's. */
+	for (int i = 0; i < fd->nr_files; i++)
+		if (fd->files[i].foreign && fd->files[i].ghost >= 0) {
+			eng_img_abort(fd->ghosts[fd->files[i].ghost]);
+			fd->ghosts[fd->files[i].ghost] = NULL;
+		}
 	for (int i = 0; i < fd->nr_ghosts && !ret; i++) {
-		ret = eng__imgq_add(q, fd->ghosts[i]);
+		if (fd->ghosts[i])
+			ret = eng__imgq_add(q, fd->ghosts[i]);
 		fd->ghosts[i] = NULL;
 	}
-	if (!ret)
-		ret = write_files(dirfd, fd, q);
 	if (!ret)
 		ret = eng_img_create(dirfd, ENG_IMG_FDS, pid, &img);
 	if (!ret)
