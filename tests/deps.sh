@@ -8,5 +8,5 @@ apt-get install -y -qq --no-install-recommends \
 	libevent-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler libcap-dev \
 	libnl-3-dev libnl-route-3-dev libnl-idiag-3-dev libconfuse-dev libzstd-dev \
 	libxxhash-dev libssl-dev libcmocka-dev clang libclang-rt-14-dev iproute2 procps \
-	resource-agents libxml2-utils shellcheck systemd \
+	resource-agents libxml2-utils shellcheck systemd go-md2man man-db groff-base \
 	>/dev/null
