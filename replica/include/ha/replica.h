@@ -1,0 +1,167 @@
+/*
+ * ha/replica.h: replication of complete generations to a standby node (issue 7).
+ *
+ * The active node runs one rep_sender per peer; the standby runs one rep_server. Both
+ * live in the caller's libevent loop (an explicit event_base) and talk TLS 1.3 with
+ * mutual authentication: each side presents a certificate signed by the configured CA,
+ * and each checks that the other's certificate names the node it expects (a configured
+ * peer). The protocol (replica/wire/replica.proto, checks in wire.c), per connection:
+ *
+ *   sender                         standby
+ *   Hello{version,node,services} ->
+ *                                <- Hello{version,node,services+newest consistent gen}
+ *   per queued generation:
+ *   Offer{service,gen,files+XXH3} ->
+ *                                <- Have{present | need[]}   (files it lacks; identical
+ *                                                             ones are hard-linked from
+ *                                                             its newest generation)
+ *   Data{file,offset,bytes,XXH3} ... (only needed files, in order)
+ *   Commit{service,gen}          ->
+ *                                <- Ack{ok | error}           (only after every
+ *                                   checksum matched, every byte and directory was
+ *                                   fsynced and the catalog says COMPLETE)
+ *
+ * A generation lives in a directory of files, <store>/<service>/<gen id> (the ids are
+ * each node's own catalog ids). The standby writes a received one under
+ * <store>/<service>/.<id>.part and renames it into place only once it is whole and
+ * verified; on its catalog, COMPLETE means consistent (see ha/catalog.h).
+ *
+ * Calls return 0 or -errno; failures are logged once, through the log callback, naming
+ * the peer and the message. Nothing received is ever used as a path: names are checked
+ * to be plain names (rep_name_valid()).
+ */
+#ifndef HA_REPLICA_H
+#define HA_REPLICA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct cat;
+
+#define REP_PROTO_VERSION 1
+#define REP_CHUNK (256u << 10)		/* data bytes per Data message */
+#define REP_FRAME_MAX (REP_CHUNK + 4096u)	/* longest frame either side accepts */
+#define REP_FILES_MAX 4096u		/* files per generation */
+#define REP_FILE_SIZE_MAX (1ull << 40)	/* bytes per file */
+#define REP_NAME_MAX 128u		/* names on the wire, without the NUL */
+
+typedef void (*rep_log_fn)(int prio, const char *msg, void *opaque);
+
+/* True for a name usable as one directory entry: [A-Za-z0-9_.-]+, not starting with
+ * '.' or '-', at most REP_NAME_MAX characters. */
+bool rep_name_valid(const char *name);
+
+/* <store>/<service>/<gen> into buf; -ENAMETOOLONG when it does not fit. */
+int rep_gen_path(char *buf, size_t len, const char *store, const char *service, int64_t gen);
+
+/*
+ * Decode and check one frame payload (after the length prefix) the way a receiver does.
+ * 0, or -EBADMSG with the reason in err. For the fuzzer and the tests.
+ */
+int rep_wire_check(const void *buf, size_t len, char *err, size_t errlen);
+
+/* ---- TLS (tls.c) ----------------------------------------------------------------- */
+
+struct rep_tls;
+
+/* A TLS 1.3-only context with our certificate and key, trusting only `ca`. */
+int rep_tls_new(const char *ca, const char *cert, const char *key, struct rep_tls **out,
+		char *err, size_t errlen);
+void rep_tls_free(struct rep_tls *t);
+
+/* ---- standby (receiver.c) ---------------------------------------------------------- */
+
+/* Called once a received generation is consistent here (local id `gen`). */
+typedef void (*rep_gen_fn)(void *opaque, const char *peer, const char *service,
+			   int64_t gen, int64_t origin_gen);
+
+struct rep_server_opts {
+	const char *node;		/* our name, as our certificate says */
+	const char *host;		/* NULL: every address */
+	uint16_t port;			/* 0: any free port (rep_server_port()) */
+	const char *store;		/* where generations go */
+	const char *const *peers;	/* nodes allowed to send us generations */
+	size_t n_peers;
+	const char *const *services;	/* services we accept */
+	size_t n_services;
+	struct rep_tls *tls;		/* borrowed */
+	struct cat *cat;		/* borrowed: our catalog */
+	rep_log_fn log;
+	void *log_opaque;
+	rep_gen_fn on_consistent;	/* may be NULL */
+	void *opaque;
+};
+
+struct rep_server;
+
+/* Listens, and removes the .part directories a crash left in the store. */
+int rep_server_new(struct event_base *base, const struct rep_server_opts *o,
+		   struct rep_server **out);
+void rep_server_free(struct rep_server *s);
+uint16_t rep_server_port(const struct rep_server *s);
+/* Connections currently open (authenticated or not). */
+size_t rep_server_nr_conns(const struct rep_server *s);
+
+/* ---- active (sender.c) ------------------------------------------------------------- */
+
+/*
+ * Outcome of one pushed generation: 0 consistent on the peer (in sync mode: only now is
+ * it safe), -ESTALE skipped because a newer one of the service superseded it while the
+ * peer was behind, -EBADMSG refused by the peer (it retries after a reconnect),
+ * -ENOENT its files are gone here. Called from the loop.
+ */
+typedef void (*rep_ack_fn)(void *opaque, const char *peer, const char *service,
+			   int64_t gen, int status);
+
+/* DRBD's connection-state words, the ones that apply. */
+enum rep_link {
+	REP_LINK_STANDALONE,		/* not trying (stopped) */
+	REP_LINK_CONNECTING,		/* connecting, or waiting to retry */
+	REP_LINK_CONNECTED,		/* handshake done, nothing queued */
+	REP_LINK_SYNCSOURCE,		/* sending a generation */
+};
+const char *rep_link_name(enum rep_link l);
+
+struct rep_sender_opts {
+	const char *node;		/* our name */
+	const char *peer;		/* the peer's name: its certificate must say so */
+	const char *host;
+	uint16_t port;
+	uint64_t bandwidth;		/* bytes/s, 0 = unlimited (a token bucket) */
+	const char *store;		/* where our generations are */
+	const char *const *services;	/* services we replicate, for the handshake */
+	size_t n_services;
+	unsigned catchup_skip;		/* more queued than this per service: send only
+					 * the newest; 0 = default (2) */
+	struct rep_tls *tls;		/* borrowed */
+	struct cat *cat;		/* borrowed: generation facts, per-peer state */
+	rep_log_fn log;
+	void *log_opaque;
+	rep_ack_fn on_ack;
+	void *opaque;
+	/* Test hook: flip one bit of the data byte at this offset of every file sent
+	 * (after its checksum was taken), as a link that damages data would. 0 = off. */
+	uint64_t test_corrupt_at;
+};
+
+struct rep_sender_status {
+	enum rep_link link;
+	size_t queued;			/* generations waiting, incl. the one in flight */
+	int64_t acked_gen;		/* newest generation the peer acknowledged, 0 = none */
+	int64_t acked_us;		/* when (CLOCK_REALTIME us) */
+	uint64_t bytes_sent;		/* file data sent since start */
+};
+
+struct rep_sender;
+
+/* Starts connecting at once, and again with backoff (0.25 s doubling to 30 s). */
+int rep_sender_new(struct event_base *base, const struct rep_sender_opts *o,
+		   struct rep_sender **out);
+void rep_sender_free(struct rep_sender *s);
+/* Queue complete generation `gen` of `service` (from our catalog) for the peer. */
+int rep_sender_push(struct rep_sender *s, const char *service, int64_t gen);
+void rep_sender_status(const struct rep_sender *s, struct rep_sender_status *st);
+
+#endif /* HA_REPLICA_H */

@@ -1,0 +1,723 @@
+/*
+ * receiver.c: the standby's side. Accepts TLS connections from configured peers, takes
+ * the generations they offer, and makes each one consistent here, or nothing.
+ *
+ * DESIGN
+ * A connection goes through these states (one generation at a time):
+ *
+ *   accept --TLS handshake, certificate names a configured peer--> HELLO
+ *   HELLO  --Hello (version, node = certificate's name)---------->  IDLE
+ *   IDLE   --Offer: already consistent: Have{present}------------>  IDLE
+ *   IDLE   --Offer: catalog PENDING, .part dir, Have{need}------->  DATA (or COMMIT)
+ *   DATA   --Data of the last needed byte--------------------------> COMMIT
+ *   COMMIT --Commit: fsync, rename, catalog COMPLETE, Ack{ok}------>  IDLE
+ *   any    --bad checksum, refused generation: Ack{error}--------> REFUSED
+ *   REFUSED --whatever the sender had in flight: discarded; it closes on the Ack
+ *   any    --bad message, EOF, error, timeout in REFUSED--------->  gen_abort(), close
+ *
+ *   transition                 function
+ *   accept                     on_accept, on_event (BEV_EVENT_CONNECTED)
+ *   HELLO -> IDLE              on_hello
+ *   IDLE -> DATA/COMMIT        on_offer
+ *   DATA -> COMMIT             on_data, file_next
+ *   COMMIT -> IDLE             on_commit
+ *   -> REFUSED                 gen_refuse
+ *   -> closed                  conn_close_soon, conn_free
+ *
+ * Invariants:
+ *  1. A generation is COMPLETE (consistent) in our catalog only after every file matched
+ *     its XXH3, was fsynced, its directory was fsynced, renamed from .ID.part to ID, and
+ *     the store directory fsynced: a crash at any point leaves a PENDING row (failed by
+ *     cat_recover) and a .part directory (removed by rep_server_new), never a COMPLETE
+ *     generation with missing data.
+ *  2. Every received name was checked plain (wire.c) before it is joined to a path, and
+ *     files are created with O_EXCL | O_NOFOLLOW inside a directory we just made.
+ *  3. A damaged Data message fails the whole generation: we never ask for a chunk again,
+ *     the sender starts the generation over on a new connection.
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/listener.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <xxhash.h>
+
+#include "ha/catalog.h"
+#include "replica-int.h"
+
+enum rstate { R_TLS, R_HELLO, R_IDLE, R_DATA, R_COMMIT, R_REFUSED, R_CLOSING };
+
+struct rconn {
+	struct rep_server *s;
+	struct rconn *next;
+	struct bufferevent *bev;
+	char addr[64];
+	char peer[REP_NAME_MAX + 1];
+	enum rstate st;
+	/* The generation being received. */
+	RepMsg *offer_msg;
+	const RepOffer *offer;
+	int64_t local;			/* its pending id here, 0 = none */
+	char svcdir[PATH_MAX], tmp[PATH_MAX];
+	int dirfd;
+	uint32_t *need;
+	size_t n_need, cur;
+	int fd;				/* need[cur], being written */
+	uint64_t written;
+	XXH3_state_t *xs;
+	uint64_t bytes, linked;
+	bool refused_timer;
+};
+
+struct rep_server {
+	struct event_base *base;
+	struct rep_server_opts o;
+	struct evconnlistener *lis;
+	uint16_t port;
+	struct rconn *conns;
+	size_t n_conns;
+};
+
+#define LOG(s, prio, ...) rep__log((s)->o.log, (s)->o.log_opaque, prio, __VA_ARGS__)
+
+static bool service_ok(const struct rep_server *s, const char *name)
+{
+	for (size_t i = 0; i < s->o.n_services; i++)
+		if (!strcmp(s->o.services[i], name))
+			return true;
+	return false;
+}
+
+/* The newest generation of `service` from `origin` consistent here (its id there). */
+static int64_t newest_from(struct cat *cat, int64_t sid, const char *origin)
+{
+	struct cat_gen *g;
+	size_t n;
+	int64_t best = 0;
+
+	if (cat_gen_list(cat, sid, CAT_GEN_MASK(CAT_GEN_COMPLETE), 0, &g, &n))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(g[i].origin, origin) && g[i].origin_gen > best)
+			best = g[i].origin_gen;
+	free(g);
+	return best;
+}
+
+/* ---- one generation ------------------------------------------------------------ */
+
+static void gen_abort(struct rconn *c)
+{
+	struct rep_server *s = c->s;
+
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	if (c->dirfd >= 0)
+		close(c->dirfd);
+	c->dirfd = -1;
+	if (c->tmp[0])
+		rep__rmtree(c->tmp);
+	c->tmp[0] = 0;
+	if (c->local) {
+		struct cat_gen g;
+
+		if (!cat_gen_get(s->o.cat, c->local, &g) && g.state == CAT_GEN_PENDING &&
+		    cat_gen_fail(s->o.cat, c->local))
+			LOG(s, LOG_ERR, "catalog: failing generation %lld: %s",
+			    (long long)c->local, cat_errmsg(s->o.cat));
+	}
+	c->local = 0;
+	free(c->need);
+	c->need = NULL;
+	c->n_need = c->cur = 0;
+	if (c->offer_msg)
+		rep_msg__free_unpacked(c->offer_msg, NULL);
+	c->offer_msg = NULL;
+	c->offer = NULL;
+	c->bytes = c->linked = 0;
+}
+
+static void conn_free(struct rconn *c)
+{
+	struct rep_server *s = c->s;
+
+	gen_abort(c);
+	for (struct rconn **p = &s->conns; *p; p = &(*p)->next)
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	s->n_conns--;
+	if (c->bev)
+		bufferevent_free(c->bev);
+	XXH3_freeState(c->xs);
+	free(c);
+}
+
+static void on_flushed(struct bufferevent *bev, void *arg)
+{
+	struct rconn *c = arg;
+
+	if (!evbuffer_get_length(bufferevent_get_output(bev)))
+		conn_free(c);
+}
+
+/* Stop reading, let what we queued (an Ack with the reason) reach the peer, close. */
+static void conn_close_soon(struct rconn *c)
+{
+	c->st = R_CLOSING;
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_setcb(c->bev, NULL, on_flushed, NULL, c);
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	if (!evbuffer_get_length(bufferevent_get_output(c->bev)))
+		conn_free(c);
+}
+
+static void send_ack(struct rconn *c, const char *service, int64_t gen, const char *error)
+{
+	RepMsg m = REP_MSG__INIT;
+	RepAck a = REP_ACK__INIT;
+
+	a.service = (char *)service;
+	a.has_gen = a.has_ok = 1;
+	a.gen = gen;
+	a.ok = !error;
+	a.error = (char *)error;
+	m.ack = &a;
+	rep__send(c->bev, &m);
+}
+
+/* Refuse the generation in progress: log, tell the peer, fail it here, close. */
+__attribute__((format(printf, 2, 3)))
+static int gen_refuse(struct rconn *c, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	LOG(c->s, LOG_ERR, "peer %s (%s): service %s generation %lld refused: %s", c->peer,
+	    c->addr, c->offer->service, (long long)c->offer->gen, msg);
+	send_ack(c, c->offer->service, c->offer->gen, msg);
+	gen_abort(c);
+	c->st = R_REFUSED;
+	return -EBADMSG;
+}
+
+/* Open need[cur] for writing; files of size 0 are done at once. */
+static int file_next(struct rconn *c)
+{
+	for (; c->cur < c->n_need; c->cur++) {
+		const RepFile *f = c->offer->files[c->need[c->cur]];
+
+		c->fd = openat(c->dirfd, f->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+			       O_CLOEXEC, 0600);
+		if (c->fd < 0)
+			return gen_refuse(c, "creating %s/%s: %s", c->tmp, f->name,
+					  strerror(errno));
+		c->written = 0;
+		XXH3_64bits_reset(c->xs);
+		if (f->size)
+			break;
+		if (XXH3_64bits_digest(c->xs) != f->xxh3)
+			return gen_refuse(c, "file %s: empty, yet its checksum is not", f->name);
+		close(c->fd);
+		c->fd = -1;
+	}
+	c->st = c->cur < c->n_need ? R_DATA : R_COMMIT;
+	return 0;
+}
+
+/* Is prev/name the same file as f? Then it need not cross the link. */
+static bool same_file(int prevfd, const RepFile *f)
+{
+	struct stat sb;
+	uint64_t h, size;
+
+	if (prevfd < 0 || fstatat(prevfd, f->name, &sb, AT_SYMLINK_NOFOLLOW) ||
+	    !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != f->size)
+		return false;
+	return !rep__file_xxh3(prevfd, f->name, &h, &size) && h == f->xxh3 && size == f->size;
+}
+
+static int plan_files(struct rconn *c, int64_t sid)
+{
+	struct rep_server *s = c->s;
+	const RepOffer *o = c->offer;
+	struct cat_gen prev;
+	char path[PATH_MAX];
+	int prevfd = -1;
+
+	c->need = calloc(o->n_files, sizeof(*c->need));
+	if (!c->need)
+		return -ENOMEM;
+	/* Images are never modified once committed, so a hard link is a safe copy. */
+	if (!cat_gen_latest_complete(s->o.cat, sid, &prev) &&
+	    !rep_gen_path(path, sizeof(path), s->o.store, o->service, prev.id))
+		prevfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	for (size_t i = 0; i < o->n_files; i++) {
+		if (same_file(prevfd, o->files[i]) &&
+		    !linkat(prevfd, o->files[i]->name, c->dirfd, o->files[i]->name, 0)) {
+			c->linked++;
+			continue;
+		}
+		c->need[c->n_need++] = (uint32_t)i;
+	}
+	if (prevfd >= 0)
+		close(prevfd);
+	return 0;
+}
+
+static int on_offer(struct rconn *c, RepMsg *m)
+{
+	struct rep_server *s = c->s;
+	const RepOffer *o = m->offer;
+	RepMsg r = REP_MSG__INIT;
+	RepHave h = REP_HAVE__INIT;
+	int64_t sid, existing, parent = 0;
+	struct cat_gen g;
+
+	c->offer_msg = m;
+	c->offer = o;
+	if (!service_ok(s, o->service))
+		return gen_refuse(c, "service %s is not configured here", o->service);
+	if (cat_service_ensure(s->o.cat, o->service, &sid))
+		return gen_refuse(c, "catalog: %s", cat_errmsg(s->o.cat));
+	h.service = o->service;
+	h.has_gen = 1;
+	h.gen = o->gen;
+	if (!cat_gen_find_origin(s->o.cat, c->peer, o->gen, &existing)) {
+		if (cat_gen_get(s->o.cat, existing, &g) || g.state != CAT_GEN_COMPLETE)
+			return gen_refuse(c, "it is being received on another connection");
+		h.has_present = h.present = 1;
+		r.have = &h;
+		rep__send(c->bev, &r);
+		rep_msg__free_unpacked(m, NULL);
+		c->offer_msg = NULL;
+		c->offer = NULL;
+		return 0;
+	}
+	if (o->parent && !cat_gen_find_origin(s->o.cat, c->peer, o->parent, &existing) &&
+	    !cat_gen_get(s->o.cat, existing, &g) && g.state == CAT_GEN_COMPLETE)
+		parent = existing;
+	if (cat_gen_begin_from(s->o.cat, sid, parent, c->peer, o->gen, &c->local))
+		return gen_refuse(c, "catalog: %s", cat_errmsg(s->o.cat));
+	if (snprintf(c->svcdir, sizeof(c->svcdir), "%s/%s", s->o.store, o->service) >=
+		    (int)sizeof(c->svcdir) ||
+	    snprintf(c->tmp, sizeof(c->tmp), "%s/.%lld.part", c->svcdir,
+		     (long long)c->local) >= (int)sizeof(c->tmp))
+		return gen_refuse(c, "store path too long");
+	if (rep__mkdir_p(c->svcdir, 0700) || mkdir(c->tmp, 0700)) {
+		int e = errno;
+
+		c->tmp[0] = 0;	/* not ours to remove */
+		return gen_refuse(c, "creating %s: %s", c->svcdir, strerror(e));
+	}
+	c->dirfd = open(c->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (c->dirfd < 0 || plan_files(c, sid))
+		return gen_refuse(c, "opening %s: %s", c->tmp, strerror(errno));
+	h.need = c->need;
+	h.n_need = c->n_need;
+	r.have = &h;
+	rep__send(c->bev, &r);
+	c->cur = 0;
+	return file_next(c);
+}
+
+static int on_data(struct rconn *c, const RepData *d)
+{
+	const RepFile *f;
+
+	if (c->st != R_DATA)
+		return -EPROTO;
+	f = c->offer->files[c->need[c->cur]];
+	if (d->file != c->need[c->cur] || d->offset != c->written)
+		return gen_refuse(c, "Data for file %u at offset %llu, expected file %u at %llu",
+				  d->file, (unsigned long long)d->offset, c->need[c->cur],
+				  (unsigned long long)c->written);
+	if (d->data.len > f->size - c->written)
+		return gen_refuse(c, "Data runs past the end of %s (%llu bytes)", f->name,
+				  (unsigned long long)f->size);
+	if (XXH3_64bits(d->data.data, d->data.len) != d->xxh3)
+		return gen_refuse(c, "Data for %s at offset %llu: checksum mismatch (damaged in "
+				  "transit)", f->name, (unsigned long long)d->offset);
+	for (size_t off = 0; off < d->data.len;) {
+		ssize_t n = write(c->fd, d->data.data + off, d->data.len - off);
+
+		if (n < 0)
+			return gen_refuse(c, "writing %s/%s: %s", c->tmp, f->name, strerror(errno));
+		off += (size_t)n;
+	}
+	XXH3_64bits_update(c->xs, d->data.data, d->data.len);
+	c->written += d->data.len;
+	c->bytes += d->data.len;
+	if (c->written < f->size)
+		return 0;
+	if (XXH3_64bits_digest(c->xs) != f->xxh3)
+		return gen_refuse(c, "file %s: checksum mismatch over its %llu bytes", f->name,
+				  (unsigned long long)f->size);
+	if (fsync(c->fd))
+		return gen_refuse(c, "fsync %s/%s: %s", c->tmp, f->name, strerror(errno));
+	close(c->fd);
+	c->fd = -1;
+	c->cur++;
+	return file_next(c);
+}
+
+static int on_commit(struct rconn *c, const RepCommit *cm)
+{
+	struct rep_server *s = c->s;
+	struct cat_gen_stats st = { 0 };
+	char final[PATH_MAX];
+	int64_t local = c->local, origin = c->offer ? c->offer->gen : 0;
+	char service[REP_NAME_MAX + 1];
+
+	if (c->st != R_COMMIT || strcmp(cm->service, c->offer->service) ||
+	    cm->gen != c->offer->gen)
+		return c->offer ? gen_refuse(c, "Commit out of turn") : -EPROTO;
+	if (rep_gen_path(final, sizeof(final), s->o.store, c->offer->service, c->local))
+		return gen_refuse(c, "store path too long");
+	if (fsync(c->dirfd))
+		return gen_refuse(c, "fsync %s: %s", c->tmp, strerror(errno));
+	if (rename(c->tmp, final))
+		return gen_refuse(c, "rename %s: %s", c->tmp, strerror(errno));
+	c->tmp[0] = 0;
+	if (rep__fsync_dir(c->svcdir)) {
+		rep__rmtree(final);
+		return gen_refuse(c, "fsync %s: %s", c->svcdir, strerror(errno));
+	}
+	st.pause_us = c->offer->pause_us;
+	st.bytes_new = (int64_t)c->bytes;
+	for (size_t i = 0; i < c->offer->n_files; i++)
+		st.bytes_total += (int64_t)c->offer->files[i]->size;
+	st.checksum = c->offer->checksum;
+	if (cat_gen_commit(s->o.cat, c->local, &st)) {
+		rep__rmtree(final);
+		return gen_refuse(c, "catalog: %s", cat_errmsg(s->o.cat));
+	}
+	LOG(s, LOG_INFO, "service %s: generation %lld from %s consistent here as %lld "
+	    "(%llu bytes received, %llu of %zu files linked from the previous one)",
+	    c->offer->service, (long long)origin, c->peer, (long long)local,
+	    (unsigned long long)c->bytes, (unsigned long long)c->linked, c->offer->n_files);
+	send_ack(c, c->offer->service, origin, NULL);
+	snprintf(service, sizeof(service), "%s", c->offer->service);
+	c->local = 0;	/* committed: gen_abort must leave it */
+	gen_abort(c);
+	c->st = R_IDLE;
+	if (s->o.on_consistent)
+		s->o.on_consistent(s->o.opaque, c->peer, service, local, origin);
+	return 0;
+}
+
+static int on_hello(struct rconn *c, const RepHello *h)
+{
+	struct rep_server *s = c->s;
+	RepMsg r = REP_MSG__INIT;
+	RepHello me = REP_HELLO__INIT;
+	RepService *svc = NULL, **psvc = NULL;
+	size_t n = 0;
+
+	if (h->version != REP_PROTO_VERSION) {
+		LOG(s, LOG_ERR, "peer %s (%s): speaks protocol version %u, we speak %u", c->peer,
+		    c->addr, h->version, REP_PROTO_VERSION);
+		return -EPROTO;
+	}
+	if (strcmp(h->node, c->peer)) {
+		LOG(s, LOG_ERR, "peer %s (%s): Hello says it is node %s: refused", c->peer,
+		    c->addr, h->node);
+		return -EPERM;
+	}
+	svc = calloc(h->n_services + 1, sizeof(*svc));
+	psvc = calloc(h->n_services + 1, sizeof(*psvc));
+	if (!svc || !psvc) {
+		free(svc);
+		free(psvc);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < h->n_services; i++) {
+		int64_t sid;
+
+		if (!service_ok(s, h->services[i]->name)) {
+			LOG(s, LOG_WARNING, "peer %s: service %s is not configured here: its "
+			    "generations will be refused", c->peer, h->services[i]->name);
+			continue;
+		}
+		rep_service__init(&svc[n]);
+		svc[n].name = h->services[i]->name;
+		svc[n].has_newest = 1;
+		if (!cat_service_ensure(s->o.cat, svc[n].name, &sid))
+			svc[n].newest = newest_from(s->o.cat, sid, c->peer);
+		psvc[n] = &svc[n];
+		n++;
+	}
+	me.has_version = 1;
+	me.version = REP_PROTO_VERSION;
+	me.node = (char *)s->o.node;
+	me.services = psvc;
+	me.n_services = n;
+	r.hello = &me;
+	rep__send(c->bev, &r);
+	free(svc);
+	free(psvc);
+	c->st = R_IDLE;
+	/* Authenticated and introduced: idle connections are the normal case now. */
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	LOG(s, LOG_NOTICE, "peer %s (%s) connected", c->peer, c->addr);
+	return 0;
+}
+
+/* 0 keeps the connection; anything else closes it (after a pending Ack). */
+static int dispatch(struct rconn *c, RepMsg *m)
+{
+	int ret;
+
+	if (c->st == R_REFUSED) {
+		rep_msg__free_unpacked(m, NULL);
+		return 0;
+	}
+	if (m->hello && c->st == R_HELLO)
+		ret = on_hello(c, m->hello);
+	else if (m->offer && c->st == R_IDLE)
+		return on_offer(c, m);	/* keeps m */
+	else if (m->data && c->st == R_DATA)
+		ret = on_data(c, m->data);
+	else if (m->commit && (c->st == R_COMMIT || c->st == R_DATA))
+		ret = on_commit(c, m->commit);
+	else {
+		LOG(c->s, LOG_ERR, "peer %s (%s): unexpected %s message: closing", c->peer,
+		    c->addr, rep__msg_name(m));
+		ret = -EPROTO;
+	}
+	rep_msg__free_unpacked(m, NULL);
+	return ret;
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct rconn *c = arg;
+	char err[256];
+	RepMsg *m;
+	int ret;
+
+	while (c->st != R_CLOSING && (ret = rep__recv(bev, &m, err, sizeof(err))) != 0) {
+		if (ret < 0) {
+			LOG(c->s, LOG_ERR, "peer %s (%s): bad message: %s: closing", c->peer,
+			    c->addr, err);
+			if (c->offer)
+				gen_refuse(c, "bad message: %s", err);
+			conn_close_soon(c);
+			return;
+		}
+		if (dispatch(c, m) && c->st != R_REFUSED) {
+			conn_close_soon(c);
+			return;
+		}
+		if (c->st == R_REFUSED && !c->refused_timer) {
+			/* Closing now would reset the connection under the Ack: the sender
+			 * closes once it read it; give it 30 s. */
+			struct timeval tv = { 30, 0 };
+
+			c->refused_timer = true;
+			bufferevent_set_timeouts(bev, &tv, NULL);
+		}
+	}
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct rconn *c = arg;
+	struct rep_server *s = c->s;
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	char why[512], subj[256];
+	int i;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		i = rep__tls_peer_match(ssl, s->o.peers, s->o.n_peers);
+		if (i < 0) {
+			rep__tls_peer_subject(ssl, subj, sizeof(subj));
+			LOG(s, LOG_ERR, "refused replication connection from %s: certificate %s "
+			    "names no configured peer", c->addr, subj);
+			conn_free(c);
+			return;
+		}
+		snprintf(c->peer, sizeof(c->peer), "%s", s->o.peers[i]);
+		c->st = R_HELLO;
+		return;
+	}
+	if (c->st == R_TLS) {
+		rep__bev_errors(bev, why, sizeof(why));
+		LOG(s, LOG_ERR, "refused replication connection from %s: TLS handshake failed: %s",
+		    c->addr, why[0] ? why : (what & BEV_EVENT_TIMEOUT) ? "timed out" :
+		    "connection closed");
+	} else if (c->st == R_REFUSED) {
+		LOG(s, LOG_NOTICE, "peer %s (%s) disconnected after a refusal", c->peer, c->addr);
+	} else if (c->offer) {
+		LOG(s, LOG_WARNING, "peer %s (%s): connection lost while receiving service %s "
+		    "generation %lld: dropped, the previous consistent one stays", c->peer,
+		    c->addr, c->offer->service, (long long)c->offer->gen);
+	} else {
+		LOG(s, LOG_NOTICE, "peer %s (%s) disconnected", c->peer, c->addr);
+	}
+	conn_free(c);
+}
+
+static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
+		      int salen, void *arg)
+{
+	struct rep_server *s = arg;
+	struct rconn *c = calloc(1, sizeof(*c));
+	struct timeval hs = { 30, 0 };
+	char host[INET6_ADDRSTRLEN] = "?";
+	SSL *ssl;
+
+	if (!c || !(c->xs = XXH3_createState()) || !(ssl = rep__tls_ssl(s->o.tls, NULL))) {
+		if (c)
+			XXH3_freeState(c->xs);
+		free(c);
+		evutil_closesocket(fd);
+		return;
+	}
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, host, sizeof(host));
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof(host));
+	snprintf(c->addr, sizeof(c->addr), "%s:%u", host,
+		 ntohs(((struct sockaddr_in *)sa)->sin_port));
+	snprintf(c->peer, sizeof(c->peer), "?");
+	c->s = s;
+	c->fd = c->dirfd = -1;
+	c->bev = bufferevent_openssl_socket_new(s->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+						BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev) {
+		SSL_free(ssl);
+		XXH3_freeState(c->xs);
+		free(c);
+		evutil_closesocket(fd);
+		return;
+	}
+	c->next = s->conns;
+	s->conns = c;
+	s->n_conns++;
+	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+	/* A peer that never finishes the handshake or never says Hello holds nothing. */
+	bufferevent_set_timeouts(c->bev, &hs, NULL);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* .part directories are generations a crash interrupted: their rows are failed by
+ * cat_recover(), their files go here. */
+static void sweep_parts(struct rep_server *s)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 64];
+
+	for (size_t i = 0; i < s->o.n_services; i++) {
+		DIR *d;
+		struct dirent *e;
+
+		snprintf(dir, sizeof(dir), "%s/%s", s->o.store, s->o.services[i]);
+		if (!(d = opendir(dir)))
+			continue;
+		while ((e = readdir(d))) {
+			size_t n = strlen(e->d_name);
+
+			if (e->d_name[0] != '.' || n < 6 || strcmp(e->d_name + n - 5, ".part"))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			LOG(s, LOG_NOTICE, "removing %s, left by an interrupted transfer", path);
+			rep__rmtree(path);
+		}
+		closedir(d);
+	}
+}
+
+int rep_server_new(struct event_base *base, const struct rep_server_opts *o,
+		   struct rep_server **out)
+{
+	struct rep_server *s = calloc(1, sizeof(*s));
+	struct sockaddr_storage ss = { 0 };
+	socklen_t sl = sizeof(ss);
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+	int ret;
+
+	*out = NULL;
+	if (!s)
+		return -ENOMEM;
+	s->base = base;
+	s->o = *o;
+	if ((ret = rep__mkdir_p(o->store, 0700))) {
+		LOG(s, LOG_ERR, "store %s: %s", o->store, strerror(-ret));
+		goto err;
+	}
+	sweep_parts(s);
+	if (!o->host || inet_pton(AF_INET, o->host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(o->port);
+		sl = sizeof(*sin);
+	} else if (inet_pton(AF_INET6, o->host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(o->port);
+		sl = sizeof(*sin6);
+	} else {
+		LOG(s, LOG_ERR, "listen: %s is not a numeric address", o->host);
+		ret = -EINVAL;
+		goto err;
+	}
+	s->lis = evconnlistener_new_bind(base, on_accept, s, LEV_OPT_CLOSE_ON_FREE |
+					 LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 16,
+					 (struct sockaddr *)&ss, (int)sl);
+	if (!s->lis) {
+		ret = -errno ? -errno : -EADDRINUSE;
+		LOG(s, LOG_ERR, "listen on %s:%u: %s", o->host ? o->host : "*", o->port,
+		    strerror(-ret));
+		goto err;
+	}
+	sl = sizeof(ss);
+	getsockname(evconnlistener_get_fd(s->lis), (struct sockaddr *)&ss, &sl);
+	s->port = ntohs(ss.ss_family == AF_INET6 ? sin6->sin6_port : sin->sin_port);
+	*out = s;
+	return 0;
+err:
+	free(s);
+	return ret;
+}
+
+void rep_server_free(struct rep_server *s)
+{
+	if (!s)
+		return;
+	while (s->conns)
+		conn_free(s->conns);
+	if (s->lis)
+		evconnlistener_free(s->lis);
+	free(s);
+}
+
+uint16_t rep_server_port(const struct rep_server *s)
+{
+	return s->port;
+}
+
+size_t rep_server_nr_conns(const struct rep_server *s)
+{
+	return s->n_conns;
+}

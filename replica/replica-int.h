@@ -1,0 +1,54 @@
+/* replica-int.h: private to replica/: the wire codec, framing and shared helpers. */
+#ifndef HA_REPLICA_INT_H
+#define HA_REPLICA_INT_H
+
+#include <stdarg.h>
+#include <stdint.h>
+
+#include "ha/replica.h"
+#include "replica.pb-c.h"
+
+struct bufferevent;
+struct ssl_st;
+
+/* wire.c */
+
+/*
+ * Decode a frame payload and check every field that can be checked without context:
+ * exactly one message set, sizes within bounds, names plain. -EBADMSG with the message
+ * type and field in err. The caller frees *out with rep_msg__free_unpacked().
+ */
+int rep__decode(const uint8_t *buf, size_t len, RepMsg **out, char *err, size_t errlen);
+/* The name of the message a RepMsg carries, for logs. */
+const char *rep__msg_name(const RepMsg *m);
+/* Append one frame (u32 big-endian length, payload) to bev's output. */
+int rep__send(struct bufferevent *bev, const RepMsg *m);
+/*
+ * Take the next whole frame from bev's input: 1 and *out set, 0 when more bytes are
+ * needed, -EBADMSG (err says why: length field, decode) when the stream is bad.
+ */
+int rep__recv(struct bufferevent *bev, RepMsg **out, char *err, size_t errlen);
+
+/* store.c */
+int rep__fsync_dir(const char *path);
+/* Remove a directory we created and its plain files. */
+int rep__rmtree(const char *path);
+/* XXH3-64 of the whole file at dirfd/name, and its size. */
+int rep__file_xxh3(int dirfd, const char *name, uint64_t *hash, uint64_t *size);
+int rep__mkdir_p(const char *path, mode_t mode);
+
+/* tls.c */
+struct ssl_st *rep__tls_ssl(struct rep_tls *t, const char *expect_host);
+/* Which of names[] the verified peer certificate names (CN or SAN), or -1. */
+int rep__tls_peer_match(struct ssl_st *ssl, const char *const *names, size_t n);
+/* The subject of the peer certificate, for logs. */
+void rep__tls_peer_subject(struct ssl_st *ssl, char *buf, size_t len);
+/* Why a TLS bufferevent failed, as one line ("" when it just closed). */
+void rep__bev_errors(struct bufferevent *bev, char *buf, size_t len);
+/* The OpenSSL errors queued on this thread, as one line (and cleared). */
+void rep__tls_errors(char *buf, size_t len);
+
+__attribute__((format(printf, 4, 5)))
+void rep__log(rep_log_fn fn, void *opaque, int prio, const char *fmt, ...);
+
+#endif
