@@ -9,4 +9,5 @@ apt-get install -y -qq --no-install-recommends \
 	libnl-3-dev libnl-route-3-dev libnl-idiag-3-dev libconfuse-dev libzstd-dev \
 	libxxhash-dev libssl-dev libcmocka-dev clang libclang-rt-14-dev iproute2 procps \
 	resource-agents libxml2-utils shellcheck systemd go-md2man man-db groff-base \
+	openssl \
 	>/dev/null

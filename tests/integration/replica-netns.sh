@@ -1,0 +1,234 @@
+#!/bin/bash
+# replica-netns.sh DRIVER HACTL VICTIM: replication between two nodes, end to end.
+#
+# Node alpha (active) and node beta (standby) are two network namespaces joined by a
+# veth pair; addresses exist only inside them, and both are deleted at the end. Each node
+# has its own config, state directory (catalog + generations) and certificate, made here
+# with `openssl req` from a CA made here (no key is ever committed).
+#
+#  1. A real victim is dumped by `hactl dump` (generation 1) and shipped to beta: beta's
+#     catalog holds it consistent; the throughput is printed.
+#  2. A sender with a certificate from another CA, and one with a certificate of the right
+#     CA for a node beta does not know (mallory), are refused with a clear log line;
+#     beta's catalog is untouched.
+#  3. A byte flipped in flight (the sender's test hook, after checksumming) is refused:
+#     nothing new is marked consistent, no .part directory remains.
+#  4. Generations 2..4 (the last dump kills the victim), sent with a bandwidth cap; the
+#     sender is killed -9 mid-transfer: beta keeps generation 1 consistent and nothing
+#     else. A new sender catches up, skipping the superseded 2 and 3.
+#  5. `hactl restore` of beta's newest generation: the victim checks its memory there.
+set -euo pipefail
+
+DRV=$(realpath "$1")
+HACTL=$(realpath "$2")
+VICTIM=$(realpath "$3")
+T=$(mktemp -d /tmp/hacd-rep.XXXXXX)
+NSA=hacd-rep-a-$$
+NSB=hacd-rep-b-$$
+SERVE_PID=
+PUSH_PID=
+VPID=
+MIB=${REP_MIB:-64}
+
+fail() {
+	echo "FAIL: $*" >&2
+	for f in "$T"/*.log; do
+		[ -f "$f" ] && { echo "--- $f:" >&2; tail -n 30 "$f" >&2; }
+	done
+	exit 1
+}
+
+cleanup() {
+	for p in $PUSH_PID $SERVE_PID $VPID; do
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	wait 2>/dev/null || true
+	ip netns del "$NSA" 2>/dev/null || true
+	ip netns del "$NSB" 2>/dev/null || true
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+# --- two nodes -----------------------------------------------------------------------
+ip netns add "$NSA"
+ip netns add "$NSB"
+ip link add va netns "$NSA" type veth peer name vb netns "$NSB"
+ip -n "$NSA" addr add 10.77.0.1/24 dev va
+ip -n "$NSB" addr add 10.77.0.2/24 dev vb
+for ns in "$NSA" "$NSB"; do
+	ip -n "$ns" link set lo up
+done
+ip -n "$NSA" link set va up
+ip -n "$NSB" link set vb up
+
+# --- certificates ----------------------------------------------------------------------
+mkdir -m 700 "$T/tls"
+cert() { # cert NAME CA
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" \
+		-keyout "$T/tls/$1.key" -out "$T/tls/$1.csr" 2>/dev/null
+	printf 'subjectAltName=DNS:%s\n' "$1" > "$T/tls/$1.ext"
+	openssl x509 -req -in "$T/tls/$1.csr" -CA "$T/tls/$2.crt" -CAkey "$T/tls/$2.key" \
+		-CAcreateserial -days 1 -extfile "$T/tls/$1.ext" -out "$T/tls/$1.crt" 2>/dev/null
+}
+for ca in ca evilca; do
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+		-subj "/CN=hacd test $ca" -keyout "$T/tls/$ca.key" -out "$T/tls/$ca.crt" 2>/dev/null
+done
+cert alpha ca
+cert beta ca
+cert mallory ca
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=alpha" \
+	-keyout "$T/tls/evil.key" -out "$T/tls/evil.csr" 2>/dev/null
+openssl x509 -req -in "$T/tls/evil.csr" -CA "$T/tls/evilca.crt" -CAkey "$T/tls/evilca.key" \
+	-CAcreateserial -days 1 -extfile "$T/tls/alpha.ext" -out "$T/tls/evil.crt" 2>/dev/null
+
+# conf NODE STATE CERT [BANDWIDTH]
+conf() {
+	cat <<EOF
+node = "$1"
+state_dir = "$T/$2"
+control_socket = "$T/$2.sock"
+tls { ca = "$T/tls/ca.crt"; cert = "$T/tls/$3.crt"; key = "$T/tls/$3.key" }
+service "victim" {
+  pidfile = "/run/hacd-rep-victim.pid"
+}
+EOF
+	if [ "$1" = beta ]; then
+		echo 'listen = "10.77.0.2:7788"'
+		echo 'peer "alpha" { address = "10.77.0.1:7788" }'
+	else
+		echo "peer \"beta\" { address = \"10.77.0.2:7788\"${4:+; bandwidth = \"$4\"} }"
+	fi
+}
+conf alpha a alpha > "$T/alpha.conf"
+conf alpha a alpha 8M > "$T/alpha-slow.conf"
+conf beta b beta > "$T/beta.conf"
+conf mallory m mallory > "$T/mallory.conf"
+conf alpha e alpha > "$T/evil.conf"
+sed -i "s|$T/tls/ca.crt|$T/tls/evilca.crt|; s|$T/tls/alpha\.|$T/tls/evil.|g" "$T/evil.conf"
+
+A() { ip netns exec "$NSA" "$DRV" -f "$T/$1.conf" "${@:2}"; }
+B() { ip netns exec "$NSB" "$DRV" -f "$T/beta.conf" "$@"; }
+
+start_beta() {
+	ip netns exec "$NSB" "$DRV" -f "$T/beta.conf" serve >> "$T/beta.out" 2>> "$T/beta.log" &
+	SERVE_PID=$!
+	for _ in $(seq 100); do
+		grep -q listening "$T/beta.out" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	fail "beta does not listen"
+}
+
+# dump_gen [--leave-running]: one generation of the victim into alpha's catalog
+dump_gen() {
+	rm -rf "$T/dump"
+	"$HACTL" dump -t "$VPID" -D "$T/dump" "$@" > /dev/null || fail "hactl dump"
+	A alpha add victim "$T/dump"
+}
+
+# --- 1. a real generation reaches beta -----------------------------------------------------
+(cd "$T" && exec setsid "$VICTIM" "$T/result" "$MIB" </dev/null >/dev/null 2>&1) &
+VPID=$!
+for _ in $(seq 200); do
+	grep -q ready "$T/result" 2>/dev/null && break
+	sleep 0.05
+done
+grep -q ready "$T/result" || fail "victim not ready"
+g1=$(dump_gen --leave-running)
+start_beta
+A alpha push beta --once > "$T/push1.out" 2> "$T/push1.log" || fail "first push"
+grep -q "ack victim $g1 ok" "$T/push1.out" || fail "generation $g1 not acknowledged"
+echo "replication, ${MIB} MiB victim: $(grep sent "$T/push1.out")"
+[ "$(B count victim)" = "complete 1 pending 0" ] || fail "beta: $(B count victim)"
+read -r _ b1dir origin ogen <<< "$(B newest victim)"
+[ "$origin $ogen" = "alpha $g1" ] || fail "beta's newest is $origin $ogen"
+for f in "$T/a/gen/victim/$g1"/*; do
+	cmp -s "$f" "$b1dir/$(basename "$f")" || fail "$f differs on beta"
+done
+[ "$(stat -c %a "$b1dir")" = 700 ] || fail "generation directory mode"
+
+# --- 2. wrong certificates ----------------------------------------------------------------
+# each sender needs a generation of its own to offer
+for who in evil mallory; do
+	cp -r "$T/a/gen/victim/$g1" "$T/$who.dump"
+	ip netns exec "$NSA" "$DRV" -f "$T/$who.conf" add victim "$T/$who.dump" > /dev/null
+done
+timeout 3 ip netns exec "$NSA" "$DRV" -f "$T/evil.conf" push beta --once \
+	> /dev/null 2> "$T/evil.log" && fail "the evil sender succeeded"
+grep -q "refused replication connection from 10.77.0.1.*TLS handshake failed" "$T/beta.log" ||
+	fail "no refusal of a certificate from another CA in beta's log"
+timeout 3 ip netns exec "$NSA" "$DRV" -f "$T/mallory.conf" push beta --once \
+	> /dev/null 2> "$T/mallory.log" && fail "mallory's sender succeeded"
+grep -q "certificate /CN=mallory names no configured peer" "$T/beta.log" ||
+	fail "no refusal of an unknown peer in beta's log"
+[ "$(B count victim)" = "complete 1 pending 0" ] || fail "beta after refusals: $(B count victim)"
+
+# --- 3. a byte damaged in flight ------------------------------------------------------------
+g2=$(dump_gen --leave-running)
+A alpha push beta --once --fail-fast --corrupt-at 5000 > "$T/corrupt.out" \
+	2> "$T/corrupt.log" && fail "a damaged generation was acknowledged"
+grep -q "checksum mismatch (damaged in transit)" "$T/beta.log" ||
+	fail "no refusal of damaged data in beta's log"
+grep -q "beta refused service victim generation $g2" "$T/corrupt.log" ||
+	fail "the sender did not report the refusal"
+sleep 0.2
+[ "$(B count victim)" = "complete 1 pending 0" ] || fail "beta after damage: $(B count victim)"
+compgen -G "$T/b/gen/victim/.*.part" > /dev/null && fail "a .part directory remains"
+
+# --- 4. sender killed mid-transfer, then catch-up ----------------------------------------------
+g3=$(dump_gen --leave-running)
+g4=$(dump_gen)
+# hactl dump killed it; reap it so that its pid is free for the restore
+wait "$VPID" 2>/dev/null || true
+VPID_DEAD=$VPID
+VPID=
+ip netns exec "$NSA" "$DRV" -f "$T/alpha-slow.conf" push beta --once > "$T/slow.out" \
+	2> "$T/slow.log" &
+PUSH_PID=$!
+for _ in $(seq 100); do
+	ls -d "$T"/b/gen/victim/.*.part > /dev/null 2>&1 && break
+	sleep 0.05
+done
+sleep 1
+kill -KILL "$PUSH_PID"
+wait "$PUSH_PID" 2>/dev/null || true
+PUSH_PID=
+grep -q "superseded by $g4" "$T/slow.log" || fail "generations $g2 and $g3 were not skipped"
+for _ in $(seq 100); do
+	grep -q "connection lost while receiving service victim generation $g4" "$T/beta.log" &&
+		break
+	sleep 0.05
+done
+grep -q "connection lost while receiving service victim generation $g4" "$T/beta.log" ||
+	fail "beta did not see the transfer cut"
+[ "$(B count victim)" = "complete 1 pending 0" ] || fail "beta after the cut: $(B count victim)"
+read -r _ _ origin ogen <<< "$(B newest victim)"
+[ "$ogen" = "$g1" ] || fail "beta's newest after the cut is $ogen"
+A alpha push beta --once > "$T/catchup.out" 2> "$T/catchup.log" || fail "catch-up push"
+grep -q "ack victim $g4 ok" "$T/catchup.out" || fail "generation $g4 not acknowledged"
+echo "catch-up: $(grep sent "$T/catchup.out")"
+read -r _ b4dir origin ogen <<< "$(B newest victim)"
+[ "$origin $ogen" = "alpha $g4" ] || fail "beta's newest is $origin $ogen, not alpha $g4"
+
+# beta restarted: nothing to send, the handshake says it holds g4 already
+kill -TERM "$SERVE_PID"
+wait "$SERVE_PID" || fail "beta did not exit cleanly"
+start_beta
+A alpha push beta --once > "$T/again.out" 2> "$T/again.log" || fail "push after restart"
+grep -q "^sent 0 bytes" "$T/again.out" || fail "beta was sent again what it holds"
+
+# --- 5. restore on beta ---------------------------------------------------------------------
+rm -f "$T/result"
+ip netns exec "$NSB" "$HACTL" restore -D "$b4dir" --detach > "$T/restore.log" 2>&1 ||
+	fail "hactl restore of beta's generation: $(cat "$T/restore.log")"
+VPID=$VPID_DEAD
+sleep 0.3
+kill -TERM "$VPID" || fail "restored victim is not running"
+for _ in $(seq 200); do
+	[ -s "$T/result" ] && break
+	sleep 0.05
+done
+grep -q "^ok [1-9]" "$T/result" || fail "victim after restore on beta: $(cat "$T/result" 2>/dev/null)"
+VPID=
+echo "PASS: restored on beta: $(cat "$T/result")"
