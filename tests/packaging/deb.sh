@@ -1,0 +1,75 @@
+#!/bin/sh
+# deb.sh SRC: the Debian package builds from a copy of the tree with
+# `dpkg-buildpackage -b -us -uc` (debian/ being packaging/debian), holds what it
+# should (dpkg-deb -c), marks /etc/hacd/hacd.conf a conffile, and, when no hacd
+# package is installed on this machine already, installs, works (hacd -t on the
+# installed config, hactl help, /var/lib/hacd 0700) and purges cleanly.
+# Needs debhelper (a full build takes a few minutes on two cores).
+set -eu
+SRC=$1
+if ! command -v dpkg-buildpackage > /dev/null || ! command -v dh > /dev/null; then
+	echo "SKIP: dpkg-buildpackage or debhelper missing (apt-get install dpkg-dev debhelper)"
+	exit 0
+fi
+T=$(mktemp -d /tmp/hacd-deb.XXXXXX)
+installed=
+cleanup() {
+	[ -n "$installed" ] && dpkg -P hacd > /dev/null 2>&1
+	rm -rf "$T"
+}
+trap cleanup EXIT
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+# Only what is tracked (no build directories), plus what is not committed yet.
+mkdir "$T/hacd-0.1.0"
+if git -C "$SRC" rev-parse --git-dir > /dev/null 2>&1; then
+	git -C "$SRC" ls-files -co --exclude-standard -z |
+		(cd "$SRC" && xargs -0 cp --parents -t "$T/hacd-0.1.0" 2>/dev/null) || true
+else
+	(cd "$SRC" && tar cf - --exclude='./build*' --exclude=./obj-* .) | tar xf - -C "$T/hacd-0.1.0"
+fi
+[ -f "$T/hacd-0.1.0/CMakeLists.txt" ] || fail "copying the tree"
+cp -r "$T/hacd-0.1.0/packaging/debian" "$T/hacd-0.1.0/debian"
+start=$(date +%s)
+(cd "$T/hacd-0.1.0" && dpkg-buildpackage -b -us -uc -j2) > "$T/build.log" 2>&1 ||
+	{ tail -n 40 "$T/build.log" >&2; fail "dpkg-buildpackage"; }
+deb=$(ls "$T"/hacd_*_amd64.deb)
+echo "ok - dpkg-buildpackage -b: $(basename "$deb") in $(($(date +%s) - start)) s"
+
+dpkg-deb -c "$deb" > "$T/list"
+awk '{ print $6 }' "$T/list" | sed 's|^\./|/|' > "$T/files"
+for f in /usr/sbin/hacd /usr/sbin/hactl /lib/systemd/system/hacd.service \
+	/etc/hacd/hacd.conf /etc/hacd/conf.d/ /usr/lib/ocf/resource.d/hacd/hacd \
+	/usr/lib/hacd/hacd-notify /usr/share/man/man8/hacd.8.gz /usr/share/man/man8/hactl.8.gz \
+	/usr/share/man/man5/hacd.conf.5.gz /usr/share/doc/hacd/cluster.md.gz \
+	/usr/share/doc/hacd/copyright; do
+	grep -qx "$f" "$T/files" || fail "$f not in the package: $(cat "$T/files")"
+done
+grep -q '^/usr/lib/systemd' "$T/files" && fail "unit under /usr/lib/systemd too"
+grep -q '^-rwxr-xr-x .*/usr/lib/ocf/resource.d/hacd/hacd$' "$T/list" ||
+	fail "OCF agent not executable"
+dpkg-deb -e "$deb" "$T/control"
+grep -qx /etc/hacd/hacd.conf "$T/control/conffiles" || fail "hacd.conf is not a conffile"
+grep -q 'install -d -m 0700' "$T/control/postinst" || fail "postinst does not create /var/lib/hacd"
+grep -q 'Depends:.*libevent' "$T/control/control" || fail "no shlibs dependencies"
+echo "ok - contents: binaries, unit in /lib/systemd/system, conffile, OCF agent, man pages"
+
+if dpkg -s hacd > /dev/null 2>&1; then
+	echo "# skipped: install (a hacd package is installed here already)"
+	exit 0
+fi
+installed=1
+dpkg -i "$deb" > "$T/install.log" 2>&1 || { cat "$T/install.log" >&2; fail "dpkg -i"; }
+[ "$(stat -c %a /var/lib/hacd)" = 700 ] || fail "/var/lib/hacd mode $(stat -c %a /var/lib/hacd)"
+/usr/sbin/hacd -t -f /etc/hacd/hacd.conf > /dev/null || fail "installed config does not pass hacd -t"
+/usr/sbin/hactl help | grep -q status || fail "installed hactl"
+man -w hacd.conf > /dev/null 2>&1 || fail "man hacd.conf not found"
+dpkg -P hacd > "$T/purge.log" 2>&1 || { cat "$T/purge.log" >&2; fail "dpkg -P"; }
+installed=
+for f in /usr/sbin/hacd /etc/hacd /var/lib/hacd /lib/systemd/system/hacd.service; do
+	[ ! -e "$f" ] || fail "purge left $f behind"
+done
+echo "ok - dpkg -i: /var/lib/hacd 0700, config valid, man page found; dpkg -P removes all"
