@@ -26,7 +26,7 @@
  *
  * Invariants:
  *  1. A generation is COMPLETE (consistent) in our catalog only after every file matched
- *     its XXH3, was fsynced, its directory was fsynced, renamed from .ID.part to ID, and
+ *     its XXH3, was fsynced, its directory was fsynced, renamed from .gen-ID.part to gen-ID, and
  *     the store directory fsynced: a crash at any point leaves a PENDING row (failed by
  *     cat_recover) and a .part directory (removed by rep_server_new), never a COMPLETE
  *     generation with missing data.
@@ -93,6 +93,8 @@ struct rep_server {
 	struct rconn *conns;
 	size_t n_conns;
 };
+
+static const struct timeval xfer_timeout = { 60, 0 };
 
 #define LOG(s, prio, ...) rep__log((s)->o.log, (s)->o.log_opaque, prio, __VA_ARGS__)
 
@@ -322,7 +324,7 @@ static int on_offer(struct rconn *c, RepMsg *m)
 		return gen_refuse(c, "catalog: %s", cat_errmsg(s->o.cat));
 	if (snprintf(c->svcdir, sizeof(c->svcdir), "%s/%s", s->o.store, o->service) >=
 		    (int)sizeof(c->svcdir) ||
-	    snprintf(c->tmp, sizeof(c->tmp), "%s/.%lld.part", c->svcdir,
+	    snprintf(c->tmp, sizeof(c->tmp), "%s/.gen-%lld.part", c->svcdir,
 		     (long long)c->local) >= (int)sizeof(c->tmp))
 		return gen_refuse(c, "store path too long");
 	if (rep__mkdir_p(c->svcdir, 0700) || mkdir(c->tmp, 0700)) {
@@ -338,6 +340,9 @@ static int on_offer(struct rconn *c, RepMsg *m)
 	h.n_need = c->n_need;
 	r.have = &h;
 	rep__send(c->bev, &r);
+	/* Mid-generation, a silent sender is a lost one: keepalive probes cannot tell, as
+	 * a stalled sender's kernel still answers them. */
+	bufferevent_set_timeouts(c->bev, &xfer_timeout, NULL);
 	c->cur = 0;
 	return file_next(c);
 }
@@ -422,6 +427,7 @@ static int on_commit(struct rconn *c, const RepCommit *cm)
 	c->local = 0;	/* committed: gen_abort must leave it */
 	gen_abort(c);
 	c->st = R_IDLE;
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
 	if (s->o.on_consistent)
 		s->o.on_consistent(s->o.opaque, c->peer, service, local, origin);
 	return 0;
@@ -444,6 +450,17 @@ static int on_hello(struct rconn *c, const RepHello *h)
 		LOG(s, LOG_ERR, "peer %s (%s): Hello says it is node %s: refused", c->peer,
 		    c->addr, h->node);
 		return -EPERM;
+	}
+	/* A peer runs one sender for us: an older connection of it is one whose end
+	 * vanished without a FIN (link cut, peer restarted). Drop it, and with it the
+	 * generation it held PENDING, which this connection is about to offer again. */
+	for (struct rconn *o = s->conns, *next; o; o = next) {
+		next = o->next;
+		if (o != c && o->st >= R_HELLO && o->st != R_CLOSING && !strcmp(o->peer, c->peer)) {
+			LOG(s, LOG_NOTICE, "peer %s (%s): replaces its older connection from %s",
+			    c->peer, c->addr, o->addr);
+			conn_free(o);
+		}
 	}
 	svc = calloc(h->n_services + 1, sizeof(*svc));
 	psvc = calloc(h->n_services + 1, sizeof(*psvc));
@@ -613,6 +630,7 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 		evutil_closesocket(fd);
 		return;
 	}
+	rep__keepalive(fd);
 	c->next = s->conns;
 	s->conns = c;
 	s->n_conns++;

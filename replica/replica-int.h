@@ -29,6 +29,9 @@ int rep__send(struct bufferevent *bev, const RepMsg *m);
  */
 int rep__recv(struct bufferevent *bev, RepMsg **out, char *err, size_t errlen);
 
+/* TCP keepalive probes on a replication socket. */
+void rep__keepalive(int fd);
+
 /* store.c */
 int rep__fsync_dir(const char *path);
 /* Remove a directory we created and its plain files. */

@@ -133,6 +133,18 @@ static void peer_state(struct rep_sender *s, int64_t gen, enum cat_peer_state st
 		    s->o.peer, cat_errmsg(s->o.cat));
 }
 
+/*
+ * Writes that make no progress for 15 s mean a dead link (TCP would retry for many
+ * minutes). Reads are timed only while an answer is due: during Data the standby has
+ * nothing to say, and an idle connection is watched by keepalive probes.
+ */
+static void wait_answer(struct rep_sender *s, bool due)
+{
+	struct timeval rd = { 60, 0 }, wr = { 15, 0 };
+
+	bufferevent_set_timeouts(s->bev, due ? &rd : NULL, &wr);
+}
+
 /* ---- the generation in flight ---------------------------------------------------- */
 
 static void gen_reset(struct rep_sender *s)
@@ -308,6 +320,7 @@ static void offer_next(struct rep_sender *s)
 	}
 	if (!s->head) {
 		s->st = S_READY;
+		wait_answer(s, false);
 		return;
 	}
 	pf = malloc(s->n_files * sizeof(*pf));
@@ -331,6 +344,7 @@ static void offer_next(struct rep_sender *s)
 	free(pf);
 	peer_state(s, g.id, CAT_PEER_SENDING);
 	s->st = S_OFFERED;
+	wait_answer(s, true);
 }
 
 /* Queue Data frames while the output buffer has room; then the Commit. */
@@ -354,6 +368,7 @@ static int pump(struct rep_sender *s)
 			m.commit = &c;
 			rep__send(s->bev, &m);
 			s->st = S_COMMITTED;
+			wait_answer(s, true);
 			break;
 		}
 		f = &s->files[s->need[s->cur]];
@@ -457,6 +472,7 @@ static int on_have(struct rep_sender *s, const RepHave *h)
 	s->n_need = h->n_need;
 	s->cur = 0;
 	s->st = S_DATA;
+	wait_answer(s, false);
 	return pump(s);
 }
 
@@ -555,10 +571,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		rep__send(bev, &m);
 		free(svc);
 		free(psvc);
+		rep__keepalive(bufferevent_getfd(bev));
 		s->st = S_HELLO;
 		return;
 	}
 	rep__bev_errors(bev, why, sizeof(why));
+	if (!why[0] && (what & BEV_EVENT_TIMEOUT))
+		snprintf(why, sizeof(why), "no progress for %s s", what & BEV_EVENT_WRITING ?
+			 "15" : "60");
 	LOG(s, s->st == S_CONNECTING ? LOG_WARNING : LOG_ERR,
 	    "peer %s (%s:%u): %s%s%s; retrying in %u ms", s->o.peer, s->o.host, s->o.port,
 	    s->st <= S_CONNECTING ? "cannot connect" : s->st == S_HELLO ? "refused us" :

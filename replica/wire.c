@@ -17,6 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -41,7 +44,7 @@ bool rep_name_valid(const char *name)
 
 int rep_gen_path(char *buf, size_t len, const char *store, const char *service, int64_t gen)
 {
-	int n = snprintf(buf, len, "%s/%s/%lld", store, service, (long long)gen);
+	int n = snprintf(buf, len, "%s/%s/gen-%lld", store, service, (long long)gen);
 
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
@@ -293,4 +296,16 @@ void rep__log(rep_log_fn fn, void *opaque, int prio, const char *fmt, ...)
 		fn(prio, msg, opaque);
 	else
 		fprintf(stderr, "<%d>replica: %s\n", prio, msg);
+}
+
+void rep__keepalive(int fd)
+{
+	/* A peer that vanished (power, cable, veth down) sends no FIN: without probes an
+	 * idle connection would look up for hours. ~25 s to notice. */
+	int on = 1, idle = 10, intvl = 5, cnt = 3;
+
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }

@@ -2,7 +2,7 @@
  * hacd-replica-test: drives the replica library from a hacd.conf until hacd's own
  * scheduler does (issue 7). Each node gets its config (node, state_dir, listen, tls,
  * peers, services); the catalog is <state_dir>/catalog.db and generations live in
- * <state_dir>/gen/<service>/<id>, the layout rep_gen_path() names.
+ * <state_dir>/services/<service>/gen-<id>, the layout rep_gen_path() names and hacd uses.
  *
  *   hacd-replica-test -f CONF add SERVICE DIR    DIR (e.g. from hactl dump) becomes the
  *                                                 next complete generation; prints its id
@@ -65,7 +65,7 @@ static int open_cat(struct drv *d)
 	char path[PATH_MAX];
 
 	snprintf(path, sizeof(path), "%s/catalog.db", d->conf->state_dir);
-	snprintf(d->store, sizeof(d->store), "%s/gen", d->conf->state_dir);
+	snprintf(d->store, sizeof(d->store), "%s/services", d->conf->state_dir);
 	if (cat_open(path, &d->cat)) {
 		fprintf(stderr, "catalog %s: %s\n", path, cat_errmsg(NULL));
 		return -1;

@@ -11,11 +11,16 @@
 #  2. A sender with a certificate from another CA, and one with a certificate of the right
 #     CA for a node beta does not know (mallory), are refused with a clear log line;
 #     beta's catalog is untouched.
+#  2b. Hand-written frames from alpha's certificate: a path-traversal file name, an
+#     oversized length field, a frame that does not decode, a transfer cut inside a frame:
+#     each refused with a log line naming it; beta's catalog untouched.
 #  3. A byte flipped in flight (the sender's test hook, after checksumming) is refused:
 #     nothing new is marked consistent, no .part directory remains.
 #  4. Generations 2..4 (the last dump kills the victim), sent with a bandwidth cap; the
 #     sender is killed -9 mid-transfer: beta keeps generation 1 consistent and nothing
 #     else. A new sender catches up, skipping the superseded 2 and 3.
+#  4b. The link is cut (veth down) for 10 s mid-transfer: the transfer resumes or starts
+#     over by itself, beta ends with it consistent and nothing pending.
 #  5. `hactl restore` of beta's newest generation: the victim checks its memory there.
 set -euo pipefail
 
@@ -143,7 +148,7 @@ echo "replication, ${MIB} MiB victim: $(grep sent "$T/push1.out")"
 [ "$(B count victim)" = "complete 1 pending 0" ] || fail "beta: $(B count victim)"
 read -r _ b1dir origin ogen <<< "$(B newest victim)"
 [ "$origin $ogen" = "alpha $g1" ] || fail "beta's newest is $origin $ogen"
-for f in "$T/a/gen/victim/$g1"/*; do
+for f in "$T/a/services/victim/gen-$g1"/*; do
 	cmp -s "$f" "$b1dir/$(basename "$f")" || fail "$f differs on beta"
 done
 [ "$(stat -c %a "$b1dir")" = 700 ] || fail "generation directory mode"
@@ -151,7 +156,7 @@ done
 # --- 2. wrong certificates ----------------------------------------------------------------
 # each sender needs a generation of its own to offer
 for who in evil mallory; do
-	cp -r "$T/a/gen/victim/$g1" "$T/$who.dump"
+	cp -r "$T/a/services/victim/gen-$g1" "$T/$who.dump"
 	ip netns exec "$NSA" "$DRV" -f "$T/$who.conf" add victim "$T/$who.dump" > /dev/null
 done
 timeout 3 ip netns exec "$NSA" "$DRV" -f "$T/evil.conf" push beta --once \
@@ -164,6 +169,56 @@ grep -q "certificate /CN=mallory names no configured peer" "$T/beta.log" ||
 	fail "no refusal of an unknown peer in beta's log"
 [ "$(B count victim)" = "complete 1 pending 0" ] || fail "beta after refusals: $(B count victim)"
 
+# --- 2b. hostile frames from an authenticated peer ---------------------------------------------
+# alpha's own certificate, but frames written by hand: each case on its own connection.
+ip netns exec "$NSA" python3 - "$T/tls" <<'PY' || fail "hostile client"
+import socket, ssl, struct, sys, time
+tls = sys.argv[1]
+def varint(n):
+    out = b''
+    while True:
+        b, n = n & 0x7f, n >> 7
+        if not n:
+            return out + bytes([b])
+        out += bytes([b | 0x80])
+def f(num, val):
+    if isinstance(val, int):
+        return varint(num << 3) + varint(val)
+    if isinstance(val, str):
+        val = val.encode()
+    return varint(num << 3 | 2) + varint(len(val)) + val
+def frame(p):
+    return struct.pack('>I', len(p)) + p
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+ctx.load_cert_chain(tls + '/alpha.crt', tls + '/alpha.key')
+ctx.load_verify_locations(tls + '/ca.crt')
+def session(payload):
+    s = ctx.wrap_socket(socket.create_connection(('10.77.0.2', 7788), 5), server_hostname='beta')
+    s.sendall(frame(f(1, f(1, 1) + f(2, 'alpha') + f(3, f(1, 'victim')))))
+    n = struct.unpack('>I', s.recv(4))[0]
+    while n:
+        n -= len(s.recv(n))
+    s.sendall(payload)
+    time.sleep(0.3)
+    s.close()
+good_file = f(1, 'pages-1.img') + f(2, 1000) + f(3, 7)
+session(frame(f(2, f(1, 'victim') + f(2, 99) + f(7, f(1, '../../etc/passwd') + f(2, 1) + f(3, 1)))))
+session(struct.pack('>I', 0x7fffffff) + b'\0' * 64)
+session(frame(b'\xff' * 40))
+session(frame(f(2, f(1, 'victim') + f(2, 98) + f(7, good_file))) +
+        frame(f(4, f(1, 0) + f(2, 0) + f(3, b'x' * 300) + f(4, 1)))[:120])
+PY
+sleep 0.3
+for why in "bad message: Offer: files.name is not a plain name" \
+	   "bad message: length field says 2147483647 bytes" \
+	   "bad message: frame of 40 bytes does not decode" \
+	   "connection lost while receiving service victim generation 98"; do
+	grep -q "$why" "$T/beta.log" || fail "beta did not log: $why"
+done
+[ "$(B count victim)" = "complete 1 pending 0" ] || fail "beta after hostile frames: $(B count victim)"
+compgen -G "$T/b/services/victim/.*.part" > /dev/null && fail "a .part directory remains"
+
 # --- 3. a byte damaged in flight ------------------------------------------------------------
 g2=$(dump_gen --leave-running)
 A alpha push beta --once --fail-fast --corrupt-at 5000 > "$T/corrupt.out" \
@@ -174,7 +229,7 @@ grep -q "beta refused service victim generation $g2" "$T/corrupt.log" ||
 	fail "the sender did not report the refusal"
 sleep 0.2
 [ "$(B count victim)" = "complete 1 pending 0" ] || fail "beta after damage: $(B count victim)"
-compgen -G "$T/b/gen/victim/.*.part" > /dev/null && fail "a .part directory remains"
+compgen -G "$T/b/services/victim/.*.part" > /dev/null && fail "a .part directory remains"
 
 # --- 4. sender killed mid-transfer, then catch-up ----------------------------------------------
 g3=$(dump_gen --leave-running)
@@ -187,7 +242,7 @@ ip netns exec "$NSA" "$DRV" -f "$T/alpha-slow.conf" push beta --once > "$T/slow.
 	2> "$T/slow.log" &
 PUSH_PID=$!
 for _ in $(seq 100); do
-	ls -d "$T"/b/gen/victim/.*.part > /dev/null 2>&1 && break
+	ls -d "$T"/b/services/victim/.*.part > /dev/null 2>&1 && break
 	sleep 0.05
 done
 sleep 1
@@ -217,6 +272,27 @@ wait "$SERVE_PID" || fail "beta did not exit cleanly"
 start_beta
 A alpha push beta --once > "$T/again.out" 2> "$T/again.log" || fail "push after restart"
 grep -q "^sent 0 bytes" "$T/again.out" || fail "beta was sent again what it holds"
+
+# --- 4b. the link cut for 10 s mid-transfer -------------------------------------------------
+# A generation whose pages differ from beta's newest (generation 3's images, re-added).
+cp -r "$T/a/services/victim/gen-$g3" "$T/dump"
+g5=$(A alpha add victim "$T/dump")
+ip netns exec "$NSA" "$DRV" -f "$T/alpha-slow.conf" push beta --once > "$T/cut.out" \
+	2> "$T/cut.log" &
+PUSH_PID=$!
+sleep 2
+ip -n "$NSA" link set va down
+sleep 10
+ip -n "$NSA" link set va up
+t0=$(date +%s)
+wait "$PUSH_PID" || fail "push across the cut link failed"
+PUSH_PID=
+grep -q "ack victim $g5 ok" "$T/cut.out" || fail "generation $g5 not acknowledged"
+echo "link cut 10 s: acknowledged $(( $(date +%s) - t0 )) s after the link came back"
+grep -E "lost|cannot connect|connected" "$T/cut.log" | cut -d" " -f2- | sed "s/^/  sender: /" || true
+[ "$(B count victim)" = "complete 3 pending 0" ] || fail "beta after the cut: $(B count victim)"
+read -r _ _ origin ogen <<< "$(B newest victim)"
+[ "$origin $ogen" = "alpha $g5" ] || fail "beta's newest is $origin $ogen, not alpha $g5"
 
 # --- 5. restore on beta ---------------------------------------------------------------------
 rm -f "$T/result"

@@ -21,9 +21,10 @@
  *                                   checksum matched, every byte and directory was
  *                                   fsynced and the catalog says COMPLETE)
  *
- * A generation lives in a directory of files, <store>/<service>/<gen id> (the ids are
- * each node's own catalog ids). The standby writes a received one under
- * <store>/<service>/.<id>.part and renames it into place only once it is whole and
+ * A generation lives in a directory of files, <store>/<service>/gen-<id> (the ids are
+ * each node's own catalog ids; hacd's store is <state_dir>/services, the layout its
+ * checkpoints use too). The standby writes a received one under
+ * <store>/<service>/.gen-<id>.part and renames it into place only once it is whole and
  * verified; on its catalog, COMPLETE means consistent (see ha/catalog.h).
  *
  * Calls return 0 or -errno; failures are logged once, through the log callback, naming
@@ -53,7 +54,7 @@ typedef void (*rep_log_fn)(int prio, const char *msg, void *opaque);
  * '.' or '-', at most REP_NAME_MAX characters. */
 bool rep_name_valid(const char *name);
 
-/* <store>/<service>/<gen> into buf; -ENAMETOOLONG when it does not fit. */
+/* <store>/<service>/gen-<gen> into buf; -ENAMETOOLONG when it does not fit. */
 int rep_gen_path(char *buf, size_t len, const char *store, const char *service, int64_t gen);
 
 /*

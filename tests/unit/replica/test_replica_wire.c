@@ -163,7 +163,7 @@ static void test_gen_path(void **state)
 	char buf[32];
 
 	assert_int_equal(rep_gen_path(buf, sizeof(buf), "/s", "svc", 12), 0);
-	assert_string_equal(buf, "/s/svc/12");
+	assert_string_equal(buf, "/s/svc/gen-12");
 	assert_int_equal(rep_gen_path(buf, 8, "/s", "svc", 12), -ENAMETOOLONG);
 }
 
