@@ -85,8 +85,18 @@ struct rconn {
 	bool refused_timer;
 };
 
+/* What we last heard from a peer about a service, for rep_server_status(). */
+struct rlag {
+	char peer[REP_NAME_MAX + 1], service[REP_NAME_MAX + 1];
+	int64_t active_newest, active_newest_us;
+	int64_t held, held_us;		/* the peer's id and commit time of our newest */
+	uint32_t lag;
+};
+
 struct rep_server {
 	struct event_base *base;
+	struct rlag *lags;
+	size_t n_lags;
 	struct rep_server_opts o;
 	struct evconnlistener *lis;
 	uint16_t port;
@@ -120,6 +130,24 @@ static int64_t newest_from(struct cat *cat, int64_t sid, const char *origin)
 			best = g[i].origin_gen;
 	free(g);
 	return best;
+}
+
+static struct rlag *lag_get(struct rep_server *s, const char *peer, const char *service,
+			    bool create)
+{
+	struct rlag *l;
+
+	for (size_t i = 0; i < s->n_lags; i++)
+		if (!strcmp(s->lags[i].peer, peer) && !strcmp(s->lags[i].service, service))
+			return &s->lags[i];
+	if (!create || !(l = realloc(s->lags, (s->n_lags + 1) * sizeof(*l))))
+		return NULL;
+	s->lags = l;
+	l = &s->lags[s->n_lags++];
+	memset(l, 0, sizeof(*l));
+	snprintf(l->peer, sizeof(l->peer), "%s", peer);
+	snprintf(l->service, sizeof(l->service), "%s", service);
+	return l;
 }
 
 /* ---- one generation ------------------------------------------------------------ */
@@ -303,6 +331,15 @@ static int on_offer(struct rconn *c, RepMsg *m)
 		return gen_refuse(c, "service %s is not configured here", o->service);
 	if (cat_service_ensure(s->o.cat, o->service, &sid))
 		return gen_refuse(c, "catalog: %s", cat_errmsg(s->o.cat));
+	if (o->has_newest) {
+		struct rlag *l = lag_get(s, c->peer, o->service, true);
+
+		if (l) {
+			l->active_newest = o->newest;
+			l->active_newest_us = o->newest_us;
+			l->lag = o->behind;
+		}
+	}
 	h.service = o->service;
 	h.has_gen = 1;
 	h.gen = o->gen;
@@ -423,6 +460,19 @@ static int on_commit(struct rconn *c, const RepCommit *cm)
 	    c->offer->service, (long long)origin, c->peer, (long long)local,
 	    (unsigned long long)c->bytes, (unsigned long long)c->linked, c->offer->n_files);
 	send_ack(c, c->offer->service, origin, NULL);
+	{
+		struct rlag *l = lag_get(s, c->peer, c->offer->service, true);
+
+		if (l) {
+			l->held = origin;
+			l->held_us = c->offer->committed_us;
+			l->lag = c->offer->newer;
+			if (origin >= l->active_newest) {
+				l->active_newest = origin;
+				l->active_newest_us = c->offer->committed_us;
+			}
+		}
+	}
 	snprintf(service, sizeof(service), "%s", c->offer->service);
 	c->local = 0;	/* committed: gen_abort must leave it */
 	gen_abort(c);
@@ -727,7 +777,40 @@ void rep_server_free(struct rep_server *s)
 		conn_free(s->conns);
 	if (s->lis)
 		evconnlistener_free(s->lis);
+	free(s->lags);
 	free(s);
+}
+
+void rep_server_status(struct rep_server *s, const char *peer, const char *service,
+		       struct rep_standby_status *st)
+{
+	const struct rlag *l = lag_get(s, peer, service, false);
+	int64_t sid, held_us = 0;
+	struct cat_gen *g;
+	size_t n;
+
+	memset(st, 0, sizeof(*st));
+	for (const struct rconn *c = s->conns; c; c = c->next)
+		if (c->st >= R_IDLE && c->st <= R_REFUSED && !strcmp(c->peer, peer))
+			st->connected = true;
+	if (!cat_service_ensure(s->o.cat, service, &sid) &&
+	    !cat_gen_list(s->o.cat, sid, CAT_GEN_MASK(CAT_GEN_COMPLETE), 0, &g, &n)) {
+		for (size_t i = 0; i < n; i++)
+			if (!strcmp(g[i].origin, peer) && g[i].origin_gen > st->held) {
+				st->held = g[i].origin_gen;
+				st->held_local = g[i].id;
+				held_us = g[i].committed_us;	/* ours: close enough */
+			}
+		free(g);
+	}
+	if (!l)
+		return;
+	if (l->held == st->held && l->held_us)
+		held_us = l->held_us;
+	st->active_newest = l->active_newest;
+	st->lag_generations = l->lag;
+	if (l->lag && l->active_newest_us > held_us)
+		st->lag_seconds = (double)(l->active_newest_us - held_us) / 1e6;
 }
 
 uint16_t rep_server_port(const struct rep_server *s)

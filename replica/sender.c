@@ -92,6 +92,7 @@ struct rep_sender {
 	int fd;
 	uint64_t off;
 	uint8_t *chunk;
+	int64_t *peer_newest;		/* per o.services[]: newest the peer holds */
 	/* Status. */
 	int64_t acked_gen, acked_us;
 	uint64_t bytes_sent;
@@ -165,6 +166,46 @@ static void gen_reset(struct rep_sender *s)
 	s->off = 0;
 }
 
+static int64_t *peer_newest(struct rep_sender *s, const char *service)
+{
+	for (size_t i = 0; i < s->o.n_services; i++)
+		if (!strcmp(s->o.services[i], service))
+			return &s->peer_newest[i];
+	return NULL;
+}
+
+static void peer_holds(struct rep_sender *s, const char *service, int64_t gen)
+{
+	int64_t *p = peer_newest(s, service);
+
+	if (p && gen > *p)
+		*p = gen;
+}
+
+/* What the peer shows as its lag: our newest of the service, and how many complete
+ * ones we have newer than what it holds, and than `gen`. */
+static void lag_facts(struct rep_sender *s, const char *service, int64_t gen, RepOffer *o)
+{
+	const int64_t *held = peer_newest(s, service);
+	struct cat_gen *g;
+	int64_t sid;
+	size_t n;
+
+	if (cat_service_ensure(s->o.cat, service, &sid) ||
+	    cat_gen_list(s->o.cat, sid, CAT_GEN_MASK(CAT_GEN_COMPLETE), 0, &g, &n))
+		return;
+	o->has_newest = o->has_newest_us = o->has_behind = o->has_newer = 1;
+	for (size_t i = 0; i < n; i++) {
+		if (g[i].id > o->newest) {
+			o->newest = g[i].id;
+			o->newest_us = g[i].committed_us;
+		}
+		o->behind += g[i].id > (held ? *held : 0);
+		o->newer += g[i].id > gen;
+	}
+	free(g);
+}
+
 /* Take the head off the queue, reporting `status` for it (invariant 1). */
 static void pop(struct rep_sender *s, int status)
 {
@@ -178,6 +219,7 @@ static void pop(struct rep_sender *s, int status)
 	if (!status) {
 		s->acked_gen = q->gen;
 		s->acked_us = now_us();
+		peer_holds(s, q->service, q->gen);
 		peer_state(s, q->gen, CAT_PEER_CONSISTENT);
 	}
 	if (s->o.on_ack)
@@ -339,6 +381,7 @@ static void offer_next(struct rep_sender *s)
 	o.checksum = g.stats.checksum;
 	o.files = pf;
 	o.n_files = s->n_files;
+	lag_facts(s, o.service, g.id, &o);
 	m.offer = &o;
 	rep__send(s->bev, &m);
 	free(pf);
@@ -440,8 +483,13 @@ static int on_hello(struct rep_sender *s, const RepHello *h)
 	}
 	s->backoff_ms = BACKOFF_MIN_MS;
 	LOG(s, LOG_NOTICE, "peer %s: connected", s->o.peer);
-	for (size_t i = 0; i < h->n_services; i++)
+	for (size_t i = 0; i < h->n_services; i++) {
+		int64_t *p = peer_newest(s, h->services[i]->name);
+
+		if (p)
+			*p = h->services[i]->newest;
 		prune_queue(s, h->services[i]->name, h->services[i]->newest);
+	}
 	offer_next(s);
 	return 0;
 }
@@ -648,6 +696,7 @@ int rep_sender_new(struct event_base *base, const struct rep_sender_opts *o,
 	s->dirfd = s->fd = -1;
 	s->backoff_ms = BACKOFF_MIN_MS;
 	s->chunk = malloc(REP_CHUNK);
+	s->peer_newest = calloc(o->n_services + 1, sizeof(*s->peer_newest));
 	s->retry = evtimer_new(base, on_retry, s);
 	if (o->bandwidth) {
 		/* Ticks of 100 ms keep the pace even; a burst of one tick's worth. */
@@ -659,7 +708,7 @@ int rep_sender_new(struct event_base *base, const struct rep_sender_opts *o,
 		s->rl = ev_token_bucket_cfg_new((size_t)1 << 30, (size_t)1 << 30, per_tick,
 						per_tick, &tick);
 	}
-	if (!s->chunk || !s->retry || (o->bandwidth && !s->rl)) {
+	if (!s->chunk || !s->retry || !s->peer_newest || (o->bandwidth && !s->rl)) {
 		rep_sender_free(s);
 		return -ENOMEM;
 	}
@@ -686,6 +735,7 @@ void rep_sender_free(struct rep_sender *s)
 		free(q);
 	}
 	free(s->chunk);
+	free(s->peer_newest);
 	free(s);
 }
 

@@ -109,8 +109,9 @@ static int check_offer(const RepOffer *o, char *err, size_t errlen)
 		return -EBADMSG;
 	if (!o->has_gen || o->gen <= 0)
 		BAD("Offer: gen missing or not positive");
-	if (o->parent < 0 || o->committed_us < 0 || o->pause_us < 0)
-		BAD("Offer: parent, committed_us or pause_us negative");
+	if (o->parent < 0 || o->committed_us < 0 || o->pause_us < 0 || o->newest < 0 ||
+	    o->newest_us < 0)
+		BAD("Offer: parent, committed_us, pause_us, newest or newest_us negative");
 	if (!o->n_files || o->n_files > REP_FILES_MAX)
 		BAD("Offer: %zu files, expected 1..%u", o->n_files, REP_FILES_MAX);
 	for (size_t i = 0; i < o->n_files; i++) {

@@ -42,6 +42,7 @@ struct drv {
 	int failed;
 	size_t pending;
 	struct rep_sender *snd;
+	struct rep_server *srv;
 };
 
 static void log_cb(int prio, const char *msg, void *opaque)
@@ -112,8 +113,15 @@ static void on_signal(evutil_socket_t fd, short what, void *arg)
 static void on_consistent(void *opaque, const char *peer, const char *service, int64_t gen,
 			  int64_t origin_gen)
 {
-	printf("consistent %s %lld from %s %lld\n", service, (long long)gen, peer,
-	       (long long)origin_gen);
+	struct drv *d = opaque;
+	struct rep_standby_status st;
+
+	rep_server_status(d->srv, peer, service, &st);
+	printf("consistent %s %lld from %s %lld; status: connected %d held %lld (here %lld) "
+	       "active_newest %lld lag_generations %u lag_seconds %.3f\n", service,
+	       (long long)gen, peer, (long long)origin_gen, st.connected, (long long)st.held,
+	       (long long)st.held_local, (long long)st.active_newest, st.lag_generations,
+	       st.lag_seconds);
 	fflush(stdout);
 }
 
@@ -157,8 +165,10 @@ static int cmd_serve(struct drv *d)
 	o.cat = d->cat;
 	o.log = log_cb;
 	o.on_consistent = on_consistent;
+	o.opaque = d;
 	if (rep_server_new(d->base, &o, &srv))
 		goto out;
+	d->srv = srv;
 	sig = evsignal_new(d->base, SIGTERM, on_signal, d->base);
 	evsignal_add(sig, NULL);
 	printf("listening on port %u\n", rep_server_port(srv));

@@ -263,6 +263,8 @@ read -r _ _ origin ogen <<< "$(B newest victim)"
 A alpha push beta --once > "$T/catchup.out" 2> "$T/catchup.log" || fail "catch-up push"
 grep -q "ack victim $g4 ok" "$T/catchup.out" || fail "generation $g4 not acknowledged"
 echo "catch-up: $(grep sent "$T/catchup.out")"
+grep -q "consistent victim [0-9]* from alpha $g4; status: connected 1 held $g4 (here [0-9]*) active_newest $g4 lag_generations 0 lag_seconds 0.000" "$T/beta.out" ||
+	fail "beta's status after the catch-up: $(tail -n1 "$T/beta.out")"
 read -r _ b4dir origin ogen <<< "$(B newest victim)"
 [ "$origin $ogen" = "alpha $g4" ] || fail "beta's newest is $origin $ogen, not alpha $g4"
 

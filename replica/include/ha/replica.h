@@ -105,6 +105,21 @@ uint16_t rep_server_port(const struct rep_server *s);
 /* Connections currently open (authenticated or not). */
 size_t rep_server_nr_conns(const struct rep_server *s);
 
+/* What a standby knows of one service replicated from one peer (hactl status). */
+struct rep_standby_status {
+	bool connected;			/* the peer is connected and authenticated */
+	int64_t held;			/* newest generation from it consistent here, by
+					 * the peer's id; 0 = none */
+	int64_t held_local;		/* the same, our catalog id */
+	int64_t active_newest;		/* the peer's newest complete one, as last heard
+					 * (0 = not heard since we started) */
+	uint32_t lag_generations;	/* complete generations the peer has newer than
+					 * `held`, as last heard */
+	double lag_seconds;		/* how much older `held` is than active_newest */
+};
+void rep_server_status(struct rep_server *s, const char *peer, const char *service,
+		       struct rep_standby_status *st);
+
 /* ---- active (sender.c) ------------------------------------------------------------- */
 
 /*
