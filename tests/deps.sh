@@ -10,5 +10,5 @@ apt-get install -y -qq --no-install-recommends \
 	libxxhash-dev libssl-dev libcmocka-dev clang libclang-rt-14-dev iproute2 procps \
 	resource-agents libxml2-utils shellcheck systemd go-md2man man-db groff-base \
 	openssl \
-	debhelper rpm \
+	debhelper rpm pacemaker corosync pacemaker-cli-utils \
 	>/dev/null

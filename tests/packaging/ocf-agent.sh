@@ -120,51 +120,14 @@ else
 fi
 
 # 3. the contract. The fake hactl keeps "role state gen lag_gens lag_secs" per service
-# in $T/roles/SERVICE and answers status/promote/demote like docs/cluster.md says.
+# in $T/roles/SERVICE and answers status/promote/demote like docs/cluster.md says
+# (contract-hactl).
 mkdir "$T/roles"
-cat > "$T/hactl" <<'FAKE'
-#!/bin/sh
-dir=$(dirname "$0")/roles
-cmd=$1; shift
-svc=
-force=
-while [ $# -gt 0 ]; do
-	case $1 in
-	-s|-f) shift ;;
-	--json) ;;
-	--force) force=1 ;;
-	*) svc=$1 ;;
-	esac
-	shift
-done
-case $cmd in
-status)
-	printf '{"api_version":1,"node":"alpha","services":['
-	sep=
-	for f in "$dir"/*; do
-		read -r role state gen lg ls < "$f"
-		printf '%s{"name":"%s","state":"%s","peers":[{"name":"beta","role":"x"}],"role":"%s",' \
-			"$sep" "$(basename "$f")" "$state" "$role"
-		printf '"newest_consistent_generation":%s,"lag_generations":%s,"lag_seconds":%s}' \
-			"$gen" "$lg" "$ls"
-		sep=,
-	done
-	printf ']}\n' ;;
-promote|demote)
-	[ -e "$dir/$svc" ] || { echo "hactl: hacd: no service $svc" >&2; exit 1; }
-	[ -e "$dir/../refuse" ] && { echo "hactl: peer beta reports $svc active" >&2; exit 1; }
-	read -r role state gen lg ls < "$dir/$svc"
-	[ $cmd = promote ] && echo "active running $gen 0 0" > "$dir/$svc"
-	[ $cmd = demote ] && echo "standby stopped $gen 0 0" > "$dir/$svc"
-	echo "$cmd $svc $force" >> "$dir/../calls" ;;
-*)
-	echo "hactl: unknown command '$cmd'" >&2; exit 64 ;;
-esac
-FAKE
+cp "$(dirname "$0")/contract-hactl" "$T/hactl"
 chmod 755 "$T/hactl"
 export OCF_RESKEY_hactl="$T/hactl"
-echo "standby stopped 0 0 0" > "$T/roles/cache"
-echo "standby stopped 0 0 0" > "$T/roles/web"
+echo "standby stopped 7 0 0" > "$T/roles/cache"
+echo "standby stopped 7 0 0" > "$T/roles/web"
 if command -v ocf-tester > /dev/null; then
 	ocf-tester -n hacd-test -o config="$T/hacd.conf" -o hacd="$HACD" -o hactl="$T/hactl" \
 		-o pidfile="$T/hacd.pid" -o logfile="$T/hacd.log" \
@@ -199,6 +162,13 @@ score 0 975
 echo "standby stopped 41 500 0" > "$T/roles/web"
 score 0 1
 echo "ok - scores: 0 without a consistent generation, 999 in sync, less when behind"
+
+echo "standby stopped 0 0 0" > "$T/roles/cache"
+run promote 1
+grep -q 'no consistent generation of cache here' "$T/out" || fail "promote at gen 0: $(cat "$T/out")"
+echo "standby stopped 41 0 0" > "$T/roles/cache"
+echo "standby stopped 41 2 3.2" > "$T/roles/web"
+echo "ok - no consistent generation: promote refused (hacd's reason shown)"
 
 : > "$T/calls"
 run promote 0

@@ -7,5 +7,6 @@ command -v shellcheck > /dev/null || {
 	echo "SKIP: shellcheck missing (apt-get install shellcheck)"
 	exit 0
 }
-shellcheck -s sh packaging/ocf/hacd packaging/keepalived/hacd-notify tests/packaging/*.sh
+shellcheck -s sh packaging/ocf/hacd packaging/keepalived/hacd-notify tests/packaging/*.sh \
+	tests/packaging/contract-hactl
 echo "ok - shellcheck: OCF agent, keepalived script, packaging tests"
