@@ -1,47 +1,52 @@
 /*
- * eng_dump(): checkpoint one running process, all its threads, into an image directory.
- * This file only sequences the stages; each kind of state is collected and written by
- * its own files (task-dump.c and task-image.c, files-dump.c, mem-dump.c, mem-pages.c
- * and mem-precopy.c).
+ * eng_dump(): checkpoint a running process and every process below it (all their
+ * threads) into an image directory. This file only sequences the stages; the tree is
+ * found and written by pstree.c, each kind of state is collected and written by its
+ * own files (task-dump.c and task-image.c, files-dump.c, mem-dump.c, mem-pages.c and
+ * mem-precopy.c).
  *
  * DESIGN
  *
- *   PRECHECK --> PREPARE --> PRECOPY --> SEIZE --> COLLECT --> INFECT --> COLLECT_INFECTED --> CURE
- *   untouched    plan,       >= 32 MiB:    |       ptrace,     parasite   sigactions, timers,    |
- *                buffer      short stop,   |       /proc, fds, mapped     sigaltstacks, brk      |
- *                            live copy     |       pages                                         |
- *                                          |<------------------- frozen ------------------------>|
- *                                                                                                |
- *     leave_running:  RELEASE --> WRITE --> COMMIT                                      <--------+
- *     default:        WRITE --> COMMIT --> KILL --> RELEASE   (frozen until the kill)   <--------+
+ *   SCAN --> PRECHECK --> PREPARE --> PRECOPY --> SEIZE --> RESCAN --> COLLECT --> INFECT --> COLLECT_INFECTED --> CURE
+ *   tree     untouched    plan,       >= 32 MiB:   parents   same      ptrace,     parasite   sigactions, timers,    |
+ *                         buffer      short stop,  first     tree?     /proc, fds, mapped     sigaltstacks, brk      |
+ *                                     live copy      |                 pages                                         |
+ *                                                    |<------------------- frozen ------------------------------------>|
+ *     leave_running:  RELEASE --> WRITE --> COMMIT                                                         <--------+
+ *     default:        WRITE --> COMMIT --> KILL --> RELEASE   (frozen until the kill)                      <--------+
  *
+ *   tree changed (a process forked or exited since SCAN): RELEASE, start over; after
+ *   TREE_TRIES times, freeze_first(): seize from the top down, then PRECHECK and
+ *   PREPARE frozen, without pre-copy (a shell loop forks faster than we prepare).
  *   any failure:  ABORT (every image of this dump unlinked) + RELEASE (running, unharmed)
  *
  *   stage             function                      what it may refuse
- *   PRECHECK          eng__task_precheck            namespaces, tracer, stopped, zombie
+ *   SCAN              eng__tree_scan                (a zombie root)
+ *   PRECHECK          eng__task_precheck            namespaces, tracer, stopped
  *                     eng__files_precheck           sockets, pipes, anon inodes, ttys...
  *   PREPARE           eng__mem_prepare              SysV shm, hugetlb, device memory...
  *   PRECOPY           eng__mem_precopy              (falls back if the kernel cannot track)
  *                     eng__mem_presnap              (smaps read now, maps when frozen)
- *   SEIZE             eng_seize                     (every thread stopped)
- *   COLLECT           eng__task_collect, eng__files_collect, eng__mem_collect
+ *   SEIZE             eng_seize each, seize_tree    (every thread of every process stopped)
+ *   COLLECT           eng__task_collect, eng__files_collect, eng__mem_collect (each
+ *                     process), eng__files_share (kcmp across them)
  *   INFECT            eng_infect
  *   COLLECT_INFECTED  eng__task_collect_infected, eng__mem_collect_infected
  *   CURE              eng_cure
- *   WRITE             eng__files_write, eng__task_write, eng__mem_write
+ *   WRITE             eng__files_write, eng__task_write, eng__mem_write (each process),
+ *                     eng__files_write_table, eng__pstree_write
  *   COMMIT            commit_all, write_inventory   (queue order, inventory last)
- *   KILL              kill_victim
+ *   KILL              kill_tree
  *
  * Memory and fds are collected before the parasite goes in, so that neither its
- * mapping nor its socket is in the image.
+ * mapping nor its socket is in the image. Zombies are only recorded (pstree.c).
  *
  * INVARIANTS
- * 1. Images are committed in this order: ghosts, files, fds, core, pstree, mm,
- *    pagemap, pages, inventory. A directory with inventory.img is complete; one
+ * 1. inventory.img is committed last. A directory with inventory.img is complete; one
  *    without it is an interrupted dump (and a failed one is emptied).
- * 2. Without leave_running the process is killed only after inventory.img is
- *    committed: a failed write leaves it running, not lost.
- * 3. Every path after eng_seize() reaches eng_release().
+ * 2. Without leave_running the tree is killed only after inventory.img is committed:
+ *    a failed write leaves it running, not lost.
+ * 3. Every path after a seize reaches eng_release() of every process seized.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -66,21 +71,29 @@
 #define HACD_VERSION "0.1.0"	/* CMake's project(VERSION) */
 #endif
 
+/* One process of the tree; zombies (tree.p[i].zombie) use none of it. */
+struct dproc {
+	struct eng_victim *v;
+	struct eng__task_dump td;
+	struct eng__files_dump fd;
+	struct eng__mem_dump md;
+};
+
 struct dump {
 	pid_t pid;
 	const char *dir;
 	int dirfd;
 	bool created_dir;
-	struct eng_victim *v;
+	struct eng__tree tree;
+	struct dproc *p;	/* p[i] is tree.p[i]'s */
 	struct eng__imgq q;
 	char (*done)[48];	/* committed images, unlinked on failure */
 	int nr_done;
-	struct eng__task_dump td;
-	struct eng__files_dump fd;
-	struct eng__mem_dump md;
 	uint64_t created_usec;
 	struct timespec t0, t_freeze;
 };
+
+#define for_each_live(d, i) for (int i = 0; i < (d)->tree.n; i++) if (!(d)->tree.p[i].zombie)
 
 /* For tests: fail on purpose at a stage (HA_TEST_DUMP_FAIL=precopied|frozen|infected|
  * written|committed), to show that every way out releases the process and leaves no
@@ -191,63 +204,82 @@ static int write_inventory(struct dump *d)
 		{ IMG_VMA_KIND__VMA_VVAR_VCLOCK, IMG_VDSO_PART__VDSO_PART_VVAR_VCLOCK },
 		{ IMG_VMA_KIND__VMA_VDSO, IMG_VDSO_PART__VDSO_PART_VDSO },
 	};
+	const struct eng__task_dump *td = &d->p[0].td;
+	const struct eng__mem_dump *md = &d->p[0].md;
 	ImgInventory inv = IMG_INVENTORY__INIT;
 	ImgVdsoArea area[3], *ap[3];
-	uint32_t pid = d->pid;
+	uint32_t *pids = calloc(d->tree.n, sizeof(*pids));
 	struct utsname u;
 	struct eng_img *img;
 	int ret;
 
+	if (!pids)
+		return -ENOMEM;
 	uname(&u);
 	inv.has_img_version = inv.has_root_pid = inv.has_created_usec = 1;
 	inv.img_version = ENG_IMG_VERSION;
 	inv.hacd_version = HACD_VERSION;
-	inv.root_pid = pid;
-	inv.n_pids = 1;
-	inv.pids = &pid;
+	inv.root_pid = d->pid;
+	for_each_live(d, i)
+		pids[inv.n_pids++] = d->tree.p[i].pid;
+	inv.pids = pids;
 	inv.created_usec = d->created_usec;
 	inv.kernel_release = u.release;
 	inv.has_xcr0 = inv.has_xstate_size = inv.has_page_size = 1;
-	inv.xcr0 = d->td.xcr0;
-	inv.xstate_size = d->td.th[0].xstate_len;
+	inv.xcr0 = td->xcr0;
+	inv.xstate_size = td->th[0].xstate_len;
 	inv.page_size = ENG_PAGE_SIZE;
-	for (int i = 0; i < d->md.nr_vmas; i++)
+	for (int i = 0; i < md->nr_vmas; i++)
 		for (int k = 0; k < 3; k++) {
-			if (d->md.vmas[i].kind != parts[k][0] || inv.n_vdso == 3)
+			if (md->vmas[i].kind != parts[k][0] || inv.n_vdso == 3)
 				continue;
 			img_vdso_area__init(&area[inv.n_vdso]);
 			area[inv.n_vdso].has_part = area[inv.n_vdso].has_start = area[inv.n_vdso].has_end = 1;
 			area[inv.n_vdso].part = parts[k][1];
-			area[inv.n_vdso].start = d->md.vmas[i].v.start;
-			area[inv.n_vdso].end = d->md.vmas[i].v.end;
+			area[inv.n_vdso].start = md->vmas[i].v.start;
+			area[inv.n_vdso].end = md->vmas[i].v.end;
 			ap[inv.n_vdso] = &area[inv.n_vdso];
 			inv.n_vdso++;
 		}
 	inv.vdso = ap;
-	inv.has_vdso_hash = d->md.has_vdso_hash;
-	inv.vdso_hash = d->md.vdso_hash;
+	inv.has_vdso_hash = md->has_vdso_hash;
+	inv.vdso_hash = md->vdso_hash;
 	ret = eng_img_create(d->dirfd, ENG_IMG_INVENTORY, 0, &img);
-	if (ret)
-		return ret;
-	ret = eng_img_write(img, &inv.base);
-	if (ret) {
-		eng_img_abort(img);
-		return ret;
+	if (!ret) {
+		ret = eng_img_write(img, &inv.base);
+		if (ret)
+			eng_img_abort(img);
+		else
+			ret = commit_one(d, img);
 	}
-	return commit_one(d, img);
+	free(pids);
+	return ret;
 }
 
 static int write_all(struct dump *d)
 {
-	struct eng__files_dump *fds = &d->fd;
-	int ret = eng__files_write(d->pid, d->dirfd, &d->fd, &d->q);
+	struct eng__files_dump **fds = calloc(d->tree.n, sizeof(*fds));
+	struct eng__task_dump **tds = calloc(d->tree.n, sizeof(*tds));
+	int nr_fds = 0, ret = fds && tds ? 0 : -ENOMEM;
 
+	for_each_live(d, i) {
+		struct dproc *p = &d->p[i];
+
+		fds[nr_fds++] = &p->fd;
+		tds[i] = &p->td;
+		if (!ret)
+			ret = eng__files_write(p->td.pid, d->dirfd, &p->fd, &d->q);
+		if (!ret)
+			ret = eng__task_write(d->dirfd, &p->td, &d->q);
+		if (!ret)
+			ret = eng__mem_write(d->dirfd, &p->md, &d->q);
+	}
 	if (!ret)
-		ret = eng__files_write_table(d->dirfd, &fds, 1, &d->q);
+		ret = eng__files_write_table(d->dirfd, fds, nr_fds, &d->q);
 	if (!ret)
-		ret = eng__task_write(d->dirfd, &d->td, &d->q);
-	if (!ret)
-		ret = eng__mem_write(d->dirfd, &d->md, &d->q);
+		ret = eng__pstree_write(d->dirfd, &d->tree, tds, &d->q);
+	free(fds);
+	free(tds);
 	pr_debug("pid %d: images written at %lu us", d->pid, (unsigned long)us_since(&d->t_freeze));
 	if (!ret)
 		ret = fail_here("written");
@@ -294,41 +326,191 @@ static void kill_victim(struct eng_victim *v)
 	}
 }
 
-/* Seize and collect; the frozen part. */
-static int freeze_and_collect(struct dump *d)
+/* Every process at once first, so that none sees another die and reacts. */
+static void kill_tree(struct dump *d)
+{
+	for_each_live(d, i)
+		if (d->p[i].v && kill(d->p[i].v->pid, SIGKILL))
+			pr_warn("pid %d: SIGKILL: %s", d->p[i].v->pid, strerror(errno));
+	for_each_live(d, i)
+		if (d->p[i].v)
+			kill_victim(d->p[i].v);
+}
+
+static void release_tree(struct dump *d)
+{
+	/* Children first: a parent let go first could see a stopped child and react. */
+	for (int i = d->tree.n - 1; i >= 0; i--) {
+		eng_release(d->p[i].v);
+		d->p[i].v = NULL;
+	}
+}
+
+/*
+ * Seize every process, parents first, then check that the tree we prepared is the one
+ * we hold: -EAGAIN (nothing logged) when it changed, and the caller starts over.
+ */
+static int seize_tree(struct dump *d)
+{
+	struct eng__tree now;
+	bool same;
+	int ret = 0;
+
+	for_each_live(d, i)
+		if (!ret)
+			ret = eng_seize(d->tree.p[i].pid, &d->p[i].v);
+	/* A process that exited (or forked) since the scan explains a failed seize too. */
+	if (eng__tree_scan(d->pid, &now))
+		return ret ? ret : -ESRCH;
+	same = eng__tree_same(&d->tree, &now);
+	eng__tree_free(&now);
+	return same ? ret : -EAGAIN;
+}
+
+static int collect_one(struct dump *d, struct dproc *p, uint32_t id_base)
+{
+	pid_t pid = p->v->pid;
+	int ret = eng__task_collect(p->v, &p->td);
+
+	if (!ret)
+		ret = fail_here("frozen");
+	if (!ret)
+		ret = eng__files_collect(pid, d->dirfd, id_base, &p->fd);
+	pr_debug("pid %d: task and files collected at %lu us", pid, (unsigned long)us_since(&d->t_freeze));
+	if (!ret)
+		ret = eng__mem_collect(p->v, &p->md);
+	pr_debug("pid %d: collected, %zu bytes of pages copied, at %lu us", pid, p->md.buf_used,
+		 (unsigned long)us_since(&d->t_freeze));
+	return ret;
+}
+
+static int infect_one(struct dproc *p)
+{
+	int ret = eng_infect(p->v);
+
+	if (!ret)
+		ret = fail_here("infected");
+	if (!ret)
+		ret = eng__task_collect_infected(p->v, &p->td);
+	if (!ret)
+		ret = eng__mem_collect_infected(p->v, &p->md);
+	if (!ret)
+		ret = eng_cure(p->v);
+	return ret;
+}
+
+static int alloc_procs(struct dump *d)
+{
+	d->p = calloc(d->tree.n ? d->tree.n : 1, sizeof(*d->p));
+	if (!d->p)
+		return -ENOMEM;
+	for (int i = 0; i < d->tree.n; i++)
+		d->p[i].md.pc.uffd = -1;	/* eng__mem_free closes it */
+	return 0;
+}
+
+/* Collect from a frozen tree; the frozen part. */
+static int collect_tree(struct dump *d)
+{
+	struct eng__files_dump **fds = calloc(d->tree.n, sizeof(*fds));
+	uint32_t id_base = 0;
+	int nr_fds = 0, ret = 0;
+
+	if (!fds)
+		return -ENOMEM;
+	for_each_live(d, i) {
+		if (!ret)
+			ret = collect_one(d, &d->p[i], id_base);
+		id_base += d->p[i].fd.nr_files;
+		fds[nr_fds++] = &d->p[i].fd;
+	}
+	if (!ret)
+		ret = eng__files_share(fds, nr_fds);
+	free(fds);
+	for_each_live(d, i)
+		if (!ret)
+			ret = infect_one(&d->p[i]);
+	return ret;
+}
+
+static void mark_freeze(struct dump *d)
 {
 	struct timespec rt;
-	int ret;
 
 	clock_gettime(CLOCK_MONOTONIC, &d->t_freeze);
 	clock_gettime(CLOCK_REALTIME, &rt);
 	d->created_usec = rt.tv_sec * 1000000ull + rt.tv_nsec / 1000;
-	ret = eng_seize(d->pid, &d->v);
-	if (ret)
-		return ret;
-	pr_debug("pid %d: %d threads seized in %lu us", d->pid, d->v->nr_threads,
+}
+
+/* Seize and collect a tree prepared while it ran. */
+static int freeze_and_collect(struct dump *d)
+{
+	int ret;
+
+	mark_freeze(d);
+	ret = seize_tree(d);
+	pr_debug("pid %d: %d processes seized in %lu us", d->pid, d->tree.n,
 		 (unsigned long)us_since(&d->t_freeze));
-	ret = eng__task_collect(d->v, &d->td);
-	if (!ret)
-		ret = fail_here("frozen");
-	if (!ret)
-		ret = eng__files_collect(d->pid, d->dirfd, 0, &d->fd);
-	pr_debug("pid %d: task and files collected at %lu us", d->pid, (unsigned long)us_since(&d->t_freeze));
-	if (!ret)
-		ret = eng__mem_collect(d->v, &d->md);
-	pr_debug("pid %d: collected, %zu bytes of pages copied, at %lu us", d->pid, d->md.buf_used,
+	return ret ? ret : collect_tree(d);
+}
+
+/*
+ * For a tree that forks and exits faster than it can be prepared running (a shell
+ * loop): freeze it from the top first, and prepare it frozen, without pre-copy. A
+ * stopped parent cannot fork, and a child of it that exits stays its zombie, so the
+ * walk is exact: each process is seized before its children are listed.
+ */
+static int freeze_first(struct dump *d)
+{
+	struct eng_victim **v = NULL;
+	int ret;
+
+	mark_freeze(d);
+	ret = eng__tree_add_root(&d->tree, d->pid);
+	for (int i = 0; !ret && i < d->tree.n; i++) {
+		void *p = realloc(v, d->tree.cap * sizeof(*v));
+
+		if (!p) {
+			ret = -ENOMEM;
+			break;
+		}
+		v = p;
+		v[i] = NULL;
+		if (d->tree.p[i].zombie)
+			continue;
+		ret = eng_seize(d->tree.p[i].pid, &v[i]);
+		/* Exited between the listing and the seize: its parent holds its zombie. */
+		if (ret && i && !eng__tree_restat(&d->tree, i) && d->tree.p[i].zombie)
+			ret = 0;
+		if (!ret && !d->tree.p[i].zombie)
+			ret = eng__tree_add_children(&d->tree, i);
+	}
+	if (alloc_procs(d))
+		ret = -ENOMEM;
+	for (int i = 0; v && i < d->tree.n; i++) {
+		if (d->p)
+			d->p[i].v = v[i];
+		else
+			eng_release(v[i]);
+	}
+	free(v);
+	if (!ret && d->tree.p[0].zombie)
+		ret = pr_errno(-ESRCH, "pid %d is a zombie", d->pid);
+	for_each_live(d, i) {
+		pid_t pid = d->tree.p[i].pid;
+
+		if (!ret)
+			ret = eng__task_precheck(pid, true);
+		if (!ret)
+			ret = eng__files_precheck(pid);
+		if (!ret)
+			ret = eng__mem_prepare(pid, &d->p[i].md);
+	}
+	if (!ret && d->dirfd < 0)
+		ret = open_dir(d);
+	pr_debug("pid %d: %d processes seized and prepared in %lu us", d->pid, d->tree.n,
 		 (unsigned long)us_since(&d->t_freeze));
-	if (!ret)
-		ret = eng_infect(d->v);
-	if (!ret)
-		ret = fail_here("infected");
-	if (!ret)
-		ret = eng__task_collect_infected(d->v, &d->td);
-	if (!ret)
-		ret = eng__mem_collect_infected(d->v, &d->md);
-	if (!ret)
-		ret = eng_cure(d->v);
-	return ret;
+	return ret ? ret : collect_tree(d);
 }
 
 /* A failed dump leaves no image behind (nor the directory, if it made it). */
@@ -357,48 +539,116 @@ static uint64_t images_size(struct dump *d)
 	return sum;
 }
 
+/* Everything collected about the processes (first: ghosts still being written are
+ * temp files in the directory). */
+static void free_procs(struct dump *d)
+{
+	for (int i = 0; i < d->tree.n && d->p; i++) {
+		eng__files_free(&d->p[i].fd);
+		eng__task_free(&d->p[i].td);
+		eng__mem_free(&d->p[i].md);
+	}
+	free(d->p);
+	d->p = NULL;
+	eng__tree_free(&d->tree);
+}
+
+/* A failure explained by a process of the tree exiting (or forking) meanwhile is
+ * -EAGAIN: the caller starts over. */
+static int tree_moved(struct dump *d, int ret)
+{
+	struct eng__tree now;
+	bool same;
+
+	if (!ret || eng__tree_scan(d->pid, &now))
+		return ret;
+	same = eng__tree_same(&d->tree, &now);
+	eng__tree_free(&now);
+	return same ? ret : -EAGAIN;
+}
+
+/* Before seizing: the tree, what each process holds, buffers, pre-copy. */
+static int prepare(struct dump *d, const struct eng_dump_opts *opts, struct eng_dump_stats *st)
+{
+	int ret = eng__tree_scan(d->pid, &d->tree);
+
+	if (ret)
+		return ret;
+	if (d->tree.p[0].zombie)
+		return pr_err("pid %d is a zombie", d->pid), -ESRCH;
+	ret = alloc_procs(d);
+	if (ret)
+		return ret;
+	for_each_live(d, i) {
+		pid_t pid = d->tree.p[i].pid;
+
+		if (!ret)
+			ret = eng__task_precheck(pid, false);
+		if (!ret)
+			ret = eng__files_precheck(pid);
+		if (!ret)
+			ret = eng__mem_prepare(pid, &d->p[i].md);
+		pr_debug("pid %d: prepared in %lu us (%zu MiB buffer)", pid, (unsigned long)us_since(&d->t0),
+			 d->p[i].md.buf_cap >> 20);
+	}
+	ret = tree_moved(d, ret);
+	if (!ret && d->dirfd < 0)
+		ret = open_dir(d);
+	for_each_live(d, i) {
+		if (!ret && (!opts || opts->precopy != ENG_PRECOPY_NEVER))
+			ret = eng__mem_precopy(d->tree.p[i].pid, &d->p[i].md,
+					       opts && opts->precopy == ENG_PRECOPY_ALWAYS);
+		st->arm_us += d->p[i].md.pc.arm_us;
+	}
+	if (!ret)
+		ret = fail_here("precopied");
+	for_each_live(d, i)
+		if (!ret)
+			ret = eng__mem_presnap(d->tree.p[i].pid, &d->p[i].md);
+	return tree_moved(d, ret);
+}
+
+/* Prepared while running this many times, then frozen first. */
+#define TREE_TRIES 3
+
 static int run(struct dump *d, const struct eng_dump_opts *opts, struct eng_dump_stats *st)
 {
 	bool leave = opts && opts->leave_running;
-	int ret;
+	int ret = -EAGAIN;
 
-	ret = eng__task_precheck(d->pid);
-	if (!ret)
-		ret = eng__files_precheck(d->pid);
-	if (!ret)
-		ret = eng__mem_prepare(d->pid, &d->md);
-	pr_debug("pid %d: prepared in %lu us (%zu MiB buffer)", d->pid, (unsigned long)us_since(&d->t0),
-		 d->md.buf_cap >> 20);
-	if (!ret)
-		ret = open_dir(d);
-	if (!ret && (!opts || opts->precopy != ENG_PRECOPY_NEVER))
-		ret = eng__mem_precopy(d->pid, &d->md, opts && opts->precopy == ENG_PRECOPY_ALWAYS);
-	st->arm_us = d->md.pc.arm_us;
-	if (!ret)
-		ret = fail_here("precopied");
-	if (!ret)
-		ret = eng__mem_presnap(d->pid, &d->md);
-	if (ret)
-		return ret;
-	ret = freeze_and_collect(d);
+	for (int tries = 0; tries <= TREE_TRIES && ret == -EAGAIN; tries++) {
+		if (tries) {
+			release_tree(d);
+			free_procs(d);
+			st->arm_us = 0;
+			pr_debug("pid %d: the tree changed while we froze it, again", d->pid);
+		}
+		if (tries == TREE_TRIES) {
+			ret = freeze_first(d);
+			break;
+		}
+		ret = prepare(d, opts, st);
+		if (!ret)
+			ret = freeze_and_collect(d);
+	}
 	st->collect_us = us_since(&d->t_freeze);
 	if (!ret && leave) {
-		eng_release(d->v);
-		d->v = NULL;
+		release_tree(d);
 		st->frozen_us = us_since(&d->t_freeze);
 	}
 	if (!ret)
 		ret = write_all(d);
 	if (!ret && !leave) {
-		kill_victim(d->v);
+		kill_tree(d);
 		st->frozen_us = us_since(&d->t_freeze);
 	}
-	eng_release(d->v);	/* invariant 3; running again unless killed */
-	d->v = NULL;
-	st->pages_scanned = d->md.pages_scanned;
-	st->pages_written = d->md.pages_written;
-	st->pages_zero = d->md.pages_zero;
-	st->pages_precopied = d->md.pc.pages_reused;
+	release_tree(d);	/* invariant 3; running again unless killed */
+	for_each_live(d, i) {
+		st->pages_scanned += d->p[i].md.pages_scanned;
+		st->pages_written += d->p[i].md.pages_written;
+		st->pages_zero += d->p[i].md.pages_zero;
+		st->pages_precopied += d->p[i].md.pc.pages_reused;
+	}
 	st->bytes_written = images_size(d);
 	return ret;
 }
@@ -417,10 +667,7 @@ int eng_dump(pid_t pid, const char *dir, const struct eng_dump_opts *opts, struc
 	if (pid <= 0 || pid == getpid())
 		return pr_errno(-EINVAL, "pid %d: cannot dump that process", pid);
 	ret = run(&d, opts, st);
-	/* First: ghosts still being written are temp files in the directory. */
-	eng__files_free(&d.fd);
-	eng__task_free(&d.td);
-	eng__mem_free(&d.md);
+	free_procs(&d);
 	if (ret && d.dirfd >= 0)
 		abort_images(&d);
 	free(d.q.img);

@@ -140,15 +140,46 @@ struct eng__task_dump {
 	uint64_t xcr0;
 };
 
-/* Namespaces, tracer, state: what no part of the dump can handle. */
-int eng__task_precheck(pid_t pid);
+/* Namespaces, tracer, state: what no part of the dump can handle. seized: we already
+ * trace it (stopped by us, not by job control). */
+int eng__task_precheck(pid_t pid, bool seized);
 /* What ptrace and /proc tell: before the parasite goes in. */
 int eng__task_collect(struct eng_victim *v, struct eng__task_dump *td);
 /* What only the process can tell: through the parasite and remote syscalls. */
 int eng__task_collect_infected(struct eng_victim *v, struct eng__task_dump *td);
-/* core-PID.img and pstree.img. */
+/* core-PID.img. */
 int eng__task_write(int dirfd, struct eng__task_dump *td, struct eng__imgq *q);
 void eng__task_free(struct eng__task_dump *td);
+
+/* ---- pstree.c: the tree below the dumped process ----------------------------------- */
+
+struct eng__tree_proc {
+	pid_t pid, ppid, pgid, sid;	/* ppid 0: the root */
+	char state;
+	bool zombie;
+	int exit_status;		/* zombie: the wait status its parent will reap */
+};
+
+struct eng__tree {
+	struct eng__tree_proc *p;	/* p[0] is the root, parents before children */
+	int n, cap;
+};
+
+/* The root and every process below it, as /proc shows them now. */
+int eng__tree_scan(pid_t root, struct eng__tree *t);
+/* Step by step, for a tree frozen from the top: the root alone, then the children of
+ * p[i] appended (p[i] must be stopped for the list to hold); re-read p[i]'s state. */
+int eng__tree_add_root(struct eng__tree *t, pid_t root);
+int eng__tree_add_children(struct eng__tree *t, int i);
+int eng__tree_restat(struct eng__tree *t, int i);
+/* Same processes, parents and zombies, in the same order. */
+bool eng__tree_same(const struct eng__tree *a, const struct eng__tree *b);
+void eng__tree_free(struct eng__tree *t);
+/* kcmp across processes: a description shared with an earlier one becomes foreign. */
+int eng__files_share(struct eng__files_dump *const *all, int n);
+/* pstree.img; td[i] is t->p[i]'s (NULL for zombies). */
+int eng__pstree_write(int dirfd, const struct eng__tree *t, struct eng__task_dump *const *td,
+		      struct eng__imgq *q);
 
 /* ---- mem-dump.c, mem-pages.c: the address space and its pages --------------------- */
 

@@ -237,6 +237,17 @@ int eng__check_pstree(struct eng_img *img, const ProtobufCMessage *msg)
 	NEED(img, e, ppid);
 	if (e->ppid == e->pid || e->ppid > ENG__PID_MAX)
 		return eng__img_bad(img, "ppid", "%u for pid %u", e->ppid, e->pid);
+	if (e->zombie) {
+		if (e->n_tids)
+			return eng__img_bad(img, "tids", "%zu for zombie %u, which has none", e->n_tids,
+					    e->pid);
+		NEED(img, e, exit_status);
+		/* A wait status: exit code << 8, or a signal (and the core bit). */
+		if ((e->exit_status & 0x7f) ? (e->exit_status & ~0xff) || (e->exit_status & 0x7f) > 64
+					    : (e->exit_status & ~0xff00))
+			return eng__img_bad(img, "exit_status", "%#x is no exit status", e->exit_status);
+		return 0;
+	}
 	if (!e->n_tids || e->tids[0] != e->pid)
 		return eng__img_bad(img, "tids", "must start with the leader, pid %u", e->pid);
 	return check_pid_list(img, "tids", e->tids, e->n_tids);

@@ -121,7 +121,8 @@ static int on_pstree(struct verify *v, struct eng_img *img, const ProtobufCMessa
 {
 	const ImgPstreeEntry *e = (const ImgPstreeEntry *)m;
 
-	return set_add(&v->tree_pids, e->pid) ?: in_inventory(v, img, "pid", e->pid);
+	/* Zombies have no images but their entry: inventory.img lists the live ones. */
+	return set_add(&v->tree_pids, e->pid) ?: e->zombie ? 0 : in_inventory(v, img, "pid", e->pid);
 }
 
 /* A ghost file holds an unlinked file's contents: its size and hash are in ImgFile. */

@@ -1,24 +1,31 @@
 /*
- * Restore orchestration. Stages, and who runs them:
+ * Restore orchestration, in hactl: create the root, trace the whole tree as it forks
+ * itself back (rst-tree.c), pace its phases, and finish every thread at the end.
  *
- *   hactl                                new process (pid = the dumped pid)
- *   -----                                ---------------------------------
+ *   hactl                                each restored process (pid = its dumped pid)
+ *   -----                                ----------------------------------------
  *   load + check every image
- *   clone3(set_tid = pid) -------------> waits for "go"
- *   PTRACE_SEIZE, "go" ----------------> files: fds at their numbers
+ *   clone3(set_tid = root) ------------> root waits for "go"
+ *   PTRACE_SEIZE (+TRACEFORK), "go" ---> lead its session/group, fork its children
+ *                                        and helpers (clone3 set_tid): BORN
+ *   all BORN: phase 0 -----------------> join groups: JOINED
+ *   all JOINED: phase 1 ---------------> zombies and helpers exit;
+ *                                        files: fds at their numbers
  *                                        memory: premap, fill + check pages
  *                                        task: sigactions, umask, cwd, root, rlimits
- *                                        ---- point of no return ----
+ *                                        READY ---- point of no return ----
  *                                        restorer: unmap hactl, mremap into place,
  *                                        PR_SET_MM_MAP, clone3 threads (set_tid),
  *   each thread stops on int3 <--------- rseq, comm, creds, seccomp...; int3
- *   munmap the restorer (a syscall from
- *   the vdso), set registers, xstate and
- *   signal masks, detach -------------> running again
+ *   once every thread of every process
+ *   is there: munmap each restorer (a
+ *   syscall from the vdso), set
+ *   registers, xstate and signal masks,
+ *   detach them all -------------------> running again
  *
- * Failure before the point of no return: the process reports through the status pipe
- * and exits. After it: exit_group(100 + step). Either way nothing is left running, and
- * PTRACE_O_EXITKILL kills the process if hactl itself dies half way.
+ * All or nothing: a failure anywhere (a FAIL message before the point of no return,
+ * exit_group(100 + step) after it, any traced task dying) kills every process of the
+ * restore, and PTRACE_O_EXITKILL kills them if hactl itself dies half way.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/rseq.h>
@@ -39,106 +47,6 @@
 #include "ha/engine.h"
 #include "log.h"
 #include "restore.h"
-
-#define RSEQ_SIG_ 0x53053053
-
-struct ready_msg {
-	uint64_t zero;
-	uint64_t region, region_len;
-};
-
-static void child_fail(int status_fd)
-{
-	const char *e = eng_last_error();
-
-	if (status_fd >= 0 && write(status_fd, e, strlen(e)) < 0)
-		_exit(2);
-	_exit(1);
-}
-
-/* glibc registered rseq for this thread; the area goes away with hactl's memory. */
-static void drop_own_rseq(void)
-{
-	void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
-
-	if (!__rseq_size)
-		return;
-	if (syscall(SYS_rseq, area, 32, RSEQ_FLAG_UNREGISTER, RSEQ_SIG_) &&
-	    syscall(SYS_rseq, area, __rseq_size, RSEQ_FLAG_UNREGISTER, RSEQ_SIG_))
-		pr_warn("cannot unregister our rseq area: %s", strerror(errno));
-}
-
-/*
- * Session and process group, for what a single process can have by itself: leading its
- * own session or group. Joining a group led by a process outside the checkpoint is
- * possible only inside our session. A group or session of 0 was led from outside the
- * dumper's pid namespace: the process stays in ours, as CRIU's --shell-job does.
- */
-static int restore_session(struct rst_ctx *c)
-{
-	const ImgPstreeEntry *e = c->proc.pst;
-	pid_t pid = getpid();
-
-	if (e->sid == (uint32_t)c->proc.pid && setsid() < 0)
-		return pr_errno(-errno, "pid %d: setsid", c->proc.pid);
-	if (e->pgid == (uint32_t)c->proc.pid && getpgid(0) != pid && setpgid(0, 0))
-		return pr_errno(-errno, "pid %d: setpgid", c->proc.pid);
-	if (e->pgid && e->pgid != (uint32_t)c->proc.pid && getpgid(0) != (pid_t)e->pgid &&
-	    setpgid(0, e->pgid))
-		pr_debug("pid %d: cannot join process group %u: %s", c->proc.pid, e->pgid, strerror(errno));
-	return 0;
-}
-
-static void __attribute__((noreturn)) child_main(struct rst_ctx *c, int go_fd, int status_fd)
-{
-	int keep[2] = { c->dirfd, status_fd };
-	sigset_t all;
-	char b;
-
-	sigfillset(&all);
-	sigprocmask(SIG_BLOCK, &all, NULL);
-	if (read(go_fd, &b, 1) != 1)
-		_exit(1);
-	if (restore_session(c))
-		child_fail(status_fd);
-	/* The pages image is reopened after the fds are in place, so that it cannot sit
-	 * on a number the checkpoint needs. */
-	eng_img_close(c->proc.pages);
-	c->proc.pages = NULL;
-	if (rst__files(c, keep, 2))
-		child_fail(keep[1]);
-	c->dirfd = keep[0];
-	status_fd = keep[1];
-	if (eng_img_open(c->dirfd, ENG_IMG_PAGES, c->proc.pid, &c->proc.pages) || rst__mem_prepare(c))
-		child_fail(status_fd);
-	eng_img_close(c->proc.pages);
-	if (rst__task_prepare(c))
-		child_fail(status_fd);
-	/* hactl unmaps the restorer at the end: tell it where. A failure message is text,
-	 * this record starts with a NUL. */
-	{
-		struct ready_msg m = { 0, c->region, c->region_len };
-
-		if (write(status_fd, &m, sizeof(m)) != sizeof(m))
-			_exit(1);
-	}
-	close(c->dirfd);
-	close(status_fd);
-	drop_own_rseq();
-	rst__mem_jump(c);
-}
-
-static pid_t clone_with_pid(pid_t pid)
-{
-	pid_t tid = pid;
-	struct clone_args ca = {
-		.exit_signal = SIGCHLD,
-		.set_tid = (uint64_t)&tid,
-		.set_tid_size = 1,
-	};
-
-	return syscall(SYS_clone3, &ca, sizeof(ca));
-}
 
 /* Offset of a `syscall` instruction in our vdso: the restored process has the same one. */
 static long vdso_syscall_off(unsigned long *vdso_len)
@@ -172,25 +80,24 @@ static const char *const step_names[] = {
 	[RST_STEP_TIMERS] = "creating POSIX timers with their ids",
 };
 
-static int child_died(pid_t pid, int st, int status_fd)
-{
-	char msg[512];
-	ssize_t n = read(status_fd, msg, sizeof(msg) - 1);
+/* hactl's view of one restored process while it comes back. */
+struct rproc {
+	pid_t *outer;		/* each thread's tid as we see it (differs under --pidns) */
+	size_t trapped;		/* threads on their final int3 */
+	bool ready;		/* READY received */
+	unsigned long region, region_len;
+};
 
-	if (n > 0 && !msg[0])	/* it got past the point of no return */
-		n = 0;
-	int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-
-	if (n > 0) {
-		msg[n] = 0;
-		return pr_errno(-EINVAL, "restore of pid %d failed: %s", pid, msg);
-	}
-	if (code > 100 && code - 100 < (int)(sizeof(step_names) / sizeof(step_names[0])) && step_names[code - 100])
-		return pr_errno(-EIO, "restore of pid %d failed in the restorer: %s", pid, step_names[code - 100]);
-	if (WIFSIGNALED(st))
-		return pr_errno(-EIO, "restore of pid %d failed: killed by signal %d", pid, WTERMSIG(st));
-	return pr_errno(-EIO, "restore of pid %d failed: exit status %d", pid, code);
-}
+struct restore {
+	struct rst_ctx c;
+	struct rproc *rp;	/* rp[i] is c.procs[i]'s; unused for zombies */
+	size_t nr_live;
+	int go[2], status[2], phase[2][2];
+	pid_t init, root;	/* as we see them */
+	pid_t *seen;		/* every traced task we saw: killed on failure */
+	size_t nr_seen, cap_seen;
+	size_t born, joined, ready, trapped_procs;
+};
 
 /* The thread's id in its own (innermost) pid namespace, from /proc/TID/status NSpid. */
 static pid_t inner_tid(pid_t tid)
@@ -214,96 +121,217 @@ static pid_t inner_tid(pid_t tid)
 	return inner;
 }
 
-/* Let the process run until every thread sits on its final int3; note each thread's
- * tid as we see it (outer), which differs from its own with --pidns. */
-static int wait_all_trapped(struct rst_ctx *c, pid_t pid, int status_fd, pid_t *outer)
+static void note_seen(struct restore *r, pid_t w)
 {
-	size_t done = 0, n = c->proc.nr_threads;
+	for (size_t i = 0; i < r->nr_seen; i++)
+		if (r->seen[i] == w)
+			return;
+	if (r->nr_seen == r->cap_seen) {
+		size_t cap = r->cap_seen ? r->cap_seen * 2 : 64;
+		void *p = realloc(r->seen, cap * sizeof(*r->seen));
 
-	while (done < n) {
-		int st, ev, sig;
-		pid_t w = waitpid(-1, &st, __WALL), in;
-
-		if (w < 0)
-			return pr_errno(-errno, "waiting for pid %d", pid);
-		if (WIFEXITED(st) || WIFSIGNALED(st)) {
-			if (w == pid)
-				return child_died(pid, st, status_fd);
-			continue;
-		}
-		if (!WIFSTOPPED(st))
-			continue;
-		ev = st >> 16;
-		sig = WSTOPSIG(st);
-		if (!ev && sig == SIGTRAP) {
-			in = inner_tid(w);
-			for (size_t i = 0; i < n; i++)
-				if ((pid_t)c->proc.threads[i]->tid == in)
-					outer[i] = w;
-			done++;
-			continue;
-		}
-		/* Clone events and new threads' first stops: go on. A real signal (all are
-		 * blocked, so a fault) is delivered and ends the process. */
-		ptrace(PTRACE_CONT, w, 0, ev ? 0 : sig);
+		if (!p)
+			return;	/* still killed through EXITKILL or its parent */
+		r->seen = p;
+		r->cap_seen = cap;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (!outer[i])
-			return pr_errno(-ESRCH, "pid %d: thread %u did not come back", pid, c->proc.threads[i]->tid);
+	r->seen[r->nr_seen++] = w;
+}
+
+static int proc_by_pid(const struct restore *r, pid_t pid)
+{
+	for (size_t i = 0; i < r->c.nr_procs; i++)
+		if (r->c.procs[i].pid == pid && !r->c.procs[i].zombie)
+			return i;
+	return -1;
+}
+
+/* A thread on its final int3: note its outer tid. */
+static int on_trap(struct restore *r, pid_t w)
+{
+	pid_t in = inner_tid(w);
+
+	for (size_t i = 0; i < r->c.nr_procs; i++) {
+		const struct rst_proc *p = &r->c.procs[i];
+
+		for (size_t k = 0; !p->zombie && k < p->nr_threads; k++) {
+			if ((pid_t)p->threads[k]->tid != in)
+				continue;
+			if (r->rp[i].outer[k])
+				return pr_errno(-EPROTO, "pid %d: thread %d trapped twice", p->pid, in);
+			r->rp[i].outer[k] = w;
+			if (++r->rp[i].trapped == p->nr_threads)
+				r->trapped_procs++;
+			return 0;
+		}
+	}
+	return pr_errno(-EPROTO, "task %d (%d inside) stopped on a trap but is no thread of the checkpoint", w, in);
+}
+
+static int on_msg(struct restore *r, const struct rst_msg *m)
+{
+	int i;
+
+	switch (m->kind) {
+	case RST_MSG_FAIL:
+		return pr_errno(-EINVAL, "restore of pid %d failed: %.*s", m->pid, (int)sizeof(m->text), m->text);
+	case RST_MSG_BORN:
+		r->born++;
+		return 0;
+	case RST_MSG_JOINED:
+		r->joined++;
+		return 0;
+	case RST_MSG_READY:
+		i = proc_by_pid(r, m->pid);
+		if (i < 0 || r->rp[i].ready || !m->region)
+			return pr_errno(-EPROTO, "a READY from pid %d that is not expected", m->pid);
+		r->rp[i].ready = true;
+		r->rp[i].region = m->region;
+		r->rp[i].region_len = m->region_len;
+		r->ready++;
+		return 0;
+	}
+	return pr_errno(-EPROTO, "message %u from pid %d", m->kind, m->pid);
+}
+
+/* Messages first: a process that fails says why before it exits. */
+static int drain_msgs(struct restore *r, int timeout_ms)
+{
+	struct pollfd pfd = { r->status[0], POLLIN, 0 };
+	struct rst_msg m;
+
+	while (poll(&pfd, 1, timeout_ms) > 0) {
+		ssize_t n = read(r->status[0], &m, sizeof(m));
+		int ret;
+
+		if (n != sizeof(m))
+			return n == 0 ? 0 : pr_errno(-EPROTO, "a short message on the restore's status pipe");
+		ret = on_msg(r, &m);
+		if (ret)
+			return ret;
+		timeout_ms = 0;
+	}
 	return 0;
 }
 
-static int unmap_restorer(struct rst_ctx *c, pid_t pid, unsigned long ip)
+static int died(struct restore *r, pid_t w, int st)
 {
-	struct user_regs_struct r;
+	int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	int ret = drain_msgs(r, 50);	/* its last words, if any */
+
+	if (ret)
+		return ret;
+	if (code > 100 && code - 100 < (int)(sizeof(step_names) / sizeof(step_names[0])) && step_names[code - 100])
+		return pr_errno(-EIO, "restore of pid %d failed in the restorer: %s", inner_tid(w) > 0 ? inner_tid(w) : w,
+				step_names[code - 100]);
+	if (w == r->init)
+		return pr_errno(-EIO, "the restore's init %d ended (status %#x)", w, st);
+	if (WIFSIGNALED(st))
+		return pr_errno(-EIO, "restore of task %d failed: killed by signal %d", w, WTERMSIG(st));
+	return pr_errno(-EIO, "restore of task %d failed: exit status %d", w, code);
+}
+
+/* Every ptrace stop and exit that is waiting. */
+static int drain_waits(struct restore *r)
+{
+	for (;;) {
+		int st, ev, sig, ret;
+		pid_t w = waitpid(-1, &st, __WALL | WNOHANG);
+
+		if (w == 0 || (w < 0 && errno == ECHILD))
+			return 0;
+		if (w < 0)
+			return errno == EINTR ? 0 : pr_errno(-errno, "waiting for the restored processes");
+		if (WIFEXITED(st) || WIFSIGNALED(st))
+			return died(r, w, st);
+		if (!WIFSTOPPED(st))
+			continue;
+		note_seen(r, w);
+		ev = st >> 16;
+		sig = WSTOPSIG(st);
+		if (!ev && sig == SIGTRAP) {
+			ret = on_trap(r, w);
+			if (ret)
+				return ret;
+			continue;
+		}
+		/* Fork and clone events, new tasks' first stops: go on. A real signal (all
+		 * are blocked, so a fault) is delivered and ends the process. */
+		ptrace(PTRACE_CONT, w, 0, ev ? 0 : sig);
+	}
+}
+
+static int release_phase(struct restore *r, int phase)
+{
+	size_t n = rst__nr_participants(&r->c);
+	char *b = calloc(n, 1);
+	int ret = 0;
+
+	if (!b || ha_write_full(r->phase[phase][1], b, n))
+		ret = pr_errno(b ? -errno : -ENOMEM, "starting restore phase %d", phase);
+	free(b);
+	return ret;
+}
+
+/* Run the tree until every thread of every process sits on its final int3. */
+static int run_tree(struct restore *r)
+{
+	size_t n = rst__nr_participants(&r->c);
+	bool p0 = false, p1 = false;
+	int ret = 0;
+
+	while (!ret && (r->trapped_procs < r->nr_live || r->ready < r->nr_live)) {
+		ret = drain_msgs(r, 2);
+		if (!ret)
+			ret = drain_waits(r);
+		if (!ret && !p0 && r->born == n) {
+			p0 = true;
+			ret = release_phase(r, 0);
+		}
+		if (!ret && !p1 && r->joined == n) {
+			p1 = true;
+			ret = release_phase(r, 1);
+		}
+	}
+	return ret;
+}
+
+static int unmap_restorer(struct rproc *rp, pid_t pid, unsigned long ip)
+{
+	struct user_regs_struct regs;
 	int st;
 
-	if (ptrace(PTRACE_GETREGS, pid, 0, &r))
+	if (ptrace(PTRACE_GETREGS, pid, 0, &regs))
 		return pr_errno(-errno, "pid %d: PTRACE_GETREGS", pid);
-	r.rip = ip;
-	r.rax = SYS_munmap;
-	r.rdi = c->region;
-	r.rsi = c->region_len;
-	r.orig_rax = -1;
-	if (ptrace(PTRACE_SETREGS, pid, 0, &r))
+	regs.rip = ip;
+	regs.rax = SYS_munmap;
+	regs.rdi = rp->region;
+	regs.rsi = rp->region_len;
+	regs.orig_rax = -1;
+	if (ptrace(PTRACE_SETREGS, pid, 0, &regs))
 		return pr_errno(-errno, "pid %d: PTRACE_SETREGS", pid);
 	for (int i = 0; i < 2; i++)
 		if (ptrace(PTRACE_SYSCALL, pid, 0, 0) || waitpid(pid, &st, __WALL) != pid || !WIFSTOPPED(st))
 			return pr_errno(-EIO, "pid %d: stepping munmap of the restorer", pid);
-	if (ptrace(PTRACE_GETREGS, pid, 0, &r) || r.rax)
-		return pr_errno(-EIO, "pid %d: munmap of the restorer returned %lld", pid, (long long)r.rax);
+	if (ptrace(PTRACE_GETREGS, pid, 0, &regs) || regs.rax)
+		return pr_errno(-EIO, "pid %d: munmap of the restorer returned %lld", pid, (long long)regs.rax);
 	return 0;
 }
 
-static int read_ready(struct rst_ctx *c, pid_t pid, int status_fd)
+static int finish_proc(struct restore *r, size_t i, long off, unsigned long vlen)
 {
-	struct ready_msg m;
-
-	if (read(status_fd, &m, sizeof(m)) != sizeof(m) || m.zero || !m.region)
-		return pr_errno(-EPROTO, "pid %d: no word from the restore about its restorer", pid);
-	c->region = m.region;
-	c->region_len = m.region_len;
-	return 0;
-}
-
-static int finish(struct rst_ctx *c, pid_t pid, int status_fd, const pid_t *outer)
-{
+	const struct rst_proc *p = &r->c.procs[i];
 	const ImgVma *vdso = NULL;
-	unsigned long vlen = 0, ip;
-	long off = vdso_syscall_off(&vlen);
 	int ret;
 
-	for (size_t i = 0; i < c->proc.nr_vmas; i++)
-		if (c->proc.vmas[i]->kind == IMG_VMA_KIND__VMA_VDSO)
-			vdso = c->proc.vmas[i];
+	for (size_t k = 0; k < p->nr_vmas; k++)
+		if (p->vmas[k]->kind == IMG_VMA_KIND__VMA_VDSO)
+			vdso = p->vmas[k];
 	if (!vdso || off < 0 || vdso->end - vdso->start != vlen)
-		return pr_errno(-ENOTSUP, "pid %d: no vdso syscall instruction to return through", pid);
-	ip = vdso->start + off;
-	ret = read_ready(c, pid, status_fd);
-	if (!ret)
-		ret = unmap_restorer(c, pid, ip);
-	for (size_t i = 0; i < c->proc.nr_threads && !ret; i++)
-		ret = rst__thread_finish(c, i, outer[i]);
+		return pr_errno(-ENOTSUP, "pid %d: no vdso syscall instruction to return through", p->pid);
+	ret = unmap_restorer(&r->rp[i], r->rp[i].outer[0], vdso->start + off);
+	for (size_t k = 0; k < p->nr_threads && !ret; k++)
+		ret = rst__thread_finish(p, k, r->rp[i].outer[k]);
 	return ret;
 }
 
@@ -320,24 +348,40 @@ static int check_cpu(const struct rst_ctx *c)
 	return 0;
 }
 
-/*
- * --pidns: a minimal init becomes pid 1 of a new pid namespace and creates the process
- * with its dumped pid inside it; it reaps what gets orphaned there and exits with the
- * process's status. The process's outer pid is read from the init's children.
- */
-static void __attribute__((noreturn)) init_main(struct rst_ctx *c, int *go, int *status)
+/* What every restored process inherits: the pipes' ends it uses. */
+static void child_setup(struct restore *r)
 {
-	pid_t pid = clone_with_pid(c->proc.pid);
+	close(r->go[1]);
+	close(r->status[0]);
+	close(r->phase[0][1]);
+	close(r->phase[1][1]);
+	r->c.status_w = r->status[1];
+	r->c.phase_r[0] = r->phase[0][0];
+	r->c.phase_r[1] = r->phase[1][0];
+}
+
+/*
+ * --pidns: a minimal init becomes pid 1 of a new pid namespace and creates the root
+ * with its dumped pid inside it; it reaps what gets orphaned there and exits with the
+ * root's status. The root's outer pid is read from the init's children.
+ */
+static void __attribute__((noreturn)) init_main(struct restore *r)
+{
+	pid_t pid = rst__clone_pid(r->c.procs[0].pid, 0);
 	int st;
 
 	if (pid == 0) {
-		close(go[1]);
-		close(status[0]);
-		child_main(c, go[0], status[1]);
+		child_setup(r);
+		rst__proc_main(&r->c, 0, r->go[0]);
 	}
 	if (pid < 0) {
-		pr_err("clone3 with pid %d in the new pid namespace: %s", c->proc.pid, strerror(errno));
-		child_fail(status[1]);
+		struct rst_msg m = { .pid = 1, .kind = RST_MSG_FAIL };
+
+		snprintf(m.text, sizeof(m.text), "clone3 with pid %d in the new pid namespace: %s", r->c.procs[0].pid,
+			 strerror(errno));
+		if (write(r->status[1], &m, sizeof(m)) < 0)
+			_exit(2);
+		_exit(1);
 	}
 	prctl(PR_SET_NAME, "hacd-init");
 	/* It lives as long as the service: it must not hold hactl's stdio (a caller
@@ -374,103 +418,151 @@ static pid_t outer_child(pid_t init)
 	return -1;
 }
 
-static pid_t spawn(struct rst_ctx *c, bool pidns, int *go, int *status, pid_t *init)
+static int spawn(struct restore *r, bool pidns)
 {
-	pid_t pid;
+	pid_t pid = r->c.procs[0].pid;
+	struct clone_args ca = { .flags = CLONE_NEWPID, .exit_signal = SIGCHLD };
 
-	*init = 0;
 	if (!pidns) {
-		pid = clone_with_pid(c->proc.pid);
-		if (pid == 0) {
-			close(go[1]);
-			close(status[0]);
-			child_main(c, go[0], status[1]);
+		r->root = rst__clone_pid(pid, 0);
+		if (r->root == 0) {
+			child_setup(r);
+			rst__proc_main(&r->c, 0, r->go[0]);
 		}
-		if (pid < 0)
-			return errno == EEXIST ? pr_errno(-EEXIST, "pid %d is in use by another process", c->proc.pid)
-					       : pr_errno(-errno, "clone3 with pid %d", c->proc.pid);
-		return pid;
+		if (r->root < 0)
+			return errno == EEXIST ? pr_errno(-EEXIST, "pid %d is in use by another process", pid)
+					       : pr_errno(-errno, "clone3 with pid %d", pid);
+		return 0;
 	}
-	{
-		struct clone_args ca = { .flags = CLONE_NEWPID, .exit_signal = SIGCHLD };
-
-		*init = syscall(SYS_clone3, &ca, sizeof(ca));
-	}
-	if (*init == 0)
-		init_main(c, go, status);
-	if (*init < 0)
+	r->init = syscall(SYS_clone3, &ca, sizeof(ca));
+	if (r->init == 0)
+		init_main(r);
+	if (r->init < 0)
 		return pr_errno(-errno, "clone3 of an init in a new pid namespace");
-	pid = outer_child(*init);
-	if (pid < 0) {
-		kill(*init, SIGKILL);
-		waitpid(*init, NULL, 0);
-		return pr_errno(-ESRCH, "the restore's init %d created no process", *init);
+	r->root = outer_child(r->init);
+	if (r->root < 0) {
+		int ret = drain_msgs(r, 0);
+
+		return ret ? ret : pr_errno(-ESRCH, "the restore's init %d created no process", r->init);
 	}
-	return pid;
+	return 0;
+}
+
+/* All or nothing: every process we created or saw dies, and what is ours is reaped. */
+static void kill_all(struct restore *r)
+{
+	if (r->init > 0)
+		kill(r->init, SIGKILL);
+	if (r->root > 0)
+		kill(r->root, SIGKILL);
+	for (size_t i = 0; i < r->nr_seen; i++)
+		kill(r->seen[i], SIGKILL);
+	for (size_t i = 0; i < r->nr_seen; i++)
+		if (r->seen[i] != r->root)
+			while (waitpid(r->seen[i], NULL, __WALL) < 0 && errno == EINTR)
+				;
+	if (r->root > 0)
+		while (waitpid(r->root, NULL, __WALL) < 0 && errno == EINTR)
+			;
+	if (r->init > 0)
+		while (waitpid(r->init, NULL, 0) < 0 && errno == EINTR)
+			;
+}
+
+static int setup(struct restore *r, const char *dir)
+{
+	int ret = rst__load(&r->c, dir);
+
+	if (!ret)
+		ret = check_cpu(&r->c);
+	if (!ret && (pipe2(r->go, O_CLOEXEC) || pipe2(r->status, O_CLOEXEC) || pipe2(r->phase[0], O_CLOEXEC) ||
+		     pipe2(r->phase[1], O_CLOEXEC)))
+		ret = pr_errno(-errno, "pipe");
+	if (!ret && !(r->rp = calloc(r->c.nr_procs, sizeof(*r->rp))))
+		ret = -ENOMEM;
+	for (size_t i = 0; i < r->c.nr_procs && !ret; i++) {
+		if (r->c.procs[i].zombie)
+			continue;
+		r->nr_live++;
+		r->rp[i].outer = calloc(r->c.procs[i].nr_threads, sizeof(pid_t));
+		if (!r->rp[i].outer)
+			ret = -ENOMEM;
+	}
+	return ret;
+}
+
+static void cleanup(struct restore *r)
+{
+	for (int i = 0; i < 2; i++) {
+		if (r->go[i] >= 0)
+			close(r->go[i]);
+		if (r->status[i] >= 0)
+			close(r->status[i]);
+		for (int k = 0; k < 2; k++)
+			if (r->phase[k][i] >= 0)
+				close(r->phase[k][i]);
+	}
+	for (size_t i = 0; r->rp && i < r->c.nr_procs; i++)
+		free(r->rp[i].outer);
+	free(r->rp);
+	free(r->seen);
+	rst__free(&r->c);
+}
+
+static int finish_all(struct restore *r)
+{
+	unsigned long vlen = 0;
+	long off = vdso_syscall_off(&vlen);
+	int ret = 0;
+
+	for (size_t i = 0; i < r->c.nr_procs && !ret; i++)
+		if (!r->c.procs[i].zombie)
+			ret = finish_proc(r, i, off, vlen);
+	if (ret)
+		return ret;
+	/* Children first, so that no parent runs while a child of it is still stopped. */
+	for (size_t i = r->c.nr_procs; i-- > 0;)
+		for (size_t k = 0; !r->c.procs[i].zombie && k < r->c.procs[i].nr_threads; k++)
+			if (ptrace(PTRACE_DETACH, r->rp[i].outer[k], 0, 0))
+				pr_warn("thread %d: detach: %s", r->rp[i].outer[k], strerror(errno));
+	return 0;
 }
 
 int eng_restore(const char *dir, const struct eng_restore_opts *opts, pid_t *out)
 {
-	struct rst_ctx c;
-	int go[2] = { -1, -1 }, status[2] = { -1, -1 }, ret;
-	pid_t pid, init, *outer = NULL;
+	struct restore r = { .go = { -1, -1 }, .status = { -1, -1 }, .phase = { { -1, -1 }, { -1, -1 } } };
+	int ret;
 
 	eng__clear_error();
-	ret = rst__load(&c, dir);
-	if (!ret)
-		ret = check_cpu(&c);
-	if (!ret && (pipe2(go, O_CLOEXEC) || pipe2(status, O_CLOEXEC)))
-		ret = pr_errno(-errno, "pipe");
-	if (!ret && !(outer = calloc(c.proc.nr_threads, sizeof(*outer))))
-		ret = -ENOMEM;
+	ret = setup(&r, dir);
 	if (ret)
 		goto out;
 	fflush(NULL);
-	pid = spawn(&c, opts && opts->pidns, go, status, &init);
-	if (pid < 0) {
-		ret = pid;
-		goto out;
-	}
-	close(go[0]);
-	close(status[1]);
-	go[0] = status[1] = -1;
-	if (ptrace(PTRACE_SEIZE, pid, 0, PTRACE_O_TRACECLONE | PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL |
-					 PTRACE_O_SUSPEND_SECCOMP))
-		ret = pr_errno(-errno, "pid %d: PTRACE_SEIZE", pid);
-	if (!ret && write(go[1], "g", 1) != 1)
+	ret = spawn(&r, opts && opts->pidns);
+	if (ret)
+		goto fail;
+	close(r.go[0]);
+	close(r.status[1]);
+	close(r.phase[0][0]);
+	close(r.phase[1][0]);
+	r.go[0] = r.status[1] = r.phase[0][0] = r.phase[1][0] = -1;
+	note_seen(&r, r.root);
+	if (ptrace(PTRACE_SEIZE, r.root, 0, PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACESYSGOOD |
+					       PTRACE_O_EXITKILL | PTRACE_O_SUSPEND_SECCOMP))
+		ret = pr_errno(-errno, "pid %d: PTRACE_SEIZE", r.root);
+	if (!ret && write(r.go[1], "g", 1) != 1)
 		ret = pr_errno(-errno, "starting the restore");
 	if (!ret)
-		ret = wait_all_trapped(&c, pid, status[0], outer);
+		ret = run_tree(&r);
 	if (!ret)
-		ret = finish(&c, pid, status[0], outer);
-	if (ret) {
-		/* Nothing half-restored stays behind; reap only what is ours to reap. */
-		kill(pid, SIGKILL);
-		if (init)
-			kill(init, SIGKILL);
-		for (size_t i = 0; i < c.proc.nr_threads; i++)
-			if (outer[i] && outer[i] != pid)
-				while (waitpid(outer[i], NULL, __WALL) < 0 && errno == EINTR)
-					;
-		while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
-			;
-		if (init)
-			while (waitpid(init, NULL, 0) < 0 && errno == EINTR)
-				;
+		ret = finish_all(&r);
+	if (!ret) {
+		*out = r.init ? r.init : r.root;
 		goto out;
 	}
-	for (size_t i = 0; i < c.proc.nr_threads; i++)
-		if (ptrace(PTRACE_DETACH, outer[i], 0, 0))
-			pr_warn("thread %d: detach: %s", outer[i], strerror(errno));
-	*out = init ? init : pid;
+fail:
+	kill_all(&r);
 out:
-	for (int i = 0; i < 2; i++) {
-		if (go[i] >= 0)
-			close(go[i]);
-		if (status[i] >= 0)
-			close(status[i]);
-	}
-	free(outer);
-	rst__free(&c);
+	cleanup(&r);
 	return ret;
 }

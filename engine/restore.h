@@ -5,7 +5,9 @@
 #ifndef HA_ENGINE_RESTORE_H
 #define HA_ENGINE_RESTORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "core.pb-c.h"
@@ -21,6 +23,8 @@ struct eng_img;
 
 struct rst_proc {
 	pid_t pid;
+	int parent;		/* index in rst_ctx.procs; -1: the root */
+	bool zombie;		/* pst only: a child that exits with pst->exit_status */
 	ImgPstreeEntry *pst;
 	ImgCore *core;
 	ImgThread **threads;
@@ -35,12 +39,38 @@ struct rst_proc {
 	struct eng_img *pages;
 };
 
+/* A process group whose leader had exited: a helper with the leader's pid, forked by
+ * `host` (the parent of its first member), makes the group, and exits once every
+ * member has joined. */
+struct rst_helper {
+	pid_t pgid;
+	int host;		/* index in rst_ctx.procs */
+};
+
+/* What every restored process tells hactl over the shared status pipe; one write
+ * each, below PIPE_BUF, so messages never interleave. */
+enum { RST_MSG_FAIL = 1, RST_MSG_BORN, RST_MSG_JOINED, RST_MSG_READY };
+struct rst_msg {
+	int32_t pid;		/* the sender's pid in its own namespace */
+	uint32_t kind;
+	uint64_t region, region_len;	/* READY: the restorer's region, for hactl to unmap */
+	char text[232];		/* FAIL: the error */
+};
+
 struct rst_ctx {
 	int dirfd;
 	ImgInventory *inv;
 	ImgFile **files;
 	size_t nr_files;
+	struct rst_proc *procs;	/* pstree.img's order: procs[0] is the root */
+	size_t nr_procs;
+	struct rst_helper *helpers;
+	size_t nr_helpers;
+	/* In a restored process: its own entry, a copy of procs[me]. */
 	struct rst_proc proc;
+	int me;
+	/* Pipes every restored process inherits (the ends they use). */
+	int status_w, phase_r[2];
 
 	/* Filled in the new process by rst-mem.c for the restorer. */
 	unsigned long region, region_len;	/* the restorer and its args */
@@ -51,6 +81,13 @@ struct rst_ctx {
 int rst__load(struct rst_ctx *c, const char *dir);
 void rst__free(struct rst_ctx *c);
 
+/* rst-tree.c: in a restored process, from its birth to the restorer. */
+void rst__proc_main(struct rst_ctx *c, int me, int go_fd) __attribute__((noreturn));
+/* clone3 with set_tid = pid (in the caller's innermost pid namespace). */
+pid_t rst__clone_pid(pid_t pid, unsigned long flags);
+/* Participants of the birth/join phases: processes, zombies and helpers. */
+size_t rst__nr_participants(const struct rst_ctx *c);
+
 /* In the new process, before the point of no return. Return 0 or -errno (logged). */
 int rst__files(struct rst_ctx *c, int *keep_fds, int nr_keep);
 int rst__task_prepare(struct rst_ctx *c);
@@ -59,6 +96,6 @@ int rst__mem_prepare(struct rst_ctx *c);
 void rst__mem_jump(struct rst_ctx *c) __attribute__((noreturn));
 
 /* In hactl, tracing the new process at its final int3 stops. */
-int rst__thread_finish(struct rst_ctx *c, size_t i, pid_t tid);
+int rst__thread_finish(const struct rst_proc *p, size_t i, pid_t tid);
 
 #endif

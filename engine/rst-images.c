@@ -106,14 +106,75 @@ static int load_proc(struct rst_ctx *c, struct rst_proc *p)
 	return eng_img_open(c->dirfd, ENG_IMG_PAGES, p->pid, &p->pages);
 }
 
+static int find_proc(const struct rst_ctx *c, uint32_t pid)
+{
+	for (size_t i = 0; i < c->nr_procs; i++)
+		if (c->procs[i].pid == (pid_t)pid)
+			return i;
+	return -1;
+}
+
+/*
+ * The tree as restore can build it: parents before children, and every session and
+ * group reachable from where its members are forked. A process's session is its
+ * parent's unless it leads its own (one it joined by being reparented is not
+ * restorable yet); a session or group led from outside the tree is the root's (the
+ * restored tree stays in the restorer's own). A group whose leader is gone gets a
+ * helper (struct rst_helper).
+ */
+static int check_tree(struct rst_ctx *c)
+{
+	const ImgPstreeEntry *root = c->procs[0].pst;
+
+	if (root->ppid || root->zombie)
+		return pr_errno(-EINVAL, "pstree.img: the first entry, pid %u, is not a live root", root->pid);
+	for (size_t i = 0; i < c->nr_procs; i++) {
+		struct rst_proc *p = &c->procs[i];
+		const ImgPstreeEntry *e = p->pst;
+		const ImgPstreeEntry *pe;
+
+		if (find_proc(c, e->pid) != (int)i)
+			return pr_errno(-EINVAL, "pstree.img: pid %u has two entries", e->pid);
+		if (!i) {
+			p->parent = -1;
+			continue;
+		}
+		p->parent = find_proc(c, e->ppid);
+		if (p->parent < 0 || p->parent >= (int)i || c->procs[p->parent].zombie)
+			return pr_errno(-EINVAL, "pstree.img: pid %u: parent %u is not a live process listed before it",
+					e->pid, e->ppid);
+		pe = c->procs[p->parent].pst;
+		if (e->sid != e->pid && e->sid != pe->sid)
+			return pr_errno(-ENOTSUP, "pid %u: in session %u, its parent %u in session %u (it was reparented "
+					"after its session leader exited): not supported yet", e->pid, e->sid, pe->pid, pe->sid);
+		if (e->pgid && e->pgid != root->pgid && find_proc(c, e->pgid) < 0) {
+			size_t k = 0;
+
+			while (k < c->nr_helpers && c->helpers[k].pgid != (pid_t)e->pgid)
+				k++;
+			if (k == c->nr_helpers) {
+				void *n = realloc(c->helpers, (k + 1) * sizeof(*c->helpers));
+
+				if (!n)
+					return -ENOMEM;
+				c->helpers = n;
+				c->helpers[c->nr_helpers++] = (struct rst_helper){ e->pgid, p->parent };
+			}
+		}
+	}
+	return 0;
+}
+
 int rst__load(struct rst_ctx *c, const char *dir)
 {
 	struct eng_img *img;
 	ImgPstreeEntry **pst = NULL;
-	size_t nr_pst = 0;
+	size_t nr_pst = 0, live = 0;
 	int r;
 
 	memset(c, 0, sizeof(*c));
+	c->me = -1;
+	c->status_w = c->phase_r[0] = c->phase_r[1] = -1;
 	c->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c->dirfd < 0)
 		return pr_errno(-errno, "%s: cannot open the image directory", dir);
@@ -129,26 +190,44 @@ int rst__load(struct rst_ctx *c, const char *dir)
 		return r;
 	r = read_all(img, &img_pstree_entry__descriptor, (void ***)&pst, &nr_pst);
 	eng_img_close(img);
-	if (!r && nr_pst != 1)
-		r = pr_errno(-ENOTSUP, "pstree.img: %zu processes; restoring process trees is not supported yet",
-			     nr_pst);
+	if (!r && !nr_pst)
+		r = pr_errno(-EINVAL, "pstree.img: no process");
+	if (!r && !(c->procs = calloc(nr_pst, sizeof(*c->procs))))
+		r = -ENOMEM;
 	if (r) {
 		for (size_t i = 0; i < nr_pst; i++)
 			protobuf_c_message_free_unpacked(&pst[i]->base, NULL);
 		free(pst);
 		return r;
 	}
-	c->proc.pst = pst[0];
-	c->proc.pid = pst[0]->pid;
+	for (size_t i = 0; i < nr_pst; i++) {
+		c->procs[i].pst = pst[i];
+		c->procs[i].pid = pst[i]->pid;
+		c->procs[i].zombie = pst[i]->zombie;
+		live += !pst[i]->zombie;
+	}
+	c->nr_procs = nr_pst;
 	free(pst);
+	r = check_tree(c);
+	if (r)
+		return r;
+	/* inventory.img lists the live processes, in pstree.img's order. */
+	if (live != c->inv->n_pids)
+		return pr_errno(-EINVAL, "inventory.img: %zu pids, pstree.img has %zu live processes", c->inv->n_pids,
+				live);
+	for (size_t i = 0, k = 0; i < c->nr_procs; i++)
+		if (!c->procs[i].zombie && c->inv->pids[k++] != (uint32_t)c->procs[i].pid)
+			return pr_errno(-EINVAL, "inventory.img: pids[%zu] is %u, pstree.img says %d", k - 1,
+					c->inv->pids[k - 1], c->procs[i].pid);
 	r = eng_img_open(c->dirfd, ENG_IMG_FILES, 0, &img);
 	if (r)
 		return r;
 	r = read_all(img, &img_file__descriptor, (void ***)&c->files, &c->nr_files);
 	eng_img_close(img);
-	if (r)
-		return r;
-	return load_proc(c, &c->proc);
+	for (size_t i = 0; i < c->nr_procs && !r; i++)
+		if (!c->procs[i].zombie)
+			r = load_proc(c, &c->procs[i]);
+	return r;
 }
 
 #define FREE_ARRAY(arr, n)                                                        \
@@ -165,18 +244,22 @@ int rst__load(struct rst_ctx *c, const char *dir)
 
 void rst__free(struct rst_ctx *c)
 {
-	struct rst_proc *p = &c->proc;
-
 	FREE_ONE(c->inv);
 	FREE_ARRAY(c->files, c->nr_files);
-	FREE_ONE(p->pst);
-	FREE_ONE(p->core);
-	FREE_ONE(p->mm);
-	FREE_ARRAY(p->threads, p->nr_threads);
-	FREE_ARRAY(p->vmas, p->nr_vmas);
-	FREE_ARRAY(p->pm, p->nr_pm);
-	FREE_ARRAY(p->fds, p->nr_fds);
-	eng_img_close(p->pages);
+	for (size_t i = 0; i < c->nr_procs; i++) {
+		struct rst_proc *p = &c->procs[i];
+
+		FREE_ONE(p->pst);
+		FREE_ONE(p->core);
+		FREE_ONE(p->mm);
+		FREE_ARRAY(p->threads, p->nr_threads);
+		FREE_ARRAY(p->vmas, p->nr_vmas);
+		FREE_ARRAY(p->pm, p->nr_pm);
+		FREE_ARRAY(p->fds, p->nr_fds);
+		eng_img_close(p->pages);
+	}
+	free(c->procs);
+	free(c->helpers);
 	if (c->dirfd > 0)
 		close(c->dirfd);
 	memset(c, 0, sizeof(*c));

@@ -113,9 +113,9 @@ static void restart_block_fixup(struct user_regs_struct *r)
  * and then decides about the restart itself, with the kernel's own rules (ERESTARTNOHAND
  * becomes EINTR when a handler ran, and so on). Emulating that here could only be worse.
  */
-int rst__thread_finish(struct rst_ctx *c, size_t i, pid_t tid)
+int rst__thread_finish(const struct rst_proc *p, size_t i, pid_t tid)
 {
-	const ImgThread *t = c->proc.threads[i];
+	const ImgThread *t = p->threads[i];
 	const ImgRegs *g = t->regs;
 	struct iovec iov = { t->xstate.data, t->xstate.len };
 	struct user_regs_struct r;
@@ -124,7 +124,7 @@ int rst__thread_finish(struct rst_ctx *c, size_t i, pid_t tid)
 		return pr_errno(-errno, "thread %d: PTRACE_GETREGS", tid);
 	if (g->cs != r.cs || g->ss != r.ss)
 		return pr_errno(-ENOTSUP, "core-%d.img: thread %u: segments cs %#lx ss %#lx are not 64-bit user ones",
-				c->proc.pid, t->tid, (unsigned long)g->cs, (unsigned long)g->ss);
+				p->pid, t->tid, (unsigned long)g->cs, (unsigned long)g->ss);
 	r = (struct user_regs_struct){
 		.r15 = g->r15, .r14 = g->r14, .r13 = g->r13, .r12 = g->r12, .rbp = g->rbp, .rbx = g->rbx,
 		.r11 = g->r11, .r10 = g->r10, .r9 = g->r9, .r8 = g->r8, .rax = g->rax, .rcx = g->rcx,
@@ -136,7 +136,7 @@ int rst__thread_finish(struct rst_ctx *c, size_t i, pid_t tid)
 	if (ptrace(PTRACE_SETREGS, tid, 0, &r))
 		return pr_errno(-errno, "thread %d: PTRACE_SETREGS", tid);
 	if (ptrace(PTRACE_SETREGSET, tid, NT_X86_XSTATE, &iov))
-		return pr_errno(-errno, "core-%d.img: thread %u: the kernel refused its xstate", c->proc.pid, t->tid);
+		return pr_errno(-errno, "core-%d.img: thread %u: the kernel refused its xstate", p->pid, t->tid);
 	if (ptrace(PTRACE_SETSIGMASK, tid, sizeof(t->sigmask), &t->sigmask))
 		return pr_errno(-errno, "thread %d: PTRACE_SETSIGMASK", tid);
 	return 0;

@@ -79,7 +79,7 @@ static int same_ns(pid_t pid, const char *ns)
 	return 0;
 }
 
-int eng__task_precheck(pid_t pid)
+int eng__task_precheck(pid_t pid, bool seized)
 {
 	static const char *const ns[] = { "pid", "mnt", "user", "net", "ipc", "uts", "cgroup", "time" };
 	struct eng__status st;
@@ -91,12 +91,12 @@ int eng__task_precheck(pid_t pid)
 	if (st.tgid != pid)
 		return pr_err("pid %d is a thread of process %d, not a process", pid, st.tgid), -EINVAL;
 	/* ptrace allows one tracer: a debugger (or another dump) is in the way. */
-	if (st.tracer)
+	if (st.tracer && !(seized && st.tracer == getpid()))
 		return pr_err("pid %d is already traced by pid %d", pid, st.tracer), -EBUSY;
 	if (st.state == 'Z' || st.state == 'X')
 		return pr_err("pid %d is a zombie", pid), -ESRCH;
 	/* Job-control stops are not restored yet: the copy would come back running. */
-	if (st.state == 'T' || st.state == 't')
+	if (st.state == 'T' || (st.state == 't' && !seized))
 		return eng__refuse("pid %d is stopped (state %c): not supported yet", pid, st.state);
 	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]) && !ret; i++)
 		ret = same_ns(pid, ns[i]);

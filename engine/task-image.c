@@ -1,6 +1,6 @@
 /*
  * The records of a dumped task (task-dump.c collected it): core-PID.img (ImgCore, then
- * one ImgThread per thread, the leader first) and pstree.img. Messages are built on
+ * one ImgThread per thread, the leader first). Messages are built on
  * the stack or in one scratch allocation per record, pointing into the dump's own
  * buffers, and written through the image writer, which checks each as a reader would.
  */
@@ -13,7 +13,6 @@
 #include "dump.h"
 #include "image.h"
 #include "log.h"
-#include "pstree.pb-c.h"
 
 /* Scratch for ImgCore's repeated fields. */
 struct core_msgs {
@@ -231,33 +230,6 @@ static int write_thread(struct eng_img *img, const struct eng__task_dump *td,
 	return ret;
 }
 
-static int write_pstree(int dirfd, const struct eng__task_dump *td, struct eng__imgq *q)
-{
-	ImgPstreeEntry e = IMG_PSTREE_ENTRY__INIT;
-	uint32_t *tids = calloc(td->nr_threads, sizeof(*tids));
-	struct eng_img *img;
-	int ret;
-
-	if (!tids)
-		return -ENOMEM;
-	for (int i = 0; i < td->nr_threads; i++)
-		tids[i] = td->th[i].tid;
-	e.has_pid = e.has_ppid = e.has_pgid = e.has_sid = 1;
-	e.pid = td->pid;
-	e.ppid = 0;	/* the parent is not in the dump */
-	e.pgid = td->stat.pgrp;
-	e.sid = td->stat.session;
-	e.n_tids = td->nr_threads;
-	e.tids = tids;
-	ret = eng_img_create(dirfd, ENG_IMG_PSTREE, 0, &img);
-	if (!ret)
-		ret = eng__imgq_add(q, img);
-	if (!ret)
-		ret = eng_img_write(img, &e.base);
-	free(tids);
-	return ret;
-}
-
 int eng__task_write(int dirfd, struct eng__task_dump *td, struct eng__imgq *q)
 {
 	struct eng_img *img;
@@ -269,7 +241,5 @@ int eng__task_write(int dirfd, struct eng__task_dump *td, struct eng__imgq *q)
 		ret = write_core_head(img, td);
 	for (int i = 0; i < td->nr_threads && !ret; i++)
 		ret = write_thread(img, td, &td->th[i]);
-	if (!ret)
-		ret = write_pstree(dirfd, td, q);
 	return ret;
 }

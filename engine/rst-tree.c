@@ -1,0 +1,312 @@
+/*
+ * Restore, the process tree: what each restored process does from its birth until it
+ * jumps into the restorer. hactl (restore.c) creates the root; every process forks its
+ * own children with their pids, so parents, sessions and groups come back as they were.
+ *
+ * DESIGN
+ * Three phases, each ended by hactl once every participant (process, zombie, group
+ * helper) has reported on the shared status pipe:
+ *
+ *   BORN    setsid() if it leads a session, setpgid(0, 0) if it leads a group, then
+ *           fork its children (clone3 set_tid) and the helpers it hosts; say BORN
+ *   JOINED  (after phase pipe 0) join its group when another process leads it: every
+ *           group exists by now, led by its process or by a helper; say JOINED
+ *   GO      (after phase pipe 1) helpers exit and are reaped by their host; zombies
+ *           exit with their dumped status and stay unreaped; processes restore their
+ *           files, memory and task state and enter the restorer
+ *
+ * Order matters only where the kernel says so: a session leader calls setsid() before
+ * it forks (children inherit the session, and setsid() fails for a group leader);
+ * setpgid() to another group needs that group to exist in the caller's session.
+ *
+ * Processes are forked traced (hactl follows forks with PTRACE_O_TRACEFORK, so none
+ * runs a step hactl did not see start); zombies and helpers are CLONE_UNTRACED: they
+ * only exit, and their exit must reach their parent, not hactl.
+ *
+ * Each phase pipe carries one byte per participant and is used once, so a fast
+ * process cannot take a byte of the next phase.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/rseq.h>
+#include <time.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/sched.h>
+
+#include "ha/engine.h"
+#include "log.h"
+#include "restore.h"
+
+#define RSEQ_SIG_ 0x53053053
+
+pid_t rst__clone_pid(pid_t pid, unsigned long flags)
+{
+	pid_t tid = pid;
+	struct clone_args ca = {
+		.flags = flags,
+		.exit_signal = SIGCHLD,
+		.set_tid = (uint64_t)&tid,
+		.set_tid_size = 1,
+	};
+
+	return syscall(SYS_clone3, &ca, sizeof(ca));
+}
+
+size_t rst__nr_participants(const struct rst_ctx *c)
+{
+	return c->nr_procs + c->nr_helpers;
+}
+
+static void send_msg(struct rst_ctx *c, uint32_t kind, const char *text)
+{
+	struct rst_msg m = { .pid = getpid(), .kind = kind };
+
+	if (text)
+		snprintf(m.text, sizeof(m.text), "%s", text);
+	if (kind == RST_MSG_READY) {
+		m.region = c->region;
+		m.region_len = c->region_len;
+	}
+	if (write(c->status_w, &m, sizeof(m)) != sizeof(m))
+		_exit(1);
+}
+
+static void __attribute__((noreturn)) fail(struct rst_ctx *c)
+{
+	send_msg(c, RST_MSG_FAIL, eng_last_error());
+	_exit(1);
+}
+
+static void wait_phase(struct rst_ctx *c, int phase)
+{
+	char b;
+
+	while (read(c->phase_r[phase], &b, 1) != 1)
+		if (errno != EINTR)
+			_exit(1);
+}
+
+/* glibc registered rseq for this thread; the area goes away with hactl's memory. */
+static void drop_own_rseq(void)
+{
+	void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
+
+	if (!__rseq_size)
+		return;
+	if (syscall(SYS_rseq, area, 32, RSEQ_FLAG_UNREGISTER, RSEQ_SIG_) &&
+	    syscall(SYS_rseq, area, __rseq_size, RSEQ_FLAG_UNREGISTER, RSEQ_SIG_))
+		pr_warn("cannot unregister our rseq area: %s", strerror(errno));
+}
+
+/* Is pgid led by a process or helper of ours (rather than from outside the tree)? */
+static bool group_ours(const struct rst_ctx *c, pid_t pgid)
+{
+	for (size_t i = 0; i < c->nr_procs; i++)
+		if (c->procs[i].pid == pgid)
+			return true;
+	for (size_t i = 0; i < c->nr_helpers; i++)
+		if (c->helpers[i].pgid == pgid)
+			return true;
+	return false;
+}
+
+/*
+ * Birth: lead what we led. For the root a session or group led from outside the tree
+ * (or 0: from an ancestor pid namespace) is the restorer's own, as CRIU's --shell-job
+ * does.
+ */
+static int lead(const ImgPstreeEntry *e)
+{
+	pid_t pid = getpid();
+
+	if (e->sid == (uint32_t)pid && getsid(0) != pid && setsid() < 0)
+		return pr_errno(-errno, "pid %d: setsid", pid);
+	if (e->pgid == (uint32_t)pid && getpgid(0) != pid && setpgid(0, 0))
+		return pr_errno(-errno, "pid %d: setpgid(0, 0)", pid);
+	return 0;
+}
+
+static int join(const struct rst_ctx *c, const ImgPstreeEntry *e)
+{
+	pid_t pid = getpid();
+
+	if (!e->pgid || e->pgid == (uint32_t)pid || getpgid(0) == (pid_t)e->pgid)
+		return 0;
+	if (!group_ours(c, e->pgid)) {
+		/* The root's group from outside: stay in the restorer's (see lead()). */
+		pr_debug("pid %d: process group %u is not the tree's; staying in %d", pid, e->pgid, getpgid(0));
+		return 0;
+	}
+	if (setpgid(0, e->pgid))
+		return pr_errno(-errno, "pid %d: joining process group %u", pid, e->pgid);
+	return 0;
+}
+
+/* Exit as the dumped zombie did, so that its parent reaps that very status. */
+static void __attribute__((noreturn)) exit_like(int status)
+{
+	int sig = status & 0x7f;
+	struct rlimit no_core = { 0, 0 };
+	sigset_t all;
+
+	if (!sig)
+		_exit((status >> 8) & 0xff);
+	/* A core file would be a side effect of restoring (and sets the core bit
+	 * only when one is written). */
+	setrlimit(RLIMIT_CORE, &no_core);
+	signal(sig, SIG_DFL);
+	sigfillset(&all);
+	sigprocmask(SIG_UNBLOCK, &all, NULL);
+	syscall(SYS_tgkill, getpid(), getpid(), sig);
+	_exit(128 + sig);
+}
+
+/* A zombie or a group helper: lead, join, then exit on GO. */
+static void __attribute__((noreturn)) minor_main(struct rst_ctx *c, const ImgPstreeEntry *e, pid_t pgid)
+{
+	if (e ? lead(e) : setpgid(0, 0) ? pr_errno(-errno, "helper %d of process group %d: setpgid", pgid, pgid) : 0)
+		fail(c);
+	send_msg(c, RST_MSG_BORN, NULL);
+	wait_phase(c, 0);
+	if (e && join(c, e))
+		fail(c);
+	send_msg(c, RST_MSG_JOINED, NULL);
+	wait_phase(c, 1);
+	if (e)
+		exit_like(e->exit_status);
+	_exit(0);
+}
+
+static int fork_one(struct rst_ctx *c, size_t i)
+{
+	const struct rst_proc *p = &c->procs[i];
+	pid_t pid = rst__clone_pid(p->pid, p->zombie ? CLONE_UNTRACED : 0);
+
+	if (pid == 0) {
+		if (p->zombie)
+			minor_main(c, p->pst, 0);
+		rst__proc_main(c, i, -1);
+	}
+	if (pid < 0)
+		return pr_errno(-errno, "clone3 with pid %d%s", p->pid,
+				errno == EEXIST ? ": the pid is in use by another process" : "");
+	return 0;
+}
+
+/* Our children, in dump order, and the helpers we host. */
+static int fork_children(struct rst_ctx *c)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < c->nr_helpers && !ret; i++) {
+		pid_t pgid = c->helpers[i].pgid, pid;
+
+		if (c->helpers[i].host != c->me)
+			continue;
+		pid = rst__clone_pid(pgid, CLONE_UNTRACED);
+		if (pid == 0)
+			minor_main(c, NULL, pgid);
+		if (pid < 0)
+			ret = pr_errno(-errno, "clone3 of a helper with pid %d for its exited leader's process group%s",
+				       pgid, errno == EEXIST ? ": the pid is in use by another process" : "");
+	}
+	for (size_t i = 1; i < c->nr_procs && !ret; i++)
+		if (c->procs[i].parent == c->me)
+			ret = fork_one(c, i);
+	return ret;
+}
+
+/*
+ * After GO: our helpers are reaped, our zombies waited for (not reaped: WNOWAIT), and the
+ * SIGCHLD their exits queued for us is taken back: it is not the checkpoint's (a
+ * SIGCHLD that was pending at the dump is requeued by the restorer from the image).
+ */
+static int settle_children(struct rst_ctx *c)
+{
+	struct timespec zero = { 0, 0 };
+	sigset_t chld;
+	siginfo_t si;
+
+	for (size_t i = 0; i < c->nr_helpers; i++) {
+		int st;
+
+		if (c->helpers[i].host != c->me)
+			continue;
+		while (waitpid(c->helpers[i].pgid, &st, 0) < 0)
+			if (errno != EINTR)
+				return pr_errno(-errno, "pid %d: reaping the helper of process group %d", c->proc.pid,
+						c->helpers[i].pgid);
+	}
+	for (size_t i = 1; i < c->nr_procs; i++) {
+		if (c->procs[i].parent != c->me || !c->procs[i].zombie)
+			continue;
+		while (waitid(P_PID, c->procs[i].pid, &si, WEXITED | WNOWAIT) < 0)
+			if (errno != EINTR)
+				return pr_errno(-errno, "pid %d: waiting for zombie %d to exit", c->proc.pid,
+						c->procs[i].pid);
+	}
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	while (sigtimedwait(&chld, NULL, &zero) == SIGCHLD)
+		;
+	return 0;
+}
+
+void rst__proc_main(struct rst_ctx *c, int me, int go_fd)
+{
+	int keep[2], ret;
+	sigset_t all;
+	char b;
+
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, NULL);
+	c->me = me;
+	c->proc = c->procs[me];
+	/* The root starts once hactl traces it: then every fork below is traced too. */
+	if (go_fd >= 0 && read(go_fd, &b, 1) != 1)
+		_exit(1);
+	if (go_fd >= 0)
+		close(go_fd);
+	if (lead(c->proc.pst) || fork_children(c))
+		fail(c);
+	send_msg(c, RST_MSG_BORN, NULL);
+	wait_phase(c, 0);
+	if (join(c, c->proc.pst))
+		fail(c);
+	send_msg(c, RST_MSG_JOINED, NULL);
+	wait_phase(c, 1);
+	if (settle_children(c))
+		fail(c);
+	close(c->phase_r[0]);
+	close(c->phase_r[1]);
+	/* The pages image is reopened after the fds are in place, so that it cannot sit
+	 * on a number the checkpoint needs. */
+	eng_img_close(c->proc.pages);
+	keep[0] = c->dirfd;
+	keep[1] = c->status_w;
+	ret = rst__files(c, keep, 2);
+	c->dirfd = keep[0];
+	c->status_w = keep[1];
+	if (ret)
+		fail(c);
+	c->proc.pages = NULL;
+	if (eng_img_open(c->dirfd, ENG_IMG_PAGES, c->proc.pid, &c->proc.pages) || rst__mem_prepare(c))
+		fail(c);
+	eng_img_close(c->proc.pages);
+	if (rst__task_prepare(c))
+		fail(c);
+	/* hactl unmaps the restorer at the end: tell it where. */
+	send_msg(c, RST_MSG_READY, NULL);
+	close(c->dirfd);
+	close(c->status_w);
+	drop_own_rseq();
+	rst__mem_jump(c);
+}

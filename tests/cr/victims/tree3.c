@@ -1,0 +1,167 @@
+/*
+ * A process tree of three levels that works in every process, with a session, process
+ * groups (one whose leader has exited), a zombie and an orphan reparented to us:
+ *
+ *   R  session leader, child subreaper
+ *   +- A  leads group A, works
+ *   |  +- B  in group A, works
+ *   +- Z  exited with status 7, not reaped: a zombie
+ *   +- M  works, in group L whose leader L exited; reparented to R when L did
+ *
+ * After restore each worker checks its pid, parent, group and session and that its
+ * work went on from where it was; R checks its own, that Z still holds status 7, and
+ * collects every worker's verdict.
+ */
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+#include "../zdtm.h"
+
+static pid_t root;
+
+/* Work whose result proves every step ran, in order, exactly once. */
+static void __attribute__((noreturn)) work(pid_t ppid, pid_t pgid)
+{
+	volatile uint64_t x = zdtm_getpid(), n = 0;
+	pid_t pid = zdtm_getpid();
+
+	while (!zdtm_stop) {
+		x = zdtm_mix(x);
+		n++;
+		if (!(n % 1024))
+			zdtm_sleep_ms(1);
+	}
+	uint64_t y = pid;
+	for (uint64_t i = 0; i < n; i++)
+		y = zdtm_mix(y);
+	zdtm_check(y == x, "pid %d: work result differs after %lu steps", pid, (unsigned long)n);
+	zdtm_check(zdtm_getpid() == pid, "pid %d, was %d", zdtm_getpid(), pid);
+	zdtm_check(getppid() == ppid, "pid %d: parent %d, want %d", pid, getppid(), ppid);
+	zdtm_check(getpgid(0) == pgid, "pid %d: group %d, want %d", pid, getpgid(0), pgid);
+	zdtm_check(getsid(0) == root, "pid %d: session %d, want %d", pid, getsid(0), root);
+	exit(0);
+}
+
+/* Only R reports ready: the others must not hold the runner's pipe. */
+static void child_init(void)
+{
+	const char *s = getenv("HA_READY_FD");
+
+	if (s)
+		close(atoi(s));
+}
+
+static int reap(pid_t pid)
+{
+	int st;
+
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			zdtm_fail("waitpid %d: %m", pid);
+	return st;
+}
+
+static char state_of(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+	fclose(f);
+	return p ? p[2] : 0;
+}
+
+int main(void)
+{
+	pid_t a, b = 0, z, l, m = 0;
+	int st;
+
+	zdtm_init();
+	if (setsid() < 0)
+		zdtm_fail("setsid: %m");
+	root = zdtm_getpid();
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1))
+		zdtm_fail("PR_SET_CHILD_SUBREAPER: %m");
+	a = fork();
+	if (a == 0) {
+		child_init();
+		setpgid(0, 0);
+		b = fork();
+		if (b == 0)
+			work(getppid(), getpgid(0));
+		while (!zdtm_stop)
+			zdtm_sleep_ms(5);
+		kill(b, SIGTERM);
+		st = reap(b);
+		zdtm_check(WIFEXITED(st) && !WEXITSTATUS(st), "B %d ended with %#x", b, st);
+		work(root, zdtm_getpid());
+	}
+	z = fork();
+	if (z == 0) {
+		child_init();
+		_exit(7);
+	}
+	l = fork();
+	if (l == 0) {
+		child_init();
+		setpgid(0, 0);
+		if (fork() == 0)
+			work(root, getpgid(0));
+		_exit(0);
+	}
+	reap(l);
+	/* Settle: A leads its group with B in it, Z is a zombie, M (L's) is ours now. */
+	for (int tries = 0; tries < 5000; tries++) {
+		FILE *f;
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", root, root);
+		f = fopen(path, "re");
+		m = 0;
+		if (f) {
+			int c;
+
+			while (fscanf(f, "%d", &c) == 1)
+				if (c != a && c != z)
+					m = c;
+			fclose(f);
+		}
+		if (m && getpgid(m) == l && getpgid(a) == a && state_of(z) == 'Z') {
+			char p[64];
+
+			snprintf(p, sizeof(p), "/proc/%d/task/%d/children", a, a);
+			f = fopen(p, "re");
+			b = 0;
+			if (f) {
+				if (fscanf(f, "%d", &b) != 1)
+					b = 0;
+				fclose(f);
+			}
+			if (b && getpgid(b) == a)
+				break;
+		}
+		zdtm_sleep_ms(1);
+	}
+	zdtm_check(m && b, "the tree did not settle (m %d b %d)", m, b);
+	zdtm_ready("tree=%d,%d,%d,%d,%d", a, b, z, l, m);
+	while (!zdtm_stop)
+		zdtm_sleep_ms(5);
+	zdtm_check(zdtm_getpid() == root, "pid %d, was %d", zdtm_getpid(), root);
+	zdtm_check(getsid(0) == root && getpgid(0) == root, "session %d group %d, want %d", getsid(0), getpgid(0),
+		   root);
+	zdtm_check(state_of(z) == 'Z', "Z %d is no zombie (state %c)", z, state_of(z));
+	zdtm_check(getpgid(m) == l, "M %d: group %d, want the exited leader's %d", m, getpgid(m), l);
+	kill(a, SIGTERM);
+	kill(m, SIGTERM);
+	st = reap(z);
+	zdtm_check(WIFEXITED(st) && WEXITSTATUS(st) == 7, "zombie %d reaped with %#x, want exit 7", z, st);
+	st = reap(a);
+	zdtm_check(WIFEXITED(st) && !WEXITSTATUS(st), "A %d ended with %#x", a, st);
+	st = reap(m);
+	zdtm_check(WIFEXITED(st) && !WEXITSTATUS(st), "M %d ended with %#x", m, st);
+	zdtm_pass();
+}
