@@ -32,6 +32,14 @@ const char *ctl_type_name(int type)
 		return "status";
 	case HACTL__CTL_TYPE__CTL_TYPE_RELOAD:
 		return "reload";
+	case HACTL__CTL_TYPE__CTL_TYPE_LIST:
+		return "list";
+	case HACTL__CTL_TYPE__CTL_TYPE_CHECKPOINT:
+		return "checkpoint";
+	case HACTL__CTL_TYPE__CTL_TYPE_ROLLBACK:
+		return "rollback";
+	case HACTL__CTL_TYPE__CTL_TYPE_LOG:
+		return "log";
 	default:
 		return NULL;
 	}
@@ -51,6 +59,15 @@ static int request_check(const Hactl__CtlRequest *req, char *err, size_t errlen)
 	if (req->service && !conf_name_valid(req->service)) {
 		set_err(err, errlen, "request %s: invalid service name",
 			ctl_type_name(req->type));
+		return -EPROTO;
+	}
+	if (!req->service && req->type != HACTL__CTL_TYPE__CTL_TYPE_STATUS &&
+	    req->type != HACTL__CTL_TYPE__CTL_TYPE_RELOAD) {
+		set_err(err, errlen, "request %s: no service", ctl_type_name(req->type));
+		return -EPROTO;
+	}
+	if (req->has_generation && req->generation < 0) {
+		set_err(err, errlen, "request %s: negative generation", ctl_type_name(req->type));
 		return -EPROTO;
 	}
 	return 0;
@@ -88,6 +105,12 @@ static int reply_check(const Hactl__CtlReply *rep, char *err, size_t errlen)
 	if (!rep->has_api_version || !rep->has_status) {
 		set_err(err, errlen, "reply: no api_version or status");
 		return -EPROTO;
+	}
+	for (size_t i = 0; i < rep->n_generations; i++) {
+		if (!rep->generations[i]->has_id || !rep->generations[i]->state) {
+			set_err(err, errlen, "reply: generation %zu has no id or state", i);
+			return -EPROTO;
+		}
 	}
 	if (!st)
 		return 0;

@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -27,9 +28,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ha/agent.h"
+#include "ha/catalog.h"
 #include "ha/conf.h"
 #include "hacd.h"
 
@@ -123,6 +126,179 @@ static const char *target_what(const struct conf_service *s)
 	return "";
 }
 
+/* What the service's state machine and the catalog say about it. */
+static void status_svc(struct hacd *d, const struct svc *sv, Hactl__CtlService *out)
+{
+	struct cat_gen g;
+	uint64_t now = hacd_now_us(), p50, p99;
+
+	if (!sv)
+		return;
+	out->state = (char *)svc_state_name(sv->state);
+	out->has_pid = out->has_checkpoints = out->has_failed = out->has_missed = 1;
+	out->has_worker_restarts = out->has_late_p50_us = out->has_late_p99_us = 1;
+	out->pid = sv->pid > 0 ? (uint32_t)sv->pid : 0;
+	out->checkpoints = sv->n_ckpt;
+	out->failed = sv->n_failed;
+	out->missed = sv->n_missed;
+	out->worker_restarts = sv->w_restarts;
+	svc_lateness(sv, &p50, &p99);
+	out->late_p50_us = p50;
+	out->late_p99_us = p99;
+	if (sv->last_error[0])
+		out->error = (char *)sv->last_error;
+	if (sv->state == SVC_RUNNING) {
+		out->has_next_checkpoint_us = 1;
+		out->next_checkpoint_us = sv->next_us > now ? sv->next_us - now : 0;
+	}
+	if (!cat_gen_latest_complete(d->cat, sv->cat_id, &g)) {
+		struct timespec ts;
+		int64_t wall;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		wall = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+		out->has_last_generation = out->has_last_age_us = 1;
+		out->has_last_pause_us = out->has_last_bytes = 1;
+		out->last_generation = g.id;
+		out->last_age_us = wall > g.committed_us ? (uint64_t)(wall - g.committed_us) : 0;
+		out->last_pause_us = (uint64_t)g.stats.pause_us;
+		out->last_bytes = (uint64_t)g.stats.bytes_total;
+	}
+}
+
+static void gen_to_msg(const struct cat_gen *g, Hactl__CtlGeneration *m)
+{
+	hactl__ctl_generation__init(m);
+	m->has_id = m->has_started_us = 1;
+	m->id = g->id;
+	m->state = (char *)cat_gen_state_name(g->state);
+	m->started_us = g->started_us;
+	if (g->state == CAT_GEN_COMPLETE || g->state == CAT_GEN_PRUNED) {
+		m->has_committed_us = m->has_pause_us = m->has_bytes_new = 1;
+		m->has_bytes_total = m->has_pages = 1;
+		m->committed_us = g->committed_us;
+		m->pause_us = g->stats.pause_us;
+		m->bytes_new = g->stats.bytes_new;
+		m->bytes_total = g->stats.bytes_total;
+		m->pages = g->stats.pages;
+	}
+}
+
+/* Generations of a service, newest first; what fits in a reply. */
+#define CTL_LIST_MAX	1000
+#define CTL_LOG_DEFAULT	50
+#define CTL_LOG_MAX	200
+
+static int reply_list(struct hacd *d, int fd, const struct svc *sv, const Hactl__CtlRequest *req)
+{
+	Hactl__CtlReply rep = HACTL__CTL_REPLY__INIT;
+	Hactl__CtlGeneration *m = NULL, **pm = NULL;
+	struct cat_gen *g = NULL;
+	size_t n = 0, lim = req->limit && req->limit < CTL_LIST_MAX ? req->limit : CTL_LIST_MAX;
+	int ret;
+
+	ret = cat_gen_list(d->cat, sv->cat_id, 0, lim, &g, &n);
+	if (ret)
+		return reply_error(fd, ret, cat_errmsg(d->cat));
+	ret = -ENOMEM;
+	if (n && (!(m = calloc(n, sizeof(*m))) || !(pm = calloc(n, sizeof(*pm)))))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		gen_to_msg(&g[i], &m[i]);
+		pm[i] = &m[i];
+	}
+	rep.has_api_version = rep.has_status = 1;
+	rep.api_version = CTL_API_VERSION;
+	rep.n_generations = n;
+	rep.generations = pm;
+	ret = reply_send(fd, &rep);
+out:
+	free(g);
+	free(m);
+	free(pm);
+	return ret;
+}
+
+static int reply_log(struct hacd *d, int fd, const struct svc *sv, const Hactl__CtlRequest *req)
+{
+	Hactl__CtlReply rep = HACTL__CTL_REPLY__INIT;
+	Hactl__CtlEvent *m = NULL, **pm = NULL;
+	struct cat_event *e = NULL;
+	size_t n = 0, lim = req->limit ? req->limit : CTL_LOG_DEFAULT;
+	int ret;
+
+	if (lim > CTL_LOG_MAX)
+		lim = CTL_LOG_MAX;
+	ret = cat_event_last(d->cat, sv->cat_id, lim, &e, &n);
+	if (ret)
+		return reply_error(fd, ret, cat_errmsg(d->cat));
+	ret = -ENOMEM;
+	if (n && (!(m = calloc(n, sizeof(*m))) || !(pm = calloc(n, sizeof(*pm)))))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		hactl__ctl_event__init(&m[i]);
+		m[i].has_ts_us = m[i].has_level = 1;
+		m[i].ts_us = e[i].ts_us;
+		m[i].level = e[i].level;
+		m[i].kind = e[i].kind;
+		m[i].message = e[i].message;
+		pm[i] = &m[i];
+	}
+	rep.has_api_version = rep.has_status = 1;
+	rep.api_version = CTL_API_VERSION;
+	rep.n_events = n;
+	rep.events = pm;
+	ret = reply_send(fd, &rep);
+out:
+	free(e);
+	free(m);
+	free(pm);
+	return ret;
+}
+
+void hacd_ctl_reply_done(int fd, int status, const char *error, struct cat *cat, int64_t gen)
+{
+	Hactl__CtlReply rep = HACTL__CTL_REPLY__INIT;
+	Hactl__CtlGeneration m;
+	struct cat_gen g;
+
+	rep.has_api_version = rep.has_status = 1;
+	rep.api_version = CTL_API_VERSION;
+	rep.status = status;
+	if (status)
+		rep.error = (char *)(error && *error ? error : strerror(-status));
+	if (!status && cat && gen > 0 && !cat_gen_get(cat, gen, &g)) {
+		gen_to_msg(&g, &m);
+		rep.generation = &m;
+	}
+	/* The client may be gone: nothing to do about it. */
+	reply_send(fd, &rep);
+}
+
+/* Checkpoint and rollback answer later, on a dup of the client's socket. */
+static int request_wait(struct hacd *d, struct ctl_client *c, struct svc *sv,
+			const Hactl__CtlRequest *req)
+{
+	char err[256] = "";
+	int fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0), ret;
+
+	if (fd < 0)
+		return reply_error(c->fd, -errno, "out of file descriptors");
+	if (req->type == HACTL__CTL_TYPE__CTL_TYPE_CHECKPOINT) {
+		ret = svc_request_checkpoint(sv, fd);
+		if (ret == -EAGAIN)
+			snprintf(err, sizeof(err), "service %s is %s, not running", sv->name,
+				 svc_state_name(sv->state));
+	} else {
+		ret = svc_request_rollback(sv, req->generation, fd, err, sizeof(err));
+	}
+	if (ret) {
+		close(fd);
+		return reply_error(c->fd, ret, err[0] ? err : strerror(-ret));
+	}
+	return 0;
+}
+
 static int reply_status(struct hacd *d, int fd, const Hactl__CtlRequest *req)
 {
 	const struct conf *conf = d->conf;
@@ -150,6 +326,7 @@ static int reply_status(struct hacd *d, int fd, const Hactl__CtlRequest *req)
 		svc[n].has_interval_us = svc[n].has_keep = 1;
 		svc[n].interval_us = s->interval_us;
 		svc[n].keep = s->keep;
+		status_svc(d, hacd_svc_find(d, s->name), &svc[n]);
 		psvc[n] = &svc[n];
 		n++;
 	}
@@ -178,6 +355,7 @@ static int client_request(struct ctl_client *c, const void *buf, size_t len)
 {
 	struct hacd *d = c->ctl->d;
 	Hactl__CtlRequest *req;
+	struct svc *sv = NULL;
 	char err[256];
 	int ret;
 
@@ -187,13 +365,31 @@ static int client_request(struct ctl_client *c, const void *buf, size_t len)
 			 (unsigned)c->cred.uid, err);
 		return reply_error(c->fd, ret, err);
 	}
-	if (req->type != HACTL__CTL_TYPE__CTL_TYPE_STATUS && c->perm != CTL_PERM_ALL) {
+	if (req->type != HACTL__CTL_TYPE__CTL_TYPE_STATUS &&
+	    req->type != HACTL__CTL_TYPE__CTL_TYPE_LIST &&
+	    req->type != HACTL__CTL_TYPE__CTL_TYPE_LOG && c->perm != CTL_PERM_ALL) {
 		hacd_log(LOG_WARNING, "control: pid %d uid %u: %s refused: root only",
 			 (int)c->cred.pid, (unsigned)c->cred.uid, ctl_type_name(req->type));
 		ret = reply_error(c->fd, -EPERM, "permission denied: root only");
 		goto out;
 	}
+	if (req->type != HACTL__CTL_TYPE__CTL_TYPE_STATUS &&
+	    req->type != HACTL__CTL_TYPE__CTL_TYPE_RELOAD &&
+	    !(sv = hacd_svc_find(d, req->service))) {
+		ret = reply_error(c->fd, -ENOENT, "no such service");
+		goto out;
+	}
 	switch (req->type) {
+	case HACTL__CTL_TYPE__CTL_TYPE_LIST:
+		ret = reply_list(d, c->fd, sv, req);
+		break;
+	case HACTL__CTL_TYPE__CTL_TYPE_LOG:
+		ret = reply_log(d, c->fd, sv, req);
+		break;
+	case HACTL__CTL_TYPE__CTL_TYPE_CHECKPOINT:
+	case HACTL__CTL_TYPE__CTL_TYPE_ROLLBACK:
+		ret = request_wait(d, c, sv, req);
+		break;
 	case HACTL__CTL_TYPE__CTL_TYPE_STATUS:
 		ret = reply_status(d, c->fd, req);
 		break;

@@ -3,15 +3,17 @@
  *
  * DESIGN
  * One process, one libevent loop on an explicit event_base. The loop only ever does
- * short things: it answers the control socket, handles signals and (later) schedules
+ * short things: it answers the control socket, handles signals and schedules
  * checkpoints that engine worker processes carry out; it never calls the engine.
  *
  *   hacd -f FILE     run with that config (default /etc/hacd/hacd.conf)
  *   hacd -t [-f F]   check the config and exit: 0, or 78 with file:line on stderr
  *
- * Signals: SIGTERM/SIGINT stop cleanly (socket removed, exit 0); SIGHUP reloads: the
- * new config is parsed and validated as a whole, then swapped in; a bad one is logged
- * with its file:line and the running config stays. systemd Type=notify is told
+ * Signals: SIGTERM/SIGINT stop cleanly (launched services are stopped with their
+ * stop_timeout, the socket removed, exit 0); SIGHUP reloads: the new config is parsed
+ * and validated as a whole, then swapped in, and only services whose section changed
+ * are restarted (hacd-svc.c); a bad one is logged with its file:line and the running
+ * config stays. SIGCHLD reaps workers (restarted when they die) and orphans. systemd Type=notify is told
  * READY=1, RELOADING=1 and STOPPING=1 with a STATUS line, and WATCHDOG=1 when
  * WatchdogSec= is set (hacd-log.c).
  */
@@ -23,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,18 +74,45 @@ int hacd_reload(struct hacd *d)
 	if (strcmp(conf->state_dir, d->conf->state_dir))
 		hacd_log(LOG_WARNING, "state_dir changed to %s: takes effect on restart",
 			 conf->state_dir);
-	conf_free(d->conf);
-	d->conf = conf;
+	{
+		struct conf *old = d->conf;
+
+		/* Services compare their old section with the new one, then let go of it. */
+		d->conf = conf;
+		hacd_svcs_reload(d);
+		conf_free(old);
+	}
 	hacd_log_set_level(conf->log_level);
 	hacd_log(LOG_NOTICE, "reloaded %s: %zu service(s)", conf->path, conf->n_services);
 	status_notify(d);
 	return 0;
 }
 
+int hacd_gen_hook_add(struct hacd *d, hacd_gen_hook_fn fn, void *opaque)
+{
+	struct hacd_gen_hook *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return -ENOMEM;
+	h->fn = fn;
+	h->opaque = opaque;
+	h->next = d->gen_hooks;
+	d->gen_hooks = h;
+	return 0;
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct hacd *d = arg;
+	int st;
+	pid_t pid;
 
+	if (sig == SIGCHLD) {
+		/* Workers, and services a dead worker left to us (we are their subreaper). */
+		while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+			hacd_svcs_reaped(d, pid, st);
+		return;
+	}
 	if (sig == SIGHUP) {
 		hacd_reload(d);
 		return;
@@ -149,14 +180,14 @@ static int catalog_open(struct hacd *d)
 
 static int run(struct hacd *d)
 {
-	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
-	struct event *ev[3] = { NULL }, *wd = NULL;
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD };
+	struct event *ev[4] = { NULL }, *wd = NULL;
 	int ret = -ENOMEM;
 
 	d->base = event_base_new();
 	if (!d->base)
 		return -ENOMEM;
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < 4; i++) {
 		ev[i] = evsignal_new(d->base, sigs[i], signal_cb, d);
 		if (!ev[i] || event_add(ev[i], NULL) < 0)
 			goto out;
@@ -167,6 +198,8 @@ static int run(struct hacd *d)
 	ret = hacd_ctl_open(d, &d->ctl);
 	if (!ret)
 		ret = watchdog_start(d, &wd);
+	if (!ret)
+		ret = hacd_svcs_start(d);
 	if (ret)
 		goto out;
 	hacd_log(LOG_NOTICE, "started: node %s, %zu service(s), config %s",
@@ -177,11 +210,13 @@ static int run(struct hacd *d)
 out:
 	if (wd)
 		event_free(wd);
+	if (d->services.tqh_first || d->services.tqh_last)
+		hacd_svcs_stop(d);
 	hacd_ctl_close(d->ctl);
 	d->ctl = NULL;
 	cat_close(d->cat);
 	d->cat = NULL;
-	for (size_t i = 0; i < 3; i++)
+	for (size_t i = 0; i < 4; i++)
 		if (ev[i])
 			event_free(ev[i]);
 	event_base_free(d->base);
@@ -231,6 +266,11 @@ int main(int argc, char **argv)
 	hacd_log_libevent();
 	/* A hactl that vanishes mid-reply must not kill the agent. */
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Services outlive a worker that dies: as subreaper we inherit them (not pid 1,
+	 * which may reap late and keep their pids taken), and their pidfds still tell.
+	 */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	d.started_us = hacd_now_us();
 	ret = run(&d);
 	conf_free(d.conf);

@@ -2,13 +2,29 @@
 #ifndef HA_HACD_H
 #define HA_HACD_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
 #include <syslog.h>
+
+/* glibc's sys/queue.h lacks it. */
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
+	for ((var) = TAILQ_FIRST(head);					\
+	     (var) && ((tvar) = TAILQ_NEXT(var, field), 1);		\
+	     (var) = (tvar))
+#endif
 
 struct event_base;
 struct conf;
 struct cat;
 struct hacd_ctl;
+struct event;
+struct conf_service;
+struct svc;
+struct Hacd__WorkerRequest;
+struct Hacd__WorkerReply;
 
 /* Exit codes of hacd (sysexits). */
 enum {
@@ -25,7 +41,102 @@ struct hacd {
 	struct cat *cat;
 	struct hacd_ctl *ctl;
 	uint64_t started_us;		/* CLOCK_MONOTONIC, for the uptime */
+	TAILQ_HEAD(, svc) services;
+	struct hacd_gen_hook *gen_hooks;	/* fired when a generation becomes complete */
+	bool stopping;
 };
+
+/*
+ * Launch services in their own pid, ipc and uts namespaces under our init (DESIGN.md
+ * 4). Off until the engine dumps a process that lives in a pid namespace of its own
+ * (issue 4): until then a launched service shares hacd's namespaces and is restored
+ * with its pid in ours.
+ */
+#define HACD_LAUNCH_PIDNS	false
+
+/* Largest worker message: a request carries a command line, a reply an engine error. */
+#define WORKER_MSG_MAX		(64 * 1024)
+
+/* Lateness samples kept per service for the status (p50/p99). */
+#define SVC_LATE_SAMPLES	256
+
+/*
+ * A guarded service's life, driven from the loop (hacd-svc.c draws the machine).
+ */
+enum svc_state {
+	SVC_STARTING,		/* launch or attach in progress */
+	SVC_RUNNING,		/* guarded: checkpoints on schedule */
+	SVC_STOPPING,		/* killed on purpose (rollback, reload, stop): wait for it */
+	SVC_RESTORING,		/* a generation is being restored */
+	SVC_DEAD,		/* gone and not coming back (policy none, or failures) */
+};
+
+enum svc_wait_kind { SVC_WAIT_CHECKPOINT, SVC_WAIT_ROLLBACK };
+
+/* A control request waiting for an operation: answered on fd (a dup of the client's). */
+struct svc_waiter {
+	int fd;
+	enum svc_wait_kind kind;
+	bool armed;			/* its operation has started */
+	TAILQ_ENTRY(svc_waiter) link;
+};
+
+enum { SVC_AFTER_NOTHING, SVC_AFTER_RESTORE, SVC_AFTER_START, SVC_AFTER_FREE };
+
+struct svc {
+	struct hacd *d;
+	const struct conf_service *cs;	/* in d->conf; re-pointed on reload */
+	char name[72];
+	int64_t cat_id;
+	enum svc_state state;
+	pid_t init;			/* what exits when the service does */
+	pid_t pid;			/* the checkpoint target */
+	int pidfd;
+	struct event *pidfd_ev;
+	char last_error[1024];
+	/* scheduler */
+	struct event *timer;
+	uint64_t next_us;		/* CLOCK_MONOTONIC of the next due checkpoint */
+	uint64_t due_us;		/* when the one in flight was due */
+	uint64_t late[SVC_LATE_SAMPLES];
+	unsigned n_late;
+	uint64_t n_ckpt, n_failed, n_missed;
+	/* the checkpoint in flight */
+	int64_t gen, pack;
+	/* restore in flight, or wanted once the service is stopped */
+	int64_t restore_gen;		/* 0: latest complete */
+	bool want_ckpt;			/* asked by hactl checkpoint */
+	int after_stop;			/* SVC_AFTER_*: what a purposeful stop leads to */
+	bool stop_pending;		/* stop once the op in flight ends */
+	uint64_t stop_timeout_us;	/* copied: a removed service outlives its conf */
+	bool launched;			/* we started it (command): we stop it */
+	struct event *kill_timer;	/* SIGKILL after stop_timeout */
+	bool dead_seen;			/* the process ended while an op was in flight */
+	struct event *retry;		/* a restore that hit a still-taken pid */
+	unsigned retries;
+	/* worker */
+	pid_t w_pid;
+	int w_fd;
+	struct event *w_ev;
+	uint64_t w_seq;
+	int w_op;			/* HACD__WORKER_OP__*: in flight, 0: idle */
+	uint64_t w_sent_us;
+	unsigned w_restarts;
+	TAILQ_HEAD(, svc_waiter) waiters;
+	TAILQ_ENTRY(svc) link;
+};
+
+/*
+ * Called when a generation of `s` becomes complete, after the catalog committed it:
+ * the place where replication (issue 7) hooks in. `dir` holds its images.
+ */
+typedef void (*hacd_gen_hook_fn)(struct svc *s, int64_t gen, const char *dir, void *opaque);
+struct hacd_gen_hook {
+	hacd_gen_hook_fn fn;
+	void *opaque;
+	struct hacd_gen_hook *next;
+};
+int hacd_gen_hook_add(struct hacd *d, hacd_gen_hook_fn fn, void *opaque);
 
 /* hacd-log.c: stderr with <N> priority prefixes (journald reads them), and sd_notify. */
 void hacd_log_set_level(int level);
@@ -44,6 +155,59 @@ int hacd_ctl_open(struct hacd *d, struct hacd_ctl **out);
 void hacd_ctl_close(struct hacd_ctl *ctl);
 /* The path it listens on: a reload does not move it. */
 const char *hacd_ctl_path(const struct hacd_ctl *ctl);
+
+/* hacd-worker.c: one engine worker per service. */
+int hacd_worker_start(struct svc *s);
+void hacd_worker_stop(struct svc *s);
+int hacd_worker_send(struct svc *s, struct Hacd__WorkerRequest *req);
+
+/* hacd-svc.c: the services' state machines, scheduler and generations. */
+int hacd_svcs_start(struct hacd *d);
+/* After a reload: start new services, restart changed ones, stop removed ones. */
+void hacd_svcs_reload(struct hacd *d);
+/* SIGTERM: stop launched services (stop_timeout, then SIGKILL), free everything. */
+void hacd_svcs_stop(struct hacd *d);
+struct svc *hacd_svc_find(struct hacd *d, const char *name);
+void svc_worker_reply(struct svc *s, int op, const struct Hacd__WorkerReply *rep);
+/* A child of hacd was reaped (SIGCHLD): a worker, or a service adopted as subreaper. */
+void hacd_svcs_reaped(struct hacd *d, pid_t pid, int status);
+const char *svc_state_name(enum svc_state st);
+/* Directory of generation `gen` of `s`: STATE_DIR/services/NAME/gen-ID. */
+void svc_gen_dir(const struct svc *s, int64_t gen, char *buf, size_t len);
+/* p50 and p99 of the scheduling lateness samples, in microseconds. */
+void svc_lateness(const struct svc *s, uint64_t *p50, uint64_t *p99);
+
+/*
+ * Control requests that complete later (checkpoint, rollback): the reply goes to
+ * `fd` (a dup of the client's socket) when the operation ends.
+ */
+int svc_request_checkpoint(struct svc *s, int fd);
+int svc_request_rollback(struct svc *s, int64_t gen, int fd, char *err, size_t errlen);
+/* Logged, kept as the service's last error when a warning or worse, and in the
+ * catalog's event log. */
+__attribute__((format(printf, 4, 5)))
+void svc_event(struct svc *s, int level, const char *kind, const char *fmt, ...);
+/* STATE_DIR/services/NAME, 0700, created as needed; an fd or -errno. */
+int svc_dir_open(const struct svc *s);
+int64_t svc_wall_us(void);
+
+/* hacd-gen.c: checkpoints, retention, GC, waiting requests. */
+void svc_ckpt_start(struct svc *s);
+/* rep NULL: the worker died with it. */
+void svc_ckpt_done(struct svc *s, const struct Hacd__WorkerReply *rep);
+void svc_timer_arm(struct svc *s);
+void svc_timer_cb(int fd, short what, void *arg);
+/* Collect every pack (generation directory) the catalog says is dead. */
+void hacd_gc(struct hacd *d);
+int svc_waiter_add(struct svc *s, enum svc_wait_kind kind, int fd);
+void svc_waiters_arm(struct svc *s, enum svc_wait_kind kind);
+/* Answer every waiter of `kind` (armed ones only unless `all`). */
+void svc_waiters_done(struct svc *s, enum svc_wait_kind kind, bool all, int status,
+		      const char *error, int64_t gen);
+
+/* hacd-ctl.c: answer a waiting client: status, error, generation (0: none). */
+void hacd_ctl_reply_done(int fd, int status, const char *error, struct cat *cat,
+			 int64_t gen);
 
 /* hacd.c: reload the config (SIGHUP, or a reload request); 0 or -errno. */
 int hacd_reload(struct hacd *d);

@@ -13,6 +13,30 @@ enum {
 	CTL_EXIT_CONFIG = 78,
 };
 
+/* hactl-client.c: the control socket client. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "ha/agent.h"
+
+/* hacd answers from its loop at once; a stuck one is as good as unreachable. */
+#define CTL_TIMEOUT_S	10
+/* checkpoint and rollback wait for the engine: a dump of a big service takes a while. */
+#define CTL_WAIT_TIMEOUT_S	300
+
+/* Global options (before the command): -s SOCKET, -f CONFIG, --json. */
+extern const char *ctl_opt_socket;
+extern const char *ctl_opt_config;
+extern bool ctl_opt_json;
+
+void ctl_socket_path(const char *opt, const char *conf_path, char *buf, size_t len);
+/* One request, one reply. 0, or -errno with err saying what failed. */
+int ctl_call(const char *path, const Hactl__CtlRequest *req, Hactl__CtlReply **rep,
+	     int timeout_s, char *err, size_t errlen);
+void ctl_json_str(FILE *f, const char *s);
+void ctl_fmt_duration(uint64_t us, char *buf, size_t len);
+
 /* Each gets argv with argv[0] = the subcommand name. */
 int ctl_cmd_check(int argc, char **argv);
 int ctl_cmd_inject(int argc, char **argv);
@@ -21,5 +45,13 @@ int ctl_cmd_image(int argc, char **argv);
 int ctl_cmd_dump(int argc, char **argv);
 int ctl_cmd_status(int argc, char **argv);
 int ctl_cmd_run(int argc, char **argv);
+/* hactl-svc.c */
+int ctl_cmd_list(int argc, char **argv);
+int ctl_cmd_checkpoint(int argc, char **argv);
+int ctl_cmd_rollback(int argc, char **argv);
+int ctl_cmd_log(int argc, char **argv);
+int ctl_cmd_reload(int argc, char **argv);
+/* hactl-catalog.c */
+int ctl_cmd_catalog(int argc, char **argv);
 
 #endif

@@ -1,0 +1,288 @@
+/*
+ * hacd-gen.c: a service's generations: checkpoints on schedule, their commit into the
+ * catalog, retention and garbage collection of their directories, and the control
+ * requests that wait for them. The state machine that calls these is hacd-svc.c; its
+ * invariants 1, 2 and 4 are kept here.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "ha/catalog.h"
+#include "ha/conf.h"
+#include "ha/engine.h"
+#include "hacd.h"
+#include "worker.pb-c.h"
+
+/* Failed and pruned generations stay listed this long. */
+#define FORGET_AFTER_S		86400
+
+/* ---- waiting control requests (invariant 4) ---------------------------------------- */
+
+void svc_waiters_arm(struct svc *s, enum svc_wait_kind kind)
+{
+	struct svc_waiter *w;
+
+	TAILQ_FOREACH(w, &s->waiters, link)
+		if (w->kind == kind)
+			w->armed = true;
+}
+
+/* Answer every waiter of `kind` (armed ones only unless `all`). */
+void svc_waiters_done(struct svc *s, enum svc_wait_kind kind, bool all, int status,
+			 const char *error, int64_t gen)
+{
+	struct svc_waiter *w, *tmp;
+
+	TAILQ_FOREACH_SAFE(w, &s->waiters, link, tmp) {
+		if (w->kind != kind || (!w->armed && !all))
+			continue;
+		hacd_ctl_reply_done(w->fd, status, error, s->d->cat, gen);
+		close(w->fd);
+		TAILQ_REMOVE(&s->waiters, w, link);
+		free(w);
+	}
+}
+
+int svc_waiter_add(struct svc *s, enum svc_wait_kind kind, int fd)
+{
+	struct svc_waiter *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	w->fd = fd;
+	w->kind = kind;
+	TAILQ_INSERT_TAIL(&s->waiters, w, link);
+	return 0;
+}
+
+/* ---- retention and garbage collection (invariant 2) ------------------------------- */
+
+static int rm_gen_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	DIR *dir;
+	struct dirent *e;
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return -errno;
+	}
+	while ((e = readdir(dir)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(fd, e->d_name, 0);
+	closedir(dir);
+	if (rmdir(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+void hacd_gc(struct hacd *d)
+{
+	struct cat_pack *packs = NULL;
+	size_t n = 0;
+
+	if (cat_gc_begin(d->cat, &packs, &n)) {
+		hacd_log(LOG_ERR, "catalog: gc: %s", cat_errmsg(d->cat));
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct svc *s;
+		char path[4096];
+		int ret, dfd;
+
+		TAILQ_FOREACH(s, &d->services, link)
+			if (s->cat_id == packs[i].service)
+				break;
+		/* A service no longer configured: its packs wait until it comes back. */
+		if (!s)
+			continue;
+		snprintf(path, sizeof(path), "%s/services/%s/%s", d->conf->state_dir, s->name,
+			 packs[i].file);
+		ret = rm_gen_dir(path);
+		if (ret) {
+			hacd_log(LOG_ERR, "gc: %s: %s", path, strerror(-ret));
+			continue;
+		}
+		dfd = svc_dir_open(s);
+		if (dfd >= 0) {
+			ha_fsync_dir(dfd);
+			close(dfd);
+		}
+		if (cat_gc_done(d->cat, packs[i].id) && cat_gc_done(d->cat, packs[i].id) != -ENOENT)
+			hacd_log(LOG_ERR, "catalog: gc: %s", cat_errmsg(d->cat));
+	}
+	free(packs);
+}
+
+static void retention(struct svc *s)
+{
+	struct cat_retention p = {
+		.keep_last = s->cs ? s->cs->keep : 1,
+		.keep_hourly = s->cs ? s->cs->keep_hourly : 0,
+		.keep_daily = s->cs ? s->cs->keep_daily : 0,
+		.forget_after_s = FORGET_AFTER_S,
+	};
+	int pruned = 0;
+
+	if (cat_retention_apply(s->d->cat, s->cat_id, &p, svc_wall_us(), &pruned))
+		hacd_log(LOG_ERR, "service %s: retention: %s", s->name, cat_errmsg(s->d->cat));
+	hacd_gc(s->d);
+}
+
+/* ---- checkpoints ------------------------------------------------------------------- */
+
+void svc_ckpt_start(struct svc *s)
+{
+	Hacd__WorkerRequest req = HACD__WORKER_REQUEST__INIT;
+	struct cat *c = s->d->cat;
+	char dir[4096], file[64];
+	int ret, dfd;
+
+	s->want_ckpt = false;
+	if ((dfd = svc_dir_open(s)) < 0) {
+		svc_event(s, LOG_ERR, "checkpoint", "cannot open its state directory: %s",
+			  strerror(-dfd));
+		svc_waiters_done(s, SVC_WAIT_CHECKPOINT, true, dfd, s->last_error, 0);
+		return;
+	}
+	close(dfd);
+	s->gen = s->pack = 0;
+	/* Invariant 1: the catalog knows the directory before it exists. */
+	ret = cat_gen_begin(c, s->cat_id, 0, &s->gen);
+	if (!ret) {
+		snprintf(file, sizeof(file), "gen-%lld", (long long)s->gen);
+		ret = cat_pack_add(c, s->cat_id, file, &s->pack);
+	}
+	if (ret) {
+		svc_event(s, LOG_ERR, "checkpoint", "catalog: %s", cat_errmsg(c));
+		goto fail;
+	}
+	svc_gen_dir(s, s->gen, dir, sizeof(dir));
+	req.op = HACD__WORKER_OP__WORKER_OP_CHECKPOINT;
+	req.has_pid = req.has_precopy = 1;
+	req.pid = (uint32_t)s->pid;
+	req.dir = dir;
+	req.precopy = s->cs ? s->cs->precopy : true;
+	ret = hacd_worker_send(s, &req);
+	if (ret) {
+		svc_event(s, LOG_ERR, "checkpoint", "worker unavailable: %s", strerror(-ret));
+		goto fail;
+	}
+	svc_waiters_arm(s, SVC_WAIT_CHECKPOINT);
+	return;
+fail:
+	if (s->pack)
+		cat_pack_seal(c, s->pack, 0);
+	if (s->gen)
+		cat_gen_fail(c, s->gen);
+	s->gen = s->pack = 0;
+	s->n_failed++;
+	svc_waiters_done(s, SVC_WAIT_CHECKPOINT, true, ret, s->last_error, 0);
+}
+
+void svc_ckpt_done(struct svc *s, const Hacd__WorkerReply *rep)
+{
+	struct cat *c = s->d->cat;
+	struct cat_gen_stats st = { 0 };
+	int64_t gen = s->gen;
+	int ret = rep ? rep->status : -ECHILD;
+	char dir[4096];
+
+	if (!ret) {
+		st.pause_us = (int64_t)rep->frozen_us;
+		st.bytes_new = st.bytes_total = (int64_t)rep->bytes_written;
+		st.pages = (int64_t)rep->pages_written;
+		/* Invariant 1, in this order. */
+		ret = cat_pack_ref(c, gen, s->pack, st.bytes_new);
+		if (!ret)
+			ret = cat_pack_seal(c, s->pack, st.bytes_new);
+		if (!ret)
+			ret = cat_gen_commit(c, gen, &st);
+		if (ret)
+			svc_event(s, LOG_ERR, "checkpoint", "generation %lld: catalog: %s",
+				  (long long)gen, cat_errmsg(c));
+	} else {
+		svc_event(s, LOG_WARNING, "checkpoint", "generation %lld failed: %s",
+			  (long long)gen, rep && rep->error ? rep->error : strerror(-ret));
+	}
+	if (ret) {
+		cat_pack_seal(c, s->pack, 0);
+		cat_gen_fail(c, gen);
+		s->n_failed++;
+		svc_waiters_done(s, SVC_WAIT_CHECKPOINT, false, ret, s->last_error, 0);
+	} else {
+		s->n_ckpt++;
+		hacd_log(LOG_DEBUG, "service %s: generation %lld complete, pause %lld us",
+			 s->name, (long long)gen, (long long)st.pause_us);
+		svc_gen_dir(s, gen, dir, sizeof(dir));
+		for (struct hacd_gen_hook *h = s->d->gen_hooks; h; h = h->next)
+			h->fn(s, gen, dir, h->opaque);
+		svc_waiters_done(s, SVC_WAIT_CHECKPOINT, false, 0, NULL, gen);
+	}
+	s->gen = s->pack = 0;
+	/* A rollback waiting for this checkpoint to end must still find its generation. */
+	if (!s->stop_pending)
+		retention(s);
+}
+
+void svc_timer_arm(struct svc *s)
+{
+	uint64_t now = hacd_now_us(), d = s->next_us > now ? s->next_us - now : 0;
+	struct timeval tv = { .tv_sec = (time_t)(d / 1000000), .tv_usec = (suseconds_t)(d % 1000000) };
+
+	evtimer_add(s->timer, &tv);
+}
+
+/* Due times advance by the interval from the first one, so lateness never drifts. */
+void svc_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct svc *s = arg;
+	uint64_t now = hacd_now_us(), iv = s->cs ? s->cs->interval_us : 1000000;
+
+	s->due_us = s->next_us;
+	s->next_us += iv;
+	while (s->next_us <= now) {
+		s->next_us += iv;
+		s->n_missed++;
+	}
+	svc_timer_arm(s);
+	if (s->state != SVC_RUNNING || s->stop_pending)
+		return;
+	if (s->w_op) {
+		s->n_missed++;	/* the previous one is still running: never overlap */
+		return;
+	}
+	s->late[s->n_late++ % SVC_LATE_SAMPLES] = now - s->due_us;
+	svc_ckpt_start(s);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+void svc_lateness(const struct svc *s, uint64_t *p50, uint64_t *p99)
+{
+	uint64_t v[SVC_LATE_SAMPLES];
+	size_t n = s->n_late < SVC_LATE_SAMPLES ? s->n_late : SVC_LATE_SAMPLES;
+
+	*p50 = *p99 = 0;
+	if (!n)
+		return;
+	memcpy(v, s->late, n * sizeof(v[0]));
+	qsort(v, n, sizeof(v[0]), cmp_u64);
+	*p50 = v[n / 2];
+	*p99 = v[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1];
+}

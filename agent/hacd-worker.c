@@ -1,0 +1,316 @@
+/*
+ * hacd-worker.c: the engine worker of one guarded service, and hacd's end of its pipe.
+ *
+ * DESIGN
+ * hacd's event loop never calls the engine (STYLE.md, OpenBSD privsep): each service
+ * gets one long-lived worker, forked from hacd, that runs eng_launch, eng_dump and
+ * eng_restore on request. A crash or a hang in a dump takes down the worker, not the
+ * agent. Requests and replies are protobuf-c messages (rpc/worker.proto), one per
+ * SOCK_SEQPACKET packet of a socketpair, one request at a time.
+ *
+ *   hacd (loop)                                    worker (blocking)
+ *   hacd_worker_start: socketpair, fork ---------> worker_main: own signals, fds 0-2 and
+ *                                                  the socket only, dies with hacd
+ *   hacd_worker_send(req) -----------------------> eng_launch / eng_dump / eng_restore
+ *   worker_cb: decode, check <-------------------- reply (status, pids, stats)
+ *   SIGCHLD for the worker: svc_worker_died() restarts it
+ *
+ * Invariants:
+ *  1. The worker holds nothing of hacd's: not the control socket, not the catalog's
+ *     sqlite connection (never used across fork), not libevent's signal pipe.
+ *  2. The worker reaps its own children (the services it launched or restored) between
+ *     requests, so that a dead service's pid is free again for its restore.
+ *  3. A reply is trusted only after its seq matches the request in flight and its pids
+ *     are plausible: a confused worker is killed and restarted, not believed.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "ha/conf.h"
+#include "ha/engine.h"
+#include "hacd.h"
+#include "worker.pb-c.h"
+
+/* The fd the worker finds its socket on. */
+#define WORKER_FD 3
+
+static const char *worker_name;
+static int worker_log_level;
+
+static void worker_log(int level, const char *msg, void *opaque)
+{
+	if (level <= worker_log_level)
+		dprintf(STDERR_FILENO, "<%d>worker %s: %s\n", level, worker_name, msg);
+}
+
+static void reap_children(void)
+{
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+}
+
+static void do_launch(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep)
+{
+	struct eng_launch_opts o = { .pidns = HACD_LAUNCH_PIDNS, .user = req->user,
+				     .log_path = req->log_path };
+	const char **argv = calloc(req->n_argv + 1, sizeof(*argv));
+	pid_t init, pid;
+
+	if (!argv) {
+		rep->status = -ENOMEM;
+		return;
+	}
+	for (size_t i = 0; i < req->n_argv; i++)
+		argv[i] = req->argv[i];
+	rep->status = eng_launch(argv, &o, &init, &pid);
+	free(argv);
+	if (rep->status)
+		return;
+	rep->has_init = rep->has_pid = 1;
+	rep->init = (uint32_t)init;
+	rep->pid = (uint32_t)pid;
+}
+
+static void do_checkpoint(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep)
+{
+	struct eng_dump_opts o = {
+		.leave_running = true,
+		.precopy = req->precopy ? ENG_PRECOPY_AUTO : ENG_PRECOPY_NEVER,
+	};
+	struct eng_dump_stats st = { 0 };
+
+	rep->status = eng_dump((pid_t)req->pid, req->dir, &o, &st);
+	if (rep->status)
+		return;
+	rep->has_frozen_us = rep->has_total_us = rep->has_pages_written = 1;
+	rep->has_pages_scanned = rep->has_bytes_written = 1;
+	rep->frozen_us = st.frozen_us;
+	rep->total_us = st.total_us;
+	rep->pages_written = st.pages_written;
+	rep->pages_scanned = st.pages_scanned;
+	rep->bytes_written = st.bytes_written;
+}
+
+static void do_restore(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep)
+{
+	struct eng_restore_opts o = { .pidns = HACD_LAUNCH_PIDNS };
+	pid_t pid;
+
+	rep->status = eng_restore(req->dir, &o, &pid);
+	if (rep->status)
+		return;
+	rep->has_init = rep->has_pid = 1;
+	rep->init = (uint32_t)pid;
+	/* With a pid namespace the target is the init's child; without, the process. */
+	rep->pid = (uint32_t)pid;
+}
+
+static int handle(const uint8_t *buf, size_t len)
+{
+	Hacd__WorkerReply rep = HACD__WORKER_REPLY__INIT;
+	Hacd__WorkerRequest *req = hacd__worker_request__unpack(NULL, len, buf);
+	uint8_t out[WORKER_MSG_MAX];
+	size_t n;
+
+	rep.has_seq = rep.has_status = 1;
+	if (!req) {
+		rep.status = -EBADMSG;
+		rep.error = "request is not a WorkerRequest";
+		goto send;
+	}
+	rep.seq = req->seq;
+	switch (req->op) {
+	case HACD__WORKER_OP__WORKER_OP_LAUNCH:
+		if (req->n_argv)
+			do_launch(req, &rep);
+		else
+			rep.status = -EINVAL;
+		break;
+	case HACD__WORKER_OP__WORKER_OP_CHECKPOINT:
+		if (req->pid && req->dir)
+			do_checkpoint(req, &rep);
+		else
+			rep.status = -EINVAL;
+		break;
+	case HACD__WORKER_OP__WORKER_OP_RESTORE:
+		if (req->dir)
+			do_restore(req, &rep);
+		else
+			rep.status = -EINVAL;
+		break;
+	default:
+		rep.status = -EPROTO;
+	}
+	if (rep.status && !rep.error)
+		rep.error = (char *)(eng_last_error()[0] ? eng_last_error() : strerror(-rep.status));
+send:
+	n = hacd__worker_reply__get_packed_size(&rep);
+	if (n > sizeof(out)) {
+		rep.error = "error message too long";
+		n = hacd__worker_reply__get_packed_size(&rep);
+	}
+	hacd__worker_reply__pack(&rep, out);
+	if (req)
+		hacd__worker_request__free_unpacked(req, NULL);
+	return send(WORKER_FD, out, n, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+static void __attribute__((noreturn)) worker_main(int fd, pid_t parent)
+{
+	static uint8_t buf[WORKER_MSG_MAX];
+	struct sigaction sa = { .sa_handler = SIG_DFL };
+	char comm[16];
+	sigset_t none;
+
+	/* Die with hacd: a worker without its agent would hold ptrace and uffd for no one. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(1);
+	/* libevent's handlers point into hacd's loop, which is not ours (invariant 1). */
+	for (int sig = 1; sig < NSIG; sig++)
+		sigaction(sig, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (fd != WORKER_FD && dup2(fd, WORKER_FD) < 0)
+		_exit(1);
+	close_range(WORKER_FD + 1, ~0u, 0);
+	snprintf(comm, sizeof(comm), "hacd-w %s", worker_name);
+	prctl(PR_SET_NAME, comm);
+	eng_set_log(worker_log, worker_log_level, NULL);
+	for (;;) {
+		struct pollfd p = { .fd = WORKER_FD, .events = POLLIN };
+		int r = poll(&p, 1, 200);
+		ssize_t n;
+
+		reap_children();	/* invariant 2 */
+		if (r < 0 && errno != EINTR)
+			_exit(1);
+		if (r <= 0)
+			continue;
+		n = recv(WORKER_FD, buf, sizeof(buf), 0);
+		if (n == 0 || (n < 0 && errno != EINTR))
+			_exit(0);	/* hacd closed its end: we are done */
+		if (n > 0 && handle(buf, (size_t)n) < 0)
+			_exit(1);
+	}
+}
+
+/* ---- hacd's side ------------------------------------------------------------------- */
+
+static void worker_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct svc *s = arg;
+	uint8_t buf[WORKER_MSG_MAX];
+	Hacd__WorkerReply *rep;
+	ssize_t n;
+	int op;
+
+	n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		/* It died or closed: SIGCHLD brings svc_worker_died(). Stop listening. */
+		event_del(s->w_ev);
+		if (s->w_pid > 0)
+			kill(s->w_pid, SIGKILL);
+		return;
+	}
+	rep = hacd__worker_reply__unpack(NULL, (size_t)n, buf);
+	/* Invariant 3. */
+	if (!rep || !rep->has_seq || !rep->has_status || rep->seq != s->w_seq || !s->w_op ||
+	    (!rep->status && s->w_op != HACD__WORKER_OP__WORKER_OP_CHECKPOINT &&
+	     (!rep->init || !rep->pid || rep->init > INT32_MAX || rep->pid > INT32_MAX))) {
+		hacd_log(LOG_ERR, "service %s: worker %d sent a malformed or unexpected reply: "
+			 "restarting it", s->name, (int)s->w_pid);
+		if (rep)
+			hacd__worker_reply__free_unpacked(rep, NULL);
+		event_del(s->w_ev);
+		kill(s->w_pid, SIGKILL);
+		return;
+	}
+	op = s->w_op;
+	s->w_op = 0;
+	svc_worker_reply(s, op, rep);
+	hacd__worker_reply__free_unpacked(rep, NULL);
+}
+
+int hacd_worker_start(struct svc *s)
+{
+	pid_t parent = getpid(), pid;
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		hacd_log(LOG_ERR, "service %s: worker socketpair: %s", s->name, strerror(errno));
+		return -errno;
+	}
+	worker_name = s->name;
+	worker_log_level = s->d->conf->log_level;
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		close(sv[0]);
+		worker_main(sv[1], parent);
+	}
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		hacd_log(LOG_ERR, "service %s: fork of its worker: %s", s->name, strerror(errno));
+		return -errno;
+	}
+	evutil_make_socket_nonblocking(sv[0]);
+	s->w_fd = sv[0];
+	s->w_pid = pid;
+	s->w_op = 0;
+	s->w_ev = event_new(s->d->base, sv[0], EV_READ | EV_PERSIST, worker_cb, s);
+	if (!s->w_ev || event_add(s->w_ev, NULL) < 0) {
+		hacd_worker_stop(s);
+		return -ENOMEM;
+	}
+	hacd_log(LOG_INFO, "service %s: worker %d started", s->name, (int)pid);
+	return 0;
+}
+
+/* Closes our end: the worker exits on EOF (it is reaped by the SIGCHLD handler). */
+void hacd_worker_stop(struct svc *s)
+{
+	if (s->w_ev)
+		event_free(s->w_ev);
+	s->w_ev = NULL;
+	if (s->w_fd >= 0)
+		close(s->w_fd);
+	s->w_fd = -1;
+	s->w_op = 0;
+}
+
+int hacd_worker_send(struct svc *s, Hacd__WorkerRequest *req)
+{
+	uint8_t buf[WORKER_MSG_MAX];
+	size_t n;
+
+	if (s->w_fd < 0 || s->w_op)
+		return -EBUSY;
+	req->has_seq = req->has_op = 1;
+	req->seq = ++s->w_seq;
+	n = hacd__worker_request__get_packed_size(req);
+	if (n > sizeof(buf))
+		return -EMSGSIZE;
+	hacd__worker_request__pack(req, buf);
+	if (send(s->w_fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		hacd_log(LOG_ERR, "service %s: worker %d: send: %s", s->name, (int)s->w_pid,
+			 strerror(errno));
+		return -errno;
+	}
+	s->w_op = req->op;
+	s->w_sent_us = hacd_now_us();
+	return 0;
+}

@@ -1,0 +1,226 @@
+#!/bin/bash
+# agent-guard.sh HACD HACTL: hacd guarding a real service, end to end.
+#
+# A python counter (state only in memory, printed to its output.log) guarded at 200 ms:
+#  - hactl list shows complete generations with non-zero pauses and sizes;
+#  - hactl checkpoint makes one now and prints it;
+#  - hactl rollback brings back an older counter value, and it keeps counting;
+#  - kill -9 of the service: hacd restores the newest generation by itself (same pid,
+#    counter resumes near where it died);
+#  - kill -9 of its engine worker: restarted, checkpoints go on;
+#  - kill -9 of hacd mid-checkpoint, several times at random delays: each restart finds
+#    a consistent catalog, no pending generation, no directory of an incomplete one,
+#    adopts the running service, and the newest complete generation restores;
+#  - a bad config: exit 78 with file:line.
+set -euo pipefail
+
+HACD=$1
+HACTL=$2
+HERE=$(cd "$(dirname "$0")" && pwd)
+T=$(mktemp -d /tmp/hacd-guard.XXXXXX)
+SOCK=$T/hactl.sock
+CONF=$T/hacd.conf
+LOG=$T/hacd.log
+OUT=$T/state/services/counter/output.log
+PID=
+KILLS=${HACD_GUARD_KILLS:-6}
+
+fail() {
+	echo "FAIL: $*" >&2
+	echo "--- hacd log (tail):" >&2
+	tail -40 "$LOG" >&2 || true
+	exit 1
+}
+
+svc_pid() { "$HACTL" -s "$SOCK" --json status counter 2>/dev/null |
+	python3 -c 'import json,sys; print(json.load(sys.stdin)["services"][0].get("pid", 0))'; }
+
+cleanup() {
+	[ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
+	p=$(cut -d" " -f1 "$T/state/services/counter/service.pid" 2>/dev/null || true)
+	[ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true
+	for p in ${RPIDS:-}; do kill -KILL "$p" 2>/dev/null || true; done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+cat > "$CONF" <<CONF
+node = "alpha"
+state_dir = "$T/state"
+control_socket = "$SOCK"
+service "counter" {
+  command = "$HERE/counter.py"
+  interval = "200ms"
+  keep = 100
+  restart = "restore"
+}
+CONF
+
+start_hacd() {
+	"$HACD" -f "$CONF" 2>> "$LOG" &
+	PID=$!
+	for _ in $(seq 100); do
+		[ -S "$SOCK" ] && "$HACTL" -s "$SOCK" status >/dev/null 2>&1 && return 0
+		kill -0 "$PID" 2>/dev/null || fail "hacd exited at start"
+		sleep 0.05
+	done
+	fail "no socket at $SOCK"
+}
+
+# complete_gens: ids of complete generations, newest first.
+complete_gens() { "$HACTL" -s "$SOCK" list counter --json |
+	python3 -c 'import json,sys
+for g in json.load(sys.stdin)["generations"]:
+    if g["state"] == "complete": print(g["id"])'; }
+
+wait_gens() {
+	for _ in $(seq 200); do
+		[ "$(complete_gens | wc -l)" -ge "$1" ] && return 0
+		sleep 0.05
+	done
+	fail "fewer than $1 complete generations: $("$HACTL" -s "$SOCK" list counter)"
+}
+
+last_value() { tail -n 1 "$OUT" | tr -dc 0-9; }
+lines() { wc -l < "$OUT"; }
+# Values printed after line $1.
+values_after() { tail -n +"$(($1 + 1))" "$OUT" | grep -x '[0-9]*' || true; }
+
+start_hacd
+wait_gens 3
+"$HACTL" -s "$SOCK" list counter --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["api_version"] == 1
+c = [g for g in d["generations"] if g["state"] == "complete"]
+assert c and all(g["pause_us"] > 0 and g["bytes_total"] > 0 and g["pages"] > 0 for g in c), c
+' || fail "list: complete generations without pause or size"
+"$HACTL" -s "$SOCK" list counter > "$T/list"; grep -q complete "$T/list" || fail "text list"
+echo "ok - list shows complete generations with pauses and sizes"
+
+out=$("$HACTL" -s "$SOCK" checkpoint counter) || fail "checkpoint: $out"
+echo "$out" | grep -q "checkpointed as generation" || fail "checkpoint output: $out"
+echo "ok - checkpoint now: $(echo "$out" | sed -n 1p)"
+
+# Rollback to a generation ~1 s old: the counter goes back, then keeps counting.
+sleep 1.2
+G=$(complete_gens | sed -n 6p)
+[ -n "$G" ] || fail "no generation to roll back to"
+before=$(last_value)
+mark=$(lines)
+"$HACTL" -s "$SOCK" rollback counter -g "$G" > "$T/rb" || fail "rollback: $(cat "$T/rb")"
+grep -q "rolled back to generation $G" "$T/rb" || fail "rollback output: $(cat "$T/rb")"
+sleep 1
+min=$(values_after "$mark" | sort -n | sed -n 1p)
+end=$(last_value)
+[ -n "$min" ] && [ "$min" -lt "$((before - 5))" ] || fail "rollback: counter $before, lowest after it $min"
+[ "$end" -gt "$((min + 5))" ] || fail "rollback: not counting on ($min -> $end)"
+echo "ok - rollback to generation $G: counter $before -> $min, counting on to $end"
+
+# kill -9 of the service: restored from the newest generation, same pid.
+P=$(svc_pid)
+[ "$P" -gt 0 ] || fail "no service pid"
+sleep 0.5
+kill -KILL "$P"
+before=$(last_value)
+mark=$(lines)
+for _ in $(seq 100); do
+	"$HACTL" -s "$SOCK" log counter > "$T/log"
+	[ "$(svc_pid)" = "$P" ] && grep -q "restore of generation" "$T/log" &&
+		[ -n "$(values_after "$mark")" ] && break
+	sleep 0.05
+done
+first=$(values_after "$mark" | sed -n 1p)
+[ -n "$first" ] || fail "not restored after kill -9: $("$HACTL" -s "$SOCK" status)"
+[ "$(svc_pid)" = "$P" ] || fail "restored with pid $(svc_pid), not $P"
+# The newest generation is at most an interval plus a dump old: 50 ms per count.
+[ "$first" -le "$((before + 1))" ] && [ "$first" -ge "$((before - 20))" ] ||
+	fail "restored counter $first, was $before when killed"
+"$HACTL" -s "$SOCK" log counter > "$T/log"; grep -q "the service ended" "$T/log" || fail "log: no death"
+echo "ok - kill -9: restored by hacd, counter $before -> $first, same pid $P"
+
+# kill -9 of the worker: hacd restarts it, checkpoints go on.
+W=$(pgrep -P "$PID" -f "$HACD" | head -1 || true)
+[ -z "$W" ] && W=$(ps -o pid= --ppid "$PID" | while read -r p; do
+	[ "$(cat /proc/$p/comm 2>/dev/null)" = "hacd-w counter" ] && echo "$p"; done | sed -n 1p)
+[ -n "$W" ] || fail "no worker found"
+n=$(complete_gens | sed -n 1p)
+kill -KILL "$W"
+for _ in $(seq 100); do
+	"$HACTL" -s "$SOCK" --json status > "$T/st"
+	grep -q '"worker_restarts":1' "$T/st" && break
+	sleep 0.05
+done
+"$HACTL" -s "$SOCK" --json status > "$T/st"; grep -q "\"worker_restarts\":1" "$T/st" || fail "worker not restarted"
+wait_gens 1
+for _ in $(seq 100); do [ "$(complete_gens | sed -n 1p)" -gt "$((n + 2))" ] && break; sleep 0.05; done
+[ "$(complete_gens | sed -n 1p)" -gt "$((n + 2))" ] || fail "no checkpoints after the worker's restart"
+echo "ok - kill -9 of the worker: restarted, checkpoints go on"
+
+# kill -9 of hacd at random moments (most land mid-checkpoint: a dump takes most of
+# the 200 ms period). Each restart: consistent catalog, nothing pending, no stray
+# directory, the running service adopted.
+for i in $(seq "$KILLS"); do
+	P=$(svc_pid)
+	sleep "0.$((RANDOM % 9 + 1))"
+	kill -KILL "$PID"
+	wait "$PID" 2>/dev/null || true
+	PID=
+	# Its worker dies with it (PR_SET_PDEATHSIG); the service must not.
+	kill -0 "$P" 2>/dev/null || fail "round $i: the service died with hacd"
+	"$HACTL" catalog verify "$T/state/catalog.db" > /dev/null || fail "round $i: catalog"
+	start_hacd
+	# The only pending generation may be the one the new hacd has in flight: the
+	# newest. One the killed hacd left must have been failed by cat_recover.
+	"$HACTL" -s "$SOCK" list counter --json | python3 -c '
+import json, sys
+g = json.load(sys.stdin)["generations"]
+p = [x["id"] for x in g if x["state"] == "pending"]
+sys.exit(0 if not p or p == [max(x["id"] for x in g)] else "pending left: %s" % p)' ||
+		fail "round $i: pending left"
+	[ "$(svc_pid)" = "$P" ] || fail "round $i: service $P not adopted (now $(svc_pid))"
+	# A directory belongs to a complete generation, or to the one the new hacd has
+	# in flight (pending): never to a failed, pruned or unknown one.
+	# Directories first, then the list: one created in between is not in question, and
+	# one pruned in between must be gone after it.
+	python3 -c '
+import json, os, subprocess, sys
+dirs = [e for e in os.listdir(sys.argv[1]) if e.startswith("gen-")]
+out = subprocess.run(sys.argv[2:], check=True, capture_output=True).stdout
+gens = {g["id"]: g["state"] for g in json.loads(out)["generations"]}
+for e in dirs:
+    if gens.get(int(e[4:])) not in ("complete", "pending") and \
+       os.path.exists(os.path.join(sys.argv[1], e)):
+        sys.exit("directory %s of a %s generation" % (e, gens.get(int(e[4:]), "unknown")))
+' "$T/state/services/counter" "$HACTL" -s "$SOCK" list counter --json ||
+		fail "round $i: stray generation directory"
+done
+wait_gens 3
+"$HACTL" catalog verify "$T/state/catalog.db" > /dev/null || fail "final catalog"
+for g in $(complete_gens | sed -n 1,5p); do
+	"$HACTL" image verify "$T/state/services/counter/gen-$g" > /dev/null ||
+		fail "generation $g does not verify"
+done
+# The newest complete generation really restores (in a pid namespace of its own, as
+# the service holds the pid here).
+G=$(complete_gens | sed -n 1p)
+out=$("$HACTL" restore -D "$T/state/services/counter/gen-$G" --pidns --detach) ||
+	fail "restore of generation $G: $out"
+RPIDS=$(echo "$out" | awk '{print $3}')
+sleep 0.3
+kill -0 "$RPIDS" || fail "restored generation $G did not keep running"
+kill -KILL "$RPIDS"
+echo "ok - $KILLS kill -9 of hacd: catalog consistent, incomplete ones cleaned, service adopted, generation $G restores"
+
+printf 'node = "alpha"\nservice "x" {\n  interval = "1x"\n}\n' > "$T/bad.conf"
+rc=0
+"$HACD" -t -f "$T/bad.conf" 2> "$T/err" || rc=$?
+[ "$rc" = 78 ] && grep -q "$T/bad.conf:[0-9]*:" "$T/err" || fail "bad config: $rc $(cat "$T/err")"
+echo "ok - bad config: 78 with file:line"
+
+kill -TERM "$PID"
+wait "$PID" || fail "SIGTERM: exit $?"
+PID=
+kill -0 "$(cat "$T/state/services/counter/service.pid" 2>/dev/null | cut -d' ' -f1)" 2>/dev/null &&
+	fail "service left running after SIGTERM"
+echo "ok - SIGTERM stops the service"
