@@ -77,8 +77,9 @@ static void svc_died(struct svc *s);
 
 const char *svc_state_name(enum svc_state st)
 {
+	/* "failed": it died and hacd could not (or, by policy, would not) bring it back. */
 	static const char *const names[] = { "starting", "running", "stopping", "restoring",
-					     "dead" };
+					     "failed" };
 
 	return st <= SVC_DEAD ? names[st] : "?";
 }

@@ -23,6 +23,14 @@ const char *ctl_opt_socket;
 const char *ctl_opt_config = CONF_DEFAULT_PATH;
 bool ctl_opt_json;
 
+int ctl_exit_unreachable(int err)
+{
+	/* No socket file, or a file nobody listens on (a crashed hacd's): not running. */
+	if (err == -ENOENT || err == -ECONNREFUSED)
+		return CTL_EXIT_NOT_RUNNING;
+	return CTL_EXIT_UNAVAILABLE;
+}
+
 void ctl_json_str(FILE *f, const char *s)
 {
 	fputc('"', f);

@@ -182,7 +182,7 @@ int ctl_cmd_status(int argc, char **argv)
 	ret = ctl_call(path, &req, &rep, CTL_TIMEOUT_S, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "hactl: %s\n", err);
-		return CTL_EXIT_UNAVAILABLE;
+		return ctl_exit_unreachable(ret);
 	}
 	if (rep->status || !rep->status_info) {
 		fprintf(stderr, "hactl: hacd: %s\n", rep->error ? rep->error : "no status");

@@ -181,9 +181,11 @@ static int call(const struct svc_args *a, Hactl__CtlRequest *req, int timeout_s,
 	req->has_version = req->has_type = 1;
 	req->version = CTL_API_VERSION;
 	req->service = (char *)a->service;
-	if (ctl_call(path, req, rep, timeout_s, err, sizeof(err))) {
+	int ret = ctl_call(path, req, rep, timeout_s, err, sizeof(err));
+
+	if (ret) {
 		fprintf(stderr, "hactl: %s\n", err);
-		return CTL_EXIT_UNAVAILABLE;
+		return ctl_exit_unreachable(ret);
 	}
 	if ((*rep)->status) {
 		if (a->json) {

@@ -34,6 +34,8 @@ void ctl_socket_path(const char *opt, const char *conf_path, char *buf, size_t l
 /* One request, one reply. 0, or -errno with err saying what failed. */
 int ctl_call(const char *path, const Hactl__CtlRequest *req, Hactl__CtlReply **rep,
 	     int timeout_s, char *err, size_t errlen);
+/* Exit code for a failed ctl_call(): 3 when no hacd listens there, else 69. */
+int ctl_exit_unreachable(int err);
 void ctl_json_str(FILE *f, const char *s);
 void ctl_fmt_duration(uint64_t us, char *buf, size_t len);
 

@@ -187,8 +187,8 @@ PID=
 [ ! -e "$SOCK" ] || fail "socket left behind"
 rc=0
 "$HACTL" status -s "$SOCK" 2> /dev/null || rc=$?
-[ "$rc" = 69 ] || fail "status without hacd: exit $rc"
-echo "ok - SIGTERM: exit 0, socket removed, hactl exits 69"
+[ "$rc" = 3 ] || fail "status without hacd: exit $rc, not 3 (not running)"
+echo "ok - SIGTERM: exit 0, socket removed, hactl exits 3"
 
 wait "$NPID" || fail "notify listener"
 for state in 'READY=1|STATUS=node alpha, 2 service' 'RELOADING=1|MONOTONIC_USEC=' \
