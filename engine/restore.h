@@ -71,6 +71,9 @@ struct rst_ctx {
 	int me;
 	/* Pipes every restored process inherits (the ends they use). */
 	int status_w, phase_r[2];
+	/* Open file descriptions used by several processes, opened once by the root
+	 * before it forks (rst__files_shared): shared_fd[i] is files[i]'s, or -1. */
+	int *shared_fd;
 
 	/* Filled in the new process by rst-mem.c for the restorer. */
 	unsigned long region, region_len;	/* the restorer and its args */
@@ -89,6 +92,7 @@ pid_t rst__clone_pid(pid_t pid, unsigned long flags);
 size_t rst__nr_participants(const struct rst_ctx *c);
 
 /* In the new process, before the point of no return. Return 0 or -errno (logged). */
+int rst__files_shared(struct rst_ctx *c);
 int rst__files(struct rst_ctx *c, int *keep_fds, int nr_keep);
 int rst__task_prepare(struct rst_ctx *c);
 int rst__mem_prepare(struct rst_ctx *c);

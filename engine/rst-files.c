@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,57 @@ static int open_file(struct rst_ctx *c, const ImgFile *f)
 	return fd;
 }
 
+static int shared_fd(const struct rst_ctx *c, uint32_t id)
+{
+	for (size_t i = 0; c->shared_fd && i < c->nr_files; i++)
+		if (c->files[i]->id == id)
+			return c->shared_fd[i];
+	return -1;
+}
+
+/*
+ * In the root, before it forks: every file description that fds of several processes
+ * name is opened here once, above every fd number of the checkpoint, and inherited by
+ * the whole tree; rst__files() then dups it into place, so offset and flags stay
+ * shared as they were.
+ */
+int rst__files_shared(struct rst_ctx *c)
+{
+	int top = 2;
+
+	c->shared_fd = malloc((c->nr_files + 1) * sizeof(*c->shared_fd));
+	if (!c->shared_fd)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->nr_procs; i++)
+		for (size_t k = 0; k < c->procs[i].nr_fds; k++)
+			if (c->procs[i].fds[k]->fd > top)
+				top = c->procs[i].fds[k]->fd;
+	for (size_t i = 0; i < c->nr_files; i++) {
+		uint32_t id = c->files[i]->id;
+		int users = 0, fd, nfd;
+
+		c->shared_fd[i] = -1;
+		for (size_t p = 0; p < c->nr_procs && users < 2; p++) {
+			bool uses = false;
+
+			for (size_t k = 0; k < c->procs[p].nr_fds; k++)
+				uses |= c->procs[p].fds[k]->id == id;
+			users += uses;
+		}
+		if (users < 2)
+			continue;
+		fd = open_file(c, c->files[i]);
+		if (fd < 0)
+			return fd;
+		nfd = fcntl(fd, F_DUPFD_CLOEXEC, top + 1);
+		close(fd);
+		if (nfd < 0)
+			return pr_errno(-errno, "file %u: moving it above fd %d", id, top);
+		c->shared_fd[i] = nfd;
+	}
+	return 0;
+}
+
 /*
  * Our own descriptors must not sit where the checkpoint's go: `keep` are moved above
  * every fd number of the image (and updated), everything else of ours is closed.
@@ -163,11 +215,16 @@ int rst__files(struct rst_ctx *c, int *keep, int nr_keep)
 	for (int k = 0; k < nr_keep; k++)
 		if (keep[k] > maxkeep)
 			maxkeep = keep[k];
+	for (size_t i = 0; c->shared_fd && i < c->nr_files; i++)
+		if (c->shared_fd[i] > maxkeep)
+			maxkeep = c->shared_fd[i];
 	for (int fd = 0; fd <= maxkeep; fd++) {
 		bool ours = false;
 
 		for (int k = 0; k < nr_keep; k++)
 			ours |= keep[k] == fd;
+		for (size_t i = 0; c->shared_fd && i < c->nr_files; i++)
+			ours |= c->shared_fd[i] == fd;
 		if (!ours)
 			close(fd);
 	}
@@ -183,6 +240,8 @@ int rst__files(struct rst_ctx *c, int *keep, int nr_keep)
 		for (size_t j = 0; j < i && fd < 0; j++)
 			if (p->fds[j]->id == d->id)
 				fd = fcntl(p->fds[j]->fd, F_DUPFD, 0);
+		if (fd < 0 && shared_fd(c, d->id) >= 0)
+			fd = fcntl(shared_fd(c, d->id), F_DUPFD, 0);
 		if (fd < 0)
 			fd = open_file(c, f);
 		if (fd < 0)
@@ -194,5 +253,8 @@ int rst__files(struct rst_ctx *c, int *keep, int nr_keep)
 		if (!ret && fcntl(d->fd, F_SETFD, (d->flags & FD_CLOEXEC) ? FD_CLOEXEC : 0))
 			ret = pr_errno(-errno, "fd %d: F_SETFD", d->fd);
 	}
+	for (size_t i = 0; c->shared_fd && i < c->nr_files; i++)
+		if (c->shared_fd[i] >= 0)
+			close(c->shared_fd[i]);
 	return ret;
 }

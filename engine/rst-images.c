@@ -260,6 +260,7 @@ void rst__free(struct rst_ctx *c)
 	}
 	free(c->procs);
 	free(c->helpers);
+	free(c->shared_fd);
 	if (c->dirfd > 0)
 		close(c->dirfd);
 	memset(c, 0, sizeof(*c));

@@ -275,7 +275,7 @@ void rst__proc_main(struct rst_ctx *c, int me, int go_fd)
 		_exit(1);
 	if (go_fd >= 0)
 		close(go_fd);
-	if (lead(c->proc.pst) || fork_children(c))
+	if (lead(c->proc.pst) || (me == 0 && rst__files_shared(c)) || fork_children(c))
 		fail(c);
 	send_msg(c, RST_MSG_BORN, NULL);
 	wait_phase(c, 0);
