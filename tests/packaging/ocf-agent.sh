@@ -46,12 +46,33 @@ for a in start stop monitor promote demote notify meta-data validate-all; do
 done
 echo "ok - meta-data valid against ra-api-1.dtd, every action listed"
 
+# A node of a two-node cluster, as the agent will find it: a peer (that never
+# answers here) with TLS certificates signed by a CA of our own, so that once hactl
+# has promote its services start standby (docs/cluster.md) and ocf-tester can run.
+mkdir "$T/tls"
+(
+	cd "$T/tls"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-keyout ca.key -out ca.pem -subj /CN=hacd-test-ca
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout alpha.key -out alpha.csr -subj /CN=alpha
+	openssl x509 -req -in alpha.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+		-out alpha.pem
+) > "$T/openssl.log" 2>&1 || fail "openssl: $(cat "$T/openssl.log")"
 cat > "$T/hacd.conf" <<CONF
 node = "alpha"
 state_dir = "$T/state"
 control_socket = "$T/run/hactl.sock"
 service "cache" {
   command = "/bin/sleep 1000"
+}
+tls {
+  ca = "$T/tls/ca.pem"
+  cert = "$T/tls/alpha.pem"
+  key = "$T/tls/alpha.key"
+}
+peer "beta" {
+  address = "127.0.0.1:9"
 }
 CONF
 export OCF_RESOURCE_INSTANCE=hacd-test OCF_RESKEY_config="$T/hacd.conf" \
