@@ -42,7 +42,7 @@ echo "ok - dpkg-buildpackage -b: $(basename "$deb") in $(($(date +%s) - start)) 
 dpkg-deb -c "$deb" > "$T/list"
 awk '{ print $6 }' "$T/list" | sed 's|^\./|/|' > "$T/files"
 for f in /usr/sbin/hacd /usr/sbin/hactl /lib/systemd/system/hacd.service \
-	/etc/hacd/hacd.conf /etc/hacd/conf.d/ /usr/lib/ocf/resource.d/hacd/hacd \
+	/etc/hacd/hacd.conf /etc/hacd/conf.d/ /etc/logrotate.d/hacd /usr/lib/ocf/resource.d/hacd/hacd \
 	/usr/lib/hacd/hacd-notify /usr/share/man/man8/hacd.8.gz /usr/share/man/man8/hactl.8.gz \
 	/usr/share/man/man5/hacd.conf.5.gz /usr/share/doc/hacd/cluster.md.gz \
 	/usr/share/doc/hacd/copyright; do
@@ -53,6 +53,7 @@ grep -q '^-rwxr-xr-x .*/usr/lib/ocf/resource.d/hacd/hacd$' "$T/list" ||
 	fail "OCF agent not executable"
 dpkg-deb -e "$deb" "$T/control"
 grep -qx /etc/hacd/hacd.conf "$T/control/conffiles" || fail "hacd.conf is not a conffile"
+grep -qx /etc/logrotate.d/hacd "$T/control/conffiles" || fail "logrotate file is not a conffile"
 grep -q 'install -d -m 0700' "$T/control/postinst" || fail "postinst does not create /var/lib/hacd"
 grep -q 'Depends:.*libevent' "$T/control/control" || fail "no shlibs dependencies"
 echo "ok - contents: binaries, unit in /lib/systemd/system, conffile, OCF agent, man pages"
@@ -69,7 +70,7 @@ dpkg -i "$deb" > "$T/install.log" 2>&1 || { cat "$T/install.log" >&2; fail "dpkg
 man -w hacd.conf > /dev/null 2>&1 || fail "man hacd.conf not found"
 dpkg -P hacd > "$T/purge.log" 2>&1 || { cat "$T/purge.log" >&2; fail "dpkg -P"; }
 installed=
-for f in /usr/sbin/hacd /etc/hacd /var/lib/hacd /lib/systemd/system/hacd.service; do
+for f in /usr/sbin/hacd /etc/hacd /etc/logrotate.d/hacd /var/lib/hacd /lib/systemd/system/hacd.service; do
 	[ ! -e "$f" ] || fail "purge left $f behind"
 done
 echo "ok - dpkg -i: /var/lib/hacd 0700, config valid, man page found; dpkg -P removes all"
