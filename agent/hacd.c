@@ -80,6 +80,8 @@ int hacd_reload(struct hacd *d)
 		/* Services compare their old section with the new one, then let go of it. */
 		d->conf = conf;
 		hacd_svcs_reload(d);
+		/* Replication borrows the config too (hacd-replica.c). */
+		hacd_replica_reload(d);
 		conf_free(old);
 	}
 	hacd_log_set_level(conf->log_level);
@@ -199,6 +201,8 @@ static int run(struct hacd *d)
 	if (!ret)
 		ret = watchdog_start(d, &wd);
 	if (!ret)
+		ret = hacd_replica_open(d);
+	if (!ret)
 		ret = hacd_svcs_start(d);
 	if (ret)
 		goto out;
@@ -208,10 +212,17 @@ static int run(struct hacd *d)
 	if (event_base_dispatch(d->base) < 0)
 		ret = -EIO;
 out:
+	hacd_replica_close(d);
 	if (wd)
 		event_free(wd);
 	if (d->services.tqh_first || d->services.tqh_last)
 		hacd_svcs_stop(d);
+	while (d->gen_hooks) {
+		struct hacd_gen_hook *h = d->gen_hooks;
+
+		d->gen_hooks = h->next;
+		free(h);
+	}
 	hacd_ctl_close(d->ctl);
 	d->ctl = NULL;
 	cat_close(d->cat);

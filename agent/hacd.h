@@ -25,6 +25,9 @@ struct conf_service;
 struct svc;
 struct Hacd__WorkerRequest;
 struct Hacd__WorkerReply;
+struct hacd_replica;
+struct rep_sender_status;
+struct rep_standby_status;
 
 /* Exit codes of hacd (sysexits). */
 enum {
@@ -40,6 +43,7 @@ struct hacd {
 	struct conf *conf;		/* the current config; replaced whole on reload */
 	struct cat *cat;
 	struct hacd_ctl *ctl;
+	struct hacd_replica *replica;	/* NULL: no listen, no peers */
 	uint64_t started_us;		/* CLOCK_MONOTONIC, for the uptime */
 	TAILQ_HEAD(, svc) services;
 	struct hacd_gen_hook *gen_hooks;	/* fired when a generation becomes complete */
@@ -211,5 +215,17 @@ void hacd_ctl_reply_done(int fd, int status, const char *error, struct cat *cat,
 
 /* hacd.c: reload the config (SIGHUP, or a reload request); 0 or -errno. */
 int hacd_reload(struct hacd *d);
+
+/* hacd-replica.c: replication to and from the peers (ha/replica.h). */
+int hacd_replica_open(struct hacd *d);
+void hacd_replica_close(struct hacd *d);
+/* After d->conf was replaced, before the old one is freed: the library borrows it. */
+int hacd_replica_reload(struct hacd *d);
+/* Queue a generation that just became complete for every peer. */
+void hacd_replica_push(struct hacd *d, const char *service, int64_t gen);
+int hacd_replica_sender_status(struct hacd *d, const char *peer,
+			       struct rep_sender_status *st);
+int hacd_replica_standby_status(struct hacd *d, const char *peer, const char *service,
+				struct rep_standby_status *st);
 
 #endif

@@ -46,8 +46,8 @@ fail() {
 cleanup() {
 	for p in $PUSH_PID $SERVE_PID $VPID; do
 		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
 	done
-	wait 2>/dev/null || true
 	ip netns del "$NSA" 2>/dev/null || true
 	ip netns del "$NSB" 2>/dev/null || true
 	rm -rf "$T"

@@ -1,0 +1,240 @@
+/*
+ * hacd-replica.c: replication inside hacd (issue 7). With `listen` set, hacd receives
+ * generations from its peers (a rep_server); with peers configured, it ships its own
+ * generations to each of them (one rep_sender per peer). Both run in hacd's loop.
+ *
+ * What is shipped: complete generations of configured services whose origin is not
+ * that peer (a generation received from a node never goes back to it). At start, every
+ * such generation the peer does not hold consistent is queued (the sender skips what
+ * the peer already has, and superseded ones when it is far behind); afterwards each
+ * generation is pushed as it completes (the checkpoint code's generation hook).
+ *
+ * The library borrows strings from d->conf: hacd_reload() reopens replication on the
+ * new config before it frees the old one (hacd_replica_reload()). The store and the
+ * catalog stay those hacd started with, as state_dir does.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ha/catalog.h"
+#include "ha/conf.h"
+#include "ha/replica.h"
+#include "hacd.h"
+
+struct hacd_replica {
+	char store[PATH_MAX];
+	struct rep_tls *tls;
+	struct rep_server *srv;
+	struct rep_sender **snd;
+	size_t n_snd;
+	const char **services, **peers;	/* into d->conf */
+};
+
+static void rep_log(int prio, const char *msg, void *opaque)
+{
+	hacd_log(prio, "replica: %s", msg);
+}
+
+static void on_ack(void *opaque, const char *peer, const char *service, int64_t gen,
+		   int status)
+{
+	if (!status)
+		hacd_log(LOG_INFO, "service %s: generation %lld consistent on peer %s", service,
+			 (long long)gen, peer);
+	else if (status == -ESTALE)
+		hacd_log(LOG_INFO, "service %s: generation %lld superseded before peer %s got it",
+			 service, (long long)gen, peer);
+	else
+		hacd_log(LOG_WARNING, "service %s: generation %lld not replicated to %s: %s",
+			 service, (long long)gen, peer, strerror(-status));
+}
+
+static void on_consistent(void *opaque, const char *peer, const char *service, int64_t gen,
+			  int64_t origin_gen)
+{
+	struct hacd *d = opaque;
+	int64_t sid;
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "generation %lld from %s (its %lld) is consistent here",
+		 (long long)gen, peer, (long long)origin_gen);
+	if (!cat_service_ensure(d->cat, service, &sid))
+		cat_event_add(d->cat, sid, LOG_INFO, "replica", msg);
+}
+
+/* Queue, for one peer, what it may lack: oldest first, the sender prunes. */
+static void queue_backlog(struct hacd *d, struct rep_sender *snd, const char *peer)
+{
+	for (size_t i = 0; i < d->conf->n_services; i++) {
+		const char *name = d->conf->services[i].name;
+		struct cat_gen *g;
+		enum cat_peer_state st;
+		int64_t sid;
+		size_t n;
+
+		if (cat_service_ensure(d->cat, name, &sid) ||
+		    cat_gen_list(d->cat, sid, CAT_GEN_MASK(CAT_GEN_COMPLETE), 0, &g, &n)) {
+			hacd_log(LOG_ERR, "replica: catalog: %s", cat_errmsg(d->cat));
+			continue;
+		}
+		for (size_t j = n; j-- > 0;) {
+			if (!strcmp(g[j].origin, peer))
+				continue;
+			if (!cat_gen_peer_get(d->cat, g[j].id, peer, &st) &&
+			    st == CAT_PEER_CONSISTENT)
+				continue;
+			rep_sender_push(snd, name, g[j].id);
+		}
+		free(g);
+	}
+}
+
+static void replica_free(struct hacd_replica *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n_snd; i++)
+		rep_sender_free(r->snd[i]);
+	free(r->snd);
+	rep_server_free(r->srv);
+	rep_tls_free(r->tls);
+	free(r->services);
+	free(r->peers);
+	free(r);
+}
+
+static int replica_new(struct hacd *d, const char *store, struct hacd_replica **out)
+{
+	const struct conf *c = d->conf;
+	struct hacd_replica *r;
+	char err[512];
+	int ret = -ENOMEM;
+
+	*out = NULL;
+	if (!c->listen && !c->n_peers)
+		return 0;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	snprintf(r->store, sizeof(r->store), "%s", store);
+	r->services = calloc(c->n_services + 1, sizeof(*r->services));
+	r->peers = calloc(c->n_peers + 1, sizeof(*r->peers));
+	r->snd = calloc(c->n_peers + 1, sizeof(*r->snd));
+	if (!r->services || !r->peers || !r->snd)
+		goto err;
+	for (size_t i = 0; i < c->n_services; i++)
+		r->services[i] = c->services[i].name;
+	for (size_t i = 0; i < c->n_peers; i++)
+		r->peers[i] = c->peers[i].name;
+	ret = rep_tls_new(c->tls_ca, c->tls_cert, c->tls_key, &r->tls, err, sizeof(err));
+	if (ret) {
+		hacd_log(LOG_ERR, "replica: %s", err);
+		goto err;
+	}
+	if (c->listen) {
+		struct rep_server_opts o = {
+			.node = c->node, .host = c->listen_host, .port = c->listen_port,
+			.store = r->store, .peers = r->peers, .n_peers = c->n_peers,
+			.services = r->services, .n_services = c->n_services, .tls = r->tls,
+			.cat = d->cat, .log = rep_log, .on_consistent = on_consistent, .opaque = d,
+		};
+
+		ret = rep_server_new(d->base, &o, &r->srv);
+		if (ret)
+			goto err;
+		hacd_log(LOG_NOTICE, "replica: listening on %s", c->listen);
+	}
+	for (size_t i = 0; i < c->n_peers; i++) {
+		const struct conf_peer *p = &c->peers[i];
+		struct rep_sender_opts o = {
+			.node = c->node, .peer = p->name, .host = p->host, .port = p->port,
+			.bandwidth = p->bandwidth, .store = r->store, .services = r->services,
+			.n_services = c->n_services, .tls = r->tls, .cat = d->cat,
+			.log = rep_log, .on_ack = on_ack, .opaque = d,
+		};
+
+		ret = rep_sender_new(d->base, &o, &r->snd[i]);
+		if (ret)
+			goto err;
+		r->n_snd++;
+		queue_backlog(d, r->snd[i], p->name);
+	}
+	*out = r;
+	return 0;
+err:
+	replica_free(r);
+	return ret;
+}
+
+/* The checkpoint code's hook: `dir` is <store>/<service>/gen-<id>, our layout too. */
+static void gen_complete(struct svc *s, int64_t gen, const char *dir, void *opaque)
+{
+	hacd_replica_push(opaque, s->name, gen);
+}
+
+int hacd_replica_open(struct hacd *d)
+{
+	char store[PATH_MAX];
+	int ret;
+
+	snprintf(store, sizeof(store), "%s/services", d->conf->state_dir);
+	ret = replica_new(d, store, &d->replica);
+	if (!ret)
+		ret = hacd_gen_hook_add(d, gen_complete, d);
+	return ret;
+}
+
+void hacd_replica_close(struct hacd *d)
+{
+	replica_free(d->replica);
+	d->replica = NULL;
+}
+
+int hacd_replica_reload(struct hacd *d)
+{
+	char store[PATH_MAX];
+	int ret;
+
+	snprintf(store, sizeof(store), "%s/services", d->conf->state_dir);
+	if (d->replica)
+		snprintf(store, sizeof(store), "%s", d->replica->store);
+	/* Connections restart: a transfer in flight is offered again, nothing is lost. */
+	hacd_replica_close(d);
+	ret = replica_new(d, store, &d->replica);
+	if (ret)
+		hacd_log(LOG_ERR, "replica: not running after the reload: %s", strerror(-ret));
+	return ret;
+}
+
+void hacd_replica_push(struct hacd *d, const char *service, int64_t gen)
+{
+	struct cat_gen g;
+
+	if (!d->replica || cat_gen_get(d->cat, gen, &g))
+		return;
+	for (size_t i = 0; i < d->replica->n_snd; i++)
+		if (strcmp(g.origin, d->conf->peers[i].name))
+			rep_sender_push(d->replica->snd[i], service, gen);
+}
+
+int hacd_replica_sender_status(struct hacd *d, const char *peer, struct rep_sender_status *st)
+{
+	for (size_t i = 0; d->replica && i < d->replica->n_snd; i++)
+		if (!strcmp(d->conf->peers[i].name, peer)) {
+			rep_sender_status(d->replica->snd[i], st);
+			return 0;
+		}
+	return -ENOENT;
+}
+
+int hacd_replica_standby_status(struct hacd *d, const char *peer, const char *service,
+				struct rep_standby_status *st)
+{
+	if (!d->replica || !d->replica->srv)
+		return -ENOENT;
+	rep_server_status(d->replica->srv, peer, service, st);
+	return 0;
+}

@@ -1,0 +1,174 @@
+#!/bin/bash
+# replica-hacd.sh HACD HACTL DRIVER VICTIM: replication run by hacd itself on both nodes.
+#
+# Nodes alpha and beta are network namespaces joined by a veth pair, each with its own
+# hacd, config, state directory and certificate (made here with openssl). hacd does not
+# take checkpoints by itself yet, so alpha's generations are real `hactl dump`s put in
+# its catalog with the driver before hacd starts; then:
+#  1. hacd on alpha ships its backlog to hacd on beta; beta's catalog holds the newest
+#     consistent, alpha logs it consistent on beta and records the peer state.
+#  2. A reload (SIGHUP) of alpha restarts replication without shipping anything again.
+#  3. hacd on beta is killed -9 and restarted: the next generation added on alpha is
+#     shipped once alpha's hacd is restarted (backlog at start).
+#  4. `hactl restore` of beta's newest generation: the victim checks its memory there.
+set -euo pipefail
+
+HACD=$(realpath "$1")
+HACTL=$(realpath "$2")
+DRV=$(realpath "$3")
+VICTIM=$(realpath "$4")
+T=$(mktemp -d /tmp/hacd-reph.XXXXXX)
+NSA=hacd-reph-a-$$
+NSB=hacd-reph-b-$$
+APID=
+BPID=
+VPID=
+
+fail() {
+	echo "FAIL: $*" >&2
+	for f in "$T"/*.log; do
+		[ -f "$f" ] && { echo "--- $f:" >&2; tail -n 30 "$f" >&2; }
+	done
+	exit 1
+}
+
+cleanup() {
+	for p in $APID $BPID $VPID; do
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	ip netns del "$NSA" 2>/dev/null || true
+	ip netns del "$NSB" 2>/dev/null || true
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+ip netns add "$NSA"
+ip netns add "$NSB"
+ip link add va netns "$NSA" type veth peer name vb netns "$NSB"
+ip -n "$NSA" addr add 10.78.0.1/24 dev va
+ip -n "$NSB" addr add 10.78.0.2/24 dev vb
+ip -n "$NSA" link set lo up
+ip -n "$NSB" link set lo up
+ip -n "$NSA" link set va up
+ip -n "$NSB" link set vb up
+
+mkdir -m 700 "$T/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+	-subj "/CN=hacd test ca" -keyout "$T/tls/ca.key" -out "$T/tls/ca.crt" 2>/dev/null
+for n in alpha beta; do
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$n" \
+		-keyout "$T/tls/$n.key" -out "$T/tls/$n.csr" 2>/dev/null
+	printf 'subjectAltName=DNS:%s\n' "$n" > "$T/tls/$n.ext"
+	openssl x509 -req -in "$T/tls/$n.csr" -CA "$T/tls/ca.crt" -CAkey "$T/tls/ca.key" \
+		-CAcreateserial -days 1 -extfile "$T/tls/$n.ext" -out "$T/tls/$n.crt" 2>/dev/null
+done
+
+# Both nodes listen and name each other: replication can run either way.
+for n in alpha beta; do
+	case $n in alpha) me=1 other=beta them=2 ;; beta) me=2 other=alpha them=1 ;; esac
+	cat > "$T/$n.conf" <<EOF
+node = "$n"
+state_dir = "$T/$n"
+control_socket = "$T/$n.sock"
+listen = "10.78.0.$me:7789"
+tls { ca = "$T/tls/ca.crt"; cert = "$T/tls/$n.crt"; key = "$T/tls/$n.key" }
+peer "$other" { address = "10.78.0.$them:7789" }
+service "victim" {
+  pidfile = "/run/hacd-reph-victim.pid"
+}
+EOF
+done
+
+start_hacd() { # start_hacd NODE NS
+	ip netns exec "$2" "$HACD" -f "$T/$1.conf" >> "$T/$1.log" 2>&1 &
+	local pid=$!
+	for _ in $(seq 100); do
+		[ -S "$T/$1.sock" ] && break
+		kill -0 "$pid" 2>/dev/null || fail "hacd $1 exited at start"
+		sleep 0.05
+	done
+	[ -S "$T/$1.sock" ] || fail "hacd $1: no control socket"
+	if [ "$1" = alpha ]; then APID=$pid; else BPID=$pid; fi
+}
+# wait_beta_holds GEN: beta's newest consistent generation is alpha's GEN
+wait_beta_holds() {
+	for _ in $(seq 300); do
+		[ "$("$DRV" -f "$T/beta.conf" newest victim 2>/dev/null | cut -d' ' -f3-)" = "alpha $1" ] &&
+			return 0
+		sleep 0.1
+	done
+	fail "beta does not hold alpha's generation $1: $("$DRV" -f "$T/beta.conf" newest victim || true)"
+}
+
+(cd "$T" && exec setsid "$VICTIM" "$T/result" 16 </dev/null >/dev/null 2>&1) &
+VPID=$!
+for _ in $(seq 200); do
+	grep -q ready "$T/result" 2>/dev/null && break
+	sleep 0.05
+done
+grep -q ready "$T/result" || fail "victim not ready"
+dump() {
+	rm -rf "$T/dump"
+	"$HACTL" dump -t "$VPID" -D "$T/dump" "$@" > /dev/null || fail "hactl dump"
+	"$DRV" -f "$T/alpha.conf" add victim "$T/dump"
+}
+
+# --- 1. backlog shipped by hacd ---------------------------------------------------------
+g1=$(dump --leave-running)
+g2=$(dump --leave-running)
+start_hacd beta "$NSB"
+start_hacd alpha "$NSA"
+wait_beta_holds "$g2"
+for _ in $(seq 50); do
+	grep -q "generation $g2 consistent on peer beta" "$T/alpha.log" && break
+	sleep 0.1
+done
+grep -q "generation $g2 consistent on peer beta" "$T/alpha.log" || fail "alpha did not log the ack"
+[ "$("$DRV" -f "$T/beta.conf" count victim)" = "complete 2 pending 0" ] ||
+	fail "beta: $("$DRV" -f "$T/beta.conf" count victim)"
+
+# --- 2. reload ----------------------------------------------------------------------------
+kill -HUP "$APID"
+for _ in $(seq 100); do
+	[ "$(grep -c "replica: peer beta: connected" "$T/alpha.log")" -ge 2 ] && break
+	sleep 0.1
+done
+[ "$(grep -c "replica: peer beta: connected" "$T/alpha.log")" -ge 2 ] ||
+	fail "alpha did not reconnect after the reload"
+[ "$("$DRV" -f "$T/beta.conf" count victim)" = "complete 2 pending 0" ] ||
+	fail "beta after the reload: $("$DRV" -f "$T/beta.conf" count victim)"
+
+# --- 3. beta killed; a new generation reaches it after both restart ------------------------
+kill -KILL "$BPID"
+wait "$BPID" 2>/dev/null || true
+BPID=
+g3=$(dump)
+wait "$VPID" 2>/dev/null || true
+VDEAD=$VPID
+VPID=
+kill -TERM "$APID"
+wait "$APID" || fail "hacd alpha did not stop cleanly"
+APID=
+start_hacd beta "$NSB"
+start_hacd alpha "$NSA"
+wait_beta_holds "$g3"
+
+# --- 4. restore on beta -------------------------------------------------------------------
+read -r _ dir _ <<< "$("$DRV" -f "$T/beta.conf" newest victim)"
+rm -f "$T/result"
+ip netns exec "$NSB" "$HACTL" restore -D "$dir" --detach > "$T/restore.log" 2>&1 ||
+	fail "hactl restore on beta: $(cat "$T/restore.log")"
+sleep 0.3
+kill -TERM "$VDEAD" || fail "restored victim is not running"
+for _ in $(seq 200); do
+	[ -s "$T/result" ] && break
+	sleep 0.05
+done
+grep -q "^ok [1-9]" "$T/result" || fail "victim after restore on beta: $(cat "$T/result" 2>/dev/null)"
+kill -TERM "$APID" "$BPID"
+wait "$APID" || fail "hacd alpha exit status"
+wait "$BPID" || fail "hacd beta exit status"
+APID=
+BPID=
+echo "PASS: hacd replicated generations $g1..$g3 to beta, restored there: $(cat "$T/result")"
