@@ -138,6 +138,8 @@ struct eng__task_dump {
 	struct eng__thread_dump *th;	/* th[0] is the leader */
 	int nr_threads;
 	uint64_t xcr0;
+	bool child_subreaper;
+	int pdeathsig;			/* the leader's */
 };
 
 /* Namespaces, tracer, state: what no part of the dump can handle. seized: we already

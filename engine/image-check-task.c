@@ -146,6 +146,8 @@ int eng__check_core(struct eng_img *img, const ProtobufCMessage *msg)
 	NEED(img, c, pid);
 	if (c->pid != img->id)
 		return eng__img_bad(img, "pid", "%u, the file name says %u", c->pid, img->id);
+	if (c->has_pdeathsig && c->pdeathsig > 64)
+		return eng__img_bad(img, "pdeathsig", "%u is no signal", c->pdeathsig);
 	NEED(img, c, umask);
 	if (c->umask > 0777)
 		return eng__img_bad(img, "umask", "0%o", c->umask);

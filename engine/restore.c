@@ -296,7 +296,9 @@ static int run_tree(struct restore *r)
 	return ret;
 }
 
-static int unmap_restorer(struct rproc *rp, pid_t pid, unsigned long ip)
+/* One syscall in a stopped thread, through the `syscall` instruction at ip; its
+ * registers are set in full afterwards (rst__thread_finish). */
+static int remote_syscall(pid_t pid, unsigned long ip, long nr, long a1, long a2, const char *what)
 {
 	struct user_regs_struct regs;
 	int st;
@@ -304,17 +306,17 @@ static int unmap_restorer(struct rproc *rp, pid_t pid, unsigned long ip)
 	if (ptrace(PTRACE_GETREGS, pid, 0, &regs))
 		return pr_errno(-errno, "pid %d: PTRACE_GETREGS", pid);
 	regs.rip = ip;
-	regs.rax = SYS_munmap;
-	regs.rdi = rp->region;
-	regs.rsi = rp->region_len;
+	regs.rax = nr;
+	regs.rdi = a1;
+	regs.rsi = a2;
 	regs.orig_rax = -1;
 	if (ptrace(PTRACE_SETREGS, pid, 0, &regs))
 		return pr_errno(-errno, "pid %d: PTRACE_SETREGS", pid);
 	for (int i = 0; i < 2; i++)
 		if (ptrace(PTRACE_SYSCALL, pid, 0, 0) || waitpid(pid, &st, __WALL) != pid || !WIFSTOPPED(st))
-			return pr_errno(-EIO, "pid %d: stepping munmap of the restorer", pid);
+			return pr_errno(-EIO, "pid %d: stepping %s", pid, what);
 	if (ptrace(PTRACE_GETREGS, pid, 0, &regs) || regs.rax)
-		return pr_errno(-EIO, "pid %d: munmap of the restorer returned %lld", pid, (long long)regs.rax);
+		return pr_errno(-EIO, "pid %d: %s returned %lld", pid, what, (long long)regs.rax);
 	return 0;
 }
 
@@ -329,7 +331,15 @@ static int finish_proc(struct restore *r, size_t i, long off, unsigned long vlen
 			vdso = p->vmas[k];
 	if (!vdso || off < 0 || vdso->end - vdso->start != vlen)
 		return pr_errno(-ENOTSUP, "pid %d: no vdso syscall instruction to return through", p->pid);
-	ret = unmap_restorer(&r->rp[i], r->rp[i].outer[0], vdso->start + off);
+	ret = remote_syscall(r->rp[i].outer[0], vdso->start + off, SYS_munmap, r->rp[i].region,
+			     r->rp[i].region_len, "munmap of the restorer");
+	/*
+	 * Last, because a change of credentials (the restorer's) clears it. The root's
+	 * parent is hactl, not the one it was dumped with: it gets none.
+	 */
+	if (!ret && i && p->core->pdeathsig)
+		ret = remote_syscall(r->rp[i].outer[0], vdso->start + off, SYS_prctl, PR_SET_PDEATHSIG,
+				     p->core->pdeathsig, "prctl(PR_SET_PDEATHSIG)");
 	for (size_t k = 0; k < p->nr_threads && !ret; k++)
 		ret = rst__thread_finish(p, k, r->rp[i].outer[k]);
 	return ret;

@@ -275,6 +275,11 @@ void rst__proc_main(struct rst_ctx *c, int me, int go_fd)
 		_exit(1);
 	if (go_fd >= 0)
 		close(go_fd);
+	/* Before the children: one orphaned while the tree comes back must come to us. */
+	if (c->proc.core->child_subreaper && prctl(PR_SET_CHILD_SUBREAPER, 1)) {
+		(void)pr_errno(-errno, "pid %d: PR_SET_CHILD_SUBREAPER", c->proc.pid);
+		fail(c);
+	}
 	if (lead(c->proc.pst) || (me == 0 && rst__files_shared(c)) || fork_children(c))
 		fail(c);
 	send_msg(c, RST_MSG_BORN, NULL);

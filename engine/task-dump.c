@@ -13,7 +13,8 @@
  *   parasite          signal actions, interval timers
  *   remote syscalls   per thread: sigaltstack(NULL, &old), prctl(PR_GET_TID_ADDRESS),
  *                     prctl(PR_GET_SECUREBITS); per process: timer_gettime and
- *                     timer_getoverrun of each POSIX timer. Results that need memory
+ *                     timer_getoverrun of each POSIX timer, PR_GET_CHILD_SUBREAPER and
+ *                     the leader's PR_GET_PDEATHSIG. Results that need memory
  *                     land in the parasite's command area, which is ours between
  *                     commands.
  * Registers are stored exactly as seized, including orig_rax and an -ERESTART* rax of
@@ -414,6 +415,31 @@ static int thread_remote(struct eng_victim *v, struct eng__task_dump *td, int i)
 	return 0;
 }
 
+/* prctl(PR_GET_*) that answer through an int in the parasite's area. */
+static int remote_get_int(struct eng_victim *v, int op, const char *name, int *out)
+{
+	long r;
+	int ret = eng__remote_syscall(v, &r, __NR_prctl, op, v->area_addr, 0, 0, 0, 0);
+
+	if (!ret && remote_failed(r))
+		ret = pr_errno((int)r, "pid %d: prctl(%s)", v->pid, name);
+	if (!ret)
+		ret = eng__remote_read(v, v->area_addr, out, sizeof(*out));
+	return ret;
+}
+
+/* The subreaper bit, and the signal the leader gets when its parent dies. */
+static int collect_prctl(struct eng_victim *v, struct eng__task_dump *td)
+{
+	int sub = 0, ret;
+
+	ret = remote_get_int(v, PR_GET_CHILD_SUBREAPER, "PR_GET_CHILD_SUBREAPER", &sub);
+	if (!ret)
+		ret = remote_get_int(v, PR_GET_PDEATHSIG, "PR_GET_PDEATHSIG", &td->pdeathsig);
+	td->child_subreaper = sub;
+	return ret;
+}
+
 static int collect_timers(struct eng_victim *v, struct eng__task_dump *td)
 {
 	struct eng__ptimer *pt;
@@ -465,6 +491,8 @@ int eng__task_collect_infected(struct eng_victim *v, struct eng__task_dump *td)
 		ret = thread_remote(v, td, i);
 	if (!ret)
 		td->securebits = td->th[0].securebits;
+	if (!ret)
+		ret = collect_prctl(v, td);
 	if (!ret)
 		ret = collect_timers(v, td);
 	return ret;

@@ -154,6 +154,9 @@ static int write_core_head(struct eng_img *img, const struct eng__task_dump *td)
 		c.comm = (char *)td->comm;
 		c.personality = td->personality;
 		c.umask = td->status.umask;
+		c.has_child_subreaper = c.has_pdeathsig = 1;
+		c.child_subreaper = td->child_subreaper;
+		c.pdeathsig = td->pdeathsig;
 		c.cwd = (char *)td->cwd;
 		c.root = (char *)td->root;
 		fill_signals(td, &c, m);
