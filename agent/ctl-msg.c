@@ -121,6 +121,12 @@ static int reply_check(const Hactl__CtlReply *rep, char *err, size_t errlen)
 			return -EPROTO;
 		}
 	}
+	for (size_t i = 0; i < st->n_peers; i++) {
+		if (!st->peers[i]->name || !conf_name_valid(st->peers[i]->name)) {
+			set_err(err, errlen, "reply: peer %zu has no valid name", i);
+			return -EPROTO;
+		}
+	}
 	return 0;
 }
 

@@ -34,6 +34,7 @@
 #include "ha/agent.h"
 #include "ha/catalog.h"
 #include "ha/conf.h"
+#include "ha/replica.h"
 #include "hacd.h"
 
 /* Beyond this, new connections are refused: the fds are ours to keep. */
@@ -305,6 +306,7 @@ static int reply_status(struct hacd *d, int fd, const Hactl__CtlRequest *req)
 	Hactl__CtlReply rep = HACTL__CTL_REPLY__INIT;
 	Hactl__CtlStatus st = HACTL__CTL_STATUS__INIT;
 	Hactl__CtlService *svc = NULL, **psvc = NULL;
+	Hactl__CtlPeer *peers = NULL, **ppeers = NULL;
 	size_t n = 0;
 	int ret = -ENOMEM;
 
@@ -327,6 +329,12 @@ static int reply_status(struct hacd *d, int fd, const Hactl__CtlRequest *req)
 		svc[n].interval_us = s->interval_us;
 		svc[n].keep = s->keep;
 		status_svc(d, hacd_svc_find(d, s->name), &svc[n]);
+		if (d->replica) {
+			svc[n].has_newest_consistent_generation = svc[n].has_lag_generations = 1;
+			svc[n].has_lag_seconds = 1;
+			hacd_replica_service_lag(d, s->name, &svc[n].newest_consistent_generation,
+						 &svc[n].lag_generations, &svc[n].lag_seconds);
+		}
 		psvc[n] = &svc[n];
 		n++;
 	}
@@ -341,6 +349,32 @@ static int reply_status(struct hacd *d, int fd, const Hactl__CtlRequest *req)
 	st.pid = (uint32_t)getpid();
 	st.n_services = n;
 	st.services = psvc;
+	if (d->replica && conf->n_peers) {
+		peers = calloc(conf->n_peers, sizeof(*peers));
+		ppeers = calloc(conf->n_peers, sizeof(*ppeers));
+		if (!peers || !ppeers)
+			goto out;
+		for (size_t i = 0; i < conf->n_peers; i++) {
+			Hactl__CtlPeer *p = &peers[i];
+			struct rep_sender_status rs;
+
+			hactl__ctl_peer__init(p);
+			p->name = (char *)conf->peers[i].name;
+			p->address = (char *)conf->peers[i].address;
+			if (!hacd_replica_sender_status(d, p->name, &rs)) {
+				p->connection = (char *)rep_link_name(rs.link);
+				p->has_queued = p->has_acked_generation = p->has_bytes_sent = 1;
+				p->queued = rs.queued;
+				p->acked_generation = rs.acked_gen;
+				p->bytes_sent = rs.bytes_sent;
+			}
+			p->has_standby_of = 1;
+			p->standby_of = hacd_replica_standby_of(d, p->name);
+			ppeers[i] = p;
+		}
+		st.n_peers = conf->n_peers;
+		st.peers = ppeers;
+	}
 	rep.has_api_version = rep.has_status = 1;
 	rep.api_version = CTL_API_VERSION;
 	rep.status_info = &st;
@@ -348,6 +382,8 @@ static int reply_status(struct hacd *d, int fd, const Hactl__CtlRequest *req)
 out:
 	free(svc);
 	free(psvc);
+	free(peers);
+	free(ppeers);
 	return ret;
 }
 

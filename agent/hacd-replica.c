@@ -238,3 +238,65 @@ int hacd_replica_standby_status(struct hacd *d, const char *peer, const char *se
 	rep_server_status(d->replica->srv, peer, service, st);
 	return 0;
 }
+
+/*
+ * The replication side of a service's status. A standby (some peer told us of its
+ * newest) reports its own lag as last heard; otherwise we are the source and report
+ * our most lagging peer's, from the per-peer states in our catalog.
+ */
+void hacd_replica_service_lag(struct hacd *d, const char *service, int64_t *newest,
+			      uint32_t *lag_gens, double *lag_s)
+{
+	struct cat_gen *g = NULL;
+	int64_t sid;
+	size_t n = 0;
+
+	*newest = 0;
+	*lag_gens = 0;
+	*lag_s = 0;
+	if (cat_service_ensure(d->cat, service, &sid) ||
+	    cat_gen_list(d->cat, sid, CAT_GEN_MASK(CAT_GEN_COMPLETE), 0, &g, &n))
+		return;
+	if (n)
+		*newest = g[0].id;
+	for (size_t p = 0; d->replica && p < d->conf->n_peers; p++) {
+		const char *peer = d->conf->peers[p].name;
+		struct rep_standby_status st;
+		enum cat_peer_state ps;
+		uint32_t behind = 0;
+		size_t i;
+
+		if (d->replica->srv) {
+			rep_server_status(d->replica->srv, peer, service, &st);
+			if (st.active_newest) {
+				*lag_gens = st.lag_generations;
+				*lag_s = st.lag_seconds;
+				break;
+			}
+		}
+		for (i = 0; i < n; i++) {
+			if (!strcmp(g[i].origin, peer))
+				break;	/* it came from there: the peer has it and all before */
+			if (!cat_gen_peer_get(d->cat, g[i].id, peer, &ps) &&
+			    ps == CAT_PEER_CONSISTENT)
+				break;
+			behind++;
+		}
+		if (behind > *lag_gens)
+			*lag_gens = behind;
+		if (behind && i < n && g[0].committed_us > g[i].committed_us &&
+		    (g[0].committed_us - g[i].committed_us) / 1e6 > *lag_s)
+			*lag_s = (double)(g[0].committed_us - g[i].committed_us) / 1e6;
+	}
+	free(g);
+}
+
+bool hacd_replica_standby_of(struct hacd *d, const char *peer)
+{
+	struct rep_standby_status st;
+
+	if (!d->replica || !d->replica->srv)
+		return false;
+	rep_server_status(d->replica->srv, peer, "", &st);
+	return st.connected;
+}

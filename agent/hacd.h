@@ -227,5 +227,10 @@ int hacd_replica_sender_status(struct hacd *d, const char *peer,
 			       struct rep_sender_status *st);
 int hacd_replica_standby_status(struct hacd *d, const char *peer, const char *service,
 				struct rep_standby_status *st);
+/* For hactl status: newest complete generation, and the replication lag. */
+void hacd_replica_service_lag(struct hacd *d, const char *service, int64_t *newest,
+			      uint32_t *lag_gens, double *lag_s);
+/* Whether `peer` is connected to us, sending us its generations. */
+bool hacd_replica_standby_of(struct hacd *d, const char *peer);
 
 #endif

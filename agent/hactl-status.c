@@ -63,8 +63,22 @@ static void print_text(const Hactl__CtlStatus *st)
 			ctl_fmt_duration(s->next_checkpoint_us, iv, sizeof(iv));
 			printf("  %s   next checkpoint in %s\n", bar, iv);
 		}
+		if (s->has_newest_consistent_generation)
+			printf("  %s   replication: newest consistent generation %lld, lag %u "
+			       "generation(s), %.3f s\n", bar,
+			       (long long)s->newest_consistent_generation, s->lag_generations,
+			       s->lag_seconds);
 		if (s->error)
 			printf("  %s   error: %s\n", bar, s->error);
+	}
+	for (size_t i = 0; i < st->n_peers; i++) {
+		const Hactl__CtlPeer *p = st->peers[i];
+
+		printf("  peer %s %s connection:%s%s queued:%llu acked:%lld sent:%.1fMiB\n",
+		       p->name, p->address ? p->address : "?",
+		       p->connection ? p->connection : "StandAlone",
+		       p->standby_of ? " (sending to us)" : "", (unsigned long long)p->queued,
+		       (long long)p->acked_generation, p->bytes_sent / 1048576.0);
 	}
 }
 
@@ -113,7 +127,26 @@ static void print_json(const Hactl__CtlReply *rep)
 			printf(",\"error\":");
 			ctl_json_str(stdout, s->error);
 		}
+		if (s->has_newest_consistent_generation)
+			printf(",\"newest_consistent_generation\":%lld,\"lag_generations\":%u,"
+			       "\"lag_seconds\":%.3f", (long long)s->newest_consistent_generation,
+			       s->lag_generations, s->lag_seconds);
 		printf("}");
+	}
+	printf("],\"peers\":[");
+	for (size_t i = 0; i < st->n_peers; i++) {
+		const Hactl__CtlPeer *p = st->peers[i];
+
+		printf("%s{\"name\":", i ? "," : "");
+		ctl_json_str(stdout, p->name);
+		printf(",\"address\":");
+		ctl_json_str(stdout, p->address);
+		printf(",\"connection\":");
+		ctl_json_str(stdout, p->connection ? p->connection : "StandAlone");
+		printf(",\"queued\":%llu,\"acked_generation\":%lld,\"bytes_sent\":%llu,"
+		       "\"standby_of\":%s}", (unsigned long long)p->queued,
+		       (long long)p->acked_generation, (unsigned long long)p->bytes_sent,
+		       p->standby_of ? "true" : "false");
 	}
 	printf("]}\n");
 }

@@ -128,6 +128,26 @@ grep -q "generation $g2 consistent on peer beta" "$T/alpha.log" || fail "alpha d
 [ "$("$DRV" -f "$T/beta.conf" count victim)" = "complete 2 pending 0" ] ||
 	fail "beta: $("$DRV" -f "$T/beta.conf" count victim)"
 
+# hactl status on both sides: the link, the newest consistent generation, the lag
+"$HACTL" status -s "$T/alpha.sock" --json > "$T/alpha-status.json" || fail "hactl status alpha"
+"$HACTL" status -s "$T/beta.sock" --json > "$T/beta-status.json" || fail "hactl status beta"
+read -r blocal _ <<< "$("$DRV" -f "$T/beta.conf" newest victim)"
+python3 - "$T" "$g2" "$blocal" <<'PY' || fail "hactl status: $(cat "$T"/*-status.json)"
+import json, sys
+t, g2, blocal = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+a = json.load(open(t + '/alpha-status.json'))
+b = json.load(open(t + '/beta-status.json'))
+pa, sa = a['peers'][0], a['services'][0]
+assert pa['name'] == 'beta' and pa['connection'] == 'Connected', pa
+assert pa['acked_generation'] == g2 and pa['queued'] == 0, pa
+assert sa['newest_consistent_generation'] == g2 and sa['lag_generations'] == 0, sa
+pb, sb = b['peers'][0], b['services'][0]
+assert pb['name'] == 'alpha' and pb['standby_of'] is True, pb
+assert sb['newest_consistent_generation'] == blocal and sb['lag_generations'] == 0, sb
+PY
+"$HACTL" status -s "$T/alpha.sock" | grep -q "peer beta 10.78.0.2:7789 connection:Connected" ||
+	fail "hactl status text: $("$HACTL" status -s "$T/alpha.sock")"
+
 # --- 2. reload ----------------------------------------------------------------------------
 kill -HUP "$APID"
 for _ in $(seq 100); do
