@@ -51,22 +51,22 @@ expect() {
 }
 
 expect --service cache --service web --socket "$T/a b.sock" INSTANCE VI_1 MASTER 100 -- 0 \
-"promote
--s
+"-s
 $T/a b.sock
+promote
 cache
 --
-promote
 -s
 $T/a b.sock
+promote
 web
 --"
 expect --service cache --force GROUP G1 BACKUP 50 -- 0 "demote
 cache
 --"
-expect --service cache --config /etc/hacd/x.conf FAULT -- 0 "demote
--f
+expect --service cache --config /etc/hacd/x.conf FAULT -- 0 "-f
 /etc/hacd/x.conf
+demote
 cache
 --"
 expect --service cache --force MASTER -- 0 "promote

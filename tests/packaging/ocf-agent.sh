@@ -217,8 +217,8 @@ echo "ok - promote/demote every service; failed and half-promoted masters are 9;
 echo "     a refused promote is an error with hactl's reason"
 
 # An hactl without promote (today's) and a refusal: exit 1 with the reason.
-# shellcheck disable=SC2016 # $1 and $@ are the fake's own
-printf '#!/bin/sh\n[ "$1" = status ] && exec %s "$@"\necho "hactl: unknown command '"'"'$1'"'"'" >&2\nexit 64\n' \
+# shellcheck disable=SC2016 # $3 and $@ are the fake's own
+printf '#!/bin/sh\n[ "$3" = status ] && exec %s "$@"\necho "hactl: unknown command '"'"'$3'"'"'" >&2\nexit 64\n' \
 	"$T/hactl" > "$T/old-hactl"
 chmod 755 "$T/old-hactl"
 OCF_RESKEY_hactl=$T/old-hactl run promote 1
