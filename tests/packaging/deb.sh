@@ -14,7 +14,7 @@ fi
 T=$(mktemp -d /tmp/hacd-deb.XXXXXX)
 installed=
 cleanup() {
-	[ -n "$installed" ] && dpkg -P hacd > /dev/null 2>&1
+	[ -n "$installed" ] && dpkg_locked -P hacd
 	rm -rf "$T"
 }
 trap cleanup EXIT
@@ -58,17 +58,29 @@ grep -q 'install -d -m 0700' "$T/control/postinst" || fail "postinst does not cr
 grep -q 'Depends:.*libevent' "$T/control/control" || fail "no shlibs dependencies"
 echo "ok - contents: binaries, unit in /lib/systemd/system, conffile, OCF agent, man pages"
 
+# One install at a time on this machine: tests of several trees may run at once.
+exec 9> /tmp/hacd-deb-install.lock
+flock -w 900 9 || fail "waiting for /tmp/hacd-deb-install.lock"
 if dpkg -s hacd > /dev/null 2>&1; then
 	echo "# skipped: install (a hacd package is installed here already)"
 	exit 0
 fi
+# dpkg ARGS...: waiting (2 min at most) while another dpkg or apt holds its lock.
+dpkg_locked() {
+	n=120
+	while ! dpkg "$@" > "$T/dpkg.log" 2>&1; do
+		grep -q 'lock' "$T/dpkg.log" && [ $n -gt 0 ] || return 1
+		n=$((n - 1))
+		sleep 1
+	done
+}
 installed=1
-dpkg -i "$deb" > "$T/install.log" 2>&1 || { cat "$T/install.log" >&2; fail "dpkg -i"; }
+dpkg_locked -i "$deb" || { cat "$T/dpkg.log" >&2; fail "dpkg -i"; }
 [ "$(stat -c %a /var/lib/hacd)" = 700 ] || fail "/var/lib/hacd mode $(stat -c %a /var/lib/hacd)"
 /usr/sbin/hacd -t -f /etc/hacd/hacd.conf > /dev/null || fail "installed config does not pass hacd -t"
 /usr/sbin/hactl help | grep -q status || fail "installed hactl"
 man -w hacd.conf > /dev/null 2>&1 || fail "man hacd.conf not found"
-dpkg -P hacd > "$T/purge.log" 2>&1 || { cat "$T/purge.log" >&2; fail "dpkg -P"; }
+dpkg_locked -P hacd || { cat "$T/dpkg.log" >&2; fail "dpkg -P"; }
 installed=
 for f in /usr/sbin/hacd /etc/hacd /etc/logrotate.d/hacd /var/lib/hacd /lib/systemd/system/hacd.service; do
 	[ ! -e "$f" ] || fail "purge left $f behind"
