@@ -40,6 +40,8 @@ const char *ctl_type_name(int type)
 		return "rollback";
 	case HACTL__CTL_TYPE__CTL_TYPE_LOG:
 		return "log";
+	case HACTL__CTL_TYPE__CTL_TYPE_PROMOTE:
+		return "promote";
 	default:
 		return NULL;
 	}

@@ -290,6 +290,10 @@ static int request_wait(struct hacd *d, struct ctl_client *c, struct svc *sv,
 		if (ret == -EAGAIN)
 			snprintf(err, sizeof(err), "service %s is %s, not running", sv->name,
 				 svc_state_name(sv->state));
+	} else if (req->type == HACTL__CTL_TYPE__CTL_TYPE_PROMOTE) {
+		ret = hacd_replica_promote_check(d, sv->name, req->force, err, sizeof(err));
+		if (!ret)
+			ret = svc_request_rollback(sv, 0, fd, err, sizeof(err));
 	} else {
 		ret = svc_request_rollback(sv, req->generation, fd, err, sizeof(err));
 	}
@@ -424,6 +428,7 @@ static int client_request(struct ctl_client *c, const void *buf, size_t len)
 		break;
 	case HACTL__CTL_TYPE__CTL_TYPE_CHECKPOINT:
 	case HACTL__CTL_TYPE__CTL_TYPE_ROLLBACK:
+	case HACTL__CTL_TYPE__CTL_TYPE_PROMOTE:
 		ret = request_wait(d, c, sv, req);
 		break;
 	case HACTL__CTL_TYPE__CTL_TYPE_STATUS:

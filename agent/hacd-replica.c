@@ -300,3 +300,35 @@ bool hacd_replica_standby_of(struct hacd *d, const char *peer)
 	rep_server_status(d->replica->srv, peer, "", &st);
 	return st.connected;
 }
+
+/*
+ * May this node take `service` over? hacd does not fence: that is the cluster
+ * manager's job (STONITH) or the person's running hactl failover. What hacd can see,
+ * it refuses: a peer connected to us right now and shipping us generations is alive
+ * and active. A standby with nothing consistent has nothing to restore.
+ */
+int hacd_replica_promote_check(struct hacd *d, const char *service, bool force, char *err,
+			       size_t errlen)
+{
+	struct cat_gen g;
+	int64_t sid;
+
+	for (size_t i = 0; !force && i < d->conf->n_peers; i++)
+		if (hacd_replica_standby_of(d, d->conf->peers[i].name)) {
+			snprintf(err, errlen, "peer %s is connected and sends us its generations: "
+				 "it is active. Fencing it is the cluster manager's job; once it "
+				 "is down, promote again, or use --force if you know it is fenced",
+				 d->conf->peers[i].name);
+			hacd_log(LOG_WARNING, "promote %s refused: %s", service, err);
+			return -EBUSY;
+		}
+	if (cat_service_ensure(d->cat, service, &sid) ||
+	    cat_gen_latest_complete(d->cat, sid, &g)) {
+		snprintf(err, errlen, "no consistent generation of %s on this node", service);
+		return -ENOENT;
+	}
+	hacd_log(LOG_NOTICE, "promote %s%s: restoring generation %lld%s%s", service,
+		 force ? " (forced)" : "", (long long)g.id, g.origin[0] ? " from " : "",
+		 g.origin);
+	return 0;
+}

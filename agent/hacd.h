@@ -230,6 +230,9 @@ int hacd_replica_standby_status(struct hacd *d, const char *peer, const char *se
 /* For hactl status: newest complete generation, and the replication lag. */
 void hacd_replica_service_lag(struct hacd *d, const char *service, int64_t *newest,
 			      uint32_t *lag_gens, double *lag_s);
+/* 0 when this node may restore `service` and become its active node; else why not. */
+int hacd_replica_promote_check(struct hacd *d, const char *service, bool force, char *err,
+			       size_t errlen);
 /* Whether `peer` is connected to us, sending us its generations. */
 bool hacd_replica_standby_of(struct hacd *d, const char *peer);
 

@@ -29,6 +29,7 @@ struct svc_args {
 	bool json;
 	int64_t generation;
 	uint32_t limit;
+	bool force;
 };
 
 static int usage(const char *cmd, FILE *f)
@@ -41,6 +42,8 @@ static int usage(const char *cmd, FILE *f)
 		what = "SERVICE [-g GENERATION | GENERATION]";
 	else if (!strcmp(cmd, "list") || !strcmp(cmd, "log"))
 		what = "SERVICE [-n N]";
+	else if (!strcmp(cmd, "promote") || !strcmp(cmd, "failover"))
+		what = "SERVICE [--force]";
 	fprintf(f, "usage: hactl %s %s [--json] [-s SOCKET] [-f CONFIG]\n", cmd, what);
 	return f == stdout ? CTL_EXIT_OK : CTL_EXIT_USAGE;
 }
@@ -67,6 +70,7 @@ static int parse(int argc, char **argv, struct svc_args *a, bool want_service)
 		{ "config", required_argument, NULL, 'f' },
 		{ "generation", required_argument, NULL, 'g' },
 		{ "limit", required_argument, NULL, 'n' },
+		{ "force", no_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -100,6 +104,11 @@ static int parse(int argc, char **argv, struct svc_args *a, bool want_service)
 				return -1;
 			}
 			a->limit = (uint32_t)v;
+			break;
+		case 'F':
+			if (strcmp(argv[0], "promote") && strcmp(argv[0], "failover"))
+				return -1;
+			a->force = true;
 			break;
 		case 'h':
 			usage(argv[0], stdout);
@@ -238,6 +247,7 @@ int ctl_cmd_list(int argc, char **argv)
 
 static int wait_cmd(int argc, char **argv, Hactl__CtlType type)
 {
+	struct timespec t0, t1;
 	Hactl__CtlRequest req = HACTL__CTL_REQUEST__INIT;
 	Hactl__CtlReply *rep;
 	struct svc_args a = { 0 };
@@ -248,9 +258,13 @@ static int wait_cmd(int argc, char **argv, Hactl__CtlType type)
 	req.type = type;
 	req.has_generation = a.generation > 0;
 	req.generation = a.generation;
+	req.has_force = a.force;
+	req.force = a.force;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ret = call(&a, &req, CTL_WAIT_TIMEOUT_S, &rep);
 	if (ret)
 		return ret;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (a.json) {
 		printf("{\"api_version\":%u,\"service\":", rep->api_version);
 		ctl_json_str(stdout, a.service);
@@ -260,10 +274,22 @@ static int wait_cmd(int argc, char **argv, Hactl__CtlType type)
 		else
 			printf("null");
 		printf("}\n");
+	} else if (rep->generation && !strcmp(argv[0], "failover")) {
+		struct timespec now;
+		int64_t wall;
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		wall = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+		printf("%s: failed over to this node: generation %" PRId64 ", taken %.3f s before "
+		       "the failover, restored and guarded in %.3f s\n", a.service,
+		       rep->generation->id, (wall - rep->generation->committed_us) / 1e6 -
+		       ((t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9),
+		       (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
 	} else if (rep->generation) {
 		printf("%s: %s generation %" PRId64 "\n", a.service,
-		       type == HACTL__CTL_TYPE__CTL_TYPE_CHECKPOINT ? "checkpointed as" : "rolled back to",
-		       rep->generation->id);
+		       type == HACTL__CTL_TYPE__CTL_TYPE_CHECKPOINT ? "checkpointed as" :
+		       type == HACTL__CTL_TYPE__CTL_TYPE_PROMOTE ? "promoted, restored" :
+		       "rolled back to", rep->generation->id);
 		gen_text_header();
 		gen_text(rep->generation);
 	}
@@ -279,6 +305,17 @@ int ctl_cmd_checkpoint(int argc, char **argv)
 int ctl_cmd_rollback(int argc, char **argv)
 {
 	return wait_cmd(argc, argv, HACTL__CTL_TYPE__CTL_TYPE_ROLLBACK);
+}
+
+/* docs/cluster.md: promote for cluster managers, failover for people (a report). */
+int ctl_cmd_promote(int argc, char **argv)
+{
+	return wait_cmd(argc, argv, HACTL__CTL_TYPE__CTL_TYPE_PROMOTE);
+}
+
+int ctl_cmd_failover(int argc, char **argv)
+{
+	return wait_cmd(argc, argv, HACTL__CTL_TYPE__CTL_TYPE_PROMOTE);
 }
 
 int ctl_cmd_log(int argc, char **argv)

@@ -31,6 +31,8 @@ static const struct ctl_cmd cmds[] = {
 	{ "list", ctl_cmd_list, "SERVICE [-n N]: its generations (id, state, time, pause, sizes)" },
 	{ "checkpoint", ctl_cmd_checkpoint, "SERVICE: checkpoint it now, wait, print the generation" },
 	{ "rollback", ctl_cmd_rollback, "SERVICE [-g G]: stop it, restore generation G (default: newest)" },
+	{ "promote", ctl_cmd_promote, "SERVICE [--force]: restore the newest consistent generation here, guard it" },
+	{ "failover", ctl_cmd_failover, "SERVICE [--force]: promote, with a report (for people)" },
 	{ "log", ctl_cmd_log, "SERVICE [-n N]: hacd's events about it" },
 	{ "reload", ctl_cmd_reload, "make hacd reread its config (like SIGHUP)" },
 	{ "catalog", ctl_cmd_catalog, "verify [DB]: check the catalog's integrity and invariants" },

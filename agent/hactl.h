@@ -51,6 +51,8 @@ int ctl_cmd_run(int argc, char **argv);
 int ctl_cmd_list(int argc, char **argv);
 int ctl_cmd_checkpoint(int argc, char **argv);
 int ctl_cmd_rollback(int argc, char **argv);
+int ctl_cmd_promote(int argc, char **argv);
+int ctl_cmd_failover(int argc, char **argv);
 int ctl_cmd_log(int argc, char **argv);
 int ctl_cmd_reload(int argc, char **argv);
 /* hactl-catalog.c */

@@ -10,7 +10,10 @@
 #  2. A reload (SIGHUP) of alpha restarts replication without shipping anything again.
 #  3. hacd on beta is killed -9 and restarted: the next generation added on alpha is
 #     shipped once alpha's hacd is restarted (backlog at start).
-#  4. `hactl restore` of beta's newest generation: the victim checks its memory there.
+#  4. `hactl promote` on beta is refused while alpha's hacd is connected; alpha is
+#     killed; `hactl failover` on beta restores the newest consistent generation under
+#     beta's hacd; a checkpoint there reaches alpha once its hacd is back (B -> A);
+#     the victim checks its memory.
 set -euo pipefail
 
 HACD=$(realpath "$1")
@@ -76,6 +79,8 @@ tls { ca = "$T/tls/ca.crt"; cert = "$T/tls/$n.crt"; key = "$T/tls/$n.key" }
 peer "$other" { address = "10.78.0.$them:7789" }
 service "victim" {
   pidfile = "/run/hacd-reph-victim.pid"
+  interval = "1h"
+  restart = "none"
 }
 EOF
 done
@@ -174,21 +179,42 @@ start_hacd beta "$NSB"
 start_hacd alpha "$NSA"
 wait_beta_holds "$g3"
 
-# --- 4. restore on beta -------------------------------------------------------------------
-read -r _ dir _ <<< "$("$DRV" -f "$T/beta.conf" newest victim)"
+# --- 4. failover to beta, then generations flow back to alpha ------------------------------
+ip netns exec "$NSB" "$HACTL" -s "$T/beta.sock" promote victim > "$T/promote.out" 2>&1 &&
+	fail "promote succeeded while alpha is connected and active"
+grep -q "peer alpha is connected and sends us its generations" "$T/promote.out" ||
+	fail "promote refusal: $(cat "$T/promote.out")"
+kill -KILL "$APID"
+wait "$APID" 2>/dev/null || true
+APID=
+for _ in $(seq 100); do
+	grep -q "replica: peer alpha .* disconnected" "$T/beta.log" && break
+	sleep 0.05
+done
 rm -f "$T/result"
-ip netns exec "$NSB" "$HACTL" restore -D "$dir" --detach > "$T/restore.log" 2>&1 ||
-	fail "hactl restore on beta: $(cat "$T/restore.log")"
-sleep 0.3
+ip netns exec "$NSB" "$HACTL" -s "$T/beta.sock" failover victim > "$T/failover.out" 2>&1 ||
+	fail "hactl failover on beta: $(cat "$T/failover.out")"
+cat "$T/failover.out"
+kill -0 "$VDEAD" || fail "victim not running on beta after the failover"
+gb=$(ip netns exec "$NSB" "$HACTL" -s "$T/beta.sock" checkpoint victim | sed -n 's/.*checkpointed as generation \([0-9]*\).*/\1/p')
+[ -n "$gb" ] || fail "no checkpoint on beta after the failover"
+start_hacd alpha "$NSA"
+for _ in $(seq 300); do
+	[ "$("$DRV" -f "$T/alpha.conf" newest victim 2>/dev/null | cut -d' ' -f3-)" = "beta $gb" ] &&
+		break
+	sleep 0.1
+done
+[ "$("$DRV" -f "$T/alpha.conf" newest victim | cut -d' ' -f3-)" = "beta $gb" ] ||
+	fail "alpha did not receive beta's generation $gb: $("$DRV" -f "$T/alpha.conf" newest victim)"
 kill -TERM "$VDEAD" || fail "restored victim is not running"
 for _ in $(seq 200); do
 	[ -s "$T/result" ] && break
 	sleep 0.05
 done
-grep -q "^ok [1-9]" "$T/result" || fail "victim after restore on beta: $(cat "$T/result" 2>/dev/null)"
+grep -q "^ok [1-9]" "$T/result" || fail "victim after failover to beta: $(cat "$T/result" 2>/dev/null)"
 kill -TERM "$APID" "$BPID"
 wait "$APID" || fail "hacd alpha exit status"
 wait "$BPID" || fail "hacd beta exit status"
 APID=
 BPID=
-echo "PASS: hacd replicated generations $g1..$g3 to beta, restored there: $(cat "$T/result")"
+echo "PASS: generations $g1..$g3 replicated by hacd, failed over to beta, $gb back to alpha: $(cat "$T/result")"
