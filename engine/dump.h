@@ -19,6 +19,7 @@
 #include <sys/types.h>
 #include <sys/user.h>
 
+#include "files.pb-c.h"
 #include "ha/engine.h"
 #include "infect.h"
 #include "proc-parse.h"
@@ -53,6 +54,13 @@ struct eng__file_dump {
 	int ghost;		/* index in ghosts[], -1: none */
 	bool foreign;		/* an earlier process's description (same id): files.img
 				 * and the ghost are written by that process */
+	/* Kinds without a path (fd-kinds.h): their sub-message, heap, with heap data. */
+	ImgPipe *pipe;
+	ImgEventfd *efd;
+	ImgTimerfd *tfd;
+	ImgSignalfd *sfd;
+	ImgEpoll *ep;
+	ImgInetSk *inet;
 };
 
 struct eng__fd_dump {

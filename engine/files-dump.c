@@ -3,13 +3,15 @@
  * ghost-ID.img for files deleted while open).
  *
  * DESIGN
- * What restore can reopen today: regular files (by path, or from a ghost copy when
- * unlinked), directories, and the character devices that are the same everywhere
- * (/dev/null, zero, full, random, urandom). Everything else (sockets, pipes, FIFOs,
- * eventfd/epoll/timerfd/signalfd and other anonymous inodes, memfds, ttys, other
- * devices) is refused by eng__files_precheck() before the process is seized, naming
- * the fd, its kind and its /proc link; collect refuses again while frozen, because the
- * table may have changed in between.
+ * What restore can reopen: regular files (by path, or from a ghost copy when
+ * unlinked), directories, the character devices that are the same everywhere
+ * (/dev/null, zero, full, random, urandom), and the kinds of fd-kinds.h: pipes and
+ * FIFOs with their queued data, eventfd, timerfd, signalfd, epoll, and TCP/UDP
+ * sockets (listening, bound; established ones by the close policy). Everything else
+ * (unix sockets, other anonymous inodes, memfds, ttys, other devices) is refused by
+ * eng__files_precheck() before the process is seized, naming the fd, its kind and its
+ * /proc link; collect checks again while frozen, because the table may have changed
+ * in between.
  * Two fds share one open file description (dup, fork) when kcmp(KCMP_FILE) says so;
  * they then name one ImgFile, so position and flags stay shared after restore. Only fds
  * of the same inode are compared, so this is linear for ordinary tables.
@@ -31,6 +33,7 @@
 #include <xxhash.h>
 
 #include "dump.h"
+#include "fd-kinds.h"
 #include "fds.pb-c.h"
 #include "files.pb-c.h"
 #include "image.h"
@@ -39,12 +42,6 @@
 #define DELETED " (deleted)"
 #define KCMP_FILE 0
 #define GHOST_CHUNK (1u << 20)
-
-struct fd_probe {
-	int fd;
-	char link[PATH_MAX];
-	struct stat st;
-};
 
 static int cmp_int(const void *a, const void *b)
 {
@@ -88,12 +85,14 @@ static int list_fds(pid_t pid, int **out, int *nr)
 	return 0;
 }
 
-static int probe_fd(pid_t pid, int fd, struct fd_probe *p)
+/* Link, inode and fdinfo of one fd; p->fdinfo is the caller's to free. */
+static int probe_fd(pid_t pid, int fd, struct eng__fd_probe *p)
 {
 	char name[32], path[64];
 	int ret;
 
 	p->fd = fd;
+	p->fdinfo = NULL;
 	snprintf(name, sizeof(name), "fd/%d", fd);
 	ret = eng__proc_link(pid, name, p->link, sizeof(p->link));
 	if (ret)
@@ -102,7 +101,48 @@ static int probe_fd(pid_t pid, int fd, struct fd_probe *p)
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
 	if (stat(path, &p->st))
 		return pr_errno(-errno, "pid %d: fd %d: stat %s", pid, fd, path);
-	return 0;
+	snprintf(name, sizeof(name), "fdinfo/%d", fd);
+	ret = eng__proc_read(pid, name, &p->fdinfo, NULL);
+	if (!ret) {
+		uint64_t v;
+
+		ret = eng__fdinfo_u64(p->fdinfo, "flags", 8, &v);
+		p->flags = v;
+		if (ret)
+			ret = pr_errno(-EPROTO, "pid %d: fdinfo/%d: no flags", pid, fd);
+	}
+	return ret;
+}
+
+static void probe_done(struct eng__fd_probe *p)
+{
+	free(p->fdinfo);
+	p->fdinfo = NULL;
+}
+
+int eng__fdinfo_u64(const char *info, const char *key, int base, uint64_t *out)
+{
+	size_t kl = strlen(key);
+
+	for (const char *l = info; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+		if (!strncmp(l, key, kl) && l[kl] == ':') {
+			*out = strtoull(l + kl + 1, NULL, base);
+			return 0;
+		}
+	return -ENOENT;
+}
+
+int eng__fd_grab(pid_t pid, int fd)
+{
+	int pidfd = syscall(SYS_pidfd_open, pid, 0), ret;
+
+	if (pidfd < 0)
+		return pr_errno(-errno, "pid %d: pidfd_open", pid);
+	ret = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	if (ret < 0)
+		ret = pr_errno(-errno, "pid %d: fd %d: pidfd_getfd", pid, fd);
+	close(pidfd);
+	return ret;
 }
 
 static bool ends_with_deleted(const char *s)
@@ -120,62 +160,90 @@ static bool plain_chrdev(dev_t rdev)
 	return major(rdev) == 1 && (min == 3 || min == 5 || min == 7 || min == 8 || min == 9);
 }
 
-/* NULL when restore can reopen it; otherwise what it is, for the message. */
-static const char *unsupported(const struct fd_probe *p)
+/* The ImgFileKind restore would recreate it as, or 0 and what it is, for the message. */
+static int classify(const struct eng__fd_probe *p, const char **what)
 {
 	unsigned maj = major(p->st.st_rdev);
+	int k;
 
+	*what = NULL;
 	if (!strncmp(p->link, "socket:", 7) || S_ISSOCK(p->st.st_mode))
-		return "socket";
+		return IMG_FILE_KIND__FILE_INET_SK;	/* which family: eng__sk_check */
 	if (!strncmp(p->link, "pipe:", 5))
-		return "pipe";
-	if (!strncmp(p->link, "anon_inode:", 11))
-		return "anonymous inode";
+		return IMG_FILE_KIND__FILE_PIPE;
+	if (!strncmp(p->link, "anon_inode:", 11)) {
+		if (!strcmp(p->link, "anon_inode:[eventpoll]"))
+			return IMG_FILE_KIND__FILE_EPOLL;
+		k = eng__anon_kind(p->link);
+		*what = k ? NULL : "anonymous inode";
+		return k;
+	}
 	if (S_ISFIFO(p->st.st_mode))
-		return "FIFO";
+		return IMG_FILE_KIND__FILE_FIFO;
 	if (S_ISREG(p->st.st_mode)) {
 		if (!strncmp(p->link, "/memfd:", 7) && ends_with_deleted(p->link))
-			return "memfd";
-		return p->link[0] == '/' ? NULL : "file outside our file system tree";
+			*what = "memfd";
+		else if (p->link[0] != '/')
+			*what = "file outside our file system tree";
+		return *what ? 0 : IMG_FILE_KIND__FILE_REG;
 	}
-	if (S_ISDIR(p->st.st_mode))
-		return p->st.st_nlink ? NULL : "deleted directory";
+	if (S_ISDIR(p->st.st_mode)) {
+		*what = p->st.st_nlink ? NULL : "deleted directory";
+		return *what ? 0 : IMG_FILE_KIND__FILE_DIR;
+	}
 	if (S_ISCHR(p->st.st_mode)) {
 		if (plain_chrdev(p->st.st_rdev))
-			return NULL;
-		return maj == 4 || maj == 5 || (maj >= 136 && maj <= 143) ? "tty" : "character device";
+			return IMG_FILE_KIND__FILE_CHR;
+		*what = maj == 4 || maj == 5 || (maj >= 136 && maj <= 143) ? "tty" : "character device";
+		return 0;
 	}
 	if (S_ISBLK(p->st.st_mode))
-		return "block device";
-	if (S_ISLNK(p->st.st_mode))
-		return "symbolic link (O_PATH)";
-	return "file of unknown type";
+		*what = "block device";
+	else if (S_ISLNK(p->st.st_mode))
+		*what = "symbolic link (O_PATH)";
+	else
+		*what = "file of unknown type";
+	return 0;
 }
 
-static int check_fd(pid_t pid, const struct fd_probe *p)
+static int check_fd(pid_t pid, const struct eng__fd_probe *p)
 {
-	const char *what = unsupported(p);
+	const char *what;
 
-	if (!what)
+	switch (classify(p, &what)) {
+	case 0:
+		return eng__refuse("pid %d: fd %d: %s (%s) is not supported yet", pid, p->fd, what,
+				   p->link);
+	case IMG_FILE_KIND__FILE_PIPE:
+	case IMG_FILE_KIND__FILE_FIFO:
+		return eng__pipe_check(pid, p);
+	case IMG_FILE_KIND__FILE_EPOLL:
+		return eng__epoll_check(pid, p);
+	case IMG_FILE_KIND__FILE_INET_SK:
+		return eng__sk_check(pid, p);
+	default:
 		return 0;
-	return eng__refuse("pid %d: fd %d: %s (%s) is not supported yet", pid, p->fd, what,
-			   p->link);
+	}
 }
 
 int eng__files_precheck(pid_t pid)
 {
-	struct fd_probe p;
+	struct eng__fd_probe *p = malloc(sizeof(*p));
 	int *fds = NULL, n = 0, ret;
 
+	if (!p)
+		return -ENOMEM;
 	ret = list_fds(pid, &fds, &n);
 	for (int i = 0; i < n && !ret; i++) {
-		ret = probe_fd(pid, fds[i], &p);
+		ret = probe_fd(pid, fds[i], p);
 		if (ret == -ENOENT)	/* closed meanwhile */
 			ret = 0;
 		else if (!ret)
-			ret = check_fd(pid, &p);
+			ret = check_fd(pid, p);
+		probe_done(p);
 	}
 	free(fds);
+	free(p);
 	return ret;
 }
 
@@ -231,11 +299,20 @@ static int copy_ghost(pid_t pid, int dirfd, struct eng__files_dump *fd, struct e
 	return ret;
 }
 
-static int new_file(pid_t pid, struct eng__files_dump *fd, const struct fd_probe *p,
+/* Kinds with a path to reopen them by. */
+static bool path_kind(int kind)
+{
+	return kind == IMG_FILE_KIND__FILE_REG || kind == IMG_FILE_KIND__FILE_DIR ||
+	       kind == IMG_FILE_KIND__FILE_CHR || kind == IMG_FILE_KIND__FILE_FIFO;
+}
+
+static int new_file(pid_t pid, struct eng__files_dump *fd, const struct eng__fd_probe *p,
 		    const struct eng__fdinfo *fi)
 {
 	struct eng__file_dump *f = &fd->files[fd->nr_files];
 	size_t len = strlen(p->link);
+	const char *what;
+	int ret = 0;
 
 	memset(f, 0, sizeof(*f));
 	f->id = fd->id_base + fd->nr_files + 1;
@@ -246,28 +323,44 @@ static int new_file(pid_t pid, struct eng__files_dump *fd, const struct fd_probe
 	f->mode = p->st.st_mode;
 	f->dev = p->st.st_dev;
 	f->ino = p->st.st_ino;
-	if (S_ISREG(p->st.st_mode)) {
-		f->kind = IMG_FILE_KIND__FILE_REG;
+	f->kind = classify(p, &what);
+	switch (f->kind) {
+	case IMG_FILE_KIND__FILE_REG:
 		f->size = p->st.st_size;
 		/* " (deleted)" may also be part of a real name: the link count decides. */
 		f->unlinked = p->st.st_nlink == 0;
 		if (f->unlinked && ends_with_deleted(p->link))
 			len -= strlen(DELETED);
-	} else if (S_ISDIR(p->st.st_mode)) {
-		f->kind = IMG_FILE_KIND__FILE_DIR;
-	} else {
-		f->kind = IMG_FILE_KIND__FILE_CHR;
+		break;
+	case IMG_FILE_KIND__FILE_CHR:
 		f->rdev = p->st.st_rdev;
+		break;
+	case IMG_FILE_KIND__FILE_PIPE:
+	case IMG_FILE_KIND__FILE_FIFO:
+		ret = eng__pipe_dump(pid, p, f, fd);
+		break;
+	case IMG_FILE_KIND__FILE_EVENTFD:
+	case IMG_FILE_KIND__FILE_TIMERFD:
+	case IMG_FILE_KIND__FILE_SIGNALFD:
+		ret = eng__anon_dump(pid, p, f);
+		break;
+	case IMG_FILE_KIND__FILE_EPOLL:
+		ret = eng__epoll_dump(pid, p, f);
+		break;
+	case IMG_FILE_KIND__FILE_INET_SK:
+		ret = eng__sk_dump(pid, p, f);
+		break;
+	default:
+		break;
 	}
-	f->path = strndup(p->link, len);
-	if (!f->path)
-		return -ENOMEM;
-	fd->nr_files++;
-	return 0;
+	if (!ret && path_kind(f->kind) && !(f->path = strndup(p->link, len)))
+		ret = -ENOMEM;
+	fd->nr_files++;	/* counted even on failure: eng__files_free frees its parts */
+	return ret;
 }
 
 /* The file an earlier fd already opened (same description), or -1. */
-static int shared_file(pid_t pid, const struct eng__files_dump *fd, const struct fd_probe *p)
+static int shared_file(pid_t pid, const struct eng__files_dump *fd, const struct eng__fd_probe *p)
 {
 	for (int i = 0; i < fd->nr_files; i++) {
 		const struct eng__file_dump *f = &fd->files[i];
@@ -290,31 +383,36 @@ static int shared_file(pid_t pid, const struct eng__files_dump *fd, const struct
 static int collect_fd(pid_t pid, int dirfd, struct eng__files_dump *fd, int nr)
 {
 	struct eng__fd_dump *d = &fd->fds[fd->nr_fds];
+	struct eng__fd_probe *p = malloc(sizeof(*p));
 	struct eng__fdinfo fi;
-	struct fd_probe p;
 	int ret, file;
 
-	ret = probe_fd(pid, nr, &p);
+	if (!p)
+		return -ENOMEM;
+	ret = probe_fd(pid, nr, p);
 	if (!ret)
-		ret = check_fd(pid, &p);
+		ret = check_fd(pid, p);
 	if (!ret)
 		ret = eng__parse_fdinfo(pid, nr, &fi);
 	if (ret)
-		return ret;
-	file = shared_file(pid, fd, &p);
+		goto out;
+	file = shared_file(pid, fd, p);
 	if (file < 0) {
 		file = fd->nr_files;
-		ret = new_file(pid, fd, &p, &fi);
+		ret = new_file(pid, fd, p, &fi);
 		if (!ret && fd->files[file].unlinked)
 			ret = copy_ghost(pid, dirfd, fd, &fd->files[file]);
 		if (ret)
-			return ret;
+			goto out;
 	}
 	d->fd = nr;
 	d->cloexec = fi.flags & O_CLOEXEC;
 	d->file = file;
 	fd->nr_fds++;
-	return 0;
+out:
+	probe_done(p);
+	free(p);
+	return ret;
 }
 
 int eng__files_collect(pid_t pid, int dirfd, uint32_t id_base, struct eng__files_dump *fd)
@@ -369,6 +467,12 @@ static int write_files(struct eng_img *img, const struct eng__files_dump *fd)
 			m.has_rdev = 1;
 			m.rdev = f->rdev;
 		}
+		m.pipe = f->pipe;
+		m.eventfd = f->efd;
+		m.timerfd = f->tfd;
+		m.signalfd = f->sfd;
+		m.epoll = f->ep;
+		m.inet = f->inet;
 		if (f->unlinked) {
 			m.has_unlinked = m.has_content_xxh3 = 1;
 			m.unlinked = true;
@@ -431,8 +535,28 @@ void eng__files_free(struct eng__files_dump *fd)
 {
 	if (!fd)
 		return;
-	for (int i = 0; i < fd->nr_files; i++)
-		free(fd->files[i].path);
+	for (int i = 0; i < fd->nr_files; i++) {
+		struct eng__file_dump *f = &fd->files[i];
+
+		free(f->path);
+		if (f->pipe)
+			free(f->pipe->data.data);
+		free(f->pipe);
+		free(f->efd);
+		free(f->tfd);
+		free(f->sfd);
+		if (f->ep) {
+			for (size_t k = 0; k < f->ep->n_targets; k++)
+				free(f->ep->targets[k]);
+			free(f->ep->targets);
+		}
+		free(f->ep);
+		if (f->inet) {
+			free(f->inet->addr.data);
+			free(f->inet->peer_addr.data);
+		}
+		free(f->inet);
+	}
 	for (int i = 0; i < fd->nr_ghosts; i++)
 		eng_img_abort(fd->ghosts[i]);
 	free(fd->files);

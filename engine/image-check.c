@@ -12,7 +12,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "fds.pb-c.h"
 #include "files.pb-c.h"
@@ -253,13 +257,133 @@ int eng__check_pstree(struct eng_img *img, const ProtobufCMessage *msg)
 	return check_pid_list(img, "tids", e->tids, e->n_tids);
 }
 
+static int check_pipe(struct eng_img *img, const ImgFile *f)
+{
+	const ImgPipe *m = f->pipe;
+
+	NEED(img, m, ino);
+	if (!m->owner) {
+		if (m->has_size || m->has_data)
+			return eng__img_bad(img, "pipe.owner", "size or data on a description that is not the owner");
+		return 0;
+	}
+	NEED(img, m, size);
+	/* The kernel's floor is one page; 32 MiB is far above pipe-max-size (1 MiB) and
+	 * keeps a record (files.img entries may hold 64 MiB) able to carry the data. */
+	if (m->size < 4096 || m->size > (32u << 20))
+		return eng__img_bad(img, "pipe.size", "%u is no pipe buffer size", m->size);
+	if (m->data.len > m->size)
+		return eng__img_bad(img, "pipe.data", "%zu bytes do not fit in the %u byte buffer",
+				    m->data.len, m->size);
+	return 0;
+}
+
+static int check_timerfd(struct eng_img *img, const ImgTimerfd *t)
+{
+	NEED(img, t, clockid);
+	NEED(img, t, value_ns);
+	NEED(img, t, interval_ns);
+	if (t->clockid != CLOCK_REALTIME && t->clockid != CLOCK_MONOTONIC && t->clockid != CLOCK_BOOTTIME &&
+	    t->clockid != CLOCK_REALTIME_ALARM && t->clockid != CLOCK_BOOTTIME_ALARM)
+		return eng__img_bad(img, "timerfd.clockid", "%d is no timerfd clock", t->clockid);
+	if (t->settime_flags & ~3u)
+		return eng__img_bad(img, "timerfd.settime_flags", "0%o: unknown flags", t->settime_flags);
+	if (t->value_ns > (uint64_t)INT64_MAX / 2 || t->interval_ns > (uint64_t)INT64_MAX / 2)
+		return eng__img_bad(img, "timerfd.value_ns", "beyond any time the kernel keeps");
+	return 0;
+}
+
+static int check_epoll(struct eng_img *img, const ImgEpoll *e)
+{
+	for (size_t i = 0; i < e->n_targets; i++) {
+		NEED(img, e->targets[i], tfd);
+		NEED(img, e->targets[i], events);
+		if (e->targets[i]->tfd < 0)
+			return eng__img_bad(img, "epoll.targets.tfd", "%d is negative", e->targets[i]->tfd);
+	}
+	return 0;
+}
+
+static int check_inet(struct eng_img *img, const ImgInetSk *m)
+{
+	size_t alen;
+
+	NEED(img, m, family);
+	NEED(img, m, type);
+	NEED(img, m, state);
+	NEED(img, m, addr);
+	NEED(img, m, port);
+	if (m->family != AF_INET && m->family != AF_INET6)
+		return eng__img_bad(img, "inet.family", "%d is neither AF_INET nor AF_INET6", m->family);
+	if (!(m->type == SOCK_STREAM && m->proto == IPPROTO_TCP) && !(m->type == SOCK_DGRAM && m->proto == IPPROTO_UDP))
+		return eng__img_bad(img, "inet.type", "type %d protocol %d is neither TCP nor UDP", m->type, m->proto);
+	alen = m->family == AF_INET ? 4 : 16;
+	if (m->addr.len != alen || (m->has_peer_addr && m->peer_addr.len != alen))
+		return eng__img_bad(img, "inet.addr", "%zu bytes for family %d", m->addr.len, m->family);
+	if (m->port > 65535 || m->peer_port > 65535)
+		return eng__img_bad(img, "inet.port", "%u is no port", m->port > 65535 ? m->port : m->peer_port);
+	if (m->state < 1 || m->state > 12)
+		return eng__img_bad(img, "inet.state", "%d is no TCP state", m->state);
+	if (m->state == 10 && (!m->has_backlog || m->backlog < 0))	/* TCP_LISTEN */
+		return eng__img_bad(img, "inet.backlog", "a listening socket needs one");
+	return 0;
+}
+
+/* Exactly the sub-message of the kind, if it has one. */
+static int check_sub(struct eng_img *img, const ImgFile *f)
+{
+	const struct { const void *m; int kind; const char *name; } subs[] = {
+		{ f->pipe, IMG_FILE_KIND__FILE_PIPE, "pipe" },
+		{ f->eventfd, IMG_FILE_KIND__FILE_EVENTFD, "eventfd" },
+		{ f->timerfd, IMG_FILE_KIND__FILE_TIMERFD, "timerfd" },
+		{ f->signalfd, IMG_FILE_KIND__FILE_SIGNALFD, "signalfd" },
+		{ f->epoll, IMG_FILE_KIND__FILE_EPOLL, "epoll" },
+		{ f->inet, IMG_FILE_KIND__FILE_INET_SK, "inet" },
+		{ f->unix_sk, IMG_FILE_KIND__FILE_UNIX_SK, "unix_sk" },
+	};
+	int kind = f->kind == IMG_FILE_KIND__FILE_FIFO ? IMG_FILE_KIND__FILE_PIPE : f->kind;
+
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		if (subs[i].kind == kind && !subs[i].m)
+			return eng__img_bad(img, subs[i].name, "missing for kind %d", f->kind);
+		if (subs[i].kind != kind && subs[i].m)
+			return eng__img_bad(img, subs[i].name, "set on a file of kind %d", f->kind);
+	}
+	switch (f->kind) {
+	case IMG_FILE_KIND__FILE_PIPE:
+	case IMG_FILE_KIND__FILE_FIFO:
+		return check_pipe(img, f);
+	case IMG_FILE_KIND__FILE_EVENTFD:
+		NEED(img, f->eventfd, count);
+		if (f->eventfd->count == UINT64_MAX)
+			return eng__img_bad(img, "eventfd.count", "an eventfd never holds 2^64-1");
+		return 0;
+	case IMG_FILE_KIND__FILE_TIMERFD:
+		return check_timerfd(img, f->timerfd);
+	case IMG_FILE_KIND__FILE_SIGNALFD:
+		NEED(img, f->signalfd, sigmask);
+		return 0;
+	case IMG_FILE_KIND__FILE_EPOLL:
+		return check_epoll(img, f->epoll);
+	case IMG_FILE_KIND__FILE_INET_SK:
+		return check_inet(img, f->inet);
+	case IMG_FILE_KIND__FILE_UNIX_SK:
+		return eng__img_bad(img, "kind", "unix sockets cannot be restored by this version");
+	default:
+		return 0;
+	}
+}
+
 static int check_file_kind(struct eng_img *img, const ImgFile *f)
 {
 	static const unsigned fmt[] = { [IMG_FILE_KIND__FILE_REG] = S_IFREG,
-		[IMG_FILE_KIND__FILE_DIR] = S_IFDIR, [IMG_FILE_KIND__FILE_CHR] = S_IFCHR };
+		[IMG_FILE_KIND__FILE_DIR] = S_IFDIR, [IMG_FILE_KIND__FILE_CHR] = S_IFCHR,
+		[IMG_FILE_KIND__FILE_PIPE] = S_IFIFO, [IMG_FILE_KIND__FILE_FIFO] = S_IFIFO,
+		[IMG_FILE_KIND__FILE_INET_SK] = S_IFSOCK, [IMG_FILE_KIND__FILE_UNIX_SK] = S_IFSOCK };
+	unsigned want = (unsigned)f->kind < sizeof(fmt) / sizeof(fmt[0]) ? fmt[f->kind] : 0;
 
 	NEED(img, f, mode);
-	if ((f->mode & S_IFMT) != fmt[f->kind])
+	if (want && (f->mode & S_IFMT) != want)
 		return eng__img_bad(img, "mode", "0%o does not match kind %d", f->mode, f->kind);
 	if (f->kind == IMG_FILE_KIND__FILE_CHR) {
 		NEED(img, f, rdev);
@@ -275,7 +399,13 @@ static int check_file_kind(struct eng_img *img, const ImgFile *f)
 		return eng__img_bad(img, "content_xxh3", "missing for an unlinked file");
 	if (!f->unlinked && f->has_content_xxh3)
 		return eng__img_bad(img, "content_xxh3", "set for a file that was not unlinked");
-	return 0;
+	return check_sub(img, f);
+}
+
+static bool has_path(int kind)
+{
+	return kind == IMG_FILE_KIND__FILE_REG || kind == IMG_FILE_KIND__FILE_DIR ||
+	       kind == IMG_FILE_KIND__FILE_CHR || kind == IMG_FILE_KIND__FILE_FIFO;
 }
 
 int eng__check_file(struct eng_img *img, const ProtobufCMessage *msg)
@@ -295,7 +425,10 @@ int eng__check_file(struct eng_img *img, const ProtobufCMessage *msg)
 	if (f->has_pos && f->pos > INT64_MAX)
 		return eng__img_bad(img, "pos", "%llu is past any file offset",
 				    (unsigned long long)f->pos);
-	ret = eng__check_path(img, "path", f->path);
+	if (has_path(f->kind))
+		ret = eng__check_path(img, "path", f->path);
+	else
+		ret = f->path ? eng__img_bad(img, "path", "set on a kind that has none") : 0;
 	return ret ? ret : check_file_kind(img, f);
 }
 

@@ -47,7 +47,7 @@ static const struct eng__img_kind kinds[ENG_IMG_NR_KINDS] = {
 	[ENG_IMG_PSTREE] = { "pstree", TAG('T', 'R', 'E', 'E'), false, false,
 		NULL, &img_pstree_entry__descriptor, 0, 1 * MiB, NULL, eng__check_pstree },
 	[ENG_IMG_FILES] = { "files", TAG('F', 'I', 'L', 'E'), false, false,
-		NULL, &img_file__descriptor, 0, 64 * KiB, NULL, eng__check_file },
+		NULL, &img_file__descriptor, 0, 64 * MiB, NULL, eng__check_file },
 	[ENG_IMG_CORE] = { "core", TAG('C', 'O', 'R', 'E'), true, false,
 		&img_core__descriptor, &img_thread__descriptor, 16 * MiB, 16 * MiB,
 		eng__check_core, eng__check_thread },

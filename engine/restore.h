@@ -20,6 +20,7 @@
 #include "ha/parasite.h"
 
 struct eng_img;
+struct rst_pipe;
 
 struct rst_proc {
 	pid_t pid;
@@ -74,6 +75,11 @@ struct rst_ctx {
 	/* Open file descriptions used by several processes, opened once by the root
 	 * before it forks (rst__files_shared): shared_fd[i] is files[i]'s, or -1. */
 	int *shared_fd;
+
+	/* rst-files.c and the fd kinds (fd-kinds.h) while fds are restored. */
+	int fd_base;			/* above every fd number of the image */
+	struct rst_pipe *pipes;		/* fd-pipe.c: pipes being restored */
+	size_t nr_pipes;
 
 	/* Filled in the new process by rst-mem.c for the restorer. */
 	unsigned long region, region_len;	/* the restorer and its args */

@@ -10,7 +10,9 @@
  *    offsets) are merged: a restore that maps in one go what the kernel had split
  *    is not wrong;
  *  - the inode of an object a restore must recreate (deleted files, memfd, shmem)
- *    is not compared: it is necessarily new.
+ *    is not compared: it is necessarily new. Pipes and sockets in the fd table are
+ *    numbered by first appearance instead ("pipe:[#1]"), which keeps which fds share
+ *    one.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -362,8 +364,30 @@ static void fdinfo_field(const char *info, const char *key, char *out, size_t si
 		}
 }
 
+/* "pipe:[12345]" -> "pipe:[#k]", k counting distinct inodes in fd order. */
+static void anon_link(char *link, size_t size, unsigned long *seen, int *nr_seen)
+{
+	static const char *const kinds[] = { "pipe:[", "socket:[" };
+	unsigned long ino;
+	int k;
+
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		size_t n = strlen(kinds[i]);
+
+		if (strncmp(link, kinds[i], n) || sscanf(link + n, "%lu", &ino) != 1)
+			continue;
+		for (k = 0; k < *nr_seen && seen[k] != ino; k++)
+			;
+		if (k == *nr_seen && k < 1024)
+			seen[(*nr_seen)++] = ino;
+		snprintf(link + n, size - n, "#%d]", k + 1);
+	}
+}
+
 static char *fd_table(pid_t pid)
 {
+	unsigned long seen[1024];
+	int nr_seen = 0;
 	char path[64], link[512], p[400], pos[32], flags[32];
 	struct sb b = { 0 };
 	struct dirent *de;
@@ -380,6 +404,7 @@ static char *fd_table(pid_t pid)
 		snprintf(p, sizeof(p), "%s/%s", path, de->d_name);
 		n = readlink(p, link, sizeof(link) - 1);
 		link[n < 0 ? 0 : n] = 0;
+		anon_link(link, sizeof(link), seen, &nr_seen);
 		snprintf(p, sizeof(p), "/proc/%d/fdinfo/%s", pid, de->d_name);
 		info = cr_slurp(p);
 		fdinfo_field(info, "pos", pos, sizeof(pos));

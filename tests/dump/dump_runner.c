@@ -7,7 +7,7 @@
  *          the victim announced (threads, handler, queued signals, sigaltstack, timer,
  *          the buffer's bytes through pagemap+pages, fds, positions, the deleted
  *          file's contents); then the victim must pass its own self-check.
- *   refuse the victim holds a TCP socket (--socket) or a pipe (--pipe): the dump must
+ *   refuse the victim holds a netlink socket (--socket) or a pty (--tty): the dump must
  *          fail naming pid, fd and kind, leave no image, and the victim must pass.
  *   kill   without --leave-running: the victim must die of SIGKILL, the images verify.
  *   failat eng_dump (in-process, no --leave-running) fails on purpose at a stage
@@ -20,7 +20,7 @@
  *          --leave-running, pre-copy always or never): the image must hold one
  *          consistent generation of every page, and the victim must pass.
  *
- * usage: dump_runner live|refuse|kill HACTL VICTIM [--socket|--pipe] [-c N]
+ * usage: dump_runner live|refuse|kill HACTL VICTIM [--socket|--tty] [-c N]
  *        dump_runner failat VICTIM STAGE
  *        dump_runner bench VICTIM_MEM MIB [--kill] [--never]
  *        dump_runner dirty VICTIM_DIRTY MIB always|never
@@ -259,7 +259,7 @@ static int mode_refuse(const char *hactl, char *const vargv[])
 	struct victim v;
 	char dir[128], err[4096], want[128], status[64];
 	struct stat st;
-	const char *kind = !strcmp(vargv[1], "--pipe") ? "pipe (pipe:[" : "socket (socket:[";
+	const char *kind = !strcmp(vargv[1], "--tty") ? "tty (/dev/ptmx)" : "netlink socket";
 	int ret, rc;
 
 	if (start_victim(vargv, &v))
@@ -484,7 +484,7 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "live"))
 		ret = mode_live(argv[2], vargv, cycles);
 	else if (!strcmp(argv[1], "refuse"))
-		ret = vargv[1] ? mode_refuse(argv[2], vargv) : fail("refuse needs --socket or --pipe");
+		ret = vargv[1] ? mode_refuse(argv[2], vargv) : fail("refuse needs --socket or --tty");
 	else if (!strcmp(argv[1], "kill"))
 		ret = mode_kill(argv[2], vargv);
 	else if (!strcmp(argv[1], "failat"))

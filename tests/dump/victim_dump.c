@@ -6,7 +6,7 @@
  * a file deleted while open, a directory, /dev/null and /dev/urandom. And mappings of
  * every kind whose pages the dump must store: shared anonymous memory, a private map
  * of a deleted file (one page COWed), a shared map of a memfd whose fd is closed, and
- * an anonymous page made PROT_NONE after it was written. With --socket or --pipe it
+ * an anonymous page made PROT_NONE after it was written. With --socket or --tty it
  * also holds an unsupported fd, for the refusal test.
  *
  * The runner reads the facts from the ready line, dumps, checks the images against
@@ -22,6 +22,9 @@
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
 
@@ -184,21 +187,22 @@ static int open_file(const char *dir, const char *name, int flags, const char *c
 	return fd;
 }
 
-/* An fd the dump must refuse: a listening TCP socket, or a pipe. */
+/* An fd the dump must refuse: a netlink socket (--socket), or a pseudo-terminal
+ * master (--tty) with its slave in `other`. */
 static int bad_fd(const char *mode, int *other)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int p[2], s;
+	struct sockaddr_nl a = { .nl_family = AF_NETLINK };
+	int m, s;
 
 	*other = -1;
-	if (!strcmp(mode, "--pipe")) {
-		if (pipe(p))
-			zdtm_fail("pipe: %m");
-		*other = p[1];
-		return p[0];
+	if (!strcmp(mode, "--tty")) {
+		m = posix_openpt(O_RDWR | O_NOCTTY);
+		if (m < 0 || grantpt(m) || unlockpt(m) || (*other = open(ptsname(m), O_RDWR | O_NOCTTY)) < 0)
+			zdtm_fail("pty: %m");
+		return m;
 	}
-	s = socket(AF_INET, SOCK_STREAM, 0);
-	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) || listen(s, 1))
+	s = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)))
 		zdtm_fail("socket: %m");
 	return s;
 }
@@ -207,14 +211,15 @@ static void check_bad_fd(const char *mode, int fd, int other)
 {
 	char c = 0;
 
-	if (!strcmp(mode, "--pipe")) {
-		if (write(other, "x", 1) != 1 || read(fd, &c, 1) != 1 || c != 'x')
-			zdtm_fail("the pipe no longer works");
+	if (!strcmp(mode, "--tty")) {
+		/* A whole line: the slave side is in canonical mode. */
+		if (write(fd, "x\n", 2) != 2 || read(other, &c, 1) != 1 || c != 'x')
+			zdtm_fail("the pty no longer works");
 	} else {
-		struct sockaddr_in a;
+		struct sockaddr_nl a;
 		socklen_t len = sizeof(a);
 
-		if (getsockname(fd, (struct sockaddr *)&a, &len) || !a.sin_port)
+		if (getsockname(fd, (struct sockaddr *)&a, &len) || a.nl_family != AF_NETLINK)
 			zdtm_fail("the socket no longer works");
 	}
 }
