@@ -225,6 +225,8 @@ static int write_inventory(struct dump *d)
 	inv.pids = pids;
 	inv.created_usec = d->created_usec;
 	inv.kernel_release = u.release;
+	/* The tree shares our uts namespace (eng__task_precheck): its name is ours. */
+	inv.hostname = u.nodename;
 	inv.has_xcr0 = inv.has_xstate_size = inv.has_page_size = 1;
 	inv.xcr0 = td->xcr0;
 	inv.xstate_size = td->th[0].xstate_len;

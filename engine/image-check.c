@@ -212,6 +212,8 @@ int eng__check_inventory(struct eng_img *img, const ProtobufCMessage *msg)
 	if (inv->xstate_size < ENG__XSTATE_MIN || inv->xstate_size > ENG__XSTATE_MAX)
 		return eng__img_bad(img, "xstate_size", "%u is outside [%u, %u]", inv->xstate_size,
 				    ENG__XSTATE_MIN, ENG__XSTATE_MAX);
+	if (inv->hostname && strlen(inv->hostname) > 64)
+		return eng__img_bad(img, "hostname", "%zu bytes, a host name has at most 64", strlen(inv->hostname));
 	NEED(img, inv, page_size);
 	if (inv->page_size != IMG_PAGE_SIZE)
 		return eng__img_bad(img, "page_size", "%u, only %u is supported", inv->page_size,

@@ -371,28 +371,38 @@ static void child_setup(struct restore *r)
 }
 
 /*
- * --pidns: a minimal init becomes pid 1 of a new pid namespace and creates the root
- * with its dumped pid inside it; it reaps what gets orphaned there and exits with the
- * root's status. The root's outer pid is read from the init's children.
+ * --pidns: a minimal init becomes pid 1 of new pid, ipc and uts namespaces, names the
+ * host as the checkpoint did, and creates the root with its dumped pid inside; it
+ * reaps what gets orphaned there and exits with the root's status. The root's outer
+ * pid is read from the init's children.
  */
+static void __attribute__((noreturn)) init_fail(struct restore *r, const char *what)
+{
+	struct rst_msg m = { .pid = 1, .kind = RST_MSG_FAIL };
+
+	snprintf(m.text, sizeof(m.text), "%s in the new namespaces: %s", what, strerror(errno));
+	if (write(r->status[1], &m, sizeof(m)) < 0)
+		_exit(2);
+	_exit(1);
+}
+
 static void __attribute__((noreturn)) init_main(struct restore *r)
 {
-	pid_t pid = rst__clone_pid(r->c.procs[0].pid, 0);
+	const char *host = r->c.inv->hostname;
+	char what[64];
+	pid_t pid;
 	int st;
 
+	if (host && sethostname(host, strlen(host)))
+		init_fail(r, "sethostname");
+	pid = rst__clone_pid(r->c.procs[0].pid, 0);
 	if (pid == 0) {
 		child_setup(r);
 		rst__proc_main(&r->c, 0, r->go[0]);
 	}
-	if (pid < 0) {
-		struct rst_msg m = { .pid = 1, .kind = RST_MSG_FAIL };
-
-		snprintf(m.text, sizeof(m.text), "clone3 with pid %d in the new pid namespace: %s", r->c.procs[0].pid,
-			 strerror(errno));
-		if (write(r->status[1], &m, sizeof(m)) < 0)
-			_exit(2);
-		_exit(1);
-	}
+	snprintf(what, sizeof(what), "clone3 with pid %d", r->c.procs[0].pid);
+	if (pid < 0)
+		init_fail(r, what);
 	prctl(PR_SET_NAME, "hacd-init");
 	/* It lives as long as the service: it must not hold hactl's stdio (a caller
 	 * reading hactl's output would wait for the service to end) or anything else. */
@@ -431,7 +441,9 @@ static pid_t outer_child(pid_t init)
 static int spawn(struct restore *r, bool pidns)
 {
 	pid_t pid = r->c.procs[0].pid;
-	struct clone_args ca = { .flags = CLONE_NEWPID, .exit_signal = SIGCHLD };
+	/* New ipc and uts namespaces too, as eng_launch gives a service: its SysV ids and
+	 * host name are its own. */
+	struct clone_args ca = { .flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS, .exit_signal = SIGCHLD };
 
 	if (!pidns) {
 		r->root = rst__clone_pid(pid, 0);

@@ -15,6 +15,10 @@
  *   --expect-dump-fail  the victim holds an fd the dumper does not support (facts
  *                       bad_fd=N kind=a|b): the dump must fail, name pid, fd and kind,
  *                       and leave the victim running and passing its checks
+ *   --pidns-beside      dump --leave-running, then `hactl restore --pidns` while the
+ *                       original still runs (its pids are taken here): the copy must
+ *                       come back in new pid, ipc and uts namespaces under our init with
+ *                       its pid inside and the dumped host name; both must pass
  *   --corrupt           dump once, then for every *.img file flip its middle byte, and
  *                       separately cut it in half: each restore must fail, name the
  *                       file, and leave no process with the victim's pid; finally the
@@ -45,7 +49,7 @@
 
 #include "crlib.h"
 
-enum mode { M_ROUNDTRIP, M_LEAVE, M_SELF, M_DUMPFAIL, M_CORRUPT };
+enum mode { M_ROUNDTRIP, M_LEAVE, M_SELF, M_DUMPFAIL, M_CORRUPT, M_PIDNS };
 
 struct test {
 	enum mode mode;
@@ -169,6 +173,90 @@ static int run_leave_running(struct test *t)
 		return why(t, "pid %d still exists after the original exited", pid);
 	t->v.pid = pid;
 	return restore_and_check(t, t->dir.img);
+}
+
+static int ns_differs(pid_t pid, const char *ns)
+{
+	char a[64], b[64], la[128] = "", lb[128] = "";
+
+	snprintf(a, sizeof(a), "/proc/%d/ns/%s", pid, ns);
+	snprintf(b, sizeof(b), "/proc/self/ns/%s", ns);
+	return readlink(a, la, sizeof(la) - 1) > 0 && readlink(b, lb, sizeof(lb) - 1) > 0 && strcmp(la, lb);
+}
+
+/* The copy under --pidns: the init's only child, its pid inside the one dumped. */
+static int check_pidns_copy(struct test *t, pid_t init, pid_t pid, pid_t *copy)
+{
+	char path[64], line[256], *v;
+	pid_t inner = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", init, init);
+	*copy = 0;
+	f = fopen(path, "re");
+	if (!f || fscanf(f, "%d", copy) != 1)
+		*copy = 0;
+	if (f)
+		fclose(f);
+	if (*copy <= 0)
+		return why(t, "the restore's init %d has no child", init);
+	snprintf(path, sizeof(path), "/proc/%d/status", *copy);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "NSpid:", 6) && (v = strrchr(line, '\t')))
+			inner = atoi(v + 1);
+	if (f)
+		fclose(f);
+	if (inner != pid)
+		return why(t, "copy %d is pid %d inside its namespace, not %d", *copy, inner, pid);
+	for (const char *const *ns = (const char *const[]){ "pid", "ipc", "uts", NULL }; *ns; ns++)
+		if (!ns_differs(*copy, *ns))
+			return why(t, "copy %d shares our %s namespace", *copy, *ns);
+	return 0;
+}
+
+static int run_pidns(struct test *t)
+{
+	char *argv[] = { (char *)t->hactl, "restore", "-D", t->dir.img, "--detach", "--pidns", NULL };
+	char *out = NULL;
+	pid_t pid, init = 0, copy;
+	int rc, st;
+
+	if (start(t))
+		return 1;
+	pid = t->v.pid;
+	usleep(50000);
+	rc = cr_dump(t->hactl, pid, t->dir.img, 1, t->dir.hlog, NULL);
+	if (rc)
+		return why(t, "hactl dump --leave-running exited %d", rc);
+	rc = cr_run(argv, t->dir.hlog, 60000, &out);
+	if (rc || !out || sscanf(out, "restored pid %d", &init) != 1 || init <= 0) {
+		free(out);
+		return why(t, "hactl restore --pidns exited %d", rc);
+	}
+	free(out);
+	if (check_pidns_copy(t, init, pid, &copy)) {
+		kill(init, SIGKILL);
+		waitpid(init, NULL, 0);
+		return 1;
+	}
+	if (!cr_pid_alive(pid) || compare(t, "beside its copy"))
+		return why(t, "the original changed while its copy was restored beside it");
+	if (finish(t, "original (beside its copy)"))
+		return 1;
+	/* The init (ours since hactl exited: we are the subreaper) ends with the copy's
+	 * status. */
+	kill(copy, SIGTERM);
+	for (int i = 0; i < 10000 && waitpid(init, &st, WNOHANG) != init; i++)
+		usleep(1000);
+	if (cr_pid_alive(init)) {
+		kill(init, SIGKILL);
+		waitpid(init, NULL, 0);
+		return why(t, "the copy did not finish");
+	}
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		return why(t, "the copy under --pidns failed its own checks (init status %#x)", st);
+	return 0;
 }
 
 static int run_self(struct test *t)
@@ -341,7 +429,7 @@ static int run_corrupt(struct test *t)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: cr_runner [--leave-running|--no-checkpoint|--expect-dump-fail|--corrupt] "
+	fprintf(stderr, "usage: cr_runner [--leave-running|--no-checkpoint|--expect-dump-fail|--corrupt|--pidns-beside] "
 			"[--hactl PATH] [--keep] VICTIM\n");
 	exit(64);
 }
@@ -352,7 +440,7 @@ int main(int argc, char **argv)
 		{ "leave-running", no_argument, NULL, 'l' }, { "no-checkpoint", no_argument, NULL, 's' },
 		{ "expect-dump-fail", no_argument, NULL, 'f' }, { "corrupt", no_argument, NULL, 'c' },
 		{ "hactl", required_argument, NULL, 'H' }, { "keep", no_argument, NULL, 'k' },
-		{ "no-compare", no_argument, NULL, 'n' },
+		{ "no-compare", no_argument, NULL, 'n' }, { "pidns-beside", no_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct test t = { .mode = M_ROUNDTRIP, .hactl = "hactl" };
@@ -366,6 +454,7 @@ int main(int argc, char **argv)
 		case 's': t.mode = M_SELF; break;
 		case 'f': t.mode = M_DUMPFAIL; break;
 		case 'c': t.mode = M_CORRUPT; break;
+		case 'p': t.mode = M_PIDNS; break;
 		case 'H': t.hactl = optarg; break;
 		case 'k': keep = 1; break;
 		case 'n': t.no_compare = 1; break;
@@ -391,6 +480,7 @@ int main(int argc, char **argv)
 	case M_LEAVE: ret = run_leave_running(&t); break;
 	case M_SELF: ret = run_self(&t); break;
 	case M_DUMPFAIL: ret = run_dump_fail(&t); break;
+	case M_PIDNS: ret = run_pidns(&t); break;
 	default: ret = run_corrupt(&t); break;
 	}
 	if (t.v.pid > 0)
