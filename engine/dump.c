@@ -562,7 +562,12 @@ static int tree_moved(struct dump *d, int ret)
 	struct eng__tree now;
 	bool same;
 
-	if (!ret || eng__tree_scan(d->pid, &now))
+	if (!ret)
+		return ret;
+	/* A process caught in the middle of its exit fails our reads but is not a zombie
+	 * yet: give it the moment it needs to become one. */
+	usleep(2000);
+	if (eng__tree_scan(d->pid, &now))
 		return ret;
 	same = eng__tree_same(&d->tree, &now);
 	eng__tree_free(&now);
@@ -610,29 +615,34 @@ static int prepare(struct dump *d, const struct eng_dump_opts *opts, struct eng_
 	return tree_moved(d, ret);
 }
 
-/* Prepared while running this many times, then frozen first. */
+/* Prepared while running this many times, then frozen first (at most FROZEN_TRIES). */
 #define TREE_TRIES 3
+#define FROZEN_TRIES 5
 
 static int run(struct dump *d, const struct eng_dump_opts *opts, struct eng_dump_stats *st)
 {
 	bool leave = opts && opts->leave_running;
 	int ret = -EAGAIN;
 
-	for (int tries = 0; tries <= TREE_TRIES && ret == -EAGAIN; tries++) {
+	for (int tries = 0; tries < TREE_TRIES + FROZEN_TRIES && ret == -EAGAIN; tries++) {
 		if (tries) {
 			release_tree(d);
 			free_procs(d);
 			st->arm_us = 0;
 			pr_debug("pid %d: the tree changed while we froze it, again", d->pid);
 		}
-		if (tries == TREE_TRIES) {
-			ret = freeze_first(d);
-			break;
+		if (tries < TREE_TRIES) {
+			ret = prepare(d, opts, st);
+			if (!ret)
+				ret = freeze_and_collect(d);
+		} else {
+			/* A child caught exiting cannot be stopped: once it is a zombie (or
+			 * gone), the tree reads differently and is taken again. */
+			ret = tree_moved(d, freeze_first(d));
 		}
-		ret = prepare(d, opts, st);
-		if (!ret)
-			ret = freeze_and_collect(d);
 	}
+	if (ret == -EAGAIN)
+		pr_err("pid %d: its process tree kept changing while it was being frozen", d->pid);
 	st->collect_us = us_since(&d->t_freeze);
 	if (!ret && leave) {
 		release_tree(d);

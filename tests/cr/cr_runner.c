@@ -247,7 +247,7 @@ static int run_pidns(struct test *t)
 	/* The init (ours since hactl exited: we are the subreaper) ends with the copy's
 	 * status. */
 	kill(copy, SIGTERM);
-	for (int i = 0; i < 10000 && waitpid(init, &st, WNOHANG) != init; i++)
+	for (int i = 0; i < 30000 && waitpid(init, &st, WNOHANG) != init; i++)
 		usleep(1000);
 	if (cr_pid_alive(init)) {
 		kill(init, SIGKILL);
