@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""
+cr_real_http: `python3 -m http.server` (the distribution's python) serving a directory
+is dumped (killed), restored, and keeps serving: curl (or urllib when curl is missing)
+fetches a page and a 1 MiB file before and after, byte for byte, from the same pid.
+
+usage: http_cr.py HACTL PYTHON [--leave-running]
+
+The server holds a listening TCP socket and polls it (selectors); what comes back is
+the interpreter's whole state, including the socket with its address and options.
+Exit 0 pass, 1 fail.
+"""
+import ctypes
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def fail(msg):
+    print("FAIL http: " + msg, flush=True)
+    sys.exit(1)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def fetch(port, name):
+    url = "http://127.0.0.1:%d/%s" % (port, name)
+    curl = shutil.which("curl")
+    for _ in range(100):
+        try:
+            if curl:
+                r = subprocess.run([curl, "-sf", "--max-time", "10", url], capture_output=True, timeout=20)
+                if r.returncode == 0:
+                    return r.stdout
+            else:
+                with urllib.request.urlopen(url, timeout=10) as f:
+                    return f.read()
+        except OSError:
+            pass
+        time.sleep(0.05)
+    fail("cannot fetch %s" % url)
+
+
+def hactl(path, args, log):
+    r = subprocess.run([path] + args, capture_output=True, timeout=120)
+    with open(log, "ab") as f:
+        f.write(b"$ hactl " + " ".join(args).encode() + b"\n" + r.stdout + r.stderr)
+    if r.returncode:
+        fail("hactl %s: exit %d: %s" % (args[0], r.returncode, (r.stdout + r.stderr).decode()[-600:]))
+
+
+def main():
+    if len(sys.argv) < 3:
+        print(__doc__)
+        sys.exit(2)
+    path, python, leave = os.path.abspath(sys.argv[1]), sys.argv[2], "--leave-running" in sys.argv
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0):
+        fail("PR_SET_CHILD_SUBREAPER")
+    top = tempfile.mkdtemp(prefix="hacd-cr-http-")
+    www, img, log = os.path.join(top, "www"), os.path.join(top, "img"), os.path.join(top, "hactl.log")
+    os.mkdir(www)
+    page = b"<html><body>hacd was here</body></html>\n"
+    big = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(32768))
+    with open(os.path.join(www, "index.html"), "wb") as f:
+        f.write(page)
+    with open(os.path.join(www, "big.bin"), "wb") as f:
+        f.write(big)
+    port = free_port()
+    with open(os.path.join(top, "server.log"), "wb") as out:
+        proc = subprocess.Popen([python, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                 "--directory", www], stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=top)
+    pid = proc.pid
+    try:
+        if fetch(port, "index.html") != page or fetch(port, "big.bin") != big:
+            fail("the server does not serve the files before the dump")
+        hactl(path, ["dump", "-t", str(pid), "-D", img] + (["--leave-running"] if leave else []), log)
+        if leave:
+            if fetch(port, "index.html") != page:
+                fail("the original stopped serving after dump --leave-running")
+            proc.send_signal(signal.SIGKILL)  # the copy restored next needs its pid and port
+        if proc.wait(timeout=30) != -signal.SIGKILL:
+            fail("the server did not die of SIGKILL (status %r)" % proc.returncode)
+        hactl(path, ["restore", "-D", img, "--detach"], log)
+        if not os.path.exists("/proc/%d" % pid):
+            fail("no process %d after restore" % pid)
+        for _ in range(3):
+            if fetch(port, "index.html") != page:
+                fail("index.html differs after restore")
+            if fetch(port, "big.bin") != big:
+                fail("big.bin differs after restore")
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            if b"http.server" not in f.read():
+                fail("pid %d is not the server" % pid)
+        print("PASS http (pid %d, port %d)" % (pid, port), flush=True)
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            while True:
+                os.waitpid(-1, 0)
+        except ChildProcessError:
+            pass
+    shutil.rmtree(top, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
