@@ -59,10 +59,26 @@ static void on_consistent(void *opaque, const char *peer, const char *service, i
 	int64_t sid;
 	char msg[256];
 
+	const struct conf_service *cs = conf_service_find(d->conf, service);
+	int pruned = 0;
+
 	snprintf(msg, sizeof(msg), "generation %lld from %s (its %lld) is consistent here",
 		 (long long)gen, peer, (long long)origin_gen);
-	if (!cat_service_ensure(d->cat, service, &sid))
-		cat_event_add(d->cat, sid, LOG_INFO, "replica", msg);
+	if (cat_service_ensure(d->cat, service, &sid))
+		return;
+	cat_event_add(d->cat, sid, LOG_INFO, "replica", msg);
+	/* A standby takes no checkpoints: its retention runs as generations arrive. */
+	if (cs) {
+		struct cat_retention p = {
+			.keep_last = cs->keep, .keep_hourly = cs->keep_hourly,
+			.keep_daily = cs->keep_daily, .forget_after_s = 86400,
+		};
+
+		if (cat_retention_apply(d->cat, sid, &p, svc_wall_us(), &pruned))
+			hacd_log(LOG_ERR, "service %s: retention: %s", service, cat_errmsg(d->cat));
+		if (pruned)
+			hacd_gc(d);
+	}
 }
 
 /* Queue, for one peer, what it may lack: oldest first, the sender prunes. */

@@ -74,6 +74,7 @@ struct rconn {
 	RepMsg *offer_msg;
 	const RepOffer *offer;
 	int64_t local;			/* its pending id here, 0 = none */
+	int64_t pack;			/* its directory as a catalog pack, 0 = none */
 	char svcdir[PATH_MAX], tmp[PATH_MAX];
 	int dirfd;
 	uint32_t *need;
@@ -174,6 +175,11 @@ static void gen_abort(struct rconn *c)
 			    (long long)c->local, cat_errmsg(s->o.cat));
 	}
 	c->local = 0;
+	/* Unreferenced once sealed: GC removes what is left of its directory. */
+	if (c->pack && cat_pack_seal(s->o.cat, c->pack, 0))
+		LOG(s, LOG_ERR, "catalog: sealing pack %lld: %s", (long long)c->pack,
+		    cat_errmsg(s->o.cat));
+	c->pack = 0;
 	free(c->need);
 	c->need = NULL;
 	c->n_need = c->cur = 0;
@@ -359,6 +365,18 @@ static int on_offer(struct rconn *c, RepMsg *m)
 		parent = existing;
 	if (cat_gen_begin_from(s->o.cat, sid, parent, c->peer, o->gen, &c->local))
 		return gen_refuse(c, "catalog: %s", cat_errmsg(s->o.cat));
+	/*
+	 * The directory is recorded as a pack before it exists, as hacd records its own
+	 * generations: retention then prunes received generations like local ones, and
+	 * GC removes their directories.
+	 */
+	{
+		char name[64];
+
+		snprintf(name, sizeof(name), "gen-%lld", (long long)c->local);
+		if (cat_pack_add(s->o.cat, sid, name, &c->pack))
+			return gen_refuse(c, "catalog: %s", cat_errmsg(s->o.cat));
+	}
 	if (snprintf(c->svcdir, sizeof(c->svcdir), "%s/%s", s->o.store, o->service) >=
 		    (int)sizeof(c->svcdir) ||
 	    snprintf(c->tmp, sizeof(c->tmp), "%s/.gen-%lld.part", c->svcdir,
@@ -451,7 +469,9 @@ static int on_commit(struct rconn *c, const RepCommit *cm)
 	for (size_t i = 0; i < c->offer->n_files; i++)
 		st.bytes_total += (int64_t)c->offer->files[i]->size;
 	st.checksum = c->offer->checksum;
-	if (cat_gen_commit(s->o.cat, c->local, &st)) {
+	if (cat_pack_ref(s->o.cat, c->local, c->pack, st.bytes_total) ||
+	    cat_pack_seal(s->o.cat, c->pack, st.bytes_total) ||
+	    cat_gen_commit(s->o.cat, c->local, &st)) {
 		rep__rmtree(final);
 		return gen_refuse(c, "catalog: %s", cat_errmsg(s->o.cat));
 	}
@@ -474,7 +494,7 @@ static int on_commit(struct rconn *c, const RepCommit *cm)
 		}
 	}
 	snprintf(service, sizeof(service), "%s", c->offer->service);
-	c->local = 0;	/* committed: gen_abort must leave it */
+	c->local = c->pack = 0;	/* committed: gen_abort must leave them */
 	gen_abort(c);
 	c->st = R_IDLE;
 	bufferevent_set_timeouts(c->bev, NULL, NULL);

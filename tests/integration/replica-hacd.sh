@@ -9,7 +9,8 @@
 #     consistent, alpha logs it consistent on beta and records the peer state.
 #  2. A reload (SIGHUP) of alpha restarts replication without shipping anything again.
 #  3. hacd on beta is killed -9 and restarted: the next generation added on alpha is
-#     shipped once alpha's hacd is restarted (backlog at start).
+#     shipped once alpha's hacd is restarted (backlog at start); beta's retention
+#     (keep = 2) prunes the oldest received one and GC removes its directory.
 #  4. `hactl promote` on beta is refused while alpha's hacd is connected; alpha is
 #     killed; `hactl failover` on beta restores the newest consistent generation under
 #     beta's hacd; a checkpoint there reaches alpha once its hacd is back (B -> A);
@@ -81,6 +82,7 @@ service "victim" {
   pidfile = "/run/hacd-reph-victim.pid"
   interval = "1h"
   restart = "none"
+  keep = 2
 }
 EOF
 done
@@ -178,6 +180,15 @@ APID=
 start_hacd beta "$NSB"
 start_hacd alpha "$NSA"
 wait_beta_holds "$g3"
+# keep = 2: beta's retention pruned the first generation, GC removed its directory
+for _ in $(seq 50); do
+	[ "$(find "$T/beta/services/victim" -maxdepth 1 -name 'gen-*' | wc -l)" = 2 ] && break
+	sleep 0.1
+done
+[ "$("$DRV" -f "$T/beta.conf" count victim)" = "complete 2 pending 0" ] ||
+	fail "beta's retention: $("$DRV" -f "$T/beta.conf" count victim)"
+[ "$(find "$T/beta/services/victim" -maxdepth 1 -name 'gen-*' | wc -l)" = 2 ] ||
+	fail "beta's GC: $(ls "$T/beta/services/victim")"
 
 # --- 4. failover to beta, then generations flow back to alpha ------------------------------
 ip netns exec "$NSB" "$HACTL" -s "$T/beta.sock" promote victim > "$T/promote.out" 2>&1 &&
@@ -217,4 +228,8 @@ wait "$APID" || fail "hacd alpha exit status"
 wait "$BPID" || fail "hacd beta exit status"
 APID=
 BPID=
+for n in alpha beta; do
+	"$HACTL" catalog verify "$T/$n/catalog.db" > "$T/verify.log" 2>&1 ||
+		fail "$n's catalog: $(cat "$T/verify.log")"
+done
 echo "PASS: generations $g1..$g3 replicated by hacd, failed over to beta, $gb back to alpha: $(cat "$T/result")"

@@ -309,4 +309,11 @@ for _ in $(seq 200); do
 done
 grep -q "^ok [1-9]" "$T/result" || fail "victim after restore on beta: $(cat "$T/result" 2>/dev/null)"
 VPID=
+kill -TERM "$SERVE_PID"
+wait "$SERVE_PID" || fail "beta did not exit cleanly"
+SERVE_PID=
+for n in a b; do
+	"$HACTL" catalog verify "$T/$n/catalog.db" > "$T/verify.log" 2>&1 ||
+		fail "catalog $n: $(cat "$T/verify.log")"
+done
 echo "PASS: restored on beta: $(cat "$T/result")"
