@@ -1,5 +1,7 @@
 /*
- * hactl restore -D DIR [--detach]: bring a checkpoint back to life with its PID. Without
+ * hactl restore -D DIR [--detach] [--generation G]: bring a checkpoint back to life with
+ * its PID. DIR may be a page store (hactl dump --track): its newest complete generation,
+ * or G. Without
  * --detach hactl stays its parent and exits with its exit status, like `criu restore`;
  * with it, hactl exits 0 as soon as the process runs again.
  */
@@ -18,6 +20,7 @@ int ctl_cmd_restore(int argc, char **argv)
 		{ "images-dir", required_argument, NULL, 'D' },
 		{ "detach", no_argument, NULL, 'd' },
 		{ "pidns", no_argument, NULL, 'p' },
+		{ "generation", required_argument, NULL, 'g' },
 		{ 0 },
 	};
 	struct eng_restore_opts o = { 0 };
@@ -37,6 +40,15 @@ int ctl_cmd_restore(int argc, char **argv)
 		case 'p':
 			o.pidns = true;
 			break;
+		case 'g': {
+			char *end;
+			unsigned long g = strtoul(optarg, &end, 10);
+
+			if (*end || !g || g > UINT32_MAX)
+				goto usage;
+			o.generation = g;
+			break;
+		}
 		default:
 			goto usage;
 		}
@@ -55,6 +67,6 @@ int ctl_cmd_restore(int argc, char **argv)
 		return CTL_EXIT_FAIL;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 usage:
-	fprintf(stderr, "usage: hactl restore -D DIR [--detach] [--pidns]\n");
+	fprintf(stderr, "usage: hactl restore -D DIR|STORE [--generation G] [--detach] [--pidns]\n");
 	return CTL_EXIT_USAGE;
 }

@@ -41,6 +41,11 @@
  * Memory and fds are collected before the parasite goes in, so that neither its
  * mapping nor its socket is in the image. Zombies are only recorded (pstree.c).
  *
+ * eng__dump_tracked() runs the same stages for a tracked target (track.c): the memory
+ * stages of the root process then call the tracker's hooks (live rounds instead of
+ * PRECOPY, its page map instead of pages-PID.img); its children are dumped as usual;
+ * the tree is always left running.
+ *
  * INVARIANTS
  * 1. inventory.img is committed last. A directory with inventory.img is complete; one
  *    without it is an interrupted dump (and a failed one is emptied).
@@ -66,6 +71,7 @@
 #include "inventory.pb-c.h"
 #include "log.h"
 #include "mm.pb-c.h"
+#include "track.h"
 
 #ifndef HACD_VERSION
 #define HACD_VERSION "0.1.0"	/* CMake's project(VERSION) */
@@ -89,6 +95,7 @@ struct dump {
 	struct eng__imgq q;
 	char (*done)[48];	/* committed images, unlinked on failure */
 	int nr_done;
+	struct eng_track *trk;	/* incremental: the root's pages go to its store */
 	uint64_t created_usec;
 	struct timespec t0, t_freeze;
 };
@@ -506,7 +513,7 @@ static int freeze_first(struct dump *d)
 		if (!ret)
 			ret = eng__files_precheck(pid);
 		if (!ret)
-			ret = eng__mem_prepare(pid, &d->p[i].md);
+			ret = eng__mem_prepare(pid, &d->p[i].md, i ? NULL : d->trk);
 	}
 	if (!ret && d->dirfd < 0)
 		ret = open_dir(d);
@@ -594,7 +601,7 @@ static int prepare(struct dump *d, const struct eng_dump_opts *opts, struct eng_
 		if (!ret)
 			ret = eng__files_precheck(pid);
 		if (!ret)
-			ret = eng__mem_prepare(pid, &d->p[i].md);
+			ret = eng__mem_prepare(pid, &d->p[i].md, i ? NULL : d->trk);
 		pr_debug("pid %d: prepared in %lu us (%zu MiB buffer)", pid, (unsigned long)us_since(&d->t0),
 			 d->p[i].md.buf_cap >> 20);
 	}
@@ -665,13 +672,13 @@ static int run(struct dump *d, const struct eng_dump_opts *opts, struct eng_dump
 	return ret;
 }
 
-int eng_dump(pid_t pid, const char *dir, const struct eng_dump_opts *opts, struct eng_dump_stats *st)
+static int dump_main(pid_t pid, const char *dir, const struct eng_dump_opts *opts, struct eng_track *trk,
+		     struct eng_dump_stats *st)
 {
 	struct eng_dump_stats local;
-	struct dump d = { .pid = pid, .dir = dir, .dirfd = -1 };
+	struct dump d = { .pid = pid, .dir = dir, .dirfd = -1, .trk = trk };
 	int ret;
 
-	eng__clear_error();
 	clock_gettime(CLOCK_MONOTONIC, &d.t0);
 	if (!st)
 		st = &local;
@@ -688,4 +695,17 @@ int eng_dump(pid_t pid, const char *dir, const struct eng_dump_opts *opts, struc
 		close(d.dirfd);
 	st->total_us = us_since(&d.t0);
 	return ret;
+}
+
+int eng_dump(pid_t pid, const char *dir, const struct eng_dump_opts *opts, struct eng_dump_stats *st)
+{
+	eng__clear_error();
+	return dump_main(pid, dir, opts, NULL, st);
+}
+
+int eng__dump_tracked(struct eng_track *t, const char *dir, struct eng_dump_stats *st)
+{
+	struct eng_dump_opts o = { .leave_running = true, .precopy = ENG_PRECOPY_ALWAYS };
+
+	return dump_main(t->pid, dir, &o, t, st);
 }

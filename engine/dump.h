@@ -262,10 +262,12 @@ struct eng__mem_dump {
 	int nr_snap;
 	uint64_t pages_scanned;
 	uint64_t pages_written, pages_zero;
+	struct eng_track *trk;		/* incremental (track.c): its hooks decide pages */
 };
 
-/* Before seizing: refuse unsupported mappings, size and pre-fault the copy buffer. */
-int eng__mem_prepare(pid_t pid, struct eng__mem_dump *md);
+/* Before seizing: refuse unsupported mappings, size and pre-fault the copy buffer
+ * (with trk: borrow the tracker's staging buffer instead). */
+int eng__mem_prepare(pid_t pid, struct eng__mem_dump *md, struct eng_track *trk);
 /* Right before seizing a big process (>= ENG_BIG_MM bytes of pages): snapshot smaps,
  * so that the frozen pass reads maps only (see read_vmas in mem-dump.c). */
 #define ENG_BIG_MM (32ul << 20)
@@ -307,6 +309,10 @@ int eng__pages_reserve(struct eng__mem_dump *md, size_t bytes);
 int eng__pages_copy(struct eng__mem_dump *md);
 int eng__pages_write(int dirfd, struct eng__mem_dump *md, struct eng_img **pagemap,
 		     struct eng_img **pages);
+
+/* Seize, take a userfaultfd from the process (the process's own copy closed), release:
+ * 0 and *uffd, 1 when the kernel refuses it, or -errno. */
+int eng__precopy_take_uffd(pid_t pid, int *uffd);
 
 /* mem-precopy.c, for the frozen pass */
 bool eng__precopy_owns(const struct eng__precopy *pc, uint64_t start, uint64_t end);

@@ -466,8 +466,30 @@ int eng__check_pagemap_head(struct eng_img *img, const ProtobufCMessage *msg)
 	return 0;
 }
 
+/* A run in a page store's pack (engine/store.c): the blob's place and checksum. */
+static int check_run_pack(struct eng_img *img, const ImgPagemapEntry *e)
+{
+	NEED(img, e, offset);
+	NEED(img, e, xxh3);
+	NEED(img, e, pack);
+	NEED(img, e, blob_page);
+	if (!e->pack)
+		return eng__img_bad(img, "pack", "0 names no pack");
+	if (e->offset < 64)
+		return eng__img_bad(img, "offset", "%llu is inside the pack header",
+				    (unsigned long long)e->offset);
+	if (e->blob_page >= 256 || e->nr_pages > 256 - e->blob_page)
+		return eng__img_bad(img, "blob_page", "pages [%u, +%llu) of a blob of at most 256",
+				    e->blob_page, (unsigned long long)e->nr_pages);
+	return 0;
+}
+
 static int check_run_data(struct eng_img *img, const ImgPagemapEntry *e, uint64_t len)
 {
+	if (e->flags & IMG_PAGEMAP_FLAG__PM_IN_PACK)
+		return check_run_pack(img, e);
+	if (e->has_pack || e->has_blob_page)
+		return eng__img_bad(img, e->has_pack ? "pack" : "blob_page", "set on a run that is not in a pack");
 	if (!(e->flags & IMG_PAGEMAP_FLAG__PM_IN_PAGES)) {
 		if (e->has_offset || e->has_xxh3)
 			return eng__img_bad(img, e->has_offset ? "offset" : "xxh3",
@@ -489,7 +511,7 @@ static int check_run_data(struct eng_img *img, const ImgPagemapEntry *e, uint64_
 int eng__check_pagemap_entry(struct eng_img *img, const ProtobufCMessage *msg)
 {
 	const uint32_t known = IMG_PAGEMAP_FLAG__PM_IN_PAGES | IMG_PAGEMAP_FLAG__PM_ZERO |
-			       IMG_PAGEMAP_FLAG__PM_FROM_FILE;
+			       IMG_PAGEMAP_FLAG__PM_FROM_FILE | IMG_PAGEMAP_FLAG__PM_IN_PACK;
 	const ImgPagemapEntry *e = (const ImgPagemapEntry *)msg;
 	uint64_t len;
 
@@ -507,7 +529,7 @@ int eng__check_pagemap_entry(struct eng_img *img, const ProtobufCMessage *msg)
 	len = e->nr_pages * IMG_PAGE_SIZE;
 	img->st.pm.prev_end = e->vaddr + len;
 	if ((e->flags & ~known) || __builtin_popcount(e->flags) != 1)
-		return eng__img_bad(img, "flags", "0x%x: exactly one of IN_PAGES, ZERO, FROM_FILE",
+		return eng__img_bad(img, "flags", "0x%x: exactly one of IN_PAGES, ZERO, FROM_FILE, IN_PACK",
 				    e->flags);
 	return check_run_data(img, e, len);
 }

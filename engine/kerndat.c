@@ -330,6 +330,8 @@ const char *eng_dirty_method_name(enum eng_dirty_method m)
 		return "soft-dirty";
 	case ENG_DIRTY_HASH:
 		return "hash";
+	case ENG_DIRTY_FULL:
+		return "full";
 	}
 	return "?";
 }

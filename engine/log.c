@@ -15,6 +15,12 @@ static eng_log_fn log_fn;
 static void *log_opaque;
 static int log_max = ENG_LOG_INFO;
 static __thread char last_error[512];
+static __thread int quiet;
+
+void eng__log_quiet(bool on)
+{
+	quiet += on ? 1 : -1;
+}
 
 void eng_set_log(eng_log_fn fn, int max_level, void *opaque)
 {
@@ -36,6 +42,8 @@ void eng__log(int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	if (quiet && level <= ENG_LOG_WARN)
+		level = ENG_LOG_DEBUG;
 	if (level <= ENG_LOG_ERR && !last_error[0])
 		memcpy(last_error, buf, sizeof(buf));
 	if (level > log_max)

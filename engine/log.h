@@ -3,9 +3,13 @@
 #define HA_ENGINE_LOG_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 void eng__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Between on and off, errors and warnings of this thread are expected and harmless
+ * (a live pass racing the process's munmap): logged as debug, not kept. Nests. */
+void eng__log_quiet(bool on);
 /* Forget the kept error: called at the start of each public operation. */
 void eng__clear_error(void);
 

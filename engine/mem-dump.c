@@ -39,6 +39,7 @@
 #include "image.h"
 #include "log.h"
 #include "mm.pb-c.h"
+#include "track.h"
 
 #define DELETED " (deleted)"
 #define USER_END ((1ull << 56) - 4096)	/* TASK_SIZE with 5-level paging */
@@ -373,9 +374,15 @@ int eng__vma_plan(pid_t pid, struct eng__mem_dump *md)
 		}
 		md->vmas[md->nr_vmas].v = v[i];
 		md->vmas[md->nr_vmas].file_fd = -1;
-		/* Still registered with our pre-copy uffd (mremap would have dropped it). */
-		md->vmas[md->nr_vmas].tracked = (v[i].vmflags & ENG_VMF_UFFD) &&
-						eng__precopy_owns(&md->pc, v[i].start, v[i].end);
+		/* Still registered with our pre-copy uffd (mremap would have dropped it). A
+		 * tracker's mapping that grew past what it registered is still its own (a
+		 * mapping has one uffd): track.c copies it whole and registers it again. */
+		if (md->trk)
+			md->vmas[md->nr_vmas].tracked = (v[i].vmflags & ENG_VMF_UFFD) &&
+							eng__track_overlaps(md->trk, v[i].start, v[i].end);
+		else
+			md->vmas[md->nr_vmas].tracked = (v[i].vmflags & ENG_VMF_UFFD) &&
+							eng__precopy_owns(&md->pc, v[i].start, v[i].end);
 		md->nr_vmas++;
 	}
 	free(v);
@@ -446,13 +453,24 @@ static int hash_vdso(pid_t pid, struct eng__mem_dump *md)
 	return 0;
 }
 
-int eng__mem_prepare(pid_t pid, struct eng__mem_dump *md)
+int eng__mem_prepare(pid_t pid, struct eng__mem_dump *md, struct eng_track *trk)
 {
 	int ret;
 
 	memset(md, 0, sizeof(*md));
 	md->pid = pid;
 	md->pc.uffd = -1;
+	md->trk = trk;
+	if (trk) {
+		eng__track_unstage(trk);
+		/* The tracker's staging buffer, faulted in by earlier generations. */
+		md->buf = trk->buf;
+		md->buf_cap = trk->buf_cap;
+		trk->buf = NULL;
+		trk->buf_cap = 0;
+		ret = eng__vma_plan(pid, md);
+		return ret ? ret : read_exe(pid, md);
+	}
 	/* For tests: the path kernels without PAGEMAP_SCAN (< 6.7) take. */
 	md->no_scan = getenv("HA_TEST_NO_PAGEMAP_SCAN") != NULL;
 	ret = eng__vma_plan(pid, md);
@@ -470,6 +488,14 @@ int eng__mem_prepare(pid_t pid, struct eng__mem_dump *md)
 
 int eng__mem_presnap(pid_t pid, struct eng__mem_dump *md)
 {
+	int ret;
+
+	/* A tracker reserves room for the frozen round now: faulting the buffer in while
+	 * the process is stopped would be paid in pause time. */
+	if (md->trk) {
+		ret = eng__pages_reserve(md, md->buf_used + md->buf_used / 8 + (16ul << 20));
+		return ret ? ret : eng__vma_flags_snapshot(pid, md);
+	}
 	/* A small process's smaps is cheap enough to read stopped, and then exact. */
 	if (md->snap || md->buf_used < ENG_BIG_MM)
 		return 0;
@@ -490,11 +516,15 @@ int eng__mem_collect(struct eng_victim *v, struct eng__mem_dump *md)
 		ret = read_exe(pid, md);
 	if (!ret)
 		ret = hash_vdso(pid, md);
+	if (!ret && md->trk)
+		ret = eng__track_frozen_begin(md->trk, md);
 	if (!ret)
 		ret = eng__pages_find(md);
 	pr_debug("pid %d: %zu runs found", pid, md->nr_runs);
 	if (!ret)
 		ret = eng__pages_copy(md);
+	if (!ret && md->trk)
+		ret = eng__track_absorb(md->trk, md);
 	return ret;
 }
 
@@ -576,9 +606,11 @@ int eng__mem_write(int dirfd, struct eng__mem_dump *md, struct eng__imgq *q)
 
 	/* Tracking is over: unregister now rather than while the process was stopped
 	 * (clearing the markers costs time); until then it only costs the process ~1 us
-	 * on a first write to a page. */
+	 * on a first write to a page. A tracker keeps tracking. */
 	eng__precopy_end(&md->pc);
 	ret = write_mm(dirfd, md, q);
+	if (md->trk)
+		return ret ? ret : eng__track_write(md->trk, dirfd, md, q);
 
 	if (!ret)
 		ret = eng__pages_write(dirfd, md, &pagemap, &pages);
@@ -605,7 +637,11 @@ void eng__mem_free(struct eng__mem_dump *md)
 	free(md->pc.runs);
 	free(md->auxv);
 	free(md->runs);
-	if (md->buf)
+	if (md->trk) {
+		md->trk->buf = md->buf;	/* kept for the next generation */
+		md->trk->buf_cap = md->buf_cap;
+	} else if (md->buf) {
 		munmap(md->buf, md->buf_cap);
+	}
 	memset(md, 0, sizeof(*md));
 }

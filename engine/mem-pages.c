@@ -46,6 +46,7 @@
 #include "image.h"
 #include "log.h"
 #include "pagemap.pb-c.h"
+#include "track.h"
 #include "uapi-pagemap.h"
 
 #define IOV_BATCH 1024			/* UIO_MAXIOV */
@@ -240,6 +241,10 @@ int eng__pages_find(struct eng__mem_dump *md)
 		case ENG_PG_SCAN_ANON:
 		case ENG_PG_SCAN_COW:
 			md->pages_scanned += (d->v.end - d->v.start) / ENG_PAGE_SIZE;
+			if (md->trk) {
+				ret = eng__track_scan(md->trk, md, i, pm_fd);
+				break;
+			}
 			if (d->tracked) {
 				ret = eng__precopy_scan(md, i, pm_fd);
 				break;

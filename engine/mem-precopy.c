@@ -41,6 +41,7 @@
 
 #include "dump.h"
 #include "log.h"
+#include "track.h"
 #include "uapi-pagemap.h"
 
 #define SCAN_VEC 512
@@ -143,6 +144,22 @@ static int arm_vmas(struct eng__mem_dump *md, int pm_fd)
 	return 0;
 }
 
+int eng__precopy_take_uffd(pid_t pid, int *uffd)
+{
+	struct eng_victim *v;
+	int ret = eng_seize(pid, &v);
+
+	if (ret)
+		return ret;
+	ret = eng_infect(v);
+	if (!ret)
+		ret = take_uffd(v, uffd);
+	if (!ret)
+		ret = eng_cure(v);
+	eng_release(v);
+	return ret;
+}
+
 /* The short stop: plan, take a uffd, arm. 1 when the kernel cannot track. */
 static int arm(pid_t pid, struct eng__mem_dump *md)
 {
@@ -185,6 +202,8 @@ int eng__mem_precopy(pid_t pid, struct eng__mem_dump *md, bool always)
 	struct eng__precopy *pc = &md->pc;
 	int ret;
 
+	if (md->trk)	/* the tracker's uffd is armed already: its own rounds */
+		return eng__track_live(md->trk, md);
 	/* Below ENG_BIG_MM, one more stop costs more than the pre-copy saves. */
 	if (!always && md->buf_used < ENG_BIG_MM)
 		return 0;

@@ -553,9 +553,17 @@ static int finish_all(struct restore *r)
 int eng_restore(const char *dir, const struct eng_restore_opts *opts, pid_t *out)
 {
 	struct restore r = { .go = { -1, -1 }, .status = { -1, -1 }, .phase = { { -1, -1 }, { -1, -1 } } };
+	char gen_dir[4200];
 	int ret;
 
 	eng__clear_error();
+	/* A page store (eng_track): one of its generations, each an image directory. */
+	if (eng_store_is(dir)) {
+		ret = eng_store_gen_path(dir, opts ? opts->generation : 0, gen_dir, sizeof(gen_dir));
+		if (ret)
+			return ret;
+		dir = gen_dir;
+	}
 	ret = setup(&r, dir);
 	if (ret)
 		goto out;

@@ -23,11 +23,13 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 #include <xxhash.h>
+#include <zstd.h>
 
 #include "blob-restorer.h"
 #include "ha/engine.h"
 #include "log.h"
 #include "restore.h"
+#include "track.h"
 
 #define PAGE 4096ul
 #define TASK_TOP 0x7ffffffff000ul
@@ -217,6 +219,169 @@ static int read_run(struct eng_img *pages, uint64_t off, char *dst, unsigned lon
 	return ret;
 }
 
+/* Where run e lands in our premapped slots, or -EINVAL when it is in no VMA. */
+static int run_dst(struct rst_proc *p, const unsigned long *slots, size_t i, size_t *vi, char **dst)
+{
+	const ImgPagemapEntry *e = p->pm[i];
+	unsigned long len = e->nr_pages * PAGE;
+
+	while (*vi < p->nr_vmas && p->vmas[*vi]->end <= e->vaddr)
+		(*vi)++;
+	if (*vi == p->nr_vmas || e->vaddr < p->vmas[*vi]->start || e->vaddr + len > p->vmas[*vi]->end ||
+	    is_vdso_part(p->vmas[*vi]))
+		return pr_errno(-EINVAL, "pagemap-%d.img: entry %zu: run %#lx+%lu pages is outside every VMA",
+				p->pid, i, (unsigned long)e->vaddr, (unsigned long)e->nr_pages);
+	*dst = (char *)slots[*vi] + (e->vaddr - p->vmas[*vi]->start);
+	return 0;
+}
+
+/*
+ * Runs in a page store's packs (engine/store.c), from first to last: each blob is read
+ * and its compressed bytes checked against the XXH3 the page map and its header both
+ * carry, then decompressed straight into place when the run is the whole blob, else
+ * into a cache of recent blobs: an address range of a late generation interleaves
+ * runs of every older generation's blobs, each of which must be decompressed once, not
+ * once per run. The zstd frame is the only check after decompression: the page bytes
+ * are not hashed again.
+ */
+#define BLOB_CACHE 16
+
+struct blob_cache {
+	uint32_t pack[BLOB_CACHE];	/* 0: empty */
+	uint64_t off[BLOB_CACHE], used[BLOB_CACHE], tick;
+	uint32_t nr_pages[BLOB_CACHE];
+	uint8_t *buf[BLOB_CACHE];
+};
+
+struct pack_fill {
+	struct rst_ctx *c;
+	const unsigned long *slots;
+	size_t first, last;
+	int err;
+	struct blob_cache bc;
+	uint8_t *cbuf;
+	ZSTD_DCtx *dctx;
+	int fd;
+	uint32_t fd_pack;
+};
+
+static int cached(struct blob_cache *bc, uint32_t pack, uint64_t off)
+{
+	for (int k = 0; k < BLOB_CACHE; k++)
+		if (bc->pack[k] == pack && bc->off[k] == off) {
+			bc->used[k] = ++bc->tick;
+			return k;
+		}
+	return -1;
+}
+
+/* The least recently used slot, its buffer allocated: -1 when out of memory. */
+static int victim_slot(struct blob_cache *bc)
+{
+	int v = 0;
+
+	for (int k = 1; k < BLOB_CACHE; k++)
+		if (bc->used[k] < bc->used[v])
+			v = k;
+	if (!bc->buf[v] && !(bc->buf[v] = malloc(TRK_BLOB_PAGES * PAGE)))
+		return -1;
+	bc->pack[v] = 0;
+	return v;
+}
+
+static int fill_one_pack_run(struct pack_fill *f, size_t i, size_t *vi)
+{
+	struct rst_proc *p = &f->c->proc;
+	const ImgPagemapEntry *e = p->pm[i];
+	struct eng__blob_hdr h;
+	char name[64], *dst;
+	size_t r, want;
+	int ret = run_dst(p, f->slots, i, vi, &dst), k;
+
+	if (ret)
+		return ret;
+	madvise(dst, e->nr_pages * PAGE, MADV_POPULATE_WRITE);
+	k = cached(&f->bc, e->pack, e->offset);
+	if (k >= 0) {
+		if (e->blob_page + e->nr_pages > f->bc.nr_pages[k])
+			return pr_errno(-EBADMSG, "pagemap-%d.img: entry %zu: pages [%u, +%lu) of a %u-page blob",
+					p->pid, i, e->blob_page, (unsigned long)e->nr_pages, f->bc.nr_pages[k]);
+		memcpy(dst, f->bc.buf[k] + (size_t)e->blob_page * PAGE, e->nr_pages * PAGE);
+		return 0;
+	}
+	eng__store_pack_name(e->pack, name, sizeof(name));
+	if (f->fd < 0 || f->fd_pack != e->pack) {
+		if (f->fd >= 0)
+			close(f->fd);
+		f->fd = eng__pack_open(f->c->dirfd, e->pack);
+		f->fd_pack = e->pack;
+		if (f->fd < 0)
+			return f->fd;
+	}
+	ret = eng__blob_read(f->fd, name, 0, e->offset, e->xxh3, f->cbuf, NULL, &h);
+	if (ret)
+		return ret;
+	if (e->blob_page + e->nr_pages > h.nr_pages)
+		return pr_errno(-EBADMSG, "pagemap-%d.img: entry %zu: pages [%u, +%lu) of a %u-page blob", p->pid, i,
+				e->blob_page, (unsigned long)e->nr_pages, h.nr_pages);
+	want = (size_t)h.nr_pages * PAGE;
+	if (!e->blob_page && e->nr_pages == h.nr_pages) {
+		r = ZSTD_decompressDCtx(f->dctx, dst, want, f->cbuf, h.clen);
+	} else {
+		k = victim_slot(&f->bc);
+		if (k < 0)
+			return -ENOMEM;
+		r = ZSTD_decompressDCtx(f->dctx, f->bc.buf[k], want, f->cbuf, h.clen);
+		if (!ZSTD_isError(r) && r == want) {
+			memcpy(dst, f->bc.buf[k] + (size_t)e->blob_page * PAGE, e->nr_pages * PAGE);
+			f->bc.pack[k] = e->pack;
+			f->bc.off[k] = e->offset;
+			f->bc.nr_pages[k] = h.nr_pages;
+			f->bc.used[k] = ++f->bc.tick;
+		}
+	}
+	if (ZSTD_isError(r) || r != want)
+		return pr_errno(-EBADMSG, "%s offset %lu: blob does not decompress to its %u pages", name,
+				(unsigned long)e->offset, h.nr_pages);
+	return 0;
+}
+
+static void *fill_pack_runs(void *arg)
+{
+	struct pack_fill *f = arg;
+	size_t vi = 0;
+
+	f->cbuf = malloc(eng__blob_cbound());
+	f->dctx = ZSTD_createDCtx();
+	f->fd = -1;
+	f->err = f->cbuf && f->dctx ? 0 : -ENOMEM;
+	for (size_t i = f->first; i < f->last && !f->err; i++) {
+		if (!(f->c->proc.pm[i]->flags & IMG_PAGEMAP_FLAG__PM_IN_PACK))
+			continue;
+		f->err = fill_one_pack_run(f, i, &vi);
+	}
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f->cbuf);
+	for (int k = 0; k < BLOB_CACHE; k++)
+		free(f->bc.buf[k]);
+	memset(&f->bc, 0, sizeof(f->bc));
+	ZSTD_freeDCtx(f->dctx);
+	return NULL;
+}
+
+/*
+ * One thread: the restore traces this process with PTRACE_O_TRACECLONE from its start
+ * (rst-tree.c), and a helper thread's exit would read as a restored task dying.
+ */
+static int fill_packs(struct rst_ctx *c, const unsigned long *slots)
+{
+	struct pack_fill f = { .c = c, .slots = slots, .first = 0, .last = c->proc.nr_pm };
+
+	fill_pack_runs(&f);
+	return f.err;
+}
+
 /* Page runs are sorted by address, like the VMAs: walk both together. */
 static int fill_pages(struct rst_ctx *c, const unsigned long *slots)
 {
@@ -231,14 +396,10 @@ static int fill_pages(struct rst_ctx *c, const unsigned long *slots)
 		int ret;
 
 		if (!(e->flags & IMG_PAGEMAP_FLAG__PM_IN_PAGES))
-			continue;	/* zero or from the file: nothing to copy */
-		while (vi < p->nr_vmas && p->vmas[vi]->end <= e->vaddr)
-			vi++;
-		if (vi == p->nr_vmas || e->vaddr < p->vmas[vi]->start || e->vaddr + len > p->vmas[vi]->end ||
-		    is_vdso_part(p->vmas[vi]))
-			return pr_errno(-EINVAL, "pagemap-%d.img: entry %zu: run %#lx+%lu pages is outside every VMA",
-					p->pid, i, (unsigned long)e->vaddr, (unsigned long)e->nr_pages);
-		dst = (char *)slots[vi] + (e->vaddr - p->vmas[vi]->start);
+			continue;	/* zero, from the file, or in a pack: below */
+		ret = run_dst(p, slots, i, &vi, &dst);
+		if (ret)
+			return ret;
 		ret = read_run(p->pages, e->offset, dst, len, &sum);
 		if (ret)
 			return ret;
@@ -247,7 +408,7 @@ static int fill_pages(struct rst_ctx *c, const unsigned long *slots)
 					p->pid, (unsigned long)e->vaddr, (unsigned long)e->nr_pages,
 					(unsigned long)e->offset);
 	}
-	return 0;
+	return fill_packs(c, slots);
 }
 
 static void apply_madvise(const ImgVma *v, unsigned long slot)

@@ -74,6 +74,7 @@ enum eng_dirty_method {
 	ENG_DIRTY_HASH,		/* XXH3 of every present page: always available */
 	ENG_DIRTY_SOFT_DIRTY,	/* clear_refs "4" + pagemap bit 55; target must be frozen */
 	ENG_DIRTY_UFFD_WP,	/* uffd async write-protect + PAGEMAP_SCAN (6.7+) */
+	ENG_DIRTY_FULL,		/* no tracking: every page stored again (eng_track only) */
 };
 
 enum eng_kd_item {
@@ -287,6 +288,8 @@ int eng_dump(pid_t pid, const char *dir, const struct eng_dump_opts *opts, struc
 /* @@restore: owned by the restore work; declarations go between these markers. */
 struct eng_restore_opts {
 	bool pidns;		/* into a new pid namespace, under an init of ours */
+	uint32_t generation;	/* dir is a page store (eng_track): this generation, 0 the
+				 * newest complete one; ignored for a plain image dir */
 };
 /* Restore the checkpoint in `dir` as a child of the caller, with its PID and TIDs
  * (with pidns: inside a new pid namespace under a minimal init, and *pid is the init).
@@ -316,5 +319,92 @@ struct eng_launch_opts {
  */
 int eng_launch(const char *const *argv, const struct eng_launch_opts *opts, pid_t *init,
 	       pid_t *pid);
+
+/* ---- incremental checkpoints: tracked targets and the page store (engine/track*.c,
+ * engine/store*.c) ------------------------------------------------------------------ */
+/* @@track: owned by the incremental work; declarations go between these markers. */
+/*
+ * A page store is a directory (0700) of generations, each a complete image directory
+ * (gen-NNNNNNNN/, restorable, verifiable, deletable and shippable on its own) whose
+ * page map points into append-only pack files (packs/pack-NNNNNNNN.pack) of
+ * zstd-compressed page runs: unchanged pages point at the pack an older generation
+ * wrote. The layout is documented in engine/store.c for replication.
+ *
+ * Contract of a tracked target:
+ *   eng_track_open()        takes the process's measure once: a pidfd, a userfaultfd
+ *                           taken from it (a stop of a few ms), the store locked for
+ *                           writing (flock); cleans what a crashed writer left there
+ *   eng_track_checkpoint()  one generation: register new big mappings (a short stop),
+ *                           pre-copy rounds while it runs (repeated while the dirty set
+ *                           shrinks), freeze for the last round + metadata (small new
+ *                           mappings registered and copied whole here), release,
+ *                           compress, commit (atomic:
+ *                           the generation exists only once fully written and fsynced).
+ *                           The process always keeps running. A failure leaves no
+ *                           generation and makes the next one full.
+ *   eng_track_close()       unregisters every range (closing the uffd), unlocks.
+ * New, moved and grown mappings, mappings whose registration was lost, and the first
+ * generation after the process forked are stored whole: never a missed page.
+ * Not thread-safe: one caller per tracked target.
+ */
+struct eng_track;
+
+struct eng_track_opts {
+	/* Without force_method: the best the kernel has (uffd-wp, else hash). With it:
+	 * exactly `method`, or -EOPNOTSUPP. Soft-dirty is not implemented (no kernel here
+	 * has it to test against) and is refused. */
+	bool force_method;
+	enum eng_dirty_method method;
+	int max_rounds;		/* pre-copy rounds per generation (0: 8) */
+	uint64_t min_round_pages;	/* stop pre-copying below this dirty set (0: 64) */
+	int zstd_level;		/* 0: 1 */
+};
+
+struct eng_track_stats {
+	uint32_t generation;
+	uint64_t pause_us;	/* freeze (first thread stopped) -> released */
+	uint64_t precopy_us;	/* the live rounds */
+	uint64_t arm_us;	/* a short stop to register new big mappings (0: none) */
+	uint32_t precopy_rounds;
+	uint64_t pages_scanned;	/* pages of the mappings looked at */
+	uint64_t pages_precopied;	/* copied by live rounds (may count a page twice) */
+	uint64_t pages_frozen;	/* copied while frozen */
+	uint64_t pages_written;	/* new pages stored in this generation's pack */
+	uint64_t pages_zero;	/* present but all zero: not stored */
+	uint64_t pages_total;	/* pages the generation's map holds (data + zero runs not counted) */
+	uint64_t bytes_raw;	/* pages_written * 4096 */
+	uint64_t bytes_written;	/* pack + metadata bytes this generation added */
+	uint64_t total_us;
+	bool full;		/* every page was stored anew (first, after a fork or failure) */
+};
+
+int eng_track_open(pid_t pid, const char *store_dir, const struct eng_track_opts *opts,
+		   struct eng_track **out);
+/* opts NULL: those given to eng_track_open (only the rounds and zstd level may change). */
+int eng_track_checkpoint(struct eng_track *t, const struct eng_track_opts *opts,
+			 struct eng_track_stats *st);
+/* NULL-tolerant. The process keeps running. */
+void eng_track_close(struct eng_track *t);
+enum eng_dirty_method eng_track_method(const struct eng_track *t);
+
+/* The store's complete generations in increasing order (malloc'ed; free it). */
+int eng_store_list(const char *store_dir, uint32_t **gens, size_t *nr);
+/* 1 when dir is a page store, 0 when not (a plain image directory, or nothing). */
+int eng_store_is(const char *dir);
+/* "STORE/gen-NNNNNNNN" of generation gen (0: newest complete) into buf. */
+int eng_store_gen_path(const char *store_dir, uint32_t gen, char *buf, size_t len);
+/* eng_image_verify() of the generation, then every pack blob it refers to: header,
+ * XXH3 and decompression. Errors name the generation, the pack and the offset. */
+int eng_store_verify(const char *store_dir, uint32_t gen, struct eng_image_stats *st);
+/* Delete a generation (atomically: renamed away first), then free pack data no
+ * generation refers to: whole packs are unlinked, unreferenced blobs in packs still
+ * used are punched out (FALLOC_FL_PUNCH_HOLE: offsets stay valid, the file stays
+ * append-only for replication). Takes the store lock: fails with -EBUSY while a
+ * writer holds it. bytes_freed may be NULL. */
+int eng_store_delete(const char *store_dir, uint32_t gen, uint64_t *bytes_freed);
+/* The same, through a tracker that holds the lock (retention while tracking). Deleting
+ * its newest generation makes its next one full (nothing older may be trusted). */
+int eng_track_delete(struct eng_track *t, uint32_t gen, uint64_t *bytes_freed);
+/* @@track-end */
 
 #endif

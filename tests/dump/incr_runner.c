@@ -1,0 +1,459 @@
+/*
+ * Incremental checkpoints on a real process (issue 5), through the engine API and
+ * hactl. Every mode checks the restored processes' own verdicts (victim_incr verifies
+ * every page against what it recorded).
+ *
+ *   track VICTIM MIB N MS [METHOD]
+ *          N generations, one every MS ms, of victim_incr while its threads write,
+ *          map, remap, unmap, zap and fork; then the victim is killed and a spread of
+ *          10 generations (first and last included) is verified and restored, each
+ *          passing its own check.
+ *   crash HACTL VICTIM MIB
+ *          `hactl dump --track` killed with SIGKILL at pseudo-random points, 10 times;
+ *          after each, every complete generation verifies; the next writer removes
+ *          the incomplete one; finally the newest and the oldest restore and pass.
+ *   corrupt HACTL VICTIM MIB
+ *          one byte of a pack flipped: verify fails naming the generation, the pack
+ *          and the offset; restore of that generation fails and leaves no process;
+ *          generations not using that blob still restore.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ha/engine.h"
+
+static char workdir[64];
+
+static int fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "FAIL: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+static void exec_victim(char *const argv[], int ready)
+{
+	char log[128];
+	int in = open("/dev/null", O_RDONLY), out;
+
+	snprintf(log, sizeof(log), "%s/victim.log", workdir);
+	out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0 ||
+	    dup2(ready, 3) < 0)
+		_exit(126);
+	syscall(SYS_close_range, 4, ~0u, 0);
+	setenv("HA_READY_FD", "3", 1);
+	execv(argv[0], argv);
+	_exit(127);
+}
+
+static pid_t start_victim(char *const argv[])
+{
+	char line[256] = { 0 };
+	struct pollfd pfd;
+	int ready[2];
+	pid_t pid;
+
+	if (pipe2(ready, O_CLOEXEC))
+		return -1;
+	pid = fork();
+	if (!pid)
+		exec_victim(argv, ready[1]);
+	close(ready[1]);
+	pfd = (struct pollfd){ .fd = ready[0], .events = POLLIN };
+	if (poll(&pfd, 1, 20000) != 1 || read(ready[0], line, sizeof(line) - 1) <= 0 ||
+	    strncmp(line, "ready", 5)) {
+		close(ready[0]);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		fail("%s did not report ready", argv[0]);
+		return -1;
+	}
+	close(ready[0]);
+	return pid;
+}
+
+static void show_log(void)
+{
+	char path[128], buf[4096];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/victim.log", workdir);
+	fd = open(path, O_RDONLY);
+	while (fd >= 0 && (n = read(fd, buf, sizeof(buf))) > 0)
+		fwrite(buf, 1, n, stderr);
+	if (fd >= 0)
+		close(fd);
+}
+
+static void kill_wait(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
+/* The root of a --pidns restore, as we see it: the init's child. */
+static pid_t root_of(pid_t init)
+{
+	char path[64];
+	int pid = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", init, init);
+	f = fopen(path, "re");
+	if (f) {
+		if (fscanf(f, "%d", &pid) != 1)
+			pid = -1;
+		fclose(f);
+	}
+	return pid;
+}
+
+/*
+ * Restore generation gen of store, let it run, ask it to finish: its verdict. Into a new
+ * pid namespace: pid_max is 32768 here and the machine busy, so the dumped pids (of a
+ * forked child too, since dumps take the whole tree) may well be taken meanwhile.
+ */
+static int restore_and_check(const char *store, uint32_t gen)
+{
+	struct eng_restore_opts o = { .generation = gen, .pidns = true };
+	pid_t init, root, w;
+	int st;
+
+	/* eng_restore waits for any child: orphans left to us (we are a subreaper) first. */
+	while ((w = waitpid(-1, &st, WNOHANG)) > 0)
+		fprintf(stderr, "reaped %d (status %#x) before restoring\n", w, st);
+	if (eng_restore(store, &o, &init))
+		return fail("restore of generation %u: %s", gen, eng_last_error());
+	usleep(150000);
+	root = root_of(init);
+	if (root <= 0 || kill(root, SIGTERM)) {
+		kill_wait(init);
+		return fail("generation %u: the restored victim is gone before its check", gen);
+	}
+	for (int i = 0; i < 20000; i++) {
+		if (waitpid(init, &st, WNOHANG) == init) {
+			if (WIFEXITED(st) && !WEXITSTATUS(st))
+				return 0;
+			show_log();
+			return fail("generation %u: the restored victim failed its check (status %#x)", gen, st);
+		}
+		usleep(1000);
+	}
+	kill_wait(init);
+	return fail("generation %u: the restored victim did not finish", gen);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000ull + t.tv_nsec / 1000000;
+}
+
+static int mode_track(char *victim, const char *mib, int n, int ms, const char *method)
+{
+	char *argv[] = { victim, (char *)mib, NULL }, store[128];
+	struct eng_track_opts o = { 0 };
+	struct eng_track *t;
+	uint64_t *pause = calloc(n, sizeof(*pause)), written = 0, full = 0, next;
+	uint32_t *gens;
+	size_t nr;
+	pid_t pid;
+	int ret = 0;
+
+	if (method) {
+		o.force_method = true;
+		o.method = !strcmp(method, "hash") ? ENG_DIRTY_HASH : !strcmp(method, "full") ? ENG_DIRTY_FULL
+												: ENG_DIRTY_UFFD_WP;
+	}
+	snprintf(store, sizeof(store), "%s/store", workdir);
+	pid = start_victim(argv);
+	if (pid < 0)
+		return 1;
+	usleep(100000);
+	if (eng_track_open(pid, store, &o, &t)) {
+		kill_wait(pid);
+		return fail("eng_track_open: %s", eng_last_error());
+	}
+	next = now_ms();
+	for (int i = 0; i < n && !ret; i++) {
+		struct eng_track_stats st;
+
+		while (now_ms() < next)
+			usleep(1000);
+		next += ms;
+		if (eng_track_checkpoint(t, NULL, &st)) {
+			ret = fail("generation %d: %s", i + 1, eng_last_error());
+			break;
+		}
+		if (i % 10 == 5)
+			kill(pid, SIGUSR1);	/* the victim forks (see victim_incr.c) */
+		pause[i] = st.pause_us;
+		written += st.pages_written;
+		full += st.full;
+		/* Retention while tracking: an old generation goes, the next ones still
+		 * point at the blobs it shared with them. */
+		if (i == n / 2 && n > 4 && eng_track_delete(t, 2, NULL))
+			ret = fail("eng_track_delete of generation 2: %s", eng_last_error());
+	}
+	printf("%s: %d generations of %s MiB every %d ms: %lu pages written, %lu full generations\n",
+	       eng_dirty_method_name(eng_track_method(t)), n, mib, ms, (unsigned long)written,
+	       (unsigned long)full);
+	eng_track_close(t);
+	kill_wait(pid);
+	if (ret) {
+		free(pause);
+		return ret;
+	}
+	qsort(pause, n, sizeof(*pause), cmp_u64);
+	printf("pause p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", pause[n / 2] / 1e3, pause[n * 99 / 100] / 1e3,
+	       pause[n - 1] / 1e3);
+	free(pause);
+	if (eng_store_list(store, &gens, &nr))
+		return fail("list: %s", eng_last_error());
+	if ((int)nr != n - (n > 4))
+		ret = fail("%zu generations in the store, expected %d", nr, n - (n > 4));
+	for (int k = 0; k < 10 && !ret; k++) {
+		uint32_t g = gens[(nr - 1) * k / 9];
+
+		if (eng_store_verify(store, g, NULL))
+			ret = fail("verify of generation %u: %s", g, eng_last_error());
+		else
+			ret = restore_and_check(store, g);
+		if (!ret)
+			printf("generation %u: verified, restored, passed its own check\n", g);
+	}
+	/* Deleting a generation keeps the others whole. */
+	if (!ret && nr > 2) {
+		uint64_t freed;
+
+		if (eng_store_delete(store, gens[0], &freed))
+			ret = fail("delete of generation %u: %s", gens[0], eng_last_error());
+		else if (eng_store_verify(store, gens[1], NULL) || restore_and_check(store, gens[1]))
+			ret = fail("generation %u after deleting %u: %s", gens[1], gens[0], eng_last_error());
+		else
+			printf("deleted generation %u (%lu KiB freed); generation %u still restores\n", gens[0],
+			       (unsigned long)(freed >> 10), gens[1]);
+	}
+	free(gens);
+	return ret;
+}
+
+static bool has_tmp(const char *store)
+{
+	DIR *d = opendir(store);
+	struct dirent *de;
+	bool found = false;
+
+	while (d && (de = readdir(d)))
+		found |= !strncmp(de->d_name, ".gen-", 5);
+	if (d)
+		closedir(d);
+	return found;
+}
+
+static pid_t run_hactl(const char *hactl, pid_t victim, const char *store, const char *count)
+{
+	char pid[16];
+	pid_t c;
+
+	snprintf(pid, sizeof(pid), "%d", victim);
+	c = fork();
+	if (!c) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, 1);
+		dup2(null, 2);
+		execl(hactl, hactl, "dump", "-t", pid, "-D", store, "--track", "--count", count, "--interval", "20",
+		      (char *)NULL);
+		_exit(127);
+	}
+	return c;
+}
+
+static bool alive(pid_t pid)
+{
+	return waitpid(pid, NULL, WNOHANG) == 0;
+}
+
+static int mode_crash(const char *hactl, char *victim, const char *mib)
+{
+	char *argv[] = { victim, (char *)mib, NULL }, store[128];
+	unsigned seed = 12345;
+	uint32_t *gens;
+	size_t nr = 0;
+	int ret = 0, st, kills = 0, tmp_seen = 0, victims = 1;
+	pid_t pid, h;
+
+	snprintf(store, sizeof(store), "%s/store", workdir);
+	pid = start_victim(argv);
+	if (pid < 0)
+		return 1;
+	for (int i = 0; i < 10 && !ret; i++) {
+		unsigned delay = 30 + rand_r(&seed) % 600;
+
+		/* A dumper killed while its parasite runs in the victim takes the victim
+		 * with it (as with CRIU): the store must survive; go on with a new one. */
+		if (!alive(pid)) {
+			pid = start_victim(argv);
+			if (pid < 0)
+				return 1;
+			victims++;
+		}
+		h = run_hactl(hactl, pid, store, "1000");
+		usleep(delay * 1000);
+		kill(h, SIGKILL);
+		waitpid(h, &st, 0);
+		kills++;
+		tmp_seen += has_tmp(store);
+		if (eng_store_list(store, &gens, &nr)) {
+			ret = fail("after kill %d: list: %s", i + 1, eng_last_error());
+			break;
+		}
+		for (size_t k = 0; k < nr && !ret; k++)
+			if (eng_store_verify(store, gens[k], NULL))
+				ret = fail("after kill %d (at %u ms): generation %u: %s", i + 1, delay, gens[k],
+					   eng_last_error());
+		free(gens);
+	}
+	/* The victim may have been caught with the parasite in it: that is the price of a
+	 * killed dumper; the store is what must survive. */
+	if (!ret && alive(pid)) {
+		h = run_hactl(hactl, pid, store, "2");
+		waitpid(h, &st, 0);
+		if (!WIFEXITED(st) || WEXITSTATUS(st))
+			ret = fail("hactl dump --track after the kills: status %#x", st);
+		else if (has_tmp(store))
+			ret = fail("an incomplete generation is still in the store after a writer opened it");
+	}
+	kill_wait(pid);
+	if (!ret && (eng_store_list(store, &gens, &nr) || !nr))
+		ret = fail("no complete generation after %d kills: %s", kills, eng_last_error());
+	printf("%d kills (%d victims), %d left an incomplete generation behind, %zu complete generations\n",
+	       kills, victims, tmp_seen, nr);
+	if (!ret) {
+		ret = restore_and_check(store, gens[nr - 1]);
+		if (!ret && nr > 1)
+			ret = restore_and_check(store, gens[0]);
+		free(gens);
+	}
+	return ret;
+}
+
+static int mode_corrupt(const char *hactl, char *victim, const char *mib)
+{
+	char *argv[] = { victim, (char *)mib, NULL }, store[128], pack[256], want[64];
+	uint32_t *gens;
+	size_t nr;
+	int ret = 0, st, fd;
+	uint8_t b;
+	pid_t pid, h;
+	off_t at;
+
+	snprintf(store, sizeof(store), "%s/store", workdir);
+	pid = start_victim(argv);
+	if (pid < 0)
+		return 1;
+	h = run_hactl(hactl, pid, store, "3");
+	waitpid(h, &st, 0);
+	kill_wait(pid);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) || eng_store_list(store, &gens, &nr) || nr != 3)
+		return fail("hactl dump --track --count 3: status %#x", st);
+	/* Generation 1 wrote every page: damage a byte in the middle of its pack. */
+	snprintf(pack, sizeof(pack), "%s/packs/pack-%08u.pack", store, gens[0]);
+	fd = open(pack, O_RDWR);
+	at = fd >= 0 ? lseek(fd, 0, SEEK_END) / 2 : -1;
+	if (fd < 0 || pread(fd, &b, 1, at) != 1 || (b ^= 0x40, pwrite(fd, &b, 1, at) != 1))
+		return fail("%s: %m", pack);
+	close(fd);
+	snprintf(want, sizeof(want), "pack-%08u.pack offset", gens[0]);
+	if (!eng_store_verify(store, gens[0], NULL))
+		ret = fail("verify of generation %u passed with a damaged pack", gens[0]);
+	else if (!strstr(eng_last_error(), want) || !strstr(eng_last_error(), "generation"))
+		ret = fail("verify's error does not name the generation, pack and offset: %s", eng_last_error());
+	else
+		printf("verify: %s\n", eng_last_error());
+	if (!ret) {
+		struct eng_restore_opts o = { .generation = gens[0] };
+		pid_t r;
+
+		if (!eng_restore(store, &o, &r)) {
+			kill_wait(r);
+			ret = fail("restore of generation %u succeeded with a damaged pack", gens[0]);
+		} else if (waitpid(-1, NULL, WNOHANG) > 0) {
+			ret = fail("a failed restore left a process behind");
+		} else {
+			printf("restore refused: %s\n", eng_last_error());
+		}
+	}
+	free(gens);
+	return ret;
+}
+
+static int rm_one(const char *p, const struct stat *s, int f, struct FTW *w)
+{
+	(void)s, (void)f, (void)w;
+	return remove(p);
+}
+
+int main(int argc, char **argv)
+{
+	int ret;
+
+	if (argc < 2)
+		goto usage;
+	if (geteuid())
+		return fail("needs root (ptrace, map_files)");
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(workdir, sizeof(workdir), "/tmp/hacd-incr-XXXXXX");
+	if (!mkdtemp(workdir))
+		return fail("mkdtemp: %m");
+	if (!strcmp(argv[1], "track") && (argc == 6 || argc == 7))
+		ret = mode_track(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), argc == 7 ? argv[6] : NULL);
+	else if (!strcmp(argv[1], "crash") && argc == 5)
+		ret = mode_crash(argv[2], argv[3], argv[4]);
+	else if (!strcmp(argv[1], "corrupt") && argc == 5)
+		ret = mode_corrupt(argv[2], argv[3], argv[4]);
+	else
+		goto usage;
+	if (!ret)
+		nftw(workdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	else
+		fprintf(stderr, "kept %s for inspection\n", workdir);
+	return ret;
+usage:
+	fprintf(stderr, "usage: incr_runner track VICTIM MIB N MS [uffd-wp|hash|full]\n"
+			"       incr_runner crash|corrupt HACTL VICTIM MIB\n");
+	return 64;
+}

@@ -1,0 +1,201 @@
+/*
+ * A victim for incremental checkpoints (issue 5): it changes its memory in every way a
+ * tracker must follow, and records in its own memory which version of each page it
+ * wrote, so that a process restored from ANY generation can tell whether every page is
+ * as it was at that generation's freeze.
+ *
+ *   writers (2 threads)  N MiB (argv[1]) of pages; thread k stamps the pages p with
+ *                        p % 2 == k, version v in every word: v << 24 | (p + 1), at a
+ *                        known rate (16 pages, then 1 ms of sleep), publishing ver[p] = v
+ *                        after the page is whole. Pages chosen pseudo-randomly.
+ *   mapper               a table of 8 small regions: mmap + fill, mremap (grow, often
+ *                        moving), munmap, MADV_DONTNEED (must read back as zeros),
+ *                        rewrite; each recorded in the table after it is done.
+ *   forker               on SIGUSR1 (the runner sends it between two generations, so
+ *                        that no dump catches the short-lived child): fork; the child
+ *                        writes to a few pages (its own copies) and exits at once; the
+ *                        parent reaps it. Every page it shared is copy-on-write after.
+ * After SIGTERM the threads finish what they were doing (a restored process resumes
+ * mid-write and completes it), then every page and region is checked against the
+ * records: a page the tracker missed holds an older version than recorded, a page it
+ * took from a later generation a newer one.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include "../cr/zdtm.h"
+
+#define NR_REG 8
+
+static uint64_t *mem;
+static uint64_t pages;
+static uint32_t *ver;		/* version of each page, published after the page */
+static uint64_t writes[2];
+
+struct region {
+	uint64_t *addr;		/* NULL: none */
+	uint64_t npages;
+	uint64_t stamp;		/* 0: zero (after MADV_DONTNEED) */
+};
+static struct region reg[NR_REG];
+static volatile uint64_t mapper_ops, forks;
+
+static void stamp_page(uint64_t *w, uint64_t v)
+{
+	for (int i = 0; i < 512; i++)
+		w[i] = v;
+}
+
+static void *writer(void *arg)
+{
+	uint64_t k = (uintptr_t)arg, x = 0x9e3779b97f4a7c15ull * (k + 1);
+
+	while (!zdtm_stop) {
+		for (int i = 0; i < 16; i++) {
+			uint64_t p;
+
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			p = (x % (pages / 2)) * 2 + k;
+			stamp_page(mem + p * 512, (uint64_t)(ver[p] + 1) << 24 | (p + 1));
+			__atomic_store_n(&ver[p], ver[p] + 1, __ATOMIC_RELEASE);
+			writes[k]++;
+		}
+		zdtm_sleep_ms(1);
+	}
+	return NULL;
+}
+
+static void fill_region(struct region *r, uint64_t s)
+{
+	for (uint64_t p = 0; p < r->npages; p++)
+		stamp_page(r->addr + p * 512, s << 32 | p);
+	r->stamp = s;
+}
+
+static void *mapper(void *arg)
+{
+	uint64_t s = 1;
+
+	(void)arg;
+	while (!zdtm_stop) {
+		struct region *r = &reg[mapper_ops % NR_REG];
+		int op = (mapper_ops / NR_REG + mapper_ops) % 5;
+
+		if (!r->addr || op == 0) {
+			if (r->addr)
+				munmap(r->addr, r->npages * 4096);
+			r->addr = NULL;
+			r->npages = 1 + mapper_ops % 13;
+			r->addr = mmap(NULL, r->npages * 4096, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (r->addr == MAP_FAILED)
+				zdtm_fail("mmap: %m");
+			fill_region(r, s++);
+		} else if (op == 1) {
+			/* Grow; a neighbour usually makes it move. */
+			void *n = mremap(r->addr, r->npages * 4096, (r->npages + 3) * 4096, MREMAP_MAYMOVE);
+
+			if (n == MAP_FAILED)
+				zdtm_fail("mremap: %m");
+			r->addr = n;
+			r->npages += 3;
+			fill_region(r, s++);
+		} else if (op == 2) {
+			madvise(r->addr, r->npages * 4096, MADV_DONTNEED);
+			r->stamp = 0;
+		} else if (op == 3) {
+			munmap(r->addr, r->npages * 4096);
+			r->addr = NULL;
+		} else {
+			fill_region(r, s++);
+		}
+		mapper_ops++;
+		zdtm_sleep_ms(3);
+	}
+	return NULL;
+}
+
+static void *forker(void *arg)
+{
+	struct timespec ts = { 0, 100000000 };
+	sigset_t usr1;
+
+	(void)arg;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	while (!zdtm_stop) {
+		pid_t c;
+
+		if (sigtimedwait(&usr1, NULL, &ts) != SIGUSR1)
+			continue;
+		c = fork();
+		if (c == 0) {
+			for (uint64_t p = 0; p < pages && p < 64; p++)
+				mem[p * 512 + 7] = 0xdead;	/* the child's own copies */
+			_exit(0);
+		}
+		if (c > 0) {
+			while (waitpid(c, NULL, 0) < 0 && errno == EINTR)
+				;
+			forks++;
+		}
+	}
+	return NULL;
+}
+
+static void check(void)
+{
+	for (uint64_t p = 0; p < pages; p++) {
+		uint64_t want = (uint64_t)ver[p] << 24 | (p + 1);
+
+		for (int i = 0; i < 512; i++)
+			if (mem[p * 512 + i] != want)
+				zdtm_fail("page %lu word %d: %#lx, recorded version %u", (unsigned long)p, i,
+					  (unsigned long)mem[p * 512 + i], ver[p]);
+	}
+	for (int k = 0; k < NR_REG; k++) {
+		const struct region *r = &reg[k];
+
+		for (uint64_t p = 0; r->addr && p < r->npages; p++)
+			for (int i = 0; i < 512; i++) {
+				uint64_t want = r->stamp ? r->stamp << 32 | p : 0;
+
+				if (r->addr[p * 512 + i] != want)
+					zdtm_fail("region %d (%p, %lu pages) page %lu word %d: %#lx, expected %#lx",
+						  k, (void *)r->addr, (unsigned long)r->npages, (unsigned long)p, i,
+						  (unsigned long)r->addr[p * 512 + i], (unsigned long)want);
+			}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 16;
+	pthread_t th[4];
+	sigset_t usr1;
+
+	zdtm_init();
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &usr1, NULL);	/* taken by the forker's sigtimedwait */
+	pages = (mib << 20) / 4096;
+	mem = mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ver = mmap(NULL, pages * 4, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED || ver == MAP_FAILED)
+		zdtm_fail("memory: %m");
+	for (uint64_t p = 0; p < pages; p++)
+		stamp_page(mem + p * 512, p + 1);
+	pthread_create(&th[0], NULL, writer, (void *)0);
+	pthread_create(&th[1], NULL, writer, (void *)1);
+	pthread_create(&th[2], NULL, mapper, NULL);
+	pthread_create(&th[3], NULL, forker, NULL);
+	zdtm_ready("mem=%p pages=%lu", (void *)mem, (unsigned long)pages);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	check();
+	printf("pass: %lu+%lu page writes, %lu mapping changes, %lu forks\n", (unsigned long)writes[0],
+	       (unsigned long)writes[1], (unsigned long)mapper_ops, (unsigned long)forks);
+	zdtm_pass();
+}
