@@ -338,9 +338,41 @@ int victim_finish(struct victim *v)
 	return ret;
 }
 
+/* SIGKILL pid's descendants (every thread's children), deepest first: a victim that
+ * is a tree must not leave its workers running when it fails. */
+static void kill_below(pid_t pid, int depth)
+{
+	char path[64];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	d = depth < 64 ? opendir(path) : NULL;
+	while (d && (de = readdir(d))) {
+		char name[320];
+		FILE *f;
+		int c;
+
+		if (atoi(de->d_name) <= 0)
+			continue;
+		snprintf(name, sizeof(name), "/proc/%d/task/%s/children", pid, de->d_name);
+		f = fopen(name, "re");
+		while (f && fscanf(f, "%d", &c) == 1) {
+			kill_below(c, depth + 1);
+			kill(c, SIGKILL);
+		}
+		if (f)
+			fclose(f);
+	}
+	if (d)
+		closedir(d);
+}
+
 void victim_kill(struct victim *v)
 {
 	if (v->pid > 0) {
+		kill(v->pid, SIGSTOP);	/* no new children while we look */
+		kill_below(v->pid, 0);
 		kill(v->pid, SIGKILL);
 		waitpid(v->pid, NULL, 0);
 		v->pid = 0;
