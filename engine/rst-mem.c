@@ -236,7 +236,7 @@ static int run_dst(struct rst_proc *p, const unsigned long *slots, size_t i, siz
 }
 
 /*
- * Runs in a page store's packs (engine/store.c), from first to last: each blob is read
+ * Runs in a page store's packs (engine/store.c), in blob order: each blob is read
  * and its compressed bytes checked against the XXH3 the page map and its header both
  * carry, then decompressed straight into place when the run is the whole blob, else
  * into a cache of recent blobs: an address range of a late generation interleaves
@@ -346,20 +346,59 @@ static int fill_one_pack_run(struct pack_fill *f, size_t i, size_t *vi)
 	return 0;
 }
 
+static int cmp_blob_order(const void *a, const void *b, void *arg)
+{
+	ImgPagemapEntry **pm = arg;
+	const ImgPagemapEntry *x = pm[*(const size_t *)a], *y = pm[*(const size_t *)b];
+
+	if (x->pack != y->pack)
+		return x->pack < y->pack ? -1 : 1;
+	if (x->offset != y->offset)
+		return x->offset < y->offset ? -1 : 1;
+	return x->vaddr < y->vaddr ? -1 : x->vaddr > y->vaddr;
+}
+
+/* The first VMA that ends above addr (run_dst goes on from there). */
+static size_t first_vma_after(const struct rst_proc *p, uint64_t addr)
+{
+	size_t lo = 0, hi = p->nr_vmas;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (p->vmas[mid]->end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 static void *fill_pack_runs(void *arg)
 {
 	struct pack_fill *f = arg;
-	size_t vi = 0;
+	size_t vi = 0, n = 0, *order = NULL;
 
 	f->cbuf = malloc(eng__blob_cbound());
 	f->dctx = ZSTD_createDCtx();
 	f->fd = -1;
 	f->err = f->cbuf && f->dctx ? 0 : -ENOMEM;
-	for (size_t i = f->first; i < f->last && !f->err; i++) {
-		if (!(f->c->proc.pm[i]->flags & IMG_PAGEMAP_FLAG__PM_IN_PACK))
-			continue;
-		f->err = fill_one_pack_run(f, i, &vi);
+	/* Blob by blob (pack, offset), not address by address: a late generation's
+	 * addresses interleave blobs of every older generation, more than any cache
+	 * holds; in blob order each is decompressed once. */
+	order = f->err ? NULL : malloc((f->last - f->first + 1) * sizeof(*order));
+	if (!f->err && !order)
+		f->err = -ENOMEM;
+	for (size_t i = f->first; order && i < f->last; i++)
+		if (f->c->proc.pm[i]->flags & IMG_PAGEMAP_FLAG__PM_IN_PACK)
+			order[n++] = i;
+	if (n)
+		qsort_r(order, n, sizeof(*order), cmp_blob_order, f->c->proc.pm);
+	for (size_t k = 0; k < n && !f->err; k++) {
+		vi = first_vma_after(&f->c->proc, f->c->proc.pm[order[k]]->vaddr);
+		f->err = fill_one_pack_run(f, order[k], &vi);
 	}
+	free(order);
 	if (f->fd >= 0)
 		close(f->fd);
 	free(f->cbuf);
