@@ -86,25 +86,72 @@ static int rm_gen_dir(const char *path)
 	return 0;
 }
 
+static int retention(struct svc *s)
+{
+	struct cat_retention p = {
+		.keep_last = s->cs ? s->cs->keep : 1,
+		.keep_hourly = s->cs ? s->cs->keep_hourly : 0,
+		.keep_daily = s->cs ? s->cs->keep_daily : 0,
+		.forget_after_s = FORGET_AFTER_S,
+	};
+	int pruned = 0;
+
+	s->retention_due = false;
+	return cat_retention_apply(s->d->cat, s->cat_id, &p, svc_wall_us(), &pruned);
+}
+
+static struct svc *svc_by_cat_id(struct hacd *d, int64_t id)
+{
+	struct svc *s;
+
+	TAILQ_FOREACH(s, &d->services, link)
+		if (s->cat_id == id)
+			return s;
+	return NULL;
+}
+
+/*
+ * Retention of every service that committed since the last round, then GC: one batch
+ * makes the unreferenced packs dead (committed before any unlink: invariant 2), the
+ * directories go, and one more batch forgets them. Run once a second, not after every
+ * checkpoint: each catalog transaction costs an fsync, and 20 services at 1 s would
+ * otherwise keep the loop busy with them.
+ */
 void hacd_gc(struct hacd *d)
 {
+	struct cat *c = d->cat;
 	struct cat_pack *packs = NULL;
 	size_t n = 0;
+	bool *gone = NULL;
+	struct svc *s;
+	int ret;
 
-	if (cat_gc_begin(d->cat, &packs, &n)) {
-		hacd_log(LOG_ERR, "catalog: gc: %s", cat_errmsg(d->cat));
-		return;
+	ret = cat_batch_begin(c);
+	TAILQ_FOREACH(s, &d->services, link) {
+		/* A generation being restored, or about to be, must stay. */
+		if (ret || !s->retention_due || s->stop_pending || s->state == SVC_STOPPING ||
+		    s->state == SVC_RESTORING)
+			continue;
+		ret = retention(s);
 	}
+	if (!ret)
+		ret = cat_gc_begin(c, &packs, &n);
+	if (ret)
+		cat_batch_end(c);
+	else
+		ret = cat_batch_end(c);
+	if (ret) {
+		hacd_log(LOG_ERR, "catalog: retention and gc: %s", cat_errmsg(c));
+		goto out;
+	}
+	if (n && !(gone = calloc(n, sizeof(*gone))))
+		goto out;
 	for (size_t i = 0; i < n; i++) {
-		struct svc *s;
 		char path[4096];
-		int ret, dfd;
+		int dfd;
 
-		TAILQ_FOREACH(s, &d->services, link)
-			if (s->cat_id == packs[i].service)
-				break;
 		/* A service no longer configured: its packs wait until it comes back. */
-		if (!s)
+		if (!(s = svc_by_cat_id(d, packs[i].service)))
 			continue;
 		snprintf(path, sizeof(path), "%s/services/%s/%s", d->conf->state_dir, s->name,
 			 packs[i].file);
@@ -118,25 +165,21 @@ void hacd_gc(struct hacd *d)
 			ha_fsync_dir(dfd);
 			close(dfd);
 		}
-		if (cat_gc_done(d->cat, packs[i].id) && cat_gc_done(d->cat, packs[i].id) != -ENOENT)
-			hacd_log(LOG_ERR, "catalog: gc: %s", cat_errmsg(d->cat));
+		gone[i] = true;
 	}
+	ret = cat_batch_begin(c);
+	for (size_t i = 0; i < n && !ret; i++)
+		if (gone[i])
+			ret = cat_gc_done(c, packs[i].id);
+	if (ret)
+		cat_batch_end(c);
+	else
+		ret = cat_batch_end(c);
+	if (ret)
+		hacd_log(LOG_ERR, "catalog: gc: %s", cat_errmsg(c));
+out:
+	free(gone);
 	free(packs);
-}
-
-static void retention(struct svc *s)
-{
-	struct cat_retention p = {
-		.keep_last = s->cs ? s->cs->keep : 1,
-		.keep_hourly = s->cs ? s->cs->keep_hourly : 0,
-		.keep_daily = s->cs ? s->cs->keep_daily : 0,
-		.forget_after_s = FORGET_AFTER_S,
-	};
-	int pruned = 0;
-
-	if (cat_retention_apply(s->d->cat, s->cat_id, &p, svc_wall_us(), &pruned))
-		hacd_log(LOG_ERR, "service %s: retention: %s", s->name, cat_errmsg(s->d->cat));
-	hacd_gc(s->d);
 }
 
 /* ---- checkpoints ------------------------------------------------------------------- */
@@ -158,12 +201,20 @@ void svc_ckpt_start(struct svc *s)
 	close(dfd);
 	s->gen = s->pack = 0;
 	/* Invariant 1: the catalog knows the directory before it exists. */
-	ret = cat_gen_begin(c, s->cat_id, 0, &s->gen);
+	ret = cat_batch_begin(c);
+	if (!ret)
+		ret = cat_gen_begin(c, s->cat_id, 0, &s->gen);
 	if (!ret) {
 		snprintf(file, sizeof(file), "gen-%lld", (long long)s->gen);
 		ret = cat_pack_add(c, s->cat_id, file, &s->pack);
 	}
+	if (ret)
+		cat_batch_end(c);
+	else
+		ret = cat_batch_end(c);
 	if (ret) {
+		/* Rolled back together: neither row exists. */
+		s->gen = s->pack = 0;
 		svc_event(s, LOG_ERR, "checkpoint", "catalog: %s", cat_errmsg(c));
 		goto fail;
 	}
@@ -181,10 +232,11 @@ void svc_ckpt_start(struct svc *s)
 	svc_waiters_arm(s, SVC_WAIT_CHECKPOINT);
 	return;
 fail:
-	if (s->pack)
+	if (s->gen && !cat_batch_begin(c)) {
 		cat_pack_seal(c, s->pack, 0);
-	if (s->gen)
 		cat_gen_fail(c, s->gen);
+		cat_batch_end(c);
+	}
 	s->gen = s->pack = 0;
 	s->n_failed++;
 	svc_waiters_done(s, SVC_WAIT_CHECKPOINT, true, ret, s->last_error, 0);
@@ -202,12 +254,18 @@ void svc_ckpt_done(struct svc *s, const Hacd__WorkerReply *rep)
 		st.pause_us = (int64_t)rep->frozen_us;
 		st.bytes_new = st.bytes_total = (int64_t)rep->bytes_written;
 		st.pages = (int64_t)rep->pages_written;
-		/* Invariant 1, in this order. */
-		ret = cat_pack_ref(c, gen, s->pack, st.bytes_new);
+		/* Invariant 1: one transaction, in this order. */
+		ret = cat_batch_begin(c);
+		if (!ret)
+			ret = cat_pack_ref(c, gen, s->pack, st.bytes_new);
 		if (!ret)
 			ret = cat_pack_seal(c, s->pack, st.bytes_new);
 		if (!ret)
 			ret = cat_gen_commit(c, gen, &st);
+		if (ret)
+			cat_batch_end(c);
+		else
+			ret = cat_batch_end(c);
 		if (ret)
 			svc_event(s, LOG_ERR, "checkpoint", "generation %lld: catalog: %s",
 				  (long long)gen, cat_errmsg(c));
@@ -216,8 +274,13 @@ void svc_ckpt_done(struct svc *s, const Hacd__WorkerReply *rep)
 			  (long long)gen, rep && rep->error ? rep->error : strerror(-ret));
 	}
 	if (ret) {
-		cat_pack_seal(c, s->pack, 0);
-		cat_gen_fail(c, gen);
+		if (!cat_batch_begin(c)) {
+			cat_pack_seal(c, s->pack, 0);
+			cat_gen_fail(c, gen);
+			if (cat_batch_end(c))
+				hacd_log(LOG_ERR, "service %s: generation %lld: catalog: %s", s->name,
+					 (long long)gen, cat_errmsg(c));
+		}
 		s->n_failed++;
 		svc_waiters_done(s, SVC_WAIT_CHECKPOINT, false, ret, s->last_error, 0);
 	} else {
@@ -230,9 +293,7 @@ void svc_ckpt_done(struct svc *s, const Hacd__WorkerReply *rep)
 		svc_waiters_done(s, SVC_WAIT_CHECKPOINT, false, 0, NULL, gen);
 	}
 	s->gen = s->pack = 0;
-	/* A rollback waiting for this checkpoint to end must still find its generation. */
-	if (!s->stop_pending)
-		retention(s);
+	s->retention_due = true;	/* hacd_gc, within the second */
 }
 
 void svc_timer_arm(struct svc *s)
@@ -262,7 +323,8 @@ void svc_timer_cb(evutil_socket_t fd, short what, void *arg)
 		s->n_missed++;	/* the previous one is still running: never overlap */
 		return;
 	}
-	s->late[s->n_late++ % SVC_LATE_SAMPLES] = now - s->due_us;
+	/* libevent may fire a hair early by our clock. */
+	s->late[s->n_late++ % SVC_LATE_SAMPLES] = now > s->due_us ? now - s->due_us : 0;
 	svc_ckpt_start(s);
 }
 

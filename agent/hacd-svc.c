@@ -664,6 +664,11 @@ static int svc_new(struct hacd *d, const struct conf_service *cs)
 	return 0;
 }
 
+static void gc_cb(evutil_socket_t fd, short what, void *arg)
+{
+	hacd_gc(arg);
+}
+
 int hacd_svcs_start(struct hacd *d)
 {
 	int ret;
@@ -675,6 +680,13 @@ int hacd_svcs_start(struct hacd *d)
 			return ret;
 	}
 	hacd_gc(d);	/* what cat_recover() just failed, and any GC a crash cut short */
+	{
+		struct timeval tv = { 1, 0 };
+
+		d->gc_ev = event_new(d->base, -1, EV_PERSIST, gc_cb, d);
+		if (!d->gc_ev || event_add(d->gc_ev, &tv) < 0)
+			return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -750,6 +762,9 @@ void hacd_svcs_stop(struct hacd *d)
 	struct svc *s;
 
 	d->stopping = true;
+	if (d->gc_ev)
+		event_free(d->gc_ev);
+	d->gc_ev = NULL;
 	TAILQ_FOREACH(s, &d->services, link) {
 		evtimer_del(s->timer);
 		if (s->launched && s->pid > 0 && s->pidfd >= 0) {

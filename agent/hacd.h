@@ -47,6 +47,7 @@ struct hacd {
 	uint64_t started_us;		/* CLOCK_MONOTONIC, for the uptime */
 	TAILQ_HEAD(, svc) services;
 	struct hacd_gen_hook *gen_hooks;	/* fired when a generation becomes complete */
+	struct event *gc_ev;		/* retention and GC, once a second */
 	bool stopping;
 };
 
@@ -110,6 +111,7 @@ struct svc {
 	/* restore in flight, or wanted once the service is stopped */
 	int64_t restore_gen;		/* 0: latest complete */
 	bool want_ckpt;			/* asked by hactl checkpoint */
+	bool retention_due;		/* committed since the last retention round */
 	int after_stop;			/* SVC_AFTER_*: what a purposeful stop leads to */
 	bool stop_pending;		/* stop once the op in flight ends */
 	uint64_t stop_timeout_us;	/* copied: a removed service outlives its conf */
@@ -201,7 +203,8 @@ void svc_ckpt_start(struct svc *s);
 void svc_ckpt_done(struct svc *s, const struct Hacd__WorkerReply *rep);
 void svc_timer_arm(struct svc *s);
 void svc_timer_cb(int fd, short what, void *arg);
-/* Collect every pack (generation directory) the catalog says is dead. */
+/* Retention of services that committed since the last round, then collect every
+ * pack (generation directory) the catalog says is dead. */
 void hacd_gc(struct hacd *d);
 int svc_waiter_add(struct svc *s, enum svc_wait_kind kind, int fd);
 void svc_waiters_arm(struct svc *s, enum svc_wait_kind kind);

@@ -6,6 +6,7 @@
 #define HA_CATALOG_INT_H
 
 #include <sqlite3.h>
+#include <stdbool.h>
 
 #include "ha/catalog.h"
 
@@ -30,6 +31,8 @@ struct cat {
 	struct cat__stmt *stmts;
 	size_t nr_stmts, max_stmts;
 	char err[512];
+	bool batch;		/* inside cat_batch_begin/end: one outer transaction */
+	int batch_failed;	/* a call in the batch failed: the batch is rolled back */
 };
 
 /* Forget the previous error: every public call that can fail starts with it. */

@@ -159,6 +159,9 @@ int cat__stmt(struct cat *c, const char *sql, sqlite3_stmt **out)
 	size_t i;
 	int rc;
 
+	/* A failed batch was rolled back: nothing may run in autocommit in its name. */
+	if (c->batch && c->batch_failed)
+		return cat__err(c, c->batch_failed, "catalog: an earlier call of this batch failed");
 	for (i = 0; i < c->nr_stmts; i++) {
 		if (c->stmts[i].sql == sql) {
 			cat__done(c->stmts[i].st);
@@ -202,18 +205,27 @@ static int exec_static(struct cat *c, const char *sql, const char *what)
 	return ret ? ret : cat__exec(c, st, what);
 }
 
+/*
+ * Inside a batch, each call's transaction is the batch's: begin and commit do nothing,
+ * and a rollback undoes the whole batch and makes every later call of it fail.
+ */
 int cat__begin(struct cat *c)
 {
 	static const char sql[] = "BEGIN IMMEDIATE";
 
+	if (c->batch)
+		return c->batch_failed;
 	return exec_static(c, sql, "starting a catalog transaction");
 }
 
 int cat__commit(struct cat *c)
 {
 	static const char sql[] = "COMMIT";
-	int ret = exec_static(c, sql, "committing a catalog transaction");
+	int ret;
 
+	if (c->batch)
+		return c->batch_failed;
+	ret = exec_static(c, sql, "committing a catalog transaction");
 	if (ret)
 		cat__rollback(c);
 	return ret;
@@ -221,9 +233,42 @@ int cat__commit(struct cat *c)
 
 void cat__rollback(struct cat *c)
 {
+	if (c->batch && !c->batch_failed)
+		c->batch_failed = -ECANCELED;
 	/* Not cached: it must work even when preparing new statements would fail. */
 	if (!sqlite3_get_autocommit(c->db))
 		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int cat_batch_begin(struct cat *c)
+{
+	int ret;
+
+	cat__clear(c);
+	if (c->batch)
+		return cat__err(c, -EBUSY, "catalog: a batch is already open");
+	ret = cat__begin(c);
+	if (!ret) {
+		c->batch = true;
+		c->batch_failed = 0;
+	}
+	return ret;
+}
+
+int cat_batch_end(struct cat *c)
+{
+	int failed = c->batch_failed;
+
+	if (!c->batch)
+		return cat__err(c, -EINVAL, "catalog: no batch open");
+	c->batch = false;
+	c->batch_failed = 0;
+	if (failed) {
+		cat__rollback(c);
+		return failed;
+	}
+	cat__clear(c);
+	return cat__commit(c);
 }
 
 /* ---- small helpers ------------------------------------------------------------------ */

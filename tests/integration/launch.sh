@@ -24,7 +24,7 @@ out=$("$HACTL" run --pidns --log "$T/svc.log" -- /bin/sh -c \
 INIT=$(echo "$out" | awk '{print $2}')
 SVC=$(echo "$out" | awk '{print $4}')
 [ "$INIT" -gt 0 ] && [ "$SVC" -gt 0 ] && [ "$INIT" != "$SVC" ] || fail "pids: $out"
-for i in $(seq 50); do grep -q started "$T/svc.log" 2>/dev/null && break; sleep 0.1; done
+for i in $(seq 200); do grep -q started "$T/svc.log" 2>/dev/null && break; sleep 0.1; done
 grep -qx 'pid=2' "$T/svc.log" || fail "service is not pid 2 inside: $(cat "$T/svc.log")"
 grep -q "^NSpid:[[:space:]]*$SVC[[:space:]]*2\$" /proc/$SVC/status || fail "NSpid: $(grep NSpid /proc/$SVC/status)"
 # ls itself opens fd 3 for /proc/self/fd: 0 1 2 3 and nothing else.

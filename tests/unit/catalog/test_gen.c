@@ -36,6 +36,40 @@ static void test_commit_and_stats(void **state)
 	assert_string_equal(cat_gen_state_name(g.state), "complete");
 }
 
+/* A batch is one transaction: all of it lands, or (after a failure) none of it. */
+static void test_batch(void **state)
+{
+	struct tctx *t = *state;
+	struct cat_gen_stats st;
+	struct cat_gen g;
+	int64_t gen, pack, other;
+
+	assert_int_equal(cat_batch_begin(t->c), 0);
+	assert_int_equal(cat_batch_begin(t->c), -EBUSY);
+	assert_int_equal(cat_gen_begin(t->c, t->svc, 0, &gen), 0);
+	assert_int_equal(cat_pack_add(t->c, t->svc, "gen-1", &pack), 0);
+	assert_int_equal(cat_pack_ref(t->c, gen, pack, 4096), 0);
+	assert_int_equal(cat_pack_seal(t->c, pack, 4096), 0);
+	t_stats(gen, &st);
+	assert_int_equal(cat_gen_commit(t->c, gen, &st), 0);
+	assert_int_equal(cat_batch_end(t->c), 0);
+	assert_int_equal(cat_gen_get(t->c, gen, &g), 0);
+	assert_int_equal(g.state, CAT_GEN_COMPLETE);
+	assert_int_equal(cat_verify(t->c), 0);
+
+	/* A failing call undoes what the batch did before it, and stops the rest. */
+	assert_int_equal(cat_batch_begin(t->c), 0);
+	assert_int_equal(cat_gen_begin(t->c, t->svc, 0, &other), 0);
+	assert_int_equal(cat_gen_fail(t->c, gen), -EINVAL);	/* complete -> failed */
+	assert_int_equal(cat_pack_add(t->c, t->svc, "gen-x", &pack), -ECANCELED);
+	assert_int_equal(cat_batch_end(t->c), -ECANCELED);
+	assert_int_equal(cat_gen_get(t->c, other, &g), -ENOENT);
+	assert_int_equal(cat_batch_end(t->c), -EINVAL);
+	/* And the catalog works normally afterwards. */
+	assert_int_equal(cat_gen_begin(t->c, t->svc, 0, &other), 0);
+	assert_int_equal(cat_verify(t->c), 0);
+}
+
 static void test_invalid_transitions(void **state)
 {
 	struct tctx *t = *state;
@@ -296,6 +330,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_commit_and_stats, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_transitions, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_batch, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_parents, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_list_order, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_received, t_setup, t_teardown),
