@@ -15,7 +15,7 @@
  *   NEWUTS) ---> init      reaps orphans; exits with        closed, groups/gid/uid, cwd,
  *   read the error pipe    the service's status             execve (errors: error pipe)
  *   <--------------------------------------------------------------------------
- *   find the service's pid in the init's children
+ *   the service's pid: from the credentials of a hello it sent before execve
  *
  * Invariants:
  *  1. Nothing the caller holds leaks into the service: every fd but stdio is closed
@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,6 +68,7 @@ struct launch_ctx {
 	gid_t groups[LAUNCH_MAX_GROUPS];
 	int ngroups;		/* -1: keep ours (no user given) */
 	int err_fd;		/* write end of the error pipe */
+	int pid_fd;		/* the service says hello here: its pid, as we see it */
 };
 
 static void __attribute__((noreturn)) child_fail(const struct launch_ctx *c, int step, int err)
@@ -85,6 +87,13 @@ static void __attribute__((noreturn)) service_exec(const struct launch_ctx *c)
 	int fd;
 
 	setsid();
+	/*
+	 * The caller has SO_PASSCRED on the other end: the kernel attaches our pid as the
+	 * caller's pid namespace sees it. Sent before execve, so that a service that exits
+	 * at once is still found (the init's children would no longer list it).
+	 */
+	if (c->pid_fd >= 0 && send(c->pid_fd, "p", 1, MSG_NOSIGNAL) != 1)
+		child_fail(c, STEP_FORK, errno);
 	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || dup2(fd, 0) < 0)
 		child_fail(c, STEP_STDIN, errno);
@@ -159,24 +168,27 @@ static int resolve_user(struct launch_ctx *c, const char *user, char *home, size
 	return 0;
 }
 
-/* The service's pid as we see it: the init's only child, once it has forked. */
-static pid_t init_child(pid_t init)
+/* The service's pid as we see it, from the credentials of its hello (-1: none). */
+static pid_t service_pid(int fd)
 {
-	char path[64];
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(struct ucred))];
+	} u;
+	char b;
+	struct iovec iov = { &b, 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *cm;
+	struct ucred cr;
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", init, init);
-	for (int i = 0; i < 5000; i++) {
-		FILE *f = fopen(path, "re");
-		int pid = 0;
-
-		if (f) {
-			if (fscanf(f, "%d", &pid) != 1)
-				pid = 0;
-			fclose(f);
+	if (recvmsg(fd, &mh, MSG_DONTWAIT) != 1)
+		return -1;
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_CREDENTIALS) {
+			memcpy(&cr, CMSG_DATA(cm), sizeof(cr));
+			return cr.pid > 0 ? cr.pid : -1;
 		}
-		if (pid > 0)
-			return pid;
-		usleep(1000);
 	}
 	return -1;
 }
@@ -212,7 +224,7 @@ int eng_launch(const char *const *argv, const struct eng_launch_opts *o, pid_t *
 		env_home, env_user, "LANG=C.UTF-8", NULL,
 	};
 	struct launch_err e;
-	int pipefd[2], ret, st;
+	int pipefd[2], sk[2] = { -1, -1 }, ret, st;
 	ssize_t n;
 	pid_t init, pid;
 
@@ -228,32 +240,52 @@ int eng_launch(const char *const *argv, const struct eng_launch_opts *o, pid_t *
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return pr_errno(-errno, "launch: pipe");
 	c.err_fd = pipefd[1];
+	c.pid_fd = -1;
+	if (o && o->pidns) {
+		int one = 1;
+
+		if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sk) < 0 ||
+		    setsockopt(sk[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0) {
+			ret = pr_errno(-errno, "launch: socketpair");
+			close(pipefd[0]);
+			close(pipefd[1]);
+			return ret;
+		}
+		c.pid_fd = sk[1];
+	}
 	init = spawn(&c, pipefd);
 	close(pipefd[1]);
 	if (init < 0) {
 		close(pipefd[0]);
+		if (c.pid_fd >= 0) {
+			close(sk[0]);
+			close(sk[1]);
+		}
 		return init;
 	}
 	/* EOF: every holder of the write end is gone, i.e. the execve happened. */
 	while ((n = read(pipefd[0], &e, sizeof(e))) < 0 && errno == EINTR)
 		;
 	close(pipefd[0]);
+	if (c.pid_fd >= 0) {
+		close(c.pid_fd);
+		pid = n == sizeof(e) ? -1 : service_pid(sk[0]);
+		close(sk[0]);
+		if (n != sizeof(e) && pid < 0) {
+			kill(init, SIGKILL);
+			while (waitpid(init, &st, 0) < 0 && errno == EINTR)
+				;
+			return pr_errno(-EPROTO, "launch %s: the service did not say its pid", argv[0]);
+		}
+	} else {
+		pid = init;
+	}
 	if (n == sizeof(e)) {
 		kill(init, SIGKILL);
 		while (waitpid(init, &st, 0) < 0 && errno == EINTR)
 			;
 		return pr_errno(-e.err, "launch %s: %s", argv[0],
 				e.step >= 0 && e.step <= STEP_FORK ? step_names[e.step] : "?");
-	}
-	pid = init;
-	if (o && o->pidns) {
-		pid = init_child(init);
-		if (pid < 0) {
-			kill(init, SIGKILL);
-			while (waitpid(init, &st, 0) < 0 && errno == EINTR)
-				;
-			return pr_errno(-ESRCH, "launch %s: the service exited at once", argv[0]);
-		}
 	}
 	*init_out = init;
 	if (pid_out)
