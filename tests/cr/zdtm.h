@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,6 +83,29 @@ static inline void __attribute__((format(printf, 1, 2))) zdtm_ready(const char *
 		if (!(cond))                           \
 			zdtm_fail(fmt, ##__VA_ARGS__); \
 	} while (0)
+
+/*
+ * In a child a tree victim forks: only the root reports ready, and a child that kept
+ * the runner's pipe open would hold its read end from ever seeing the root's EOF.
+ */
+static inline void zdtm_child_init(void)
+{
+	const char *s = getenv("HA_READY_FD");
+
+	if (s)
+		close(atoi(s));
+}
+
+/* waitpid for one child, through EINTR; returns its wait status. */
+static inline int zdtm_reap(pid_t pid)
+{
+	int st;
+
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			zdtm_fail("waitpid %d: %m", pid);
+	return st;
+}
 
 static inline void zdtm_pass(void)
 {

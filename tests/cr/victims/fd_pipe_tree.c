@@ -20,24 +20,6 @@
 
 static unsigned char pattern[BIG];
 
-static void child_init(void)
-{
-	const char *s = getenv("HA_READY_FD");
-
-	if (s)
-		close(atoi(s));
-}
-
-static int reap(pid_t pid)
-{
-	int st;
-
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			zdtm_fail("waitpid %d: %m", pid);
-	return st;
-}
-
 /* Read exactly n bytes (blocking fd). */
 static void read_all(int fd, void *buf, size_t n, const char *what)
 {
@@ -106,7 +88,7 @@ static void __attribute__((noreturn)) run_a(int p1r, int p3w)
 	read_all(p1r, buf, 13, "A: p1");
 	zdtm_check(!memcmp(buf, "from-RR-after", 13), "A: p1 gave '%s'", buf);
 	kill(b, SIGTERM);
-	st = reap(b);
+	st = zdtm_reap(b);
 	zdtm_check(WIFEXITED(st) && !WEXITSTATUS(st), "B %d ended with %#x", b, st);
 	exit(0);
 }
@@ -123,7 +105,7 @@ int main(void)
 		zdtm_fail("pipe: %m");
 	a = fork();
 	if (a == 0) {
-		child_init();
+		zdtm_child_init();
 		close(p1[1]);
 		close(p3[0]);
 		run_a(p1[0], p3[1]);
@@ -138,7 +120,7 @@ int main(void)
 		zdtm_sleep_ms(5);
 	zdtm_check(write(p1[1], "R-after", 7) == 7, "R: write p1: %m");
 	kill(a, SIGTERM);
-	st = reap(a);
+	st = zdtm_reap(a);
 	zdtm_check(WIFEXITED(st) && !WEXITSTATUS(st), "A %d ended with %#x", a, st);
 	read_all(p3[0], buf, 14, "R: p3");
 	zdtm_check(!memcmp(buf, "B-readyB-after", 14), "R: p3 gave '%s'", buf);

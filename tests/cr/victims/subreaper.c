@@ -21,24 +21,6 @@ static void on_usr1(int sig)
 	got_usr1 = 1;
 }
 
-static void child_init(void)
-{
-	const char *s = getenv("HA_READY_FD");
-
-	if (s)
-		close(atoi(s));
-}
-
-static int reap(pid_t pid)
-{
-	int st;
-
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			zdtm_fail("waitpid %d: %m", pid);
-	return st;
-}
-
 static int pdeathsig(void)
 {
 	int sig = -1;
@@ -74,7 +56,7 @@ int main(void)
 		zdtm_fail("PR_SET_CHILD_SUBREAPER: %m");
 	c = fork();
 	if (c == 0) {
-		child_init();
+		zdtm_child_init();
 		if (prctl(PR_SET_PDEATHSIG, SIGUSR2))
 			zdtm_fail("PR_SET_PDEATHSIG: %m");
 		if (fork() == 0)
@@ -103,9 +85,9 @@ int main(void)
 		zdtm_sleep_ms(5);
 	zdtm_check(!prctl(PR_GET_CHILD_SUBREAPER, &sub) && sub == 1, "not a child subreaper any more (%d)", sub);
 	kill(c, SIGTERM);
-	st = reap(c);
+	st = zdtm_reap(c);
 	zdtm_check(WIFEXITED(st) && !WEXITSTATUS(st), "C ended with %#x", st);
-	st = reap(g);
+	st = zdtm_reap(g);
 	zdtm_check(WIFEXITED(st) && !WEXITSTATUS(st), "G ended with %#x", st);
 	zdtm_pass();
 }

@@ -42,25 +42,6 @@ static void __attribute__((noreturn)) work(pid_t ppid, pid_t pgid)
 	exit(0);
 }
 
-/* Only R reports ready: the others must not hold the runner's pipe. */
-static void child_init(void)
-{
-	const char *s = getenv("HA_READY_FD");
-
-	if (s)
-		close(atoi(s));
-}
-
-static int reap(pid_t pid)
-{
-	int st;
-
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			zdtm_fail("waitpid %d: %m", pid);
-	return st;
-}
-
 static char state_of(pid_t pid)
 {
 	char path[64], buf[512], *p;
@@ -88,7 +69,7 @@ int main(void)
 		zdtm_fail("PR_SET_CHILD_SUBREAPER: %m");
 	a = fork();
 	if (a == 0) {
-		child_init();
+		zdtm_child_init();
 		setpgid(0, 0);
 		b = fork();
 		if (b == 0)
@@ -96,24 +77,24 @@ int main(void)
 		while (!zdtm_stop)
 			zdtm_sleep_ms(5);
 		kill(b, SIGTERM);
-		st = reap(b);
+		st = zdtm_reap(b);
 		zdtm_check(WIFEXITED(st) && !WEXITSTATUS(st), "B %d ended with %#x", b, st);
 		work(root, zdtm_getpid());
 	}
 	z = fork();
 	if (z == 0) {
-		child_init();
+		zdtm_child_init();
 		_exit(7);
 	}
 	l = fork();
 	if (l == 0) {
-		child_init();
+		zdtm_child_init();
 		setpgid(0, 0);
 		if (fork() == 0)
 			work(root, getpgid(0));
 		_exit(0);
 	}
-	reap(l);
+	zdtm_reap(l);
 	/* Settle: A leads its group with B in it, Z is a zombie, M (L's) is ours now. */
 	for (int tries = 0; tries < 5000; tries++) {
 		FILE *f;
@@ -166,11 +147,11 @@ int main(void)
 	zdtm_check(getpgid(m) == l, "M %d: group %d, want the exited leader's %d", m, getpgid(m), l);
 	kill(a, SIGTERM);
 	kill(m, SIGTERM);
-	st = reap(z);
+	st = zdtm_reap(z);
 	zdtm_check(WIFEXITED(st) && WEXITSTATUS(st) == 7, "zombie %d reaped with %#x, want exit 7", z, st);
-	st = reap(a);
+	st = zdtm_reap(a);
 	zdtm_check(WIFEXITED(st) && !WEXITSTATUS(st), "A %d ended with %#x", a, st);
-	st = reap(m);
+	st = zdtm_reap(m);
 	zdtm_check(WIFEXITED(st) && !WEXITSTATUS(st), "M %d ended with %#x", m, st);
 	zdtm_pass();
 }

@@ -12,14 +12,6 @@
 
 #include "../zdtm.h"
 
-static void child_init(void)
-{
-	const char *s = getenv("HA_READY_FD");
-
-	if (s)
-		close(atoi(s));
-}
-
 /* Read one value; 0 at EOF, -1 when interrupted. */
 static int get(int fd, uint64_t *v)
 {
@@ -37,16 +29,6 @@ static void put(int fd, uint64_t v)
 	while (write(fd, &v, sizeof(v)) != sizeof(v))
 		if (errno != EINTR)
 			zdtm_fail("pid %d: write: %m", zdtm_getpid());
-}
-
-static int reap(pid_t pid)
-{
-	int st;
-
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			zdtm_fail("waitpid %d: %m", pid);
-	return st;
 }
 
 static void __attribute__((noreturn)) stage_b(int out)
@@ -87,7 +69,7 @@ static void __attribute__((noreturn)) stage_a(int out)
 		put(out, v);
 	}
 	kill(b, SIGTERM);
-	st = reap(b);
+	st = zdtm_reap(b);
 	zdtm_check(WIFEXITED(st) && !WEXITSTATUS(st), "B ended with %#x", st);
 	while ((r = get(p[0], &v))) {
 		if (r < 0)
@@ -111,7 +93,7 @@ int main(void)
 		zdtm_fail("pipe: %m");
 	a = fork();
 	if (a == 0) {
-		child_init();
+		zdtm_child_init();
 		close(p[0]);
 		stage_a(p[1]);
 	}
@@ -139,7 +121,7 @@ int main(void)
 		zdtm_check(v == expect, "R: got %lu, want %lu (draining)", (unsigned long)v, (unsigned long)expect);
 		expect++;
 	}
-	st = reap(a);
+	st = zdtm_reap(a);
 	zdtm_check(WIFEXITED(st) && !WEXITSTATUS(st), "A ended with %#x", st);
 	zdtm_check(expect > at_ready, "R: nothing arrived after the checkpoint (%lu)", (unsigned long)expect);
 	zdtm_pass();
