@@ -22,6 +22,7 @@
  *
  *   stage             function                      what it may refuse
  *   SCAN              eng__tree_scan                (a zombie root)
+ *                     eng__tree_check               a session whose leader exited
  *   PRECHECK          eng__task_precheck            namespaces, tracer, stopped
  *                     eng__files_precheck           sockets, pipes, anon inodes, ttys...
  *   PREPARE           eng__mem_prepare              SysV shm, hugetlb, device memory...
@@ -505,6 +506,8 @@ static int freeze_first(struct dump *d)
 	free(v);
 	if (!ret && d->tree.p[0].zombie)
 		ret = pr_errno(-ESRCH, "pid %d is a zombie", d->pid);
+	if (!ret)
+		ret = eng__tree_check(&d->tree);
 	for_each_live(d, i) {
 		pid_t pid = d->tree.p[i].pid;
 
@@ -591,6 +594,8 @@ static int prepare(struct dump *d, const struct eng_dump_opts *opts, struct eng_
 	if (d->tree.p[0].zombie)
 		return pr_err("pid %d is a zombie", d->pid), -ESRCH;
 	ret = alloc_procs(d);
+	if (!ret)
+		ret = eng__tree_check(&d->tree);
 	if (ret)
 		return ret;
 	for_each_live(d, i) {

@@ -129,6 +129,32 @@ static int walk(struct eng__tree *t, pid_t pid, int depth)
 	return ret < 0 ? ret : 0;
 }
 
+/*
+ * What restore cannot build yet, refused before anything is touched (restore checks the
+ * same in rst-images.c, but a checkpoint that cannot come back must not be taken): a
+ * process in a session it does not lead and its parent is not in was reparented after
+ * its session leader exited, as a double-forked daemon is; no fork order gives it back.
+ */
+int eng__tree_check(const struct eng__tree *t)
+{
+	for (int i = 1; i < t->n; i++) {
+		const struct eng__tree_proc *p = &t->p[i];
+
+		for (int j = 0; j < i; j++) {
+			const struct eng__tree_proc *pp = &t->p[j];
+
+			if (pp->pid != p->ppid)
+				continue;
+			if (p->sid != p->pid && p->sid != pp->sid)
+				return pr_errno(-ENOTSUP, "pid %d: in session %d, its parent %d in session %d "
+						"(reparented after its session leader exited): not supported yet",
+						p->pid, p->sid, pp->pid, pp->sid);
+			break;
+		}
+	}
+	return 0;
+}
+
 int eng__tree_scan(pid_t root, struct eng__tree *t)
 {
 	int ret;

@@ -295,9 +295,11 @@ static int run_dump_fail(struct test *t)
 	if (start(t))
 		return 1;
 	fd = victim_fact(&t->v, "bad_fd");
+	if (!fd)	/* a refusal about a process of the tree rather than an fd */
+		fd = victim_fact(&t->v, "bad_pid");
 	kind = victim_fact(&t->v, "kind");
 	if (!fd || !kind)
-		return why(t, "victim did not say bad_fd= and kind=");
+		return why(t, "victim did not say bad_fd= (or bad_pid=) and kind=");
 	rc = cr_dump(t->hactl, t->v.pid, t->dir.img, 0, t->dir.hlog, &out);
 	snprintf(spid, sizeof(spid), "%d", t->v.pid);
 	snprintf(kinds, sizeof(kinds), "%s", kind);
