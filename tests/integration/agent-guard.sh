@@ -10,7 +10,10 @@
 #  - kill -9 of its engine worker: restarted, checkpoints go on;
 #  - kill -9 of hacd mid-checkpoint, several times at random delays: each restart finds
 #    a consistent catalog, no pending generation, no directory of an incomplete one,
-#    adopts the running service, and the newest complete generation restores;
+#    adopts the running service (or restores it, if the kill caught the parasite inside
+#    it), and the newest complete generation restores;
+# Run as pid 1 of its own pid namespace (CMakeLists.txt), so that the orphans of a
+# killed hacd are reaped at once, not whenever this machine's init gets to them.
 #  - a bad config: exit 78 with file:line.
 set -euo pipefail
 
@@ -160,14 +163,13 @@ echo "ok - kill -9 of the worker: restarted, checkpoints go on"
 # kill -9 of hacd at random moments (most land mid-checkpoint: a dump takes most of
 # the 200 ms period). Each restart: consistent catalog, nothing pending, no stray
 # directory, the running service adopted.
+RESTORED=0
 for i in $(seq "$KILLS"); do
 	P=$(svc_pid)
 	sleep "0.$((RANDOM % 9 + 1))"
 	kill -KILL "$PID"
 	wait "$PID" 2>/dev/null || true
 	PID=
-	# Its worker dies with it (PR_SET_PDEATHSIG); the service must not.
-	kill -0 "$P" 2>/dev/null || fail "round $i: the service died with hacd"
 	"$HACTL" catalog verify "$T/state/catalog.db" > /dev/null || fail "round $i: catalog"
 	start_hacd
 	# The only pending generation may be the one the new hacd has in flight: the
@@ -178,7 +180,16 @@ g = json.load(sys.stdin)["generations"]
 p = [x["id"] for x in g if x["state"] == "pending"]
 sys.exit(0 if not p or p == [max(x["id"] for x in g)] else "pending left: %s" % p)' ||
 		fail "round $i: pending left"
-	[ "$(svc_pid)" = "$P" ] || fail "round $i: service $P not adopted (now $(svc_pid))"
+	if [ "$(svc_pid)" != "$P" ]; then
+		# The worker dies with hacd (PR_SET_PDEATHSIG). If the kill landed while its
+		# parasite was inside the service, the service dies of the parasite's trap (a
+		# known limit, as with CRIU), and hacd must bring it back from the newest
+		# complete generation, same pid, once the orphan is reaped.
+		for _ in $(seq 350); do [ "$(svc_pid)" = "$P" ] && break; sleep 0.1; done
+		[ "$(svc_pid)" = "$P" ] || fail "round $i: service $P neither adopted nor restored (now $(svc_pid))"
+		RESTORED=$((RESTORED + 1))
+		echo "# round $i: the kill caught the parasite inside; the service was restored"
+	fi
 	# A directory belongs to a complete generation, or to the one the new hacd has
 	# in flight (pending): never to a failed, pruned or unknown one.
 	# Directories first, then the list: one created in between is not in question, and
@@ -210,7 +221,7 @@ RPIDS=$(echo "$out" | awk '{print $3}')
 sleep 0.3
 kill -0 "$RPIDS" || fail "restored generation $G did not keep running"
 kill -KILL "$RPIDS"
-echo "ok - $KILLS kill -9 of hacd: catalog consistent, incomplete ones cleaned, service adopted, generation $G restores"
+echo "ok - $KILLS kill -9 of hacd: catalog consistent, incomplete ones cleaned, service adopted ($RESTORED times restored instead), generation $G restores"
 
 printf 'node = "alpha"\nservice "x" {\n  interval = "1x"\n}\n' > "$T/bad.conf"
 rc=0
