@@ -20,7 +20,9 @@
 #include "log.h"
 #include "proc-parse.h"
 
-int eng__proc_read(pid_t pid, const char *name, char **buf, size_t *len)
+/* A process that is gone (-ENOENT from open, -ESRCH from read once it was reaped) is
+ * reported quietly when the caller expects it may be. */
+static int proc_read(pid_t pid, const char *name, char **buf, size_t *len, bool may_be_gone)
 {
 	char path[96];
 	size_t cap = 16384, n = 0;
@@ -29,6 +31,8 @@ int eng__proc_read(pid_t pid, const char *name, char **buf, size_t *len)
 
 	snprintf(path, sizeof(path), "/proc/%d/%s", pid, name);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && may_be_gone && errno == ENOENT)
+		return -ENOENT;
 	if (fd < 0)
 		return pr_errno(-errno, "pid %d: %s", pid, path);
 	for (;;) {
@@ -46,6 +50,10 @@ int eng__proc_read(pid_t pid, const char *name, char **buf, size_t *len)
 		r = read(fd, b + n, cap - n - 1);
 		if (r < 0 && errno == EINTR)
 			continue;
+		if (r < 0 && may_be_gone && errno == ESRCH) {
+			ret = -ESRCH;
+			break;
+		}
 		if (r < 0) {
 			ret = pr_errno(-errno, "pid %d: reading %s", pid, path);
 			break;
@@ -64,6 +72,16 @@ int eng__proc_read(pid_t pid, const char *name, char **buf, size_t *len)
 	if (len)
 		*len = n;
 	return 0;
+}
+
+int eng__proc_read(pid_t pid, const char *name, char **buf, size_t *len)
+{
+	return proc_read(pid, name, buf, len, false);
+}
+
+int eng__proc_read_gone(pid_t pid, const char *name, char **buf, size_t *len)
+{
+	return proc_read(pid, name, buf, len, true);
 }
 
 int eng__proc_link(pid_t pid, const char *name, char *buf, size_t size)

@@ -15,6 +15,8 @@
 /* The whole of /proc/PID/<name> ("maps", "task/12/status"), NUL-terminated, in *buf
  * (free it). tid 0: the process itself. -ENOENT when the process is gone. */
 int eng__proc_read(pid_t pid, const char *name, char **buf, size_t *len);
+/* The same, but a process that is gone is -ENOENT or -ESRCH with nothing logged. */
+int eng__proc_read_gone(pid_t pid, const char *name, char **buf, size_t *len);
 /* readlink of /proc/PID/<name> into buf; -ENAMETOOLONG when it does not fit. */
 int eng__proc_link(pid_t pid, const char *name, char *buf, size_t size);
 

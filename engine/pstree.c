@@ -33,10 +33,11 @@
 #define STAT_EXIT_CODE 52
 
 /* state (3), ppid, pgrp, session, and exit_code (52) from /proc/PID/stat. */
-static int read_stat(pid_t pid, struct eng__tree_proc *p)
+static int read_stat(pid_t pid, struct eng__tree_proc *p, bool may_be_gone)
 {
 	char *buf, *s;
-	int ret = eng__proc_read(pid, "stat", &buf, NULL);
+	int ret = may_be_gone ? eng__proc_read_gone(pid, "stat", &buf, NULL)
+			      : eng__proc_read(pid, "stat", &buf, NULL);
 	long v[STAT_EXIT_CODE + 1] = { 0 };
 	int field = 3;
 
@@ -72,6 +73,7 @@ static int read_stat(pid_t pid, struct eng__tree_proc *p)
 static int add(struct eng__tree *t, pid_t pid)
 {
 	struct eng__tree_proc *p;
+	int ret;
 
 	for (int i = 0; i < t->n; i++)
 		if (t->p[i].pid == pid)
@@ -87,7 +89,13 @@ static int add(struct eng__tree *t, pid_t pid)
 	}
 	p = &t->p[t->n];
 	memset(p, 0, sizeof(*p));
-	return read_stat(pid, p) ?: (t->n++, 1);
+	ret = read_stat(pid, p, t->n > 0);
+	/* A child listed a moment ago may have been reaped since: it is simply not in the
+	 * tree, and the scan after the freeze tells whether the tree we hold is the one we
+	 * prepared. */
+	if (t->n > 0 && (ret == -ENOENT || ret == -ESRCH))
+		return 0;
+	return ret ?: (t->n++, 1);
 }
 
 /* Append pid's children (of every thread) after it, then theirs, depth first (or
@@ -191,7 +199,7 @@ int eng__tree_add_root(struct eng__tree *t, pid_t root)
 int eng__tree_restat(struct eng__tree *t, int i)
 {
 	pid_t ppid = t->p[i].ppid;
-	int ret = read_stat(t->p[i].pid, &t->p[i]);
+	int ret = read_stat(t->p[i].pid, &t->p[i], false);
 
 	t->p[i].ppid = ppid;
 	return ret;
