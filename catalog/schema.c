@@ -12,7 +12,8 @@
  * that version already ran it); prefer ADD COLUMN and new tables; if a table must be
  * rebuilt, follow sqlite's 12-step ALTER recipe and add a foreign_key_check.
  *
- * Migration 1 is the single-node catalog, migration 2 adds replication and the event log.
+ * Migration 1 is the single-node catalog, migration 2 adds replication and the event log,
+ * migration 3 the services' roles (active, standby).
  * They were written together; the split exists so that the upgrade path is exercised by
  * the tests from the first day instead of from the first upgrade.
  */
@@ -134,7 +135,15 @@ static const char migration_2[] =
 	");\n"
 	"CREATE INDEX event_service ON event(service, id);\n";
 
-static const char *const migrations[] = { migration_1, migration_2 };
+/*
+ * Migration 3: the role of each service on this node (issue 7). NULL means never
+ * decided here: hacd picks the default from the config (ha/catalog.h, cat_role_get).
+ */
+static const char migration_3[] =
+	"ALTER TABLE service ADD COLUMN role TEXT CHECK (role IN ('active', 'standby'));\n"
+	"ALTER TABLE service ADD COLUMN role_us INTEGER;\n";
+
+static const char *const migrations[] = { migration_1, migration_2, migration_3 };
 #define NR_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 int cat_schema_version(void)

@@ -127,6 +127,18 @@ const char *cat_gen_state_name(enum cat_gen_state s);
 /* The id of service `name`, created if new. */
 int cat_service_ensure(struct cat *c, const char *name, int64_t *id);
 
+/*
+ * The role of a service on this node (role.c): ACTIVE runs and checkpoints it, STANDBY
+ * receives its generations. It survives restarts so that a node that failed over stays
+ * active, and a node that was failed over from comes back standby. NONE: never set.
+ */
+enum cat_role { CAT_ROLE_NONE, CAT_ROLE_ACTIVE, CAT_ROLE_STANDBY };
+const char *cat_role_name(enum cat_role r);
+/* NONE when the service has never had a role (or is unknown). */
+int cat_role_get(struct cat *c, int64_t service, enum cat_role *role);
+/* Records the role and when; setting the role it already has changes nothing. */
+int cat_role_set(struct cat *c, int64_t service, enum cat_role role);
+
 /* A new pending generation of `service`; `parent` is 0 or a complete one of it. */
 int cat_gen_begin(struct cat *c, int64_t service, int64_t parent, int64_t *gen);
 /* Same for a generation received from node `origin` where its id is `origin_gen`. */

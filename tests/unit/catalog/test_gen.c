@@ -325,6 +325,40 @@ static void test_events(void **state)
 	assert_int_equal(cat_event_add(t->c, 4242, 1, "svc", "missing"), -ENOENT);
 }
 
+/* A service's role: none until set, set once per change, kept across a reopen. */
+static void test_roles(void **state)
+{
+	struct tctx *t = *state;
+	enum cat_role r;
+	int64_t us, us2, other;
+
+	assert_int_equal(cat_service_ensure(t->c, "other", &other), 0);
+	assert_int_equal(cat_role_get(t->c, t->svc, &r), 0);
+	assert_int_equal(r, CAT_ROLE_NONE);
+	assert_int_equal(cat_role_set(t->c, t->svc, CAT_ROLE_STANDBY), 0);
+	assert_int_equal(cat_role_set(t->c, other, CAT_ROLE_ACTIVE), 0);
+	assert_int_equal(t_sql_int(t->path, "SELECT role_us FROM service WHERE name = 'svc'",
+				   &us), 0);
+	/* Setting the role it has is not a change: its time stays. */
+	assert_int_equal(cat_role_set(t->c, t->svc, CAT_ROLE_STANDBY), 0);
+	assert_int_equal(t_sql_int(t->path, "SELECT role_us FROM service WHERE name = 'svc'",
+				   &us2), 0);
+	assert_int_equal(us2, us);
+	assert_int_equal(cat_role_set(t->c, t->svc, CAT_ROLE_NONE), -EINVAL);
+	cat_close(t->c);
+	assert_int_equal(cat_open(t->path, &t->c), 0);
+	assert_int_equal(cat_role_get(t->c, t->svc, &r), 0);
+	assert_int_equal(r, CAT_ROLE_STANDBY);
+	assert_string_equal(cat_role_name(r), "standby");
+	assert_int_equal(cat_role_get(t->c, other, &r), 0);
+	assert_int_equal(r, CAT_ROLE_ACTIVE);
+	assert_int_equal(cat_role_set(t->c, t->svc, CAT_ROLE_ACTIVE), 0);
+	assert_int_equal(cat_role_get(t->c, t->svc, &r), 0);
+	assert_int_equal(r, CAT_ROLE_ACTIVE);
+	/* The database refuses any other word. */
+	assert_int_not_equal(t_sql_exec(t->path, "UPDATE service SET role = 'primary'"), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -337,6 +371,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_peer_states, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_recover, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_events, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_roles, t_setup, t_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -143,7 +143,7 @@ static void test_migrate_from_v1(void **state)
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	assert_int_equal(t_sql_int(path, "PRAGMA user_version", &v), 0);
-	assert_int_equal(v, 2);
+	assert_int_equal(v, cat_schema_version());
 	assert_int_equal(cat_verify(c), 0);
 
 	/* The old rows survived and read with the new columns. */
@@ -164,6 +164,16 @@ static void test_migrate_from_v1(void **state)
 	assert_int_equal(cat_event_last(c, 0, 5, &ev, &n), 0);
 	assert_int_equal(n, 1);
 	free(ev);
+	/* And migration 3: an old service has no role until hacd gives it one. */
+	{
+		enum cat_role r;
+
+		assert_int_equal(cat_role_get(c, svc, &r), 0);
+		assert_int_equal(r, CAT_ROLE_NONE);
+		assert_int_equal(cat_role_set(c, svc, CAT_ROLE_ACTIVE), 0);
+		assert_int_equal(cat_role_get(c, svc, &r), 0);
+		assert_int_equal(r, CAT_ROLE_ACTIVE);
+	}
 	/* The old pending generation is recovered like any other. */
 	assert_int_equal(cat_recover(c), 1);
 	cat_close(c);
