@@ -22,10 +22,18 @@
  *     requests, so that a dead service's pid is free again for its restore.
  *  3. A reply is trusted only after its seq matches the request in flight and its pids
  *     are plausible: a confused worker is killed and restarted, not believed.
+ *  4. A checkpoint in progress is never cut short by hacd's death. The worker dies with
+ *     hacd (PR_SET_PDEATHSIG), but by SIGTERM, which it blocks around eng_dump: had it
+ *     been killed with the parasite inside the service, the service would run on into
+ *     the parasite's trap with no tracer and die. The dump ends (cured, released),
+ *     the worker removes what no hacd will ever commit, then takes the signal.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +54,7 @@
 
 static const char *worker_name;
 static int worker_log_level;
+static pid_t worker_parent;
 
 static void worker_log(int level, const char *msg, void *opaque)
 {
@@ -81,6 +90,44 @@ static void do_launch(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep)
 	rep->pid = (uint32_t)pid;
 }
 
+static void hold_term(bool hold)
+{
+	sigset_t term;
+
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(hold ? SIG_BLOCK : SIG_UNBLOCK, &term, NULL);
+}
+
+/* hacd is gone when our parent changed or its death signal waits (invariant 4). */
+static bool hacd_gone(void)
+{
+	sigset_t pend;
+
+	if (getppid() != worker_parent)
+		return true;
+	return !sigpending(&pend) && sigismember(&pend, SIGTERM) == 1;
+}
+
+/* A generation directory nobody will commit: a restarted hacd has failed it already. */
+static void rm_orphan_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	struct dirent *e;
+	DIR *d;
+
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
+	rmdir(path);
+}
+
 static void do_checkpoint(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep)
 {
 	struct eng_dump_opts o = {
@@ -89,7 +136,15 @@ static void do_checkpoint(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep
 	};
 	struct eng_dump_stats st = { 0 };
 
+	hold_term(true);	/* invariant 4: until the service is released */
 	rep->status = eng_dump((pid_t)req->pid, req->dir, &o, &st);
+	if (hacd_gone()) {
+		worker_log(LOG_NOTICE, "hacd died during a checkpoint: the service is released, "
+			   "the generation's directory removed; exiting", NULL);
+		rm_orphan_dir(req->dir);
+		_exit(0);
+	}
+	hold_term(false);
 	if (rep->status)
 		return;
 	rep->has_frozen_us = rep->has_total_us = rep->has_pages_written = 1;
@@ -106,7 +161,16 @@ static void do_restore(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep)
 	struct eng_restore_opts o = { .pidns = HACD_LAUNCH_PIDNS };
 	pid_t pid;
 
+	/* A restore cut short could leave a half-restored process running. Once it is
+	 * done, the service is a process like any other: the next hacd adopts it. */
+	hold_term(true);
 	rep->status = eng_restore(req->dir, &o, &pid);
+	if (hacd_gone()) {
+		worker_log(LOG_NOTICE, "hacd died during a restore: exiting once it is done",
+			   NULL);
+		_exit(0);
+	}
+	hold_term(false);
 	if (rep->status)
 		return;
 	rep->has_init = rep->has_pid = 1;
@@ -172,15 +236,17 @@ static void __attribute__((noreturn)) worker_main(int fd, pid_t parent)
 	char comm[16];
 	sigset_t none;
 
-	/* Die with hacd: a worker without its agent would hold ptrace and uffd for no one. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(1);
 	/* libevent's handlers point into hacd's loop, which is not ours (invariant 1). */
 	for (int sig = 1; sig < NSIG; sig++)
 		sigaction(sig, &sa, NULL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Die with hacd: a worker without its agent would hold ptrace and uffd for no one.
+	 * SIGTERM (default action: exit), so a dump can hold it off (invariant 4). */
+	worker_parent = parent;
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(1);
 	if (fd != WORKER_FD && dup2(fd, WORKER_FD) < 0)
 		_exit(1);
 	close_range(WORKER_FD + 1, ~0u, 0);

@@ -8,10 +8,13 @@
 #  - kill -9 of the service: hacd restores the newest generation by itself (same pid,
 #    counter resumes near where it died);
 #  - kill -9 of its engine worker: restarted, checkpoints go on;
-#  - kill -9 of hacd mid-checkpoint, several times at random delays: each restart finds
-#    a consistent catalog, no pending generation, no directory of an incomplete one,
-#    adopts the running service (or restores it, if the kill caught the parasite inside
-#    it), and the newest complete generation restores;
+#  - kill -9 of hacd, HACD_GUARD_KILLS times (default 20): every other round at a random
+#    delay, the others the moment the worker has the service under ptrace (a dump in
+#    progress, parasite inside). Each time the old worker finishes or aborts its dump
+#    and releases the service, which runs on untouched (same pid, same start time:
+#    never restored); each restart finds a consistent catalog, no pending generation,
+#    no directory of an incomplete one, and adopts the service; the newest complete
+#    generation restores;
 # Run as pid 1 of its own pid namespace (CMakeLists.txt), so that the orphans of a
 # killed hacd are reaped at once, not whenever this machine's init gets to them.
 #  - a bad config: exit 78 with file:line.
@@ -26,7 +29,7 @@ CONF=$T/hacd.conf
 LOG=$T/hacd.log
 OUT=$T/state/services/counter/output.log
 PID=
-KILLS=${HACD_GUARD_KILLS:-6}
+KILLS=${HACD_GUARD_KILLS:-20}
 
 fail() {
 	echo "FAIL: $*" >&2
@@ -160,16 +163,45 @@ for _ in $(seq 100); do [ "$(complete_gens | sed -n 1p)" -gt "$((n + 2))" ] && b
 [ "$(complete_gens | sed -n 1p)" -gt "$((n + 2))" ] || fail "no checkpoints after the worker's restart"
 echo "ok - kill -9 of the worker: restarted, checkpoints go on"
 
-# kill -9 of hacd at random moments (most land mid-checkpoint: a dump takes most of
-# the 200 ms period). Each restart: consistent catalog, nothing pending, no stray
-# directory, the running service adopted.
-RESTORED=0
+# kill -9 of hacd at random moments, and at moments when the worker has the service
+# under ptrace. Each restart: consistent catalog, nothing pending, no stray directory,
+# the running service adopted, never restored.
+start_time() { cut -d' ' -f22 "/proc/$1/stat" 2>/dev/null || true; }
+worker_pid() { ps -o pid= --ppid "$PID" | while read -r p; do
+	[ "$(cat /proc/$p/comm 2>/dev/null)" = "hacd-w counter" ] && echo "$p"; done | sed -n 1p; }
+# tracer PID: the TracerPid of process PID.
+tracer() { local k v; if { while read -r k v; do
+	[ "$k" = TracerPid: ] && { echo "$v"; return 0; }; done < "/proc/$1/status"; } 2>/dev/null
+	then :; fi; echo 0; }
+CAUGHT=0
 for i in $(seq "$KILLS"); do
 	P=$(svc_pid)
-	sleep "0.$((RANDOM % 9 + 1))"
+	PST=$(start_time "$P")
+	W=$(worker_pid)
+	[ -n "$PST" ] && [ -n "$W" ] || fail "round $i: no service ($P) or no worker"
+	if [ $((i % 2)) = 0 ]; then
+		# The freeze lasts milliseconds of each 200 ms: poll for it (up to ~5 s).
+		t=0
+		for _ in $(seq 20000); do
+			t=$(tracer "$P"); [ "$t" != 0 ] && break
+		done
+	else
+		sleep "0.$((RANDOM % 9 + 1))"
+		t=0
+	fi
 	kill -KILL "$PID"
+	[ "$t" != 0 ] && [ "$(tracer "$P")" != 0 ] && CAUGHT=$((CAUGHT + 1))
 	wait "$PID" 2>/dev/null || true
 	PID=
+	# The old worker ends its dump, releases the service, then exits (we reap it: pid 1).
+	for _ in $(seq 600); do
+		[ -d "/proc/$W" ] && [ "$(cut -d' ' -f3 "/proc/$W/stat" 2>/dev/null)" != Z ] || break
+		sleep 0.05
+	done
+	[ -d "/proc/$W" ] && [ "$(cut -d' ' -f3 "/proc/$W/stat" 2>/dev/null)" != Z ] &&
+		fail "round $i: the old worker $W did not exit"
+	[ "$(start_time "$P")" = "$PST" ] || fail "round $i: the service $P died with hacd"
+	[ "$(tracer "$P")" = 0 ] || fail "round $i: the service $P is still traced"
 	"$HACTL" catalog verify "$T/state/catalog.db" > /dev/null || fail "round $i: catalog"
 	start_hacd
 	# The only pending generation may be the one the new hacd has in flight: the
@@ -180,16 +212,8 @@ g = json.load(sys.stdin)["generations"]
 p = [x["id"] for x in g if x["state"] == "pending"]
 sys.exit(0 if not p or p == [max(x["id"] for x in g)] else "pending left: %s" % p)' ||
 		fail "round $i: pending left"
-	if [ "$(svc_pid)" != "$P" ]; then
-		# The worker dies with hacd (PR_SET_PDEATHSIG). If the kill landed while its
-		# parasite was inside the service, the service dies of the parasite's trap (a
-		# known limit, as with CRIU), and hacd must bring it back from the newest
-		# complete generation, same pid, once the orphan is reaped.
-		for _ in $(seq 350); do [ "$(svc_pid)" = "$P" ] && break; sleep 0.1; done
-		[ "$(svc_pid)" = "$P" ] || fail "round $i: service $P neither adopted nor restored (now $(svc_pid))"
-		RESTORED=$((RESTORED + 1))
-		echo "# round $i: the kill caught the parasite inside; the service was restored"
-	fi
+	[ "$(svc_pid)" = "$P" ] && [ "$(start_time "$P")" = "$PST" ] ||
+		fail "round $i: service $P not adopted as it ran (now $(svc_pid))"
 	# A directory belongs to a complete generation, or to the one the new hacd has
 	# in flight (pending): never to a failed, pruned or unknown one.
 	# Directories first, then the list: one created in between is not in question, and
@@ -221,7 +245,7 @@ RPIDS=$(echo "$out" | awk '{print $3}')
 sleep 0.3
 kill -0 "$RPIDS" || fail "restored generation $G did not keep running"
 kill -KILL "$RPIDS"
-echo "ok - $KILLS kill -9 of hacd: catalog consistent, incomplete ones cleaned, service adopted ($RESTORED times restored instead), generation $G restores"
+echo "ok - $KILLS kill -9 of hacd ($CAUGHT with the service under ptrace): catalog consistent, incomplete ones cleaned, service released and adopted untouched every time, generation $G restores"
 
 printf 'node = "alpha"\nservice "x" {\n  interval = "1x"\n}\n' > "$T/bad.conf"
 rc=0
