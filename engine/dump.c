@@ -30,7 +30,8 @@
  *                     eng__mem_presnap              (smaps read now, maps when frozen)
  *   SEIZE             eng_seize each, seize_tree    (every thread of every process stopped)
  *   COLLECT           eng__task_collect, eng__files_collect, eng__mem_collect (each
- *                     process), eng__files_share (kcmp across them)
+ *                     process), eng__files_share (kcmp across them),
+ *                     eng__unix_resolve       unix peers outside the tree, fds in flight
  *   INFECT            eng_infect
  *   COLLECT_INFECTED  eng__task_collect_infected, eng__mem_collect_infected
  *   CURE              eng_cure
@@ -436,6 +437,8 @@ static int collect_tree(struct dump *d)
 	}
 	if (!ret)
 		ret = eng__files_share(fds, nr_fds);
+	if (!ret)
+		ret = eng__unix_resolve(fds, nr_fds);
 	free(fds);
 	for_each_live(d, i)
 		if (!ret)

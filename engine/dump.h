@@ -61,6 +61,8 @@ struct eng__file_dump {
 	ImgSignalfd *sfd;
 	ImgEpoll *ep;
 	ImgInetSk *inet;
+	ImgUnixSk *usk;
+	uint32_t usk_wqueue;	/* sock_diag: bytes it sent that its peer has not read */
 };
 
 struct eng__fd_dump {
@@ -90,6 +92,8 @@ int eng__files_write(pid_t pid, int dirfd, struct eng__files_dump *fd, struct en
 /* files.img: the files of every process of the tree (n dumps), foreign ones once. */
 int eng__files_write_table(int dirfd, struct eng__files_dump *const *all, int n, struct eng__imgq *q);
 void eng__files_free(struct eng__files_dump *fd);
+/* sk-unix.c: unix sockets' peers across the tree, frozen, after eng__files_share. */
+int eng__unix_resolve(struct eng__files_dump *const *all, int n);
 
 /* ---- task-dump.c: threads, signals, credentials, limits, timers ------------------- */
 

@@ -35,6 +35,7 @@ struct eng__fd_probe {
 	struct stat st;
 	uint32_t flags;		/* fdinfo flags (with O_CLOEXEC for FD_CLOEXEC) */
 	char *fdinfo;		/* the whole fdinfo text */
+	int sk_family;		/* sockets: SO_DOMAIN, 0 when unknown */
 };
 
 /* The open file behind pid's fd, as our own fd (pidfd_getfd: the same description,
@@ -66,6 +67,15 @@ int rst__epoll_fill(struct rst_ctx *c, const ImgFile *f, int epfd);
 int eng__sk_check(pid_t pid, const struct eng__fd_probe *p);
 int eng__sk_dump(pid_t pid, const struct eng__fd_probe *p, struct eng__file_dump *f);
 int rst__inet_open(struct rst_ctx *c, const ImgFile *f);
+
+/* sk-unix.c: unix sockets. eng__unix_resolve: once every process is collected, the
+ * peers (refuses one outside the tree). rst__unix_open makes every unix socket of the
+ * image at its first call (they refer to each other); rst__unix_close drops ours. */
+int eng__unix_check(pid_t pid, const struct eng__fd_probe *p);
+int eng__unix_dump(pid_t pid, const struct eng__fd_probe *p, struct eng__file_dump *f);
+void eng__unix_free(ImgUnixSk *m);
+int rst__unix_open(struct rst_ctx *c, const ImgFile *f);
+void rst__unix_close(struct rst_ctx *c);
 
 /* rst-files.c: move a new fd above every number the image uses (closing the
  * original); returns the new fd or -errno. */

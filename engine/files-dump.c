@@ -7,8 +7,9 @@
  * unlinked), directories, the character devices that are the same everywhere
  * (/dev/null, zero, full, random, urandom), and the kinds of fd-kinds.h: pipes and
  * FIFOs with their queued data, eventfd, timerfd, signalfd, epoll, and TCP/UDP
- * sockets (listening, bound; established ones by the close policy). Everything else
- * (unix sockets, other anonymous inodes, memfds, ttys, other devices) is refused by
+ * sockets (listening, bound; established ones by the close policy), unix sockets
+ * (sk-unix.c). Everything else (other anonymous inodes, memfds, ttys, other devices,
+ * other socket families) is refused by
  * eng__files_precheck() before the process is seized, naming the fd, its kind and its
  * /proc link; collect checks again while frozen, because the table may have changed
  * in between.
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -101,6 +103,17 @@ static int probe_fd(pid_t pid, int fd, struct eng__fd_probe *p)
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
 	if (stat(path, &p->st))
 		return pr_errno(-errno, "pid %d: fd %d: stat %s", pid, fd, path);
+	p->sk_family = 0;
+	if (S_ISSOCK(p->st.st_mode)) {
+		int sk = eng__fd_grab(pid, fd);
+		socklen_t len = sizeof(p->sk_family);
+
+		if (sk < 0)
+			return sk;
+		if (getsockopt(sk, SOL_SOCKET, SO_DOMAIN, &p->sk_family, &len))
+			p->sk_family = 0;
+		close(sk);
+	}
 	snprintf(name, sizeof(name), "fdinfo/%d", fd);
 	ret = eng__proc_read(pid, name, &p->fdinfo, NULL);
 	if (!ret) {
@@ -168,7 +181,8 @@ static int classify(const struct eng__fd_probe *p, const char **what)
 
 	*what = NULL;
 	if (!strncmp(p->link, "socket:", 7) || S_ISSOCK(p->st.st_mode))
-		return IMG_FILE_KIND__FILE_INET_SK;	/* which family: eng__sk_check */
+		return p->sk_family == AF_UNIX ? IMG_FILE_KIND__FILE_UNIX_SK
+					       : IMG_FILE_KIND__FILE_INET_SK;	/* which family: eng__sk_check */
 	if (!strncmp(p->link, "pipe:", 5))
 		return IMG_FILE_KIND__FILE_PIPE;
 	if (!strncmp(p->link, "anon_inode:", 11)) {
@@ -221,6 +235,8 @@ static int check_fd(pid_t pid, const struct eng__fd_probe *p)
 		return eng__epoll_check(pid, p);
 	case IMG_FILE_KIND__FILE_INET_SK:
 		return eng__sk_check(pid, p);
+	case IMG_FILE_KIND__FILE_UNIX_SK:
+		return eng__unix_check(pid, p);
 	default:
 		return 0;
 	}
@@ -350,6 +366,9 @@ static int new_file(pid_t pid, struct eng__files_dump *fd, const struct eng__fd_
 	case IMG_FILE_KIND__FILE_INET_SK:
 		ret = eng__sk_dump(pid, p, f);
 		break;
+	case IMG_FILE_KIND__FILE_UNIX_SK:
+		ret = eng__unix_dump(pid, p, f);
+		break;
 	default:
 		break;
 	}
@@ -473,6 +492,7 @@ static int write_files(struct eng_img *img, const struct eng__files_dump *fd)
 		m.signalfd = f->sfd;
 		m.epoll = f->ep;
 		m.inet = f->inet;
+		m.unix_sk = f->usk;
 		if (f->unlinked) {
 			m.has_unlinked = m.has_content_xxh3 = 1;
 			m.unlinked = true;
@@ -556,6 +576,7 @@ void eng__files_free(struct eng__files_dump *fd)
 			free(f->inet->peer_addr.data);
 		}
 		free(f->inet);
+		eng__unix_free(f->usk);
 	}
 	for (int i = 0; i < fd->nr_ghosts; i++)
 		eng_img_abort(fd->ghosts[i]);

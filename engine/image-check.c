@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -331,6 +332,67 @@ static int check_inet(struct eng_img *img, const ImgInetSk *m)
 	return 0;
 }
 
+static bool unix_name_ok(const ProtobufCBinaryData *n, bool path_only)
+{
+	/* sun_path is 108 bytes; a path needs its NUL, has no other, and is absolute. */
+	if (!n->len)
+		return true;
+	if (!n->data[0])
+		return !path_only && n->len <= 108;
+	return n->len < 108 && n->data[0] == '/' && !memchr(n->data, 0, n->len);
+}
+
+static int check_unix(struct eng_img *img, const ImgUnixSk *m)
+{
+	uint64_t sum = 0;
+
+	NEED(img, m, ino);
+	NEED(img, m, type);
+	NEED(img, m, state);
+	if (m->type != SOCK_STREAM && m->type != SOCK_DGRAM && m->type != SOCK_SEQPACKET)
+		return eng__img_bad(img, "unix_sk.type", "%d is no stream, datagram or seqpacket type", m->type);
+	if (m->state != 1 && m->state != 7 && m->state != 10)	/* ESTABLISHED, CLOSE, LISTEN */
+		return eng__img_bad(img, "unix_sk.state", "%d is no unix socket state", m->state);
+	if (!m->ino || m->peer == m->ino || m->listener == m->ino)
+		return eng__img_bad(img, "unix_sk.peer", "inode %lu names itself", (unsigned long)m->ino);
+	if (!unix_name_ok(&m->name, false) || !unix_name_ok(&m->peer_name, false))
+		return eng__img_bad(img, "unix_sk.name", "not a unix socket name (absolute path or abstract, "
+				    "at most 108 bytes)");
+	if (m->has_peer_name && (m->type != SOCK_DGRAM || !m->peer_name.len))
+		return eng__img_bad(img, "unix_sk.peer_name", "only a datagram socket reconnects by name");
+	if (m->state == 10) {
+		if (!m->has_backlog || m->backlog < 0 || !m->name.len)
+			return eng__img_bad(img, "unix_sk.backlog", "a listening socket needs a name and a backlog");
+		if (m->has_data || m->n_msg_len || m->type == SOCK_DGRAM)
+			return eng__img_bad(img, "unix_sk.data", "on a listening socket");
+	} else if (m->n_icons) {
+		return eng__img_bad(img, "unix_sk.icons", "on a socket that is not listening");
+	}
+	if (m->has_listener && (m->state != 1 || m->type == SOCK_DGRAM))
+		return eng__img_bad(img, "unix_sk.listener", "only a connected stream client waits in a listener");
+	if (m->type == SOCK_STREAM && (m->n_msg_len || m->n_msg_from))
+		return eng__img_bad(img, "unix_sk.msg_len", "a stream has no messages");
+	if (m->type != SOCK_STREAM) {
+		for (size_t i = 0; i < m->n_msg_len; i++)
+			sum += m->msg_len[i];
+		if (sum != m->data.len)
+			return eng__img_bad(img, "unix_sk.msg_len", "messages of %lu bytes in %zu bytes of data",
+					    (unsigned long)sum, m->data.len);
+		if (m->n_msg_from && m->n_msg_from != m->n_msg_len)
+			return eng__img_bad(img, "unix_sk.msg_from", "%zu senders for %zu messages", m->n_msg_from,
+					    m->n_msg_len);
+		for (size_t i = 0; i < m->n_msg_from; i++)
+			if (!unix_name_ok(&m->msg_from[i], false))
+				return eng__img_bad(img, "unix_sk.msg_from", "message %zu: not a unix socket name", i);
+	}
+	if ((m->has_rcvbuf && (m->rcvbuf < 0 || m->rcvbuf > (1 << 30))) ||
+	    (m->has_sndbuf && (m->sndbuf < 0 || m->sndbuf > (1 << 30))))
+		return eng__img_bad(img, "unix_sk.rcvbuf", "buffer sizes beyond 1 GiB");
+	if (m->has_file_mode && (m->file_mode & ~07777u))
+		return eng__img_bad(img, "unix_sk.file_mode", "0%o is no permission mode", m->file_mode);
+	return 0;
+}
+
 /* Exactly the sub-message of the kind, if it has one. */
 static int check_sub(struct eng_img *img, const ImgFile *f)
 {
@@ -370,7 +432,7 @@ static int check_sub(struct eng_img *img, const ImgFile *f)
 	case IMG_FILE_KIND__FILE_INET_SK:
 		return check_inet(img, f->inet);
 	case IMG_FILE_KIND__FILE_UNIX_SK:
-		return eng__img_bad(img, "kind", "unix sockets cannot be restored by this version");
+		return check_unix(img, f->unix_sk);
 	default:
 		return 0;
 	}

@@ -80,6 +80,8 @@ struct rst_ctx {
 	int fd_base;			/* above every fd number of the image */
 	struct rst_pipe *pipes;		/* fd-pipe.c: pipes being restored */
 	size_t nr_pipes;
+	struct rst_usk *usks;		/* sk-unix.c: every unix socket, made by the root */
+	size_t nr_usks;
 
 	/* Filled in the new process by rst-mem.c for the restorer. */
 	unsigned long region, region_len;	/* the restorer and its args */

@@ -132,6 +132,8 @@ static int open_file(struct rst_ctx *c, const ImgFile *f)
 		return rst__anon_open(c, f);
 	case IMG_FILE_KIND__FILE_INET_SK:
 		return rst__inet_open(c, f);
+	case IMG_FILE_KIND__FILE_UNIX_SK:
+		return rst__unix_open(c, f);
 	case IMG_FILE_KIND__FILE_EPOLL:
 		fd = epoll_create1(EPOLL_CLOEXEC);
 		return fd < 0 ? pr_errno(-errno, "file %u: epoll_create1", f->id) : fd;
@@ -195,9 +197,12 @@ static int users_of(const struct rst_ctx *c, uint32_t id, int *first)
 	return users;
 }
 
+/* Kinds whose descriptions refer to each other across processes: the root makes them
+ * all (a pipe's two ends, a unix socket and its peer). */
 static bool pipe_kind(const ImgFile *f)
 {
-	return f->kind == IMG_FILE_KIND__FILE_PIPE || f->kind == IMG_FILE_KIND__FILE_FIFO;
+	return f->kind == IMG_FILE_KIND__FILE_PIPE || f->kind == IMG_FILE_KIND__FILE_FIFO ||
+	       f->kind == IMG_FILE_KIND__FILE_UNIX_SK;
 }
 
 /*
@@ -230,8 +235,10 @@ int rst__files_shared(struct rst_ctx *c)
 		if (c->shared_fd[i] < 0)
 			ret = c->shared_fd[i];
 	}
-	/* Every description of every pipe is open: the holders are not needed any more. */
+	/* Every description of every pipe and unix socket is open: the holders are not
+	 * needed any more. */
 	rst__pipes_close(c);
+	rst__unix_close(c);
 	return ret;
 }
 
@@ -380,6 +387,7 @@ int rst__files(struct rst_ctx *c, int *keep, int nr_keep)
 		if (c->shared_fd[k] >= 0 && c->shared_fd[k] != desc[k])
 			close(c->shared_fd[k]);
 	rst__pipes_close(c);
+	rst__unix_close(c);
 	free(desc);
 	free(done);
 	return ret;

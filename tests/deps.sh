@@ -11,5 +11,5 @@ apt-get install -y -qq --no-install-recommends \
 	resource-agents libxml2-utils shellcheck systemd go-md2man man-db groff-base \
 	openssl \
 	debhelper rpm pacemaker corosync pacemaker-cli-utils \
-	redis-server redis-tools curl \
+	redis-server redis-tools curl nginx-light \
 	>/dev/null
