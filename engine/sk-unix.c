@@ -443,8 +443,9 @@ static int dump_sk(pid_t pid, const struct eng__fd_probe *p, int sk, struct eng_
 	} else {
 		ret = peek_queue(pid, p->fd, sk, m, &u);
 	}
-	if (!ret && u.peer && m->type == SOCK_DGRAM) {
-		/* Kept for eng__unix_resolve: a peer outside the tree is reconnected by name. */
+	if (!ret && u.peer) {
+		/* Kept for eng__unix_resolve: a datagram peer outside the tree is connected
+		 * again by name; any other is named in the refusal. */
 		struct sockaddr_un sa;
 		socklen_t len = sizeof(sa);
 
@@ -728,6 +729,19 @@ static int set_opts(struct rst_usk *e)
 	return ret;
 }
 
+/* Nobody holds the socket file's name: a stream connect says ECONNREFUSED (a live
+ * stream listener accepts, a live socket of another type says EPROTOTYPE). */
+static bool stale(const struct sockaddr_un *sa, socklen_t len)
+{
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), r;
+
+	if (s < 0)
+		return false;
+	r = connect(s, (const void *)sa, len) ? errno : 0;
+	close(s);
+	return r == ECONNREFUSED;
+}
+
 static int bind_one(struct rst_usk *e)
 {
 	const ImgUnixSk *m = e->m;
@@ -743,6 +757,9 @@ static int bind_one(struct rst_usk *e)
 		 * killed); anything else there is not ours to remove. */
 		if (!S_ISSOCK(st.st_mode))
 			return pr_errno(-EEXIST, "file %u: %s exists and is not a socket", e->f->id, sa.sun_path);
+		if (!stale(&sa, len))
+			return pr_errno(-EADDRINUSE, "file %u: %s belongs to a live socket (is the original still "
+					"running?)", e->f->id, sa.sun_path);
 		if (unlink(sa.sun_path) && errno != ENOENT)
 			return pr_errno(-errno, "file %u: removing the stale socket %s", e->f->id, sa.sun_path);
 	}
