@@ -351,7 +351,7 @@ static void kill_tree(struct dump *d)
 static void release_tree(struct dump *d)
 {
 	/* Children first: a parent let go first could see a stopped child and react. */
-	for (int i = d->tree.n - 1; i >= 0; i--) {
+	for (int i = d->tree.n - 1; i >= 0 && d->p; i--) {
 		eng_release(d->p[i].v);
 		d->p[i].v = NULL;
 	}
@@ -671,6 +671,8 @@ static int run(struct dump *d, const struct eng_dump_opts *opts, struct eng_dump
 	}
 	release_tree(d);	/* invariant 3; running again unless killed */
 	for_each_live(d, i) {
+		if (!d->p)	/* refused before anything was prepared (a zombie root) */
+			break;
 		st->pages_scanned += d->p[i].md.pages_scanned;
 		st->pages_written += d->p[i].md.pages_written;
 		st->pages_zero += d->p[i].md.pages_zero;
