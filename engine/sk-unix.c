@@ -769,8 +769,6 @@ static int bind_one(struct rst_usk *e)
 	if (sa.sun_path[0] && m->has_file_mode &&
 	    (chown(sa.sun_path, m->file_uid, m->file_gid) || chmod(sa.sun_path, m->file_mode)))
 		return pr_errno(-errno, "file %u: owner and mode of %s", e->f->id, sa.sun_path);
-	if (sa.sun_path[0] && m->name_gone && unlink(sa.sun_path))
-		return pr_errno(-errno, "file %u: unlinking %s again", e->f->id, sa.sun_path);
 	if (m->state == TCP_LISTEN && listen(e->fd, m->backlog))
 		return pr_errno(-errno, "file %u: listen on %s", e->f->id, sa.sun_path);
 	return 0;
@@ -915,6 +913,23 @@ static int connect_all(struct rst_ctx *c)
 	return ret;
 }
 
+/* This socket bound its name at restore (bind_one's rule). */
+static bool bind_owner(const struct rst_usk *e)
+{
+	return e->m->type == SOCK_DGRAM || e->m->state != TCP_ESTABLISHED;
+}
+
+static int unlink_name(const struct rst_usk *e)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+
+	memcpy(path, e->m->name.data, e->m->name.len);
+	path[e->m->name.len] = 0;
+	if (unlink(path))
+		return pr_errno(-errno, "file %u: unlinking %s again", e->f->id, path);
+	return 0;
+}
+
 static int finish_one(struct rst_usk *e)
 {
 	const ImgUnixSk *m = e->m;
@@ -931,6 +946,13 @@ static int finish_one(struct rst_usk *e)
 	}
 	if (m->has_sndbuf)
 		set_buf(e->f, e->fd, SO_SNDBUF, SO_SNDBUFFORCE, m->sndbuf, "SO_SNDBUF");
+	/* Unlinked only now: waiting clients connected through the name first. */
+	if (m->name_gone && m->name.data[0] && bind_owner(e)) {
+		int ret = unlink_name(e);
+
+		if (ret)
+			return ret;
+	}
 	/* A connected end also marks its peer; the peer's own image says the same. */
 	if ((m->shut_rd || m->shut_wr) && m->state != TCP_LISTEN && shutdown(e->fd, how) && errno != ENOTCONN)
 		return pr_errno(-errno, "file %u: shutdown(%d)", e->f->id, how);

@@ -96,7 +96,8 @@ def main():
                 break
             time.sleep(0.05)
         get("before the dump")
-        t.hactl(hactl, ["dump", "-t", str(pid), "-D", img] + (["--leave-running"] if leave else []))
+        dump_s, dump_out = t.hactl(hactl, ["dump", "-t", str(pid), "-D", img] +
+                                   (["--leave-running"] if leave else []))
         if leave:
             get("left running")
             proc.send_signal(signal.SIGKILL)  # the copy restored next needs its pids and port
@@ -109,7 +110,8 @@ def main():
             t.fail("nginx did not die of SIGKILL (status %r)" % proc.returncode)
         # The workers were reparented to us (subreaper): reap them, their pids are needed.
         kill_and_reap(old)
-        t.hactl(hactl, ["restore", "-D", img, "--detach"])
+        size = sum(os.path.getsize(os.path.join(img, f)) for f in os.listdir(img))
+        rst_s, _ = t.hactl(hactl, ["restore", "-D", img, "--detach"])
         if workers(pid, 2, "restored") != old:
             t.fail("restored workers %r, were %r" % (children(pid), old))
         for i in range(5):
@@ -124,6 +126,8 @@ def main():
             t.fail("after SIGHUP: workers %r (old %r): no reload" % (children(pid), old))
         for i in range(5):
             get("after the reload, request %d" % i)
+        print("nginx: dump %.1f ms, restore %.1f ms, image %.1f MiB; hactl dump: %s" %
+              (dump_s * 1000, rst_s * 1000, size / 1048576.0, dump_out.strip().splitlines()[-1]))
         print("PASS nginx (master %d, workers %r, then %r)" % (pid, old, children(pid)), flush=True)
     finally:
         kill_and_reap([pid] + children(pid))

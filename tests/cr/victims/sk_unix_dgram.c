@@ -5,20 +5,22 @@
  *   B  bound to @abstract     queue: "from-A" (A), "from-gone" (a socket closed since)
  *   C  unbound, connected to A by name
  *   D  unbound, unconnected
+ *   E  bound to PATH2, which was unlinked since    queue: "to-E" (B)
  *
  * After restore each queue reads back message by message, with each sender's address
  * as recvfrom() reports it (B's abstract name, A's path, nothing for unbound senders);
  * C still sends to A without an address, sendto by name still reaches A and B, and the
- * names are what getsockname says.
+ * names are what getsockname says (E's too, while PATH2 stays absent).
  */
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "../zdtm.h"
 
-static struct sockaddr_un a_sa, b_sa;
-static socklen_t a_len, b_len;
+static struct sockaddr_un a_sa, b_sa, e_sa;
+static socklen_t a_len, b_len, e_len;
 
 static int dgram(void)
 {
@@ -64,7 +66,8 @@ int main(void)
 {
 	struct sockaddr_un sa;
 	socklen_t len = sizeof(sa);
-	int a, b, c, d, gone;
+	int a, b, c, d, e, gone;
+	struct stat st;
 	char dir[80];
 
 	zdtm_init();
@@ -81,7 +84,14 @@ int main(void)
 	a_len = offsetof(struct sockaddr_un, sun_path) + strlen(a_sa.sun_path) + 1;
 	snprintf(b_sa.sun_path + 1, sizeof(b_sa.sun_path) - 1, "hacd-sk-unix-dgram-%d", zdtm_getpid());
 	b_len = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(b_sa.sun_path + 1);
+	e_sa.sun_family = AF_UNIX;
+	snprintf(e_sa.sun_path, sizeof(e_sa.sun_path), "%s/e.sock", dir);
+	e_len = offsetof(struct sockaddr_un, sun_path) + strlen(e_sa.sun_path) + 1;
 	unlink(a_sa.sun_path);
+	unlink(e_sa.sun_path);
+	e = dgram();
+	if (bind(e, (void *)&e_sa, e_len))
+		zdtm_fail("bind E: %m");
 	a = dgram();
 	b = dgram();
 	c = dgram();
@@ -96,7 +106,9 @@ int main(void)
 	to(a, "from-A", &b_sa, b_len);
 	to(gone, "from-gone", &b_sa, b_len);
 	close(gone);
-	zdtm_ready("a=%d b=%d c=%d d=%d", a, b, c, d);
+	to(b, "to-E", &e_sa, e_len);
+	unlink(e_sa.sun_path);
+	zdtm_ready("a=%d b=%d c=%d d=%d e=%d", a, b, c, d, e);
 	while (!zdtm_stop)
 		zdtm_sleep_ms(5);
 
@@ -109,6 +121,12 @@ int main(void)
 	empty(b, "B");
 	empty(c, "C");
 	empty(d, "D");
+	expect(e, "to-E", &b_sa, b_len, "E");
+	empty(e, "E");
+	zdtm_check(lstat(e_sa.sun_path, &st) < 0 && errno == ENOENT, "%s is back", e_sa.sun_path);
+	len = sizeof(sa);
+	zdtm_check(!getsockname(e, (void *)&sa, &len) && len == e_len && !memcmp(&sa, &e_sa, e_len),
+		   "E's name changed");
 	zdtm_check(!getsockname(a, (void *)&sa, &len) && len == a_len && !memcmp(&sa, &a_sa, a_len),
 		   "A's name changed");
 	len = sizeof(sa);
