@@ -62,9 +62,33 @@ static void show_bytes(FILE *out, const ProtobufCBinaryData *b, bool json)
 	fputs(json ? "\"}" : n < b->len ? "...>" : ">", out);
 }
 
+/* Unix socket names (ImgUnixSk name, peer_name, msg_from) read as paths, abstract
+ * ones with a leading '@', other bytes escaped. */
+static bool sock_name_field(const ProtobufCFieldDescriptor *f)
+{
+	return !strcmp(f->name, "name") || !strcmp(f->name, "peer_name") || !strcmp(f->name, "msg_from");
+}
+
+static void show_sock_name(FILE *out, const ProtobufCBinaryData *b)
+{
+	fputc('"', out);
+	for (size_t i = 0; i < b->len; i++) {
+		unsigned char c = b->data[i];
+
+		if (!i && !c)
+			fputc('@', out);
+		else if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+			fprintf(out, "\\x%02x", c);
+		else
+			fputc(c, out);
+	}
+	fputc('"', out);
+}
+
 static void show_scalar(FILE *out, const ProtobufCFieldDescriptor *f, const void *v, bool json)
 {
-	bool octal = !json && (!strcmp(f->name, "mode") || !strcmp(f->name, "umask"));
+	bool octal = !json && (!strcmp(f->name, "mode") || !strcmp(f->name, "umask") ||
+			       !strcmp(f->name, "file_mode"));
 	const ProtobufCEnumValue *ev;
 
 	switch (f->type) {
@@ -114,7 +138,10 @@ static void show_scalar(FILE *out, const ProtobufCFieldDescriptor *f, const void
 		eng__print_str(out, *(const char *const *)v, json);
 		break;
 	case PROTOBUF_C_TYPE_BYTES:
-		show_bytes(out, v, json);
+		if (!json && sock_name_field(f))
+			show_sock_name(out, v);
+		else
+			show_bytes(out, v, json);
 		break;
 	case PROTOBUF_C_TYPE_MESSAGE:
 		break;	/* the callers print messages */
