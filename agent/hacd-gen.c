@@ -111,18 +111,146 @@ static struct svc *svc_by_cat_id(struct hacd *d, int64_t id)
 }
 
 /*
- * Retention of every service that committed since the last round, then GC: one batch
- * makes the unreferenced packs dead (committed before any unlink: invariant 2), the
- * directories go, and one more batch forgets them. Run once a second, not after every
- * checkpoint: each catalog transaction costs an fsync, and 20 services at 1 s would
- * otherwise keep the loop busy with them.
+ * GC in the helper thread (hacd-bg.c): the catalog's dead packs become durable first
+ * (cat_sync_path: catalog.c invariant 5 holds across a power loss too), then their
+ * directories go and each service directory is fsynced; the loop forgets them after.
  */
-void hacd_gc(struct hacd *d)
+struct gc_item {
+	int64_t pack;
+	char *path;		/* the generation's directory */
+	char *parent;		/* the service's directory, fsynced once emptied of it */
+	bool gone;
+};
+
+struct gc_job {
+	struct hacd_bg_job j;	/* first */
+	char wal[4096];
+	size_t n;
+	struct gc_item items[];
+};
+
+static void gc_work(struct hacd_bg_job *j)
+{
+	struct gc_job *g = (struct gc_job *)j;
+	int ret = cat_sync_path(g->wal);
+
+	if (ret) {
+		hacd_log(LOG_ERR, "gc: %s: fdatasync: %s: nothing unlinked", g->wal,
+			 strerror(-ret));
+		return;
+	}
+	for (size_t i = 0; i < g->n; i++) {
+		ret = rm_gen_dir(g->items[i].path);
+		if (ret)
+			hacd_log(LOG_ERR, "gc: %s: %s", g->items[i].path, strerror(-ret));
+		g->items[i].gone = !ret;
+	}
+	for (size_t i = 0; i < g->n; i++) {
+		int dfd;
+
+		/* Items come service by service: one fsync per directory. */
+		if (i + 1 < g->n && !strcmp(g->items[i].parent, g->items[i + 1].parent))
+			continue;
+		dfd = open(g->items[i].parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			ha_fsync_dir(dfd);
+			close(dfd);
+		}
+	}
+}
+
+static void gc_done(struct hacd *d, struct hacd_bg_job *j)
+{
+	struct gc_job *g = (struct gc_job *)j;
+	struct cat *c = d->cat;
+	int ret;
+
+	d->gc_busy = false;
+	ret = cat_batch_begin(c);
+	for (size_t i = 0; i < g->n && !ret; i++)
+		if (g->items[i].gone)
+			ret = cat_gc_done(c, g->items[i].pack);
+	if (ret)
+		cat_batch_end(c);
+	else
+		ret = cat_batch_end(c);
+	if (ret)
+		hacd_log(LOG_ERR, "catalog: gc: %s", cat_errmsg(c));
+}
+
+static void gc_free(struct hacd_bg_job *j)
+{
+	struct gc_job *g = (struct gc_job *)j;
+
+	for (size_t i = 0; i < g->n; i++) {
+		free(g->items[i].path);
+		free(g->items[i].parent);
+	}
+	free(g);
+}
+
+static int cmp_pack_service(const void *a, const void *b)
+{
+	const struct cat_pack *x = a, *y = b;
+
+	return x->service < y->service ? -1 : x->service > y->service;
+}
+
+static void gc_submit(struct hacd *d, struct cat_pack *packs, size_t n, bool now)
+{
+	struct gc_job *g = calloc(1, sizeof(*g) + n * sizeof(g->items[0]));
+	struct svc *s;
+
+	if (!g)
+		return;
+	g->j.work = gc_work;
+	g->j.done = gc_done;
+	g->j.free = gc_free;
+	cat_wal_path(d->cat, g->wal, sizeof(g->wal));
+	qsort(packs, n, sizeof(*packs), cmp_pack_service);
+	for (size_t i = 0; i < n; i++) {
+		struct gc_item *it = &g->items[g->n];
+
+		/* A service no longer configured: its packs wait until it comes back. */
+		if (!(s = svc_by_cat_id(d, packs[i].service)))
+			continue;
+		if (asprintf(&it->parent, "%s/services/%s", d->conf->state_dir, s->name) < 0) {
+			it->parent = NULL;
+			break;
+		}
+		if (asprintf(&it->path, "%s/%s", it->parent, packs[i].file) < 0) {
+			free(it->parent);
+			it->path = it->parent = NULL;
+			break;
+		}
+		it->pack = packs[i].id;
+		g->n++;
+	}
+	if (!g->n) {
+		gc_free(&g->j);
+		return;
+	}
+	if (now) {
+		gc_work(&g->j);
+		gc_done(d, &g->j);
+		gc_free(&g->j);
+		return;
+	}
+	d->gc_busy = true;
+	hacd_bg_submit(d, &g->j);
+}
+
+/*
+ * Retention of every service that committed since the last round, then GC: one batch
+ * makes the unreferenced packs dead (before any unlink: invariant 2), the helper thread
+ * makes that durable and removes the directories, and one more batch forgets them.
+ * Run once a second, not after every checkpoint; one GC job at a time.
+ */
+static void gc_round(struct hacd *d, bool now)
 {
 	struct cat *c = d->cat;
 	struct cat_pack *packs = NULL;
 	size_t n = 0;
-	bool *gone = NULL;
 	struct svc *s;
 	int ret;
 
@@ -134,52 +262,208 @@ void hacd_gc(struct hacd *d)
 			continue;
 		ret = retention(s);
 	}
-	if (!ret)
+	/* Dead packs are returned until cat_gc_done(): not twice into the thread. */
+	if (!ret && !d->gc_busy)
 		ret = cat_gc_begin(c, &packs, &n);
 	if (ret)
 		cat_batch_end(c);
 	else
 		ret = cat_batch_end(c);
-	if (ret) {
+	if (ret)
 		hacd_log(LOG_ERR, "catalog: retention and gc: %s", cat_errmsg(c));
-		goto out;
-	}
-	if (n && !(gone = calloc(n, sizeof(*gone))))
-		goto out;
-	for (size_t i = 0; i < n; i++) {
-		char path[4096];
-		int dfd;
-
-		/* A service no longer configured: its packs wait until it comes back. */
-		if (!(s = svc_by_cat_id(d, packs[i].service)))
-			continue;
-		snprintf(path, sizeof(path), "%s/services/%s/%s", d->conf->state_dir, s->name,
-			 packs[i].file);
-		ret = rm_gen_dir(path);
-		if (ret) {
-			hacd_log(LOG_ERR, "gc: %s: %s", path, strerror(-ret));
-			continue;
-		}
-		dfd = svc_dir_open(s);
-		if (dfd >= 0) {
-			ha_fsync_dir(dfd);
-			close(dfd);
-		}
-		gone[i] = true;
-	}
-	ret = cat_batch_begin(c);
-	for (size_t i = 0; i < n && !ret; i++)
-		if (gone[i])
-			ret = cat_gc_done(c, packs[i].id);
-	if (ret)
-		cat_batch_end(c);
-	else
-		ret = cat_batch_end(c);
-	if (ret)
-		hacd_log(LOG_ERR, "catalog: gc: %s", cat_errmsg(c));
-out:
-	free(gone);
+	else if (n)
+		gc_submit(d, packs, n, now);
 	free(packs);
+}
+
+void hacd_gc(struct hacd *d)
+{
+	gc_round(d, false);
+}
+
+/* At start, before anything is served: no directory of a generation cat_recover()
+ * failed outlives the start. */
+void hacd_gc_now(struct hacd *d)
+{
+	gc_round(d, true);
+}
+
+/*
+ * Directories gen-ID of `s` the catalog does not know. Only a power loss makes them:
+ * it can undo the last commits (catalog.c DURABILITY), among them a generation's
+ * begin, after its directory was made; its id would then be given again.
+ */
+void svc_sweep_unknown(struct svc *s)
+{
+	char path[4096];
+	struct dirent *e;
+	DIR *dir;
+	int dfd = svc_dir_open(s);
+
+	if (dfd < 0 || !(dir = fdopendir(dfd))) {
+		if (dfd >= 0)
+			close(dfd);
+		return;
+	}
+	while ((e = readdir(dir))) {
+		struct cat_gen g;
+		char *end;
+		long long id;
+
+		if (strncmp(e->d_name, "gen-", 4) || e->d_name[4] < '1' || e->d_name[4] > '9')
+			continue;
+		id = strtoll(e->d_name + 4, &end, 10);
+		if (*end || id <= 0 || cat_gen_get(s->d->cat, id, &g) != -ENOENT)
+			continue;
+		snprintf(path, sizeof(path), "%s/services/%s/%s", s->d->conf->state_dir,
+			 s->name, e->d_name);
+		hacd_log(LOG_NOTICE, "service %s: %s: unknown to the catalog (a power loss "
+			 "undid its last commits): removed", s->name, e->d_name);
+		rm_gen_dir(path);
+	}
+	ha_fsync_dir(dirfd(dir));
+	closedir(dir);
+}
+
+/*
+ * Generation hooks (replication) run once the commit is durable: a peer must never
+ * hold a generation a power loss could make us forget, and give the id again. Commits
+ * close together share one fdatasync of the WAL, in the helper thread.
+ */
+#define SYNC_GENS 64
+
+struct sync_job {
+	struct hacd_bg_job j;	/* first */
+	char wal[4096];
+	int err;
+	size_t n;
+	struct { int64_t service, gen; } gens[SYNC_GENS];
+};
+
+static void sync_work(struct hacd_bg_job *j)
+{
+	struct sync_job *sj = (struct sync_job *)j;
+
+	sj->err = cat_sync_path(sj->wal);
+}
+
+static void sync_done(struct hacd *d, struct hacd_bg_job *j)
+{
+	struct sync_job *sj = (struct sync_job *)j;
+	char dir[4096];
+
+	if (d->sync_job == j)
+		d->sync_job = NULL;
+	if (sj->err) {
+		hacd_log(LOG_ERR, "catalog: %s: fdatasync: %s: %zu generation(s) not shipped "
+			 "until hacd restarts", sj->wal, strerror(-sj->err), sj->n);
+		return;
+	}
+	for (size_t i = 0; i < sj->n; i++) {
+		struct svc *s = svc_by_cat_id(d, sj->gens[i].service);
+
+		if (!s)
+			continue;
+		svc_gen_dir(s, sj->gens[i].gen, dir, sizeof(dir));
+		for (struct hacd_gen_hook *h = d->gen_hooks; h; h = h->next)
+			h->fn(s, sj->gens[i].gen, dir, h->opaque);
+	}
+}
+
+static void sync_free(struct hacd_bg_job *j)
+{
+	free(j);
+}
+
+struct gen_ref {
+	int64_t service, gen;
+	bool added;
+};
+
+static void sync_add(struct hacd_bg_job *j, void *arg)
+{
+	struct sync_job *sj = (struct sync_job *)j;
+	struct gen_ref *r = arg;
+
+	if (sj->n == SYNC_GENS)
+		return;
+	sj->gens[sj->n].service = r->service;
+	sj->gens[sj->n].gen = r->gen;
+	sj->n++;
+	r->added = true;
+}
+
+static void gen_hooks_when_durable(struct svc *s, int64_t gen)
+{
+	struct hacd *d = s->d;
+	struct gen_ref r = { s->cat_id, gen, false };
+	struct sync_job *sj;
+
+	if (!d->gen_hooks)
+		return;
+	if (d->sync_job && hacd_bg_amend(d, d->sync_job, sync_add, &r) && r.added)
+		return;
+	sj = calloc(1, sizeof(*sj));
+	if (!sj) {
+		hacd_log(LOG_ERR, "service %s: generation %lld: no memory to ship it", s->name,
+			 (long long)gen);
+		return;
+	}
+	sj->j.work = sync_work;
+	sj->j.done = sync_done;
+	sj->j.free = sync_free;
+	cat_wal_path(d->cat, sj->wal, sizeof(sj->wal));
+	sync_add(&sj->j, &r);
+	d->sync_job = &sj->j;
+	hacd_bg_submit(d, &sj->j);
+}
+
+/* sqlite's WAL checkpoints, which the loop's connection no longer runs (catalog.c). */
+struct ckpt_job {
+	struct hacd_bg_job j;	/* first */
+	char db[4096];
+	int err;
+};
+
+static void ckpt_work(struct hacd_bg_job *j)
+{
+	struct ckpt_job *cj = (struct ckpt_job *)j;
+
+	cj->err = cat_checkpoint_path(cj->db);
+}
+
+static void ckpt_done(struct hacd *d, struct hacd_bg_job *j)
+{
+	struct ckpt_job *cj = (struct ckpt_job *)j;
+
+	d->cat_ckpt_busy = false;
+	if (cj->err)
+		hacd_log(LOG_WARNING, "catalog %s: WAL checkpoint: %s", cj->db,
+			 strerror(-cj->err));
+}
+
+void hacd_catalog_checkpoint(struct hacd *d)
+{
+	struct ckpt_job *cj;
+
+	if (!d->bg || d->cat_ckpt_busy || !(cj = calloc(1, sizeof(*cj))))
+		return;
+	cj->j.work = ckpt_work;
+	cj->j.done = ckpt_done;
+	cj->j.free = sync_free;
+	snprintf(cj->db, sizeof(cj->db), "%s/catalog.db", d->conf->state_dir);
+	d->cat_ckpt_busy = true;
+	hacd_bg_submit(d, &cj->j);
+}
+
+static bool waiters_armed(const struct svc *s, enum svc_wait_kind kind)
+{
+	const struct svc_waiter *w;
+
+	TAILQ_FOREACH(w, &s->waiters, link)
+		if (w->kind == kind && w->armed)
+			return true;
+	return false;
 }
 
 /* ---- checkpoints ------------------------------------------------------------------- */
@@ -248,7 +532,6 @@ void svc_ckpt_done(struct svc *s, const Hacd__WorkerReply *rep)
 	struct cat_gen_stats st = { 0 };
 	int64_t gen = s->gen;
 	int ret = rep ? rep->status : -ECHILD;
-	char dir[4096];
 
 	if (!ret) {
 		st.pause_us = (int64_t)rep->frozen_us;
@@ -287,9 +570,11 @@ void svc_ckpt_done(struct svc *s, const Hacd__WorkerReply *rep)
 		s->n_ckpt++;
 		hacd_log(LOG_DEBUG, "service %s: generation %lld complete, pause %lld us",
 			 s->name, (long long)gen, (long long)st.pause_us);
-		svc_gen_dir(s, gen, dir, sizeof(dir));
-		for (struct hacd_gen_hook *h = s->d->gen_hooks; h; h = h->next)
-			h->fn(s, gen, dir, h->opaque);
+		gen_hooks_when_durable(s, gen);
+		/* hactl checkpoint is told only what a power loss cannot undo; rare enough
+		 * to fsync here. */
+		if (waiters_armed(s, SVC_WAIT_CHECKPOINT) && cat_sync(c))
+			hacd_log(LOG_ERR, "catalog: %s", cat_errmsg(c));
 		svc_waiters_done(s, SVC_WAIT_CHECKPOINT, false, 0, NULL, gen);
 	}
 	s->gen = s->pack = 0;

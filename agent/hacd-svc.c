@@ -645,6 +645,7 @@ static int svc_new(struct hacd *d, const struct conf_service *cs)
 		svc_free(s);
 		return ret;
 	}
+	svc_sweep_unknown(s);
 	ret = hacd_worker_start(s);
 	if (ret) {
 		svc_event(s, LOG_ERR, "worker", "cannot start its worker: %s", strerror(-ret));
@@ -666,7 +667,12 @@ static int svc_new(struct hacd *d, const struct conf_service *cs)
 
 static void gc_cb(evutil_socket_t fd, short what, void *arg)
 {
-	hacd_gc(arg);
+	struct hacd *d = arg;
+
+	hacd_gc(d);
+	/* ~1 MB of WAL a second under load: copied into the database every 5 s. */
+	if (++d->gc_rounds % 5 == 0)
+		hacd_catalog_checkpoint(d);
 }
 
 int hacd_svcs_start(struct hacd *d)
@@ -679,7 +685,7 @@ int hacd_svcs_start(struct hacd *d)
 		if (ret)
 			return ret;
 	}
-	hacd_gc(d);	/* what cat_recover() just failed, and any GC a crash cut short */
+	hacd_gc_now(d);	/* what cat_recover() just failed, and any GC a crash cut short */
 	{
 		struct timeval tv = { 1, 0 };
 

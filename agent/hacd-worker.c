@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -244,6 +245,7 @@ static void __attribute__((noreturn)) worker_main(int fd, pid_t parent)
 	/* Die with hacd: a worker without its agent would hold ptrace and uffd for no one.
 	 * SIGTERM (default action: exit), so a dump can hold it off (invariant 4). */
 	worker_parent = parent;
+	setpriority(PRIO_PROCESS, 0, 0);	/* not hacd's HACD_NICE: see hacd.c */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != parent)
 		_exit(1);

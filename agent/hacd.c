@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -197,7 +198,12 @@ static int run(struct hacd *d)
 	ret = catalog_open(d);
 	if (ret)
 		goto out;
-	ret = hacd_ctl_open(d, &d->ctl);
+	ret = hacd_bg_start(d);
+	/* The helper thread checkpoints the WAL: the loop's commits never fsync. */
+	if (!ret && cat_checkpoints_elsewhere(d->cat))
+		hacd_log(LOG_WARNING, "catalog: %s", cat_errmsg(d->cat));
+	if (!ret)
+		ret = hacd_ctl_open(d, &d->ctl);
 	if (!ret)
 		ret = watchdog_start(d, &wd);
 	if (!ret)
@@ -217,6 +223,8 @@ out:
 		event_free(wd);
 	if (d->services.tqh_first || d->services.tqh_last)
 		hacd_svcs_stop(d);
+	hacd_bg_stop(d);
+	d->sync_job = NULL;
 	while (d->gen_hooks) {
 		struct hacd_gen_hook *h = d->gen_hooks;
 
@@ -282,6 +290,14 @@ int main(int argc, char **argv)
 	 * which may reap late and keep their pids taken), and their pidfds still tell.
 	 */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	/*
+	 * The loop answers hactl, the OCF agent and keepalived, and schedules every
+	 * checkpoint; it works little but must not wait behind its own workers' dumps on
+	 * a busy machine (corosync runs SCHED_RR for the same reason). Workers go back to
+	 * nice 0 (hacd-worker.c), and so do the services they launch.
+	 */
+	if (setpriority(PRIO_PROCESS, 0, HACD_NICE) < 0)
+		hacd_log(LOG_INFO, "nice %d: %s", HACD_NICE, strerror(errno));
 	d.started_us = hacd_now_us();
 	ret = run(&d);
 	conf_free(d.conf);

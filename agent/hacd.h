@@ -23,6 +23,7 @@ struct hacd_ctl;
 struct event;
 struct conf_service;
 struct svc;
+struct hacd_bg;
 struct Hacd__WorkerRequest;
 struct Hacd__WorkerReply;
 struct hacd_replica;
@@ -48,8 +49,31 @@ struct hacd {
 	TAILQ_HEAD(, svc) services;
 	struct hacd_gen_hook *gen_hooks;	/* fired when a generation becomes complete */
 	struct event *gc_ev;		/* retention and GC, once a second */
+	struct hacd_bg *bg;		/* the helper thread (hacd-bg.c) */
+	struct hacd_bg_job *sync_job;	/* a catalog sync not yet begun, gens can join it */
+	bool gc_busy;			/* a GC job is in the helper thread */
+	bool cat_ckpt_busy;		/* a WAL checkpoint job is */
+	unsigned gc_rounds;
 	bool stopping;
 };
+
+/*
+ * A job for the helper thread (hacd-bg.c): work() runs there and may touch only what
+ * the job holds (paths, fds), done() then runs in the loop; free() releases the job.
+ * Embed it first in the job's own struct.
+ */
+struct hacd_bg_job {
+	void (*work)(struct hacd_bg_job *j);
+	void (*done)(struct hacd *d, struct hacd_bg_job *j);
+	void (*free)(struct hacd_bg_job *j);
+	bool started;			/* taken by the thread: amending it is too late */
+	TAILQ_ENTRY(hacd_bg_job) link;
+};
+int hacd_bg_start(struct hacd *d);
+void hacd_bg_stop(struct hacd *d);
+void hacd_bg_submit(struct hacd *d, struct hacd_bg_job *j);
+bool hacd_bg_amend(struct hacd *d, struct hacd_bg_job *j,
+		   void (*fn)(struct hacd_bg_job *, void *), void *arg);
 
 /*
  * Launch services in their own pid, ipc and uts namespaces under our init (DESIGN.md
@@ -58,6 +82,9 @@ struct hacd {
  * with its pid in ours.
  */
 #define HACD_LAUNCH_PIDNS	false
+
+/* hacd's own scheduling priority (hacd.c); its workers and services run at 0. */
+#define HACD_NICE		(-10)
 
 /* Largest worker message: a request carries a command line, a reply an engine error. */
 #define WORKER_MSG_MAX		(64 * 1024)
@@ -206,6 +233,12 @@ void svc_timer_cb(int fd, short what, void *arg);
 /* Retention of services that committed since the last round, then collect every
  * pack (generation directory) the catalog says is dead. */
 void hacd_gc(struct hacd *d);
+/* The same, waiting for the unlinks here (at start). */
+void hacd_gc_now(struct hacd *d);
+/* At start: remove generation directories the catalog does not know. */
+void svc_sweep_unknown(struct svc *s);
+/* A WAL checkpoint of the catalog in the helper thread (the loop's commits run none). */
+void hacd_catalog_checkpoint(struct hacd *d);
 int svc_waiter_add(struct svc *s, enum svc_wait_kind kind, int fd);
 void svc_waiters_arm(struct svc *s, enum svc_wait_kind kind);
 /* Answer every waiter of `kind` (armed ones only unless `all`). */

@@ -475,6 +475,9 @@ static int on_commit(struct rconn *c, const RepCommit *cm)
 		rep__rmtree(final);
 		return gen_refuse(c, "catalog: %s", cat_errmsg(s->o.cat));
 	}
+	/* The Ack tells the sender it is safe here: durable first (catalog.c DURABILITY). */
+	if (cat_sync(s->o.cat))
+		LOG(s, LOG_ERR, "%s", cat_errmsg(s->o.cat));
 	LOG(s, LOG_INFO, "service %s: generation %lld from %s consistent here as %lld "
 	    "(%llu bytes received, %llu of %zu files linked from the previous one)",
 	    c->offer->service, (long long)origin, c->peer, (long long)local,

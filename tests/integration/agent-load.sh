@@ -55,14 +55,38 @@ done
 sleep 2
 rss0=$(awk '/^VmRSS/ {print $2}' /proc/$PID/status)
 START=$(date +%s%N)
-: > "$T/status_ms"
+# The status latency as hacd gives it: a status request on the socket every 100 ms,
+# timed from connect to reply, by one long-lived process (timing a fork and exec of
+# hactl at load 20 measured the scheduler, not hacd). hactl status itself is checked
+# every 5 s, and its RSS sampled for the trend.
+python3 - "$SOCK" "$T/status_ms" "$T/stop" <<'PY' &
+import os, socket, sys, time
+sock, out, stop = sys.argv[1:4]
+req = bytes([0x08, 1, 0x10, 1])	# CtlRequest{version: 1, type: STATUS}
+lat = []
+while not os.path.exists(stop):
+    t0 = time.monotonic()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.settimeout(10)
+    s.connect(sock)
+    s.send(req)
+    if len(s.recv(1 << 20)) < 2:
+        sys.exit("status: empty reply")
+    s.close()
+    lat.append(int((time.monotonic() - t0) * 1e6))
+    time.sleep(0.1)
+open(out, "w").write("\n".join(map(str, lat)) + "\n")
+PY
+PROBE=$!
+: > "$T/rss"
 end=$((SECONDS + SECS))
 while [ $SECONDS -lt $end ]; do
-	t0=$(date +%s%N)
 	"$HACTL" -s "$SOCK" status > /dev/null || fail "status failed under load"
-	echo $(( ($(date +%s%N) - t0) / 1000 )) >> "$T/status_ms"
-	sleep 0.5
+	awk '/^VmRSS/ {print $2}' /proc/$PID/status >> "$T/rss"
+	sleep 5
 done
+touch "$T/stop"
+wait "$PROBE" || fail "status probe"
 rss1=$(awk '/^VmRSS/ {print $2}' /proc/$PID/status)
 "$HACTL" -s "$SOCK" --json status > "$T/status.json"
 for i in $(seq -w 1 "$N"); do
@@ -71,7 +95,7 @@ done
 "$HACTL" catalog verify "$T/state/catalog.db" > /dev/null || fail "catalog"
 
 python3 - "$T" "$N" "$SECS" "$START" "$rss0" "$rss1" <<'PY'
-import glob, json, sys
+import glob, json, os, sys
 t, n, secs, start, rss0, rss1 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \
     int(sys.argv[4]) // 1000, int(sys.argv[5]), int(sys.argv[6])
 
@@ -107,8 +131,19 @@ print("load: scheduling lateness p50 %.1f ms (median over services), p99 %.1f ms
       "service)" % (pct(late50, 50) / 1e3, late99 / 1e3))
 print("load: gap between generations p50 %.0f ms, max %.0f ms" %
       (pct(gaps, 50) / 1e3, max(gaps or [0]) / 1e3))
-print("load: hactl status p50 %.1f ms, max %.1f ms" % (pct(sms, 50) / 1e3, max(sms) / 1e3))
-print("load: hacd RSS %d KiB -> %d KiB" % (rss0, rss1))
+print("load: status on the socket: %d requests, p50 %.1f ms, p99 %.1f ms, max %.1f ms, "
+      "%d over 50 ms" % (len(sms), pct(sms, 50) / 1e3, pct(sms, 99) / 1e3, max(sms) / 1e3,
+                         sum(1 for x in sms if x > 50000)))
+rss = [int(x) for x in open(t + "/rss").read().split()]
+print("load: hacd RSS %d KiB -> %d KiB (min %d, max %d over %d samples)" %
+      (rss0, rss1, min(rss or [0]), max(rss or [0]), len(rss)))
+# The bars of the 10-minute run (HACD_LOAD_STRICT=1): not asserted by default, as CI
+# shares its cores with everything else and timings are not what a test may assert.
+if os.environ.get("HACD_LOAD_STRICT") == "1":
+    if missed:
+        bad.append("%d ticks missed" % missed)
+    if pct(sms, 99) > 50000:
+        bad.append("status p99 %.1f ms" % (pct(sms, 99) / 1e3))
 if bad:
     sys.exit("FAIL: " + "; ".join(bad))
 PY

@@ -91,6 +91,20 @@ int cat_batch_begin(struct cat *c);
 int cat_batch_end(struct cat *c);
 
 /*
+ * Durability (catalog.c DURABILITY): commits survive a crash of the process at once,
+ * a power loss only after cat_sync(). Call it between a commit and anything done
+ * outside the catalog because of it (shipping, replying, unlinking). cat_wal_path()
+ * and cat_sync_path() do the same from another thread, which must not use `c`.
+ */
+int cat_sync(struct cat *c);
+void cat_wal_path(const struct cat *c, char *buf, size_t len);
+int cat_sync_path(const char *wal_path);
+/* No automatic WAL checkpoints in commits on `c` (each one fsyncs twice); the caller
+ * then runs cat_checkpoint_path() now and then, from a thread of its own if it likes. */
+int cat_checkpoints_elsewhere(struct cat *c);
+int cat_checkpoint_path(const char *db_path);
+
+/*
  * Check the database and the invariants listed in catalog.c (integrity_check,
  * foreign_key_check, then one query per invariant). 0 or -EUCLEAN with the first
  * problem in cat_errmsg(). For `hactl check` and the tests.
