@@ -35,7 +35,7 @@ struct eng__fd_probe {
 	struct stat st;
 	uint32_t flags;		/* fdinfo flags (with O_CLOEXEC for FD_CLOEXEC) */
 	char *fdinfo;		/* the whole fdinfo text */
-	int sk_family;		/* sockets: SO_DOMAIN, 0 when unknown */
+	int sk_family, sk_type;	/* sockets: SO_DOMAIN, SO_TYPE; 0 when unknown */
 };
 
 /* The open file behind pid's fd, as our own fd (pidfd_getfd: the same description,

@@ -87,6 +87,31 @@ static int list_fds(pid_t pid, int **out, int *nr)
 	return 0;
 }
 
+/* A socket's family and type, from the process's own socket. An fd closed since it
+ * was listed is -ENOENT, as for the rest of the probe (a server accepts and closes
+ * connections while we look). */
+static int sock_kind(pid_t pid, struct eng__fd_probe *p)
+{
+	int pidfd = syscall(SYS_pidfd_open, pid, 0), sk, ret = 0;
+	socklen_t len = sizeof(int);
+
+	if (pidfd < 0)
+		return errno == ESRCH ? -ENOENT : pr_errno(-errno, "pid %d: pidfd_open", pid);
+	sk = syscall(SYS_pidfd_getfd, pidfd, p->fd, 0);
+	if (sk < 0)
+		ret = errno == EBADF ? -ENOENT : pr_errno(-errno, "pid %d: fd %d: pidfd_getfd", pid, p->fd);
+	close(pidfd);
+	if (ret)
+		return ret;
+	if (getsockopt(sk, SOL_SOCKET, SO_DOMAIN, &p->sk_family, &len))
+		p->sk_family = 0;
+	len = sizeof(int);
+	if (getsockopt(sk, SOL_SOCKET, SO_TYPE, &p->sk_type, &len))
+		p->sk_type = 0;
+	close(sk);
+	return 0;
+}
+
 /* Link, inode and fdinfo of one fd; p->fdinfo is the caller's to free. */
 static int probe_fd(pid_t pid, int fd, struct eng__fd_probe *p)
 {
@@ -103,16 +128,11 @@ static int probe_fd(pid_t pid, int fd, struct eng__fd_probe *p)
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
 	if (stat(path, &p->st))
 		return pr_errno(-errno, "pid %d: fd %d: stat %s", pid, fd, path);
-	p->sk_family = 0;
+	p->sk_family = p->sk_type = 0;
 	if (S_ISSOCK(p->st.st_mode)) {
-		int sk = eng__fd_grab(pid, fd);
-		socklen_t len = sizeof(p->sk_family);
-
-		if (sk < 0)
-			return sk;
-		if (getsockopt(sk, SOL_SOCKET, SO_DOMAIN, &p->sk_family, &len))
-			p->sk_family = 0;
-		close(sk);
+		ret = sock_kind(pid, p);
+		if (ret)
+			return ret;
 	}
 	snprintf(name, sizeof(name), "fdinfo/%d", fd);
 	ret = eng__proc_read(pid, name, &p->fdinfo, NULL);

@@ -201,18 +201,12 @@ out:
 
 int eng__unix_check(pid_t pid, const struct eng__fd_probe *p)
 {
-	int sk = eng__fd_grab(pid, p->fd), type = 0, ret = 0;
-	socklen_t len = sizeof(type);
+	int type = p->sk_type;
 
-	if (sk < 0)
-		return sk;
-	if (getsockopt(sk, SOL_SOCKET, SO_TYPE, &type, &len))
-		ret = pr_errno(-errno, "pid %d: fd %d: SO_TYPE", pid, p->fd);
-	else if (type != SOCK_STREAM && type != SOCK_DGRAM && type != SOCK_SEQPACKET)
-		ret = eng__refuse("pid %d: fd %d: unix socket of type %d (%s) is not supported yet", pid, p->fd,
-				  type, p->link);
-	close(sk);
-	return ret;
+	if (type != SOCK_STREAM && type != SOCK_DGRAM && type != SOCK_SEQPACKET)
+		return eng__refuse("pid %d: fd %d: unix socket of type %d (%s) is not supported yet", pid, p->fd,
+				   type, p->link);
+	return 0;
 }
 
 static int grow(ProtobufCBinaryData *d, size_t *cap, size_t more)
