@@ -58,11 +58,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -383,10 +385,12 @@ static int collect_one(struct dump *d, struct dproc *p, uint32_t id_base)
 	pid_t pid = p->v->pid;
 	int ret = eng__task_collect(p->v, &p->td);
 
+	eng__tmark("task");
 	if (!ret)
 		ret = fail_here("frozen");
 	if (!ret)
 		ret = eng__files_collect(pid, d->dirfd, id_base, &p->fd);
+	eng__tmark("files");
 	pr_debug("pid %d: task and files collected at %lu us", pid, (unsigned long)us_since(&d->t_freeze));
 	if (!ret)
 		ret = eng__mem_collect(p->v, &p->md);
@@ -399,14 +403,17 @@ static int infect_one(struct dproc *p)
 {
 	int ret = eng_infect(p->v);
 
+	eng__tmark("infect");
 	if (!ret)
 		ret = fail_here("infected");
 	if (!ret)
 		ret = eng__task_collect_infected(p->v, &p->td);
+	eng__tmark("task-remote");
 	if (!ret)
 		ret = eng__mem_collect_infected(p->v, &p->md);
 	if (!ret)
 		ret = eng_cure(p->v);
+	eng__tmark("cure");
 	return ret;
 }
 
@@ -451,6 +458,7 @@ static void mark_freeze(struct dump *d)
 	struct timespec rt;
 
 	clock_gettime(CLOCK_MONOTONIC, &d->t_freeze);
+	eng__tmarks_reset();
 	clock_gettime(CLOCK_REALTIME, &rt);
 	d->created_usec = rt.tv_sec * 1000000ull + rt.tv_nsec / 1000;
 }
@@ -462,6 +470,7 @@ static int freeze_and_collect(struct dump *d)
 
 	mark_freeze(d);
 	ret = seize_tree(d);
+	eng__tmark("seize");
 	pr_debug("pid %d: %d processes seized in %lu us", d->pid, d->tree.n,
 		 (unsigned long)us_since(&d->t_freeze));
 	return ret ? ret : collect_tree(d);
@@ -568,6 +577,38 @@ static void free_procs(struct dump *d)
 	eng__tree_free(&d->tree);
 }
 
+#define PF_EXITING_ 0x4
+
+/*
+ * A process caught in the middle of its exit (its memory already gone, so that its
+ * maps read empty) is not a zombie yet, and may stay so for long on a loaded machine:
+ * wait until it is one (its pidfd polls readable then), at most 2 s. Whether one was.
+ */
+static bool wait_exiting(struct dump *d)
+{
+	bool any = false;
+
+	for_each_live(d, i) {
+		struct eng__stat st;
+		struct pollfd p = { .events = POLLIN };
+		int r;
+
+		eng__log_quiet(true);	/* gone already is fine */
+		r = eng__parse_stat(d->tree.p[i].pid, 0, &st);
+		eng__log_quiet(false);
+		if (r || !(st.flags & PF_EXITING_))
+			continue;
+		any = true;
+		p.fd = syscall(SYS_pidfd_open, d->tree.p[i].pid, 0);
+		if (p.fd < 0)
+			continue;	/* gone already */
+		pr_debug("pid %d is exiting: waiting for it", d->tree.p[i].pid);
+		poll(&p, 1, 2000);
+		close(p.fd);
+	}
+	return any;
+}
+
 /* A failure explained by a process of the tree exiting (or forking) meanwhile is
  * -EAGAIN: the caller starts over. */
 static int tree_moved(struct dump *d, int ret)
@@ -579,7 +620,8 @@ static int tree_moved(struct dump *d, int ret)
 		return ret;
 	/* A process caught in the middle of its exit fails our reads but is not a zombie
 	 * yet: give it the moment it needs to become one. */
-	usleep(2000);
+	if (!wait_exiting(d))
+		usleep(2000);
 	if (eng__tree_scan(d->pid, &now))
 		return ret;
 	same = eng__tree_same(&d->tree, &now);
@@ -649,7 +691,7 @@ static int run(struct dump *d, const struct eng_dump_opts *opts, struct eng_dump
 		if (tries < TREE_TRIES) {
 			ret = prepare(d, opts, st);
 			if (!ret)
-				ret = freeze_and_collect(d);
+				ret = tree_moved(d, freeze_and_collect(d));
 		} else {
 			/* A child caught exiting cannot be stopped: once it is a zombie (or
 			 * gone), the tree reads differently and is taken again. */
@@ -662,6 +704,8 @@ static int run(struct dump *d, const struct eng_dump_opts *opts, struct eng_dump
 	if (!ret && leave) {
 		release_tree(d);
 		st->frozen_us = us_since(&d->t_freeze);
+		eng__tmark("release");
+		eng__tmarks_print(d->pid);
 	}
 	if (!ret)
 		ret = write_all(d);

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "ha/engine.h"
 #include "log.h"
@@ -16,6 +17,10 @@ static void *log_opaque;
 static int log_max = ENG_LOG_INFO;
 static __thread char last_error[512];
 static __thread int quiet;
+
+#define NR_MARKS 64
+static __thread struct { const char *what; uint64_t ns, cpu; } marks[NR_MARKS];
+static __thread int nr_marks;
 
 void eng__log_quiet(bool on)
 {
@@ -57,4 +62,48 @@ void eng__log(int level, const char *fmt, ...)
 void eng__clear_error(void)
 {
 	last_error[0] = 0;
+}
+
+static uint64_t now_ns(clockid_t c)
+{
+	struct timespec t;
+
+	clock_gettime(c, &t);
+	return t.tv_sec * 1000000000ull + t.tv_nsec;
+}
+
+void eng__tmarks_reset(void)
+{
+	nr_marks = 0;
+	eng__tmark("start");
+}
+
+void eng__tmark(const char *what)
+{
+	if (log_max < ENG_LOG_DEBUG || nr_marks == NR_MARKS)
+		return;
+	marks[nr_marks].what = what;
+	marks[nr_marks].cpu = now_ns(CLOCK_THREAD_CPUTIME_ID);
+	marks[nr_marks++].ns = now_ns(CLOCK_MONOTONIC);
+}
+
+void eng__tmarks_print(int pid)
+{
+	char buf[400];
+	int len = 0;
+
+	if (nr_marks < 2)
+		return;
+	eng__log(ENG_LOG_DEBUG, "pid %d: frozen %lu us, by step (us, wall/our cpu):", pid,
+		 (unsigned long)(marks[nr_marks - 1].ns - marks[0].ns) / 1000);
+	for (int i = 1; i < nr_marks; i++) {
+		len += snprintf(buf + len, sizeof(buf) - len, " %s %lu/%lu", marks[i].what,
+				(unsigned long)(marks[i].ns - marks[i - 1].ns) / 1000,
+				(unsigned long)(marks[i].cpu - marks[i - 1].cpu) / 1000);
+		if (len > (int)sizeof(buf) - 60 || i == nr_marks - 1) {
+			eng__log(ENG_LOG_DEBUG, "pid %d: %s", pid, buf);
+			len = 0;
+		}
+	}
+	nr_marks = 0;
 }

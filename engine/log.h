@@ -12,6 +12,12 @@ void eng__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 
 void eng__log_quiet(bool on);
 /* Forget the kept error: called at the start of each public operation. */
 void eng__clear_error(void);
+/* Where the pause goes: with debug logging on, eng__tmark() notes the time of a step
+ * (a static string) in memory, and eng__tmarks_print() logs every step's share once the
+ * process runs again, so that the printing itself is not paid frozen. */
+void eng__tmarks_reset(void);
+void eng__tmark(const char *what);
+void eng__tmarks_print(int pid);
 
 #define pr_err(fmt, ...) eng__log(3, fmt, ##__VA_ARGS__)
 #define pr_warn(fmt, ...) eng__log(4, fmt, ##__VA_ARGS__)

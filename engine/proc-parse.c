@@ -267,6 +267,7 @@ int eng__parse_stat(pid_t pid, pid_t tid, struct eng__stat *st)
 	st->ppid = f[4];
 	st->pgrp = f[5];
 	st->session = f[6];
+	st->flags = f[9];
 	st->nr_threads = f[20];
 	st->start_code = f[26];
 	st->end_code = f[27];

@@ -67,6 +67,7 @@ void eng__vmas_free(struct eng__vma *v, int nr);
 struct eng__stat {
 	char state;			/* (3) */
 	pid_t ppid, pgrp, session;	/* (4) (5) (6) */
+	unsigned long flags;		/* (9) PF_*: PF_EXITING is 0x4 */
 	int nr_threads;			/* (20) */
 	uint64_t start_code, end_code, start_stack;	/* (26) (27) (28) */
 	uint64_t start_data, end_data, start_brk;	/* (45) (46) (47) */

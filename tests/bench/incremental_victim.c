@@ -4,6 +4,8 @@
  * 10 ms ticks, at random pages. Its own work rate is a compute loop on a second thread;
  * both counters are written to the file argv[3] every 100 ms (a regular file: it is
  * dumped like any other), so the benchmark can tell how much tracking slows it down.
+ * An optional argv[4] sets the number of threads: 1 (no compute thread, its counter
+ * stays 0), 2 (the default) or more (the others idle in pause()).
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -32,6 +34,14 @@ static void *compute(void *arg)
 	return NULL;
 }
 
+static void *idle(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
 static void fill(uint64_t *w, uint64_t *x)
 {
 	for (int i = 0; i < 256; i++) {
@@ -47,9 +57,9 @@ int main(int argc, char **argv)
 	struct timespec next;
 	uint64_t *mem;
 	pthread_t th;
-	int fd, ticks = 0;
+	int fd, ticks = 0, threads = argc > 4 ? atoi(argv[4]) : 2;
 
-	if (argc != 4)
+	if (argc != 4 && argc != 5)
 		return 64;
 	pages = (strtoull(argv[1], NULL, 10) << 20) / 4096;
 	per_tick = pages * strtoull(argv[2], NULL, 10) / 1000 / 100;
@@ -59,7 +69,8 @@ int main(int argc, char **argv)
 		return 1;
 	for (uint64_t p = 0; p < pages; p++)
 		fill(mem + p * 512, &x);
-	pthread_create(&th, NULL, compute, NULL);
+	for (int i = 1; i < threads; i++)
+		pthread_create(&th, NULL, i == 1 ? compute : idle, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	for (;;) {
 		char line[64];
