@@ -12,7 +12,9 @@
  *     with process_vm_writev; each command is one run from __export_head to its int3.
  * The parasite talks back through a shared command area (read with process_vm_readv)
  * and a SOCK_SEQPACKET socketpair made by the target itself, whose other end we take
- * with pidfd_getfd: no socket namespace or path is involved.
+ * with pidfd_getfd: no socket namespace or path is involved. The socket is made on the
+ * first command that needs it (eng__par_channel): a dump needs none, and each remote
+ * syscall is two round trips through the scheduler paid while the process is frozen.
  *
  * INVARIANTS
  * 1. Every path out of eng_seize() either fails with nothing seized or returns a victim
@@ -520,13 +522,15 @@ static bool remote_failed(long r)
 	return r < 0 && r > -4096;
 }
 
-static int open_channel(struct eng_victim *v)
+int eng__par_channel(struct eng_victim *v)
 {
 	struct par_area a;
 	int32_t sv[2];
 	long r;
 	int ret;
 
+	if (v->sock >= 0)
+		return 0;
 	ret = eng__remote_syscall(v, &r, __NR_socketpair, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0,
 				  v->area_addr + offsetof(struct par_area, args.sv), 0, 0);
 	if (ret)
@@ -580,8 +584,6 @@ int eng_infect(struct eng_victim *v)
 	v->area_addr = r + area_off;
 	v->stack_top = r + top_off;
 	ret = load_blob(v, b);
-	if (!ret)
-		ret = open_channel(v);
 	if (ret) {
 		int keep = ret;
 

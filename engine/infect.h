@@ -40,6 +40,9 @@ struct eng_victim {
 	unsigned long stack_top;
 	int sock;			/* our end of the parasite's socket */
 	int remote_sock;		/* its end, an fd number in the target */
+	/* brk(0), when PAR_CMD_DUMP asked it (task-dump.c) */
+	bool has_brk;
+	unsigned long brk;
 };
 
 /* Run one syscall in th[0] (or th[idx]). Returns 0 with the syscall's own result in
@@ -51,6 +54,8 @@ int eng__remote_syscall(struct eng_victim *v, long *ret, long nr, long a1, long 
 			long a4, long a5, long a6);
 /* Run one parasite command; args/results go through v's par_area copy `a`. */
 int eng__par_call(struct eng_victim *v, struct par_area *a, uint32_t cmd);
+/* The parasite's socket, made on first use (infect.c); 0 once it is there. */
+int eng__par_channel(struct eng_victim *v);
 
 int eng__remote_read(struct eng_victim *v, unsigned long addr, void *buf, size_t len);
 int eng__remote_write(struct eng_victim *v, unsigned long addr, const void *buf, size_t len);

@@ -508,30 +508,37 @@ int eng__mem_collect(struct eng_victim *v, struct eng__mem_dump *md)
 	int ret;
 
 	ret = eng__vma_plan(pid, md);
+	eng__tmark("vma-plan");
 	if (!ret)
 		ret = eng__parse_stat(pid, 0, &md->stat);
 	if (!ret)
 		ret = read_auxv(pid, md);
 	if (!ret)
 		ret = read_exe(pid, md);
+	eng__tmark("mm-proc");
 	if (!ret)
 		ret = hash_vdso(pid, md);
+	eng__tmark("vdso");
 	if (!ret && md->trk)
 		ret = eng__track_frozen_begin(md->trk, md);
+	eng__tmark("rekey");
 	if (!ret)
 		ret = eng__pages_find(md);
+	eng__tmark("scan");
 	pr_debug("pid %d: %zu runs found", pid, md->nr_runs);
 	if (!ret)
 		ret = eng__pages_copy(md);
+	eng__tmark("copy");
 	if (!ret && md->trk)
 		ret = eng__track_absorb(md->trk, md);
+	eng__tmark("absorb");
 	return ret;
 }
 
 int eng__mem_collect_infected(struct eng_victim *v, struct eng__mem_dump *md)
 {
-	long r;
-	int ret = eng__remote_syscall(v, &r, __NR_brk, 0, 0, 0, 0, 0, 0);
+	long r = v->brk;
+	int ret = v->has_brk ? 0 : eng__remote_syscall(v, &r, __NR_brk, 0, 0, 0, 0, 0, 0);
 
 	if (ret)
 		return ret;

@@ -75,6 +75,8 @@ int eng_par_get_fd(struct eng_victim *v, int target_fd, int *local_fd)
 	struct par_area a;
 	int ret = need_infected(v);
 
+	if (!ret)
+		ret = eng__par_channel(v);
 	if (ret)
 		return ret;
 	memset(&a, 0, sizeof(a));

@@ -481,18 +481,109 @@ static int collect_timers(struct eng_victim *v, struct eng__task_dump *td)
 	return ret;
 }
 
+static const char *const dump_steps[] = {
+	[PAR_DUMP_SIGACTION] = "rt_sigaction",
+	[PAR_DUMP_ITIMER] = "getitimer",
+	[PAR_DUMP_SIGALTSTACK] = "sigaltstack",
+	[PAR_DUMP_TID_ADDRESS] = "prctl(PR_GET_TID_ADDRESS)",
+	[PAR_DUMP_SECUREBITS] = "prctl(PR_GET_SECUREBITS)",
+	[PAR_DUMP_SUBREAPER] = "prctl(PR_GET_CHILD_SUBREAPER)",
+	[PAR_DUMP_PDEATHSIG] = "prctl(PR_GET_PDEATHSIG)",
+};
+
+/* One parasite command in thread i (made th[0] for the call, as thread_syscall does). */
+static int thread_par_call(struct eng_victim *v, int i, struct par_area *a, uint32_t cmd)
+{
+	uint64_t all = ~0ull;
+	struct eng_thread tmp;
+	int ret;
+
+	if (i) {
+		v->th[i].dirty = true;
+		if (ptrace(PTRACE_SETSIGMASK, v->th[i].tid, sizeof(all), &all))
+			return pr_errno(-errno, "thread %d: PTRACE_SETSIGMASK", v->th[i].tid);
+		tmp = v->th[0], v->th[0] = v->th[i], v->th[i] = tmp;
+	}
+	ret = eng__par_call(v, a, cmd);
+	if (i)
+		tmp = v->th[0], v->th[0] = v->th[i], v->th[i] = tmp;
+	if (ret) {
+		int32_t f = a->res.dump.failed;
+
+		return pr_errno(ret, "thread %d: parasite: %s", v->th[i].tid,
+				f > 0 && f < (int32_t)(sizeof(dump_steps) / sizeof(*dump_steps)) && dump_steps[f]
+					? dump_steps[f] : "its command");
+	}
+	return 0;
+}
+
+static void take_thread(struct eng__thread_dump *t, const struct par_thread *p)
+{
+	t->has_sas = true;
+	t->sas_sp = p->ss_sp;
+	t->sas_size = p->ss_size;
+	t->sas_flags = p->ss_flags;
+	/* The address CLONE_CHILD_CLEARTID or set_tid_address(2) gave: glibc's pthread_join
+	 * waits on it, so it must survive the restore. */
+	t->has_clear_tid = true;
+	t->clear_tid = p->clear_tid;
+	t->securebits = p->securebits;
+}
+
+/*
+ * Everything only the process can tell, in one parasite run in the leader and one in
+ * each other thread: each run is a round trip through the scheduler (two per remote
+ * syscall), paid while the process is frozen. HA_TEST_REMOTE_SYSCALLS takes the old
+ * way, a remote syscall at a time, for comparison.
+ */
+static int collect_by_parasite(struct eng_victim *v, struct eng__task_dump *td)
+{
+	struct par_area a;
+	int ret;
+
+	memset(&a, 0, sizeof(a));
+	ret = thread_par_call(v, 0, &a, PAR_CMD_DUMP);
+	if (ret)
+		return ret;
+	_Static_assert(sizeof(struct eng_sigaction) == sizeof(struct par_sigaction), "layout");
+	_Static_assert(sizeof(struct eng_itimer) == sizeof(struct par_itimer), "layout");
+	memcpy(td->sigactions, a.res.dump.sigactions, sizeof(td->sigactions));
+	memcpy(td->itimers, a.res.dump.itimers, sizeof(td->itimers));
+	take_thread(&td->th[0], &a.res.dump.th);
+	td->child_subreaper = a.res.dump.subreaper;
+	td->pdeathsig = a.res.dump.pdeathsig;
+	v->brk = a.res.dump.brk;
+	v->has_brk = true;
+	for (int i = 1; i < v->nr_threads; i++) {
+		memset(&a, 0, sizeof(a));
+		ret = thread_par_call(v, i, &a, PAR_CMD_THREAD);
+		if (ret)
+			return ret;
+		take_thread(&td->th[i], &a.res.dump.th);
+		if (td->th[i].securebits != td->th[0].securebits)
+			return eng__refuse("pid %d: thread %d has other securebits than the leader: "
+					   "not supported yet", v->pid, td->th[i].tid);
+	}
+	return 0;
+}
+
 int eng__task_collect_infected(struct eng_victim *v, struct eng__task_dump *td)
 {
-	int ret = eng_par_sigactions(v, td->sigactions);
+	int ret = 0;
 
-	if (!ret)
-		ret = eng_par_itimers(v, td->itimers);
-	for (int i = 0; i < v->nr_threads && !ret; i++)
-		ret = thread_remote(v, td, i);
+	if (!getenv("HA_TEST_REMOTE_SYSCALLS")) {
+		ret = collect_by_parasite(v, td);
+	} else {
+		ret = eng_par_sigactions(v, td->sigactions);
+		if (!ret)
+			ret = eng_par_itimers(v, td->itimers);
+		for (int i = 0; i < v->nr_threads && !ret; i++)
+			ret = thread_remote(v, td, i);
+		if (!ret)
+			ret = collect_prctl(v, td);
+	}
 	if (!ret)
 		td->securebits = td->th[0].securebits;
-	if (!ret)
-		ret = collect_prctl(v, td);
 	if (!ret)
 		ret = collect_timers(v, td);
 	return ret;

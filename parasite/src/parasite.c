@@ -1,7 +1,8 @@
 /*
  * The parasite: runs inside a seized target, one command per run (see ha/parasite.h).
  * It asks the kernel what only the process itself can be asked: its signal actions,
- * its interval timers, and its file descriptors (sent back over SCM_RIGHTS).
+ * its interval timers, per thread its alternate signal stack, clear-tid address and
+ * securebits, and its file descriptors (sent back over SCM_RIGHTS).
  * No heap, no globals beyond the socket: the injector owns all state.
  */
 #include "lib.h"
@@ -53,6 +54,52 @@ static long cmd_send_fd(struct par_area *a)
 	return r < 0 ? r : 0;
 }
 
+#define PR_GET_PDEATHSIG 2
+#define PR_GET_SECUREBITS 27
+#define PR_GET_CHILD_SUBREAPER 37
+#define PR_GET_TID_ADDRESS 40
+
+static long cmd_thread(struct par_thread *t, int32_t *failed)
+{
+	long r = sys2(__NR_sigaltstack, 0, &t->ss_sp);
+
+	if (r < 0)
+		return *failed = PAR_DUMP_SIGALTSTACK, r;
+	r = sys2(__NR_prctl, PR_GET_TID_ADDRESS, &t->clear_tid);
+	if (r < 0)
+		return *failed = PAR_DUMP_TID_ADDRESS, r;
+	r = sys1(__NR_prctl, PR_GET_SECUREBITS);
+	if (r < 0)
+		return *failed = PAR_DUMP_SECUREBITS, r;
+	t->securebits = r;
+	return 0;
+}
+
+static long cmd_dump(struct par_area *a)
+{
+	struct par_dump *d = &a->res.dump;
+	long r = cmd_sigactions(a);
+
+	if (r < 0)
+		return d->failed = PAR_DUMP_SIGACTION, r;
+	for (int which = 0; which < 3; which++) {
+		r = sys2(__NR_getitimer, which, &d->itimers[which]);
+		if (r < 0)
+			return d->failed = PAR_DUMP_ITIMER, r;
+	}
+	r = cmd_thread(&d->th, &d->failed);
+	if (r < 0)
+		return r;
+	r = sys2(__NR_prctl, PR_GET_CHILD_SUBREAPER, &d->subreaper);
+	if (r < 0)
+		return d->failed = PAR_DUMP_SUBREAPER, r;
+	r = sys2(__NR_prctl, PR_GET_PDEATHSIG, &d->pdeathsig);
+	if (r < 0)
+		return d->failed = PAR_DUMP_PDEATHSIG, r;
+	d->brk = sys1(__NR_brk, 0);	/* cannot fail: the current break */
+	return 0;
+}
+
 long parasite_main(struct par_area *a);
 long parasite_main(struct par_area *a)
 {
@@ -73,6 +120,14 @@ long parasite_main(struct par_area *a)
 		break;
 	case PAR_CMD_SEND_FD:
 		r = cmd_send_fd(a);
+		break;
+	case PAR_CMD_DUMP:
+		a->res.dump.failed = 0;
+		r = cmd_dump(a);
+		break;
+	case PAR_CMD_THREAD:
+		a->res.dump.failed = 0;
+		r = cmd_thread(&a->res.dump.th, &a->res.dump.failed);
 		break;
 	default:
 		r = -EINVAL;

@@ -25,13 +25,16 @@ struct ha_blob {
 };
 
 /* Bump when any struct below or the meaning of a command changes. */
-#define PAR_ABI_VERSION 1u
+#define PAR_ABI_VERSION 2u
 
 enum par_cmd {
 	PAR_CMD_INIT = 1,	/* args.init: remember the socket fd */
 	PAR_CMD_SIGACTIONS,	/* results.sigactions: all 64 */
 	PAR_CMD_ITIMERS,	/* results.itimers: REAL, VIRTUAL, PROF */
 	PAR_CMD_SEND_FD,	/* args.send_fd: send that fd over the socket with SCM_RIGHTS */
+	PAR_CMD_DUMP,		/* res.dump: all a dump asks, in one run (each run is a round
+				 * trip through the scheduler while the process is frozen) */
+	PAR_CMD_THREAD,		/* res.dump.th only, of the thread it runs in */
 	PAR_CMD_NR,
 };
 
@@ -52,6 +55,38 @@ struct par_itimer {
 };
 _Static_assert(sizeof(struct par_itimer) == 32, "par_itimer ABI");
 
+/* What a thread knows only of itself. */
+struct par_thread {
+	uint64_t ss_sp;		/* sigaltstack: the kernel's stack_t */
+	int32_t ss_flags, pad;
+	uint64_t ss_size;
+	uint64_t clear_tid;	/* prctl(PR_GET_TID_ADDRESS) */
+	int64_t securebits;	/* prctl(PR_GET_SECUREBITS) */
+};
+_Static_assert(sizeof(struct par_thread) == 40, "par_thread ABI");
+
+/* Steps of PAR_CMD_DUMP and PAR_CMD_THREAD, named in res.dump.failed on an error. */
+enum par_dump_step {
+	PAR_DUMP_SIGACTION = 1,
+	PAR_DUMP_ITIMER,
+	PAR_DUMP_SIGALTSTACK,
+	PAR_DUMP_TID_ADDRESS,
+	PAR_DUMP_SECUREBITS,
+	PAR_DUMP_SUBREAPER,
+	PAR_DUMP_PDEATHSIG,
+};
+
+struct par_dump {
+	struct par_sigaction sigactions[PAR_NSIG];	/* [i] is signal i + 1 */
+	struct par_itimer itimers[3];
+	struct par_thread th;
+	int32_t subreaper, pdeathsig;
+	uint64_t brk;		/* brk(0) */
+	int32_t failed;		/* enum par_dump_step */
+	int32_t pad;
+};
+_Static_assert(sizeof(struct par_dump) == 64 * 32 + 3 * 32 + 40 + 8 + 8 + 8, "par_dump ABI");
+
 struct par_area {
 	uint32_t abi;		/* PAR_ABI_VERSION, checked by the parasite */
 	uint32_t cmd;		/* enum par_cmd */
@@ -64,9 +99,10 @@ struct par_area {
 	union {
 		struct par_sigaction sigactions[PAR_NSIG];	/* [i] is signal i + 1 */
 		struct par_itimer itimers[3];
+		struct par_dump dump;
 	} res;
 };
-_Static_assert(sizeof(struct par_area) == 16 + 8 + 64 * 32, "par_area ABI");
+_Static_assert(sizeof(struct par_area) == 16 + 8 + sizeof(struct par_dump), "par_area ABI");
 
 /* Where things live in the target's parasite mapping, after the blob itself. */
 #define PAR_AREA_SIZE 4096ul
