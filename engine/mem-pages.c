@@ -338,9 +338,8 @@ struct copy_job {
 	int mem_fd;
 	int err;
 	uint64_t bad;		/* where err happened */
-	struct iovec rv[IOV_BATCH];
+	struct iovec rv[IOV_BATCH], lv[IOV_BATCH];
 	int n;
-	uint8_t *lbase;
 	size_t blen;
 };
 
@@ -366,27 +365,26 @@ static int pread_full(int fd, uint8_t *dst, size_t len, uint64_t off, bool zero_
 	return 0;
 }
 
-/* process_vm_readv stops at the first page it cannot read: retry a failed batch one
- * range at a time through /proc/PID/mem (FOLL_FORCE). */
+/* One process_vm_readv per batch, whose pages may go anywhere in the buffer (a tracked
+ * page copied again goes where its live copy went): scattered single pages cost one
+ * syscall per IOV_BATCH, not one each. It stops at the first page it cannot read: retry
+ * a failed batch one range at a time through /proc/PID/mem (FOLL_FORCE). */
 static int flush(struct copy_job *j)
 {
-	struct iovec l = { j->lbase, j->blen };
-	uint8_t *dst = j->lbase;
 	ssize_t got;
 
 	if (!j->n)
 		return 0;
-	got = process_vm_readv(j->md->pid, &l, 1, j->rv, j->n, 0);
+	got = process_vm_readv(j->md->pid, j->lv, j->n, j->rv, j->n, 0);
 	if (got != (ssize_t)j->blen) {
 		for (int k = 0; k < j->n; k++) {
-			int ret = pread_full(j->mem_fd, dst, j->rv[k].iov_len,
+			int ret = pread_full(j->mem_fd, j->lv[k].iov_base, j->rv[k].iov_len,
 					     (uintptr_t)j->rv[k].iov_base, false);
 
 			if (ret) {
 				j->bad = (uintptr_t)j->rv[k].iov_base;
 				return ret;
 			}
-			dst += j->rv[k].iov_len;
 		}
 	}
 	j->n = 0;
@@ -401,12 +399,6 @@ static int copy_run(struct copy_job *j, const struct eng__page_run *r)
 
 	if (r->reuse)	/* already there (invariant 2) */
 		return 0;
-	/* A batch reads into one contiguous stretch of the buffer. */
-	if (j->n && j->lbase + j->blen != buf) {
-		ret = flush(j);
-		if (ret)
-			return ret;
-	}
 	if (r->how != ENG_RD_VM) {
 		ret = flush(j);
 		if (ret)
@@ -424,8 +416,8 @@ static int copy_run(struct copy_job *j, const struct eng__page_run *r)
 
 		if (n > COPY_CHUNK - j->blen)
 			n = COPY_CHUNK - j->blen;
-		if (!j->n)
-			j->lbase = buf + done;
+		j->lv[j->n].iov_base = buf + done;
+		j->lv[j->n].iov_len = n;
 		j->rv[j->n].iov_base = (void *)(uintptr_t)(r->vaddr + done);
 		j->rv[j->n].iov_len = n;
 		j->n++;

@@ -19,6 +19,8 @@
  *            more scan of every mapping: written or unknown pages are
  *            copied (over their staged copy when they have one); pages no longer
  *            present lose their slot           eng__track_frozen_begin/scan/absorb
+ *            (a complete area, the usual case, asks the kernel for written pages
+ *            only: its fast path, scan_frozen_fast)
  *   release  (dump.c)
  *   write    staged pages: zero ones dropped, the others compressed into blobs of up
  *            to 256 pages appended to packs/pack-G.pack (fsynced); pagemap-PID.img
@@ -222,7 +224,9 @@ static bool keeps_slots(const struct eng_track *t, const struct eng__vma_dump *d
 	       eng__track_owns(t, d->v.start, d->v.end);
 }
 
-/* New areas for the mappings of this plan, carrying over what may be kept. */
+/* New areas for the mappings of this plan, carrying over what may be kept. An area of
+ * the same bounds is taken over whole: its arrays move, nothing is copied (a 512 MiB
+ * mapping has 128 Ki pages, and this runs while the process is frozen). */
 static int rekey(struct eng_track *t, struct eng__mem_dump *md)
 {
 	struct eng__area *na = calloc(md->nr_vmas + 1, sizeof(*na));
@@ -234,11 +238,21 @@ static int rekey(struct eng_track *t, struct eng__mem_dump *md)
 		const struct eng__vma_dump *d = &md->vmas[i];
 		struct eng__area *a = &na[n];
 		uint64_t np = (d->v.end - d->v.start) / PG;
+		struct eng__area *o;
+		bool complete = true;
 
 		if (d->src == ENG_PG_NONE)
 			continue;
 		a->start = d->v.start;
 		a->end = d->v.end;
+		o = keeps_slots(t, d) ? area_of(t, a->start) : NULL;
+		if (o && o->start == a->start && o->end == a->end && o->slot && o->stg &&
+		    (!!o->hash == (t->method == ENG_DIRTY_HASH))) {
+			*a = *o;
+			o->slot = NULL, o->stg = NULL, o->hash = NULL;
+			n++;
+			continue;
+		}
 		a->slot = calloc(np, sizeof(*a->slot));
 		a->stg = calloc(np, sizeof(*a->stg));
 		a->hash = t->method == ENG_DIRTY_HASH ? calloc(np, sizeof(*a->hash)) : NULL;
@@ -253,12 +267,14 @@ static int rekey(struct eng_track *t, struct eng__mem_dump *md)
 			continue;
 		for (uint64_t p = 0; p < np;) {
 			uint64_t addr = a->start + p * PG, end;
-			struct eng__area *o = area_of(t, addr);
 
-			if (!o) {
+			o = area_of(t, addr);
+			if (!o || !o->slot) {
+				complete = false;
 				p++;
 				continue;
 			}
+			complete &= o->complete;
 			end = o->end < a->end ? o->end : a->end;
 			for (; addr < end; addr += PG, p++) {
 				uint64_t k = (addr - o->start) / PG;
@@ -269,6 +285,7 @@ static int rekey(struct eng_track *t, struct eng__mem_dump *md)
 					a->hash[p] = o->hash[k];
 			}
 		}
+		a->complete = complete;
 	}
 	drop_all_slots(t);
 	t->areas = na;
@@ -376,6 +393,119 @@ static int scan_vma(struct eng_track *t, struct eng__mem_dump *md, int vma, bool
 	} while (arg.walk_end < d->v.end);
 	if (frozen && seen < d->v.end)
 		clear_range(a, seen, d->v.end);
+	a->complete = true;
+	return 0;
+}
+
+/*
+ * Whether the kernel's fast written-only scan (below) reports pages that are gone as
+ * written: a pte_none entry, a range whose page table was freed by MADV_DONTNEED
+ * (CONFIG_PT_RECLAIM), and a dropped transparent huge page, which leaves no page table
+ * either. Then a page that vanished is copied (it reads as zeros) and cannot keep a
+ * stale slot. Tried once on our own memory; without it, the full walk.
+ */
+static bool fast_scan_sound(void)
+{
+	static int sound = -1;
+	const size_t H = 2ul << 20;
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC };
+	struct page_region reg[SCAN_VEC];
+	struct pm_scan_arg arg = {
+		.size = sizeof(arg), .flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+		.vec = (uintptr_t)reg, .vec_len = SCAN_VEC,
+		.category_mask = PAGE_IS_WRITTEN, .return_mask = PAGE_IS_WRITTEN,
+	};
+	uint8_t *raw = MAP_FAILED, *m;
+	uint64_t seen = 0;
+	int uffd = -1, pm = -1;
+
+	if (sound >= 0)
+		return sound;
+	sound = 0;
+	raw = mmap(NULL, 4 * H, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (raw == MAP_FAILED || uffd < 0 || pm < 0 || ioctl(uffd, UFFDIO_API, &api))
+		goto out;
+	/* three 2 MiB chunks: a huge page, small pages dropped whole, one dropped page */
+	m = (uint8_t *)(((uintptr_t)raw + H - 1) & ~(H - 1));
+	madvise(m, H, MADV_HUGEPAGE);
+	madvise(m + H, 2 * H, MADV_NOHUGEPAGE);
+	memset(m, 1, 3 * H);
+	{
+		struct uffdio_register r = { .range = { (uintptr_t)m, 3 * H }, .mode = UFFDIO_REGISTER_MODE_WP };
+
+		if (ioctl(uffd, UFFDIO_REGISTER, &r))
+			goto out;
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass) {
+			madvise(m, 2 * H, MADV_DONTNEED);
+			madvise(m + 2 * H, PG, MADV_DONTNEED);
+		}
+		arg.start = (uintptr_t)m;
+		arg.end = (uintptr_t)m + 3 * H;
+		seen = 0;
+		do {
+			long n = ioctl(pm, PAGEMAP_SCAN, &arg);
+
+			if (n < 0)
+				goto out;
+			for (long k = 0; k < n; k++)
+				seen += (reg[k].end - reg[k].start) / PG;
+			arg.start = arg.walk_end;
+		} while (arg.walk_end < arg.end);
+	}
+	sound = seen == 2 * H / PG + 1;
+	if (!sound)
+		pr_debug("the written-only PAGEMAP_SCAN reports %lu of %lu dropped pages: full walks while frozen",
+			 (unsigned long)seen, (unsigned long)(2 * H / PG + 1));
+out:
+	if (uffd >= 0)
+		close(uffd);
+	if (pm >= 0)
+		close(pm);
+	if (raw != MAP_FAILED)
+		munmap(raw, 4 * H);
+	return sound;
+}
+
+/*
+ * The frozen scan of a complete area (see struct eng__area): only the pages written
+ * since the last scan, re-armed. category_mask = return_mask = PAGE_IS_WRITTEN and
+ * nothing else is the kernel's fast path, a test of one bit per page table entry
+ * (measured here: 0.2-0.7 ms for 512 MiB against 1.8 ms and more for the walk that
+ * classifies every page). Pages that are gone read as written there
+ * (fast_scan_sound): they are copied as zeros and lose what their slot held
+ * (invariant 3). Every other present page keeps its slot or staged copy: the area is
+ * complete, and they were not written since.
+ */
+static int scan_frozen_fast(struct eng_track *t, struct eng__mem_dump *md, int vma, struct eng__area *a,
+			    uint64_t *nr)
+{
+	const struct eng__vma_dump *d = &md->vmas[vma];
+	struct page_region reg[SCAN_VEC];
+	struct pm_scan_arg arg = {
+		.size = sizeof(arg), .flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+		.start = d->v.start, .end = d->v.end, .vec = (uintptr_t)reg, .vec_len = SCAN_VEC,
+		.category_mask = PAGE_IS_WRITTEN, .return_mask = PAGE_IS_WRITTEN,
+	};
+
+	do {
+		long n = ioctl(t->pm_fd, PAGEMAP_SCAN, &arg);
+
+		if (n < 0)
+			return pr_errno(-errno, "pid %d: PAGEMAP_SCAN of %#lx-%#lx", t->pid,
+					(unsigned long)d->v.start, (unsigned long)d->v.end);
+		for (long k = 0; k < n; k++) {
+			int ret = stage(md, a, vma, reg[k].start, reg[k].end - reg[k].start);
+
+			if (ret)
+				return ret;
+			*nr += (reg[k].end - reg[k].start) / PG;
+		}
+		arg.start = arg.walk_end;
+	} while (arg.walk_end < d->v.end);
 	return 0;
 }
 
@@ -402,6 +532,8 @@ int eng__track_absorb(struct eng_track *t, struct eng__mem_dump *md)
  * the frozen pass copies them (no slot, nothing staged). */
 static void forget_runs(struct eng_track *t, struct eng__mem_dump *md)
 {
+	for (int i = 0; i < t->nr_areas; i++)
+		t->areas[i].complete = false;
 	for (size_t i = 0; i < md->nr_runs; i++)
 		for (uint64_t x = 0; x < md->runs[i].len; x += PG) {
 			struct eng__area *a = area_of(t, md->runs[i].vaddr + x);
@@ -485,7 +617,7 @@ void eng__track_unstage(struct eng_track *t)
 	for (int i = 0; i < t->nr_areas; i++)
 		for (uint64_t p = 0; p < (t->areas[i].end - t->areas[i].start) / PG; p++)
 			if (t->areas[i].stg[p])
-				t->areas[i].stg[p] = 0, t->areas[i].slot[p] = 0;
+				t->areas[i].stg[p] = 0, t->areas[i].slot[p] = 0, t->areas[i].complete = false;
 }
 
 int eng__track_frozen_begin(struct eng_track *t, struct eng__mem_dump *md)
@@ -499,6 +631,18 @@ int eng__track_frozen_begin(struct eng_track *t, struct eng__mem_dump *md)
 	return ret ? ret : register_new(t, md);
 }
 
+/* Whether scan_frozen_fast may replace scan_vma for mapping vma. File pages of a
+ * private file mapping would read as written there: those keep the full walk. */
+static bool fast_ok(struct eng_track *t, const struct eng__mem_dump *md, int vma)
+{
+	const struct eng__vma_dump *d = &md->vmas[vma];
+	const struct eng__area *a = area_of(t, d->v.start);
+
+	return !getenv("HA_TEST_TRACK_SLOW_SCAN") && t->uffd >= 0 && d->src == ENG_PG_SCAN_ANON &&
+	       d->tracked && eng__track_owns(t, d->v.start, d->v.end) && a && a->end == d->v.end &&
+	       a->complete && fast_scan_sound();
+}
+
 int eng__track_scan(struct eng_track *t, struct eng__mem_dump *md, int vma, int pm_fd)
 {
 	uint64_t nr = 0;
@@ -507,7 +651,8 @@ int eng__track_scan(struct eng_track *t, struct eng__mem_dump *md, int vma, int 
 
 	(void)pm_fd;
 	eng__log_quiet(true);
-	ret = scan_vma(t, md, vma, true, &nr);
+	ret = fast_ok(t, md, vma) ? scan_frozen_fast(t, md, vma, area_of(t, md->vmas[vma].v.start), &nr)
+				  : scan_vma(t, md, vma, true, &nr);
 	eng__log_quiet(false);
 	if (ret == -EPERM) {
 		/* A mapping that looked registered is not (a new one in the place and shape of
@@ -669,6 +814,8 @@ int eng_track_open(pid_t pid, const char *store_dir, const struct eng_track_opts
 	ret = pick_method(t, &t->o);
 	if (ret)
 		goto err;
+	if (t->uffd >= 0)
+		fast_scan_sound();	/* now, not in the first freeze that asks */
 	read_children(pid, &t->children, &t->nr_children);
 	t->reset = true;
 	*out = t;

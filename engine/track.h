@@ -78,6 +78,10 @@ struct eng__area {
 				 * (blob index + 1) << 8 | page in the blob */
 	uint32_t *stg;		/* per page: staging page + 1 of this checkpoint's copy */
 	uint64_t *hash;		/* ENG_DIRTY_HASH: XXH3 of the slot's page */
+	/* Every page present at the last full scan of it has a slot or a staged copy, and
+	 * a page that became present since was written (or maps the zero page): from then
+	 * on only written and vanished pages need looking at (track.c, scan_frozen_fast). */
+	bool complete;
 };
 
 struct eng_track {

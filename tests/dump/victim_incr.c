@@ -11,6 +11,10 @@
  *   mapper               a table of 8 small regions: mmap + fill, mremap (grow, often
  *                        moving), munmap, MADV_DONTNEED (must read back as zeros),
  *                        rewrite; each recorded in the table after it is done.
+ *   thp                  4 MiB of transparent huge pages (MADV_HUGEPAGE): each 2 MiB
+ *                        half in turn filled whole, or dropped whole with
+ *                        MADV_DONTNEED, which leaves no page table at all there (a
+ *                        tracker must see those pages gone: they read back as zeros)
  *   forker               on SIGUSR1 (the runner sends it between two generations, so
  *                        that no dump catches the short-lived child): fork; the child
  *                        writes to a few pages (its own copies) and exits at once; the
@@ -40,7 +44,11 @@ struct region {
 	uint64_t stamp;		/* 0: zero (after MADV_DONTNEED) */
 };
 static struct region reg[NR_REG];
-static volatile uint64_t mapper_ops, forks;
+static volatile uint64_t mapper_ops, forks, thp_ops;
+
+#define HUGE (2ul << 20)
+static uint64_t *huge;		/* 2 * HUGE, HUGE-aligned */
+static uint64_t huge_stamp[2];	/* 0: dropped */
 
 static void stamp_page(uint64_t *w, uint64_t v)
 {
@@ -117,6 +125,31 @@ static void *mapper(void *arg)
 	return NULL;
 }
 
+static void *thp(void *arg)
+{
+	uint64_t s = 1;
+
+	(void)arg;
+	while (!zdtm_stop) {
+		int half = s % 2;
+		uint64_t *h = huge + half * (HUGE / 8);
+
+		if ((s / 2) % 2) {
+			if (madvise(h, HUGE, MADV_DONTNEED))
+				zdtm_fail("madvise(MADV_DONTNEED): %m");
+			huge_stamp[half] = 0;
+		} else {
+			for (uint64_t p = 0; p < HUGE / 4096; p++)
+				stamp_page(h + p * 512, s << 32 | p);
+			huge_stamp[half] = s;
+		}
+		s++;
+		thp_ops++;
+		zdtm_sleep_ms(7);
+	}
+	return NULL;
+}
+
 static void *forker(void *arg)
 {
 	struct timespec ts = { 0, 100000000 };
@@ -168,12 +201,23 @@ static void check(void)
 						  (unsigned long)r->addr[p * 512 + i], (unsigned long)want);
 			}
 	}
+	for (int half = 0; half < 2; half++)
+		for (uint64_t p = 0; p < HUGE / 4096; p++)
+			for (int i = 0; i < 512; i++) {
+				uint64_t want = huge_stamp[half] ? huge_stamp[half] << 32 | p : 0;
+				uint64_t got = huge[half * (HUGE / 8) + p * 512 + i];
+
+				if (got != want)
+					zdtm_fail("huge half %d page %lu word %d: %#lx, expected %#lx", half,
+						  (unsigned long)p, i, (unsigned long)got, (unsigned long)want);
+			}
 }
 
 int main(int argc, char **argv)
 {
 	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 16;
-	pthread_t th[4];
+	pthread_t th[5];
+	uint8_t *h;
 	sigset_t usr1;
 
 	zdtm_init();
@@ -183,19 +227,24 @@ int main(int argc, char **argv)
 	pages = (mib << 20) / 4096;
 	mem = mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ver = mmap(NULL, pages * 4, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED || ver == MAP_FAILED)
+	h = mmap(NULL, 3 * HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED || ver == MAP_FAILED || h == MAP_FAILED)
 		zdtm_fail("memory: %m");
+	huge = (uint64_t *)(((uintptr_t)h + HUGE - 1) & ~(HUGE - 1));
+	madvise(huge, 2 * HUGE, MADV_HUGEPAGE);	/* a kernel without THP: plain pages */
 	for (uint64_t p = 0; p < pages; p++)
 		stamp_page(mem + p * 512, p + 1);
 	pthread_create(&th[0], NULL, writer, (void *)0);
 	pthread_create(&th[1], NULL, writer, (void *)1);
 	pthread_create(&th[2], NULL, mapper, NULL);
 	pthread_create(&th[3], NULL, forker, NULL);
+	pthread_create(&th[4], NULL, thp, NULL);
 	zdtm_ready("mem=%p pages=%lu", (void *)mem, (unsigned long)pages);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 5; i++)
 		pthread_join(th[i], NULL);
 	check();
-	printf("pass: %lu+%lu page writes, %lu mapping changes, %lu forks\n", (unsigned long)writes[0],
-	       (unsigned long)writes[1], (unsigned long)mapper_ops, (unsigned long)forks);
+	printf("pass: %lu+%lu page writes, %lu mapping changes, %lu huge fills and drops, %lu forks\n",
+	       (unsigned long)writes[0], (unsigned long)writes[1], (unsigned long)mapper_ops,
+	       (unsigned long)thp_ops, (unsigned long)forks);
 	zdtm_pass();
 }
