@@ -42,6 +42,8 @@ const char *ctl_type_name(int type)
 		return "log";
 	case HACTL__CTL_TYPE__CTL_TYPE_PROMOTE:
 		return "promote";
+	case HACTL__CTL_TYPE__CTL_TYPE_DEMOTE:
+		return "demote";
 	default:
 		return NULL;
 	}

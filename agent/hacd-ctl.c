@@ -290,10 +290,20 @@ static int request_wait(struct hacd *d, struct ctl_client *c, struct svc *sv,
 		if (ret == -EAGAIN)
 			snprintf(err, sizeof(err), "service %s is %s, not running", sv->name,
 				 svc_state_name(sv->state));
-	} else if (req->type == HACTL__CTL_TYPE__CTL_TYPE_PROMOTE) {
-		ret = hacd_replica_promote_check(d, sv->name, req->force, err, sizeof(err));
-		if (!ret)
-			ret = svc_request_rollback(sv, 0, fd, err, sizeof(err));
+	} else if (req->type == HACTL__CTL_TYPE__CTL_TYPE_PROMOTE ||
+		   req->type == HACTL__CTL_TYPE__CTL_TYPE_DEMOTE) {
+		ret = req->type == HACTL__CTL_TYPE__CTL_TYPE_PROMOTE ?
+		      hacd_role_promote(sv, req->force, fd, err, sizeof(err)) :
+		      hacd_role_demote(sv, fd, err, sizeof(err));
+		if (ret == 1) {
+			/* Nothing to wait for: done (docs/cluster.md: it succeeds). */
+			close(fd);
+			return reply_error(c->fd, 0, NULL);
+		}
+	} else if (sv->role != CAT_ROLE_ACTIVE) {
+		snprintf(err, sizeof(err), "service %s is standby here: promote it first",
+			 sv->name);
+		ret = -EPERM;
 	} else {
 		ret = svc_request_rollback(sv, req->generation, fd, err, sizeof(err));
 	}
@@ -304,8 +314,67 @@ static int request_wait(struct hacd *d, struct ctl_client *c, struct svc *sv,
 	return 0;
 }
 
+/* The peer's copy of an active service, from our catalog's per-peer states. */
+static const char *peer_disk(struct hacd *d, const struct svc *sv, const char *peer)
+{
+	enum cat_peer_state ps;
+	struct cat_gen *g;
+	const char *disk = "Inconsistent";
+	size_t n;
+
+	if (cat_gen_list(d->cat, sv->cat_id, CAT_GEN_MASK(CAT_GEN_COMPLETE), 0, &g, &n))
+		return "DUnknown";
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(g[i].origin, peer) ||
+		    (!cat_gen_peer_get(d->cat, g[i].id, peer, &ps) && ps == CAT_PEER_CONSISTENT)) {
+			disk = i ? "Outdated" : "UpToDate";
+			break;
+		}
+	free(g);
+	return disk;
+}
+
+/* Role, disk and peers of one service; ps[] has room for every peer. */
+static void status_roles(struct hacd *d, const struct svc *sv, Hactl__CtlService *out,
+			 Hactl__CtlServicePeer *ps, Hactl__CtlServicePeer **pps)
+{
+	bool active_peer = false;
+
+	if (!sv)
+		return;
+	out->role = (char *)(sv->role_wait ? "active (asking peers)" : hacd_role_name(sv));
+	out->replication = (char *)(sv->cs && sv->cs->replication == CONF_REPLICATION_SYNC ?
+				    "sync" : "async");
+	for (size_t i = 0; d->replica && i < d->conf->n_peers; i++) {
+		const char *name = d->conf->peers[i].name;
+		int role = hacd_replica_peer_role(d, name, sv->name);
+
+		hactl__ctl_service_peer__init(&ps[i]);
+		ps[i].name = (char *)name;
+		ps[i].connection = (char *)(hacd_replica_reachable(d, name) ? "Connected" :
+					    "Connecting");
+		ps[i].role = (char *)rep_role_name(role);
+		active_peer |= role == REP_ROLE_ACTIVE;
+		ps[i].peer_disk = (char *)(sv->role == CAT_ROLE_ACTIVE ?
+					   peer_disk(d, sv, name) :
+					   role == REP_ROLE_ACTIVE ? "UpToDate" : "DUnknown");
+		pps[i] = &ps[i];
+		out->n_peers++;
+	}
+	out->peers = pps;
+	if (sv->role == CAT_ROLE_ACTIVE)
+		out->disk = (char *)"UpToDate";
+	else if (!out->newest_consistent_generation)
+		out->disk = (char *)"Inconsistent";
+	else if (out->lag_generations)
+		out->disk = (char *)"Outdated";
+	else
+		out->disk = (char *)(active_peer ? "UpToDate" : "Consistent");
+}
+
 static int reply_status(struct hacd *d, int fd, const Hactl__CtlRequest *req)
 {
+	Hactl__CtlServicePeer *sp = NULL, **psp = NULL;
 	const struct conf *conf = d->conf;
 	Hactl__CtlReply rep = HACTL__CTL_REPLY__INIT;
 	Hactl__CtlStatus st = HACTL__CTL_STATUS__INIT;
@@ -317,7 +386,9 @@ static int reply_status(struct hacd *d, int fd, const Hactl__CtlRequest *req)
 	if (conf->n_services) {
 		svc = calloc(conf->n_services, sizeof(*svc));
 		psvc = calloc(conf->n_services, sizeof(*psvc));
-		if (!svc || !psvc)
+		sp = calloc(conf->n_services * conf->n_peers + 1, sizeof(*sp));
+		psp = calloc(conf->n_services * conf->n_peers + 1, sizeof(*psp));
+		if (!svc || !psvc || !sp || !psp)
 			goto out;
 	}
 	for (size_t i = 0; i < conf->n_services; i++) {
@@ -339,6 +410,8 @@ static int reply_status(struct hacd *d, int fd, const Hactl__CtlRequest *req)
 			hacd_replica_service_lag(d, s->name, &svc[n].newest_consistent_generation,
 						 &svc[n].lag_generations, &svc[n].lag_seconds);
 		}
+		status_roles(d, hacd_svc_find(d, s->name), &svc[n], &sp[n * conf->n_peers],
+			     &psp[n * conf->n_peers]);
 		psvc[n] = &svc[n];
 		n++;
 	}
@@ -386,6 +459,8 @@ static int reply_status(struct hacd *d, int fd, const Hactl__CtlRequest *req)
 out:
 	free(svc);
 	free(psvc);
+	free(sp);
+	free(psp);
 	free(peers);
 	free(ppeers);
 	return ret;
@@ -429,6 +504,7 @@ static int client_request(struct ctl_client *c, const void *buf, size_t len)
 	case HACTL__CTL_TYPE__CTL_TYPE_CHECKPOINT:
 	case HACTL__CTL_TYPE__CTL_TYPE_ROLLBACK:
 	case HACTL__CTL_TYPE__CTL_TYPE_PROMOTE:
+	case HACTL__CTL_TYPE__CTL_TYPE_DEMOTE:
 		ret = request_wait(d, c, sv, req);
 		break;
 	case HACTL__CTL_TYPE__CTL_TYPE_STATUS:

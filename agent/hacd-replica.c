@@ -31,7 +31,44 @@ struct hacd_replica {
 	struct rep_sender **snd;
 	size_t n_snd;
 	const char **services, **peers;	/* into d->conf */
+	uint8_t *heard;			/* [peer][service]: its role as last told
+					 * (enum rep_role) */
 };
+
+static enum rep_role my_role(void *opaque, const char *service)
+{
+	struct svc *s = hacd_svc_find(opaque, service);
+
+	/* A node still listening to its peers before it runs the service claims
+	 * nothing (hacd-role.c). */
+	if (!s || s->role_wait)
+		return REP_ROLE_UNKNOWN;
+	return s->role == CAT_ROLE_ACTIVE ? REP_ROLE_ACTIVE : REP_ROLE_STANDBY;
+}
+
+static void on_peer_role(void *opaque, const char *peer, const char *service,
+			 enum rep_role role, bool change)
+{
+	struct hacd *d = opaque;
+	struct hacd_replica *r = d->replica;
+	struct svc *s;
+
+	for (size_t p = 0; r && p < d->conf->n_peers; p++) {
+		if (strcmp(d->conf->peers[p].name, peer))
+			continue;
+		for (size_t i = 0; i < d->conf->n_services; i++)
+			if (!strcmp(d->conf->services[i].name, service)) {
+				uint8_t *h = &r->heard[p * d->conf->n_services + i];
+
+				if (*h != role)
+					hacd_log(LOG_NOTICE, "service %s: peer %s reports it %s",
+						 service, peer, rep_role_name(role));
+				*h = (uint8_t)role;
+			}
+	}
+	if (role == REP_ROLE_ACTIVE && (s = hacd_svc_find(d, service)))
+		hacd_role_peer_active(s, peer, change);
+}
 
 static void rep_log(int prio, const char *msg, void *opaque)
 {
@@ -82,7 +119,8 @@ static void on_consistent(void *opaque, const char *peer, const char *service, i
 }
 
 /* Queue, for one peer, what it may lack: oldest first, the sender prunes. */
-static void queue_backlog(struct hacd *d, struct rep_sender *snd, const char *peer)
+static void queue_backlog(struct hacd *d, struct rep_sender *snd, const char *peer,
+			  const char *only)
 {
 	for (size_t i = 0; i < d->conf->n_services; i++) {
 		const char *name = d->conf->services[i].name;
@@ -91,6 +129,9 @@ static void queue_backlog(struct hacd *d, struct rep_sender *snd, const char *pe
 		int64_t sid;
 		size_t n;
 
+		/* Only the active node ships a service's generations. */
+		if ((only && strcmp(only, name)) || my_role(d, name) != REP_ROLE_ACTIVE)
+			continue;
 		if (cat_service_ensure(d->cat, name, &sid) ||
 		    cat_gen_list(d->cat, sid, CAT_GEN_MASK(CAT_GEN_COMPLETE), 0, &g, &n)) {
 			hacd_log(LOG_ERR, "replica: catalog: %s", cat_errmsg(d->cat));
@@ -119,6 +160,7 @@ static void replica_free(struct hacd_replica *r)
 	rep_tls_free(r->tls);
 	free(r->services);
 	free(r->peers);
+	free(r->heard);
 	free(r);
 }
 
@@ -139,7 +181,8 @@ static int replica_new(struct hacd *d, const char *store, struct hacd_replica **
 	r->services = calloc(c->n_services + 1, sizeof(*r->services));
 	r->peers = calloc(c->n_peers + 1, sizeof(*r->peers));
 	r->snd = calloc(c->n_peers + 1, sizeof(*r->snd));
-	if (!r->services || !r->peers || !r->snd)
+	r->heard = calloc(c->n_peers * c->n_services + 1, 1);
+	if (!r->services || !r->peers || !r->snd || !r->heard)
 		goto err;
 	for (size_t i = 0; i < c->n_services; i++)
 		r->services[i] = c->services[i].name;
@@ -155,7 +198,8 @@ static int replica_new(struct hacd *d, const char *store, struct hacd_replica **
 			.node = c->node, .host = c->listen_host, .port = c->listen_port,
 			.store = r->store, .peers = r->peers, .n_peers = c->n_peers,
 			.services = r->services, .n_services = c->n_services, .tls = r->tls,
-			.cat = d->cat, .log = rep_log, .on_consistent = on_consistent, .opaque = d,
+			.cat = d->cat, .log = rep_log, .on_consistent = on_consistent,
+			.role = my_role, .on_peer_role = on_peer_role, .opaque = d,
 		};
 
 		ret = rep_server_new(d->base, &o, &r->srv);
@@ -169,14 +213,15 @@ static int replica_new(struct hacd *d, const char *store, struct hacd_replica **
 			.node = c->node, .peer = p->name, .host = p->host, .port = p->port,
 			.bandwidth = p->bandwidth, .store = r->store, .services = r->services,
 			.n_services = c->n_services, .tls = r->tls, .cat = d->cat,
-			.log = rep_log, .on_ack = on_ack, .opaque = d,
+			.log = rep_log, .on_ack = on_ack, .role = my_role,
+			.on_peer_role = on_peer_role, .opaque = d,
 		};
 
 		ret = rep_sender_new(d->base, &o, &r->snd[i]);
 		if (ret)
 			goto err;
 		r->n_snd++;
-		queue_backlog(d, r->snd[i], p->name);
+		queue_backlog(d, r->snd[i], p->name, NULL);
 	}
 	*out = r;
 	return 0;
@@ -317,11 +362,54 @@ bool hacd_replica_standby_of(struct hacd *d, const char *peer)
 	return st.connected;
 }
 
+bool hacd_replica_reachable(struct hacd *d, const char *peer)
+{
+	struct rep_sender_status ss;
+
+	if (!d->replica)
+		return false;
+	if (!hacd_replica_sender_status(d, peer, &ss) && ss.link >= REP_LINK_CONNECTED)
+		return true;
+	return hacd_replica_standby_of(d, peer);
+}
+
+int hacd_replica_peer_role(struct hacd *d, const char *peer, const char *service)
+{
+	struct hacd_replica *r = d->replica;
+
+	if (!r || !hacd_replica_reachable(d, peer))
+		return REP_ROLE_UNKNOWN;
+	for (size_t p = 0; p < d->conf->n_peers; p++)
+		for (size_t i = 0; i < d->conf->n_services; i++)
+			if (!strcmp(d->conf->peers[p].name, peer) &&
+			    !strcmp(d->conf->services[i].name, service))
+				return r->heard[p * d->conf->n_services + i];
+	return REP_ROLE_UNKNOWN;
+}
+
+void hacd_replica_roles_changed(struct hacd *d)
+{
+	struct hacd_replica *r = d->replica;
+
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n_snd; i++)
+		rep_sender_roles_changed(r->snd[i]);
+	if (r->srv)
+		rep_server_roles_changed(r->srv);
+}
+
+void hacd_replica_backlog(struct hacd *d, const char *service)
+{
+	for (size_t i = 0; d->replica && i < d->replica->n_snd; i++)
+		queue_backlog(d, d->replica->snd[i], d->conf->peers[i].name, service);
+}
+
 /*
  * May this node take `service` over? hacd does not fence: that is the cluster
  * manager's job (STONITH) or the person's running hactl failover. What hacd can see,
- * it refuses: a peer connected to us right now and shipping us generations is alive
- * and active. A standby with nothing consistent has nothing to restore.
+ * it refuses: a peer we are connected to right now that reports the service active.
+ * A standby with nothing consistent has nothing to restore.
  */
 int hacd_replica_promote_check(struct hacd *d, const char *service, bool force, char *err,
 			       size_t errlen)
@@ -330,11 +418,13 @@ int hacd_replica_promote_check(struct hacd *d, const char *service, bool force, 
 	int64_t sid;
 
 	for (size_t i = 0; !force && i < d->conf->n_peers; i++)
-		if (hacd_replica_standby_of(d, d->conf->peers[i].name)) {
-			snprintf(err, errlen, "peer %s is connected and sends us its generations: "
-				 "it is active. Fencing it is the cluster manager's job; once it "
-				 "is down, promote again, or use --force if you know it is fenced",
-				 d->conf->peers[i].name);
+		if (hacd_replica_peer_role(d, d->conf->peers[i].name, service) ==
+		    REP_ROLE_ACTIVE) {
+			snprintf(err, errlen, "peer %s is connected and reports %s active. "
+				 "Fencing it is the cluster manager's job; once it is down, "
+				 "promote again, or use --force if you know it is fenced (it "
+				 "steps down when it hears of it)", d->conf->peers[i].name,
+				 service);
 			hacd_log(LOG_WARNING, "promote %s refused: %s", service, err);
 			return -EBUSY;
 		}

@@ -79,9 +79,9 @@ const char *svc_state_name(enum svc_state st)
 {
 	/* "failed": it died and hacd could not (or, by policy, would not) bring it back. */
 	static const char *const names[] = { "starting", "running", "stopping", "restoring",
-					     "failed" };
+					     "failed", "stopped" };
 
-	return st <= SVC_DEAD ? names[st] : "?";
+	return st <= SVC_STOPPED ? names[st] : "?";
 }
 
 int64_t svc_wall_us(void)
@@ -388,6 +388,7 @@ static void restore_done(struct svc *s, const Hacd__WorkerReply *rep)
 			return;
 		}
 		svc_event(s, LOG_NOTICE, "restore", "%s: done", how);
+		hacd_role_restored(s, true);
 		svc_waiters_done(s, SVC_WAIT_ROLLBACK, false, 0, NULL, gen);
 		return;
 	}
@@ -405,6 +406,7 @@ static void restore_done(struct svc *s, const Hacd__WorkerReply *rep)
 	svc_event(s, LOG_ERR, "restore", "generation %lld: %s", (long long)gen,
 		  rep && rep->error ? rep->error : "the worker died");
 	svc_set_dead(s);
+	hacd_role_restored(s, false);
 }
 
 void svc_worker_reply(struct svc *s, int op, const Hacd__WorkerReply *rep)
@@ -450,6 +452,9 @@ static void svc_died(struct svc *s)
 		case SVC_AFTER_FREE:
 			s->state = SVC_DEAD;
 			return;	/* hacd_svcs_reaped/svc_next frees it */
+		case SVC_AFTER_STANDBY:
+			hacd_role_stopped(s);
+			return;
 		}
 	}
 	if (s->state == SVC_DEAD)
@@ -510,10 +515,16 @@ static void svc_stop(struct svc *s, int after, bool now)
 	evtimer_add(s->kill_timer, &tv);
 }
 
+void svc_stop_standby(struct svc *s)
+{
+	svc_stop(s, SVC_AFTER_STANDBY, true);
+}
+
 static void svc_free(struct svc *s)
 {
 	struct svc_waiter *w;
 
+	hacd_role_free(s);
 	while ((w = TAILQ_FIRST(&s->waiters))) {
 		hacd_ctl_reply_done(w->fd, -ESRCH, "the service is no longer guarded", NULL, 0);
 		close(w->fd);
@@ -628,7 +639,7 @@ static int svc_new(struct hacd *d, const struct conf_service *cs)
 	s->d = d;
 	s->cs = cs;
 	snprintf(s->name, sizeof(s->name), "%s", cs->name);
-	s->pidfd = s->w_fd = -1;
+	s->pidfd = s->w_fd = s->demote_fd = -1;
 	s->stop_timeout_us = cs->stop_timeout_us;
 	TAILQ_INIT(&s->waiters);
 	TAILQ_INSERT_TAIL(&d->services, s, link);
@@ -653,16 +664,22 @@ static int svc_new(struct hacd *d, const struct conf_service *cs)
 		return 0;
 	}
 	s->launched = cs->target == CONF_TARGET_COMMAND;
+	if (!hacd_role_init(s))
+		svc_begin(s);
+	return 0;
+}
+
+void svc_begin(struct svc *s)
+{
 	/* A previous hacd's service still running: guard it, do not launch a second one. */
 	if (pidfile_adopt(s)) {
 		pid_t init = s->init, pid = s->pid;
 
 		s->init = s->pid = 0;
 		if (!svc_running(s, init, pid, "adopt"))
-			return 0;
+			return;
 	}
 	svc_start(s);
-	return 0;
 }
 
 static void gc_cb(evutil_socket_t fd, short what, void *arg)
@@ -718,9 +735,11 @@ void hacd_svcs_reload(struct hacd *d)
 			s->cs = ncs;
 			continue;
 		}
-		svc_event(s, LOG_NOTICE, "reload", "its section changed: restarting it");
 		s->cs = ncs;
 		s->stop_timeout_us = ncs->stop_timeout_us;
+		if (s->state == SVC_STOPPED)
+			continue;	/* standby: nothing runs here to restart */
+		svc_event(s, LOG_NOTICE, "reload", "its section changed: restarting it");
 		evtimer_del(s->timer);
 		if (s->launched || s->state == SVC_RUNNING)
 			svc_stop(s, SVC_AFTER_START, false);

@@ -101,6 +101,7 @@ enum svc_state {
 	SVC_STOPPING,		/* killed on purpose (rollback, reload, stop): wait for it */
 	SVC_RESTORING,		/* a generation is being restored */
 	SVC_DEAD,		/* gone and not coming back (policy none, or failures) */
+	SVC_STOPPED,		/* not run here: standby (hacd-role.c) */
 };
 
 enum svc_wait_kind { SVC_WAIT_CHECKPOINT, SVC_WAIT_ROLLBACK };
@@ -113,7 +114,11 @@ struct svc_waiter {
 	TAILQ_ENTRY(svc_waiter) link;
 };
 
-enum { SVC_AFTER_NOTHING, SVC_AFTER_RESTORE, SVC_AFTER_START, SVC_AFTER_FREE };
+enum { SVC_AFTER_NOTHING, SVC_AFTER_RESTORE, SVC_AFTER_START, SVC_AFTER_FREE,
+       SVC_AFTER_STANDBY };
+
+/* hacd-role.c: where a demotion is (see the machine there). */
+enum svc_demote { DEMOTE_NONE, DEMOTE_CKPT, DEMOTE_ACKS, DEMOTE_STOP };
 
 struct svc {
 	struct hacd *d;
@@ -157,6 +162,16 @@ struct svc {
 	unsigned w_restarts;
 	TAILQ_HEAD(, svc_waiter) waiters;
 	TAILQ_ENTRY(svc) link;
+	/* role (hacd-role.c) */
+	int role;			/* enum cat_role: ACTIVE or STANDBY here */
+	bool role_wait;			/* active before: waiting to hear the peers first */
+	bool promoting;			/* the restore in flight is a promotion */
+	enum svc_demote demote;
+	int demote_fd;			/* the hactl demote waiting, -1: none */
+	uint64_t demote_ckpts;		/* n_ckpt + n_failed when it began */
+	int64_t demote_gen;		/* the last checkpoint, to be acked */
+	uint64_t role_deadline_us;	/* end of role_wait or of the wait for acks */
+	struct event *role_timer;
 };
 
 /*
@@ -196,6 +211,10 @@ int hacd_worker_send(struct svc *s, struct Hacd__WorkerRequest *req);
 
 /* hacd-svc.c: the services' state machines, scheduler and generations. */
 int hacd_svcs_start(struct hacd *d);
+/* Guard a service whose role is active: adopt what a previous hacd left, or start it. */
+void svc_begin(struct svc *s);
+/* Kill it (a last checkpoint was taken) and then make it standby (hacd_role_stopped). */
+void svc_stop_standby(struct svc *s);
 /* After a reload: start new services, restart changed ones, stop removed ones. */
 void hacd_svcs_reload(struct hacd *d);
 /* SIGTERM: stop launched services (stop_timeout, then SIGKILL), free everything. */
@@ -252,6 +271,21 @@ void hacd_ctl_reply_done(int fd, int status, const char *error, struct cat *cat,
 /* hacd.c: reload the config (SIGHUP, or a reload request); 0 or -errno. */
 int hacd_reload(struct hacd *d);
 
+/* hacd-role.c: active and standby (docs/cluster.md). */
+/* At svc_new: the role from the catalog and the config; true: do not start it now. */
+bool hacd_role_init(struct svc *s);
+void hacd_role_free(struct svc *s);
+/* promote: 1 done (nothing to wait for), 0 the reply goes to fd later, or -errno. */
+int hacd_role_promote(struct svc *s, bool force, int fd, char *err, size_t errlen);
+int hacd_role_demote(struct svc *s, int fd, char *err, size_t errlen);
+/* The restore of a promotion ended (svc-hacd.c restore_done). */
+void hacd_role_restored(struct svc *s, bool ok);
+/* The service was stopped by svc_stop_standby. */
+void hacd_role_stopped(struct svc *s);
+/* A peer reported the service active (change: it was not before, on that link). */
+void hacd_role_peer_active(struct svc *s, const char *peer, bool change);
+const char *hacd_role_name(const struct svc *s);
+
 /* hacd-replica.c: replication to and from the peers (ha/replica.h). */
 int hacd_replica_open(struct hacd *d);
 void hacd_replica_close(struct hacd *d);
@@ -271,5 +305,14 @@ int hacd_replica_promote_check(struct hacd *d, const char *service, bool force, 
 			       size_t errlen);
 /* Whether `peer` is connected to us, sending us its generations. */
 bool hacd_replica_standby_of(struct hacd *d, const char *peer);
+/* Whether a connection to or from `peer` is up and past its handshake. */
+bool hacd_replica_reachable(struct hacd *d, const char *peer);
+/* The role of `service` `peer` last reported on a connection that is still up, as an
+ * enum rep_role (UNKNOWN when unreachable or not heard). */
+int hacd_replica_peer_role(struct hacd *d, const char *peer, const char *service);
+/* Our roles changed: tell the peers now. */
+void hacd_replica_roles_changed(struct hacd *d);
+/* `service` became active here: queue what each peer lacks of it. */
+void hacd_replica_backlog(struct hacd *d, const char *service);
 
 #endif

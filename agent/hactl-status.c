@@ -47,10 +47,20 @@ static void print_text(const Hactl__CtlStatus *st)
 		const char *bar = i + 1 < st->n_services ? "|" : " ";
 
 		printf("  %s   interval:%s keep:%u %s\n", bar, iv, s->keep, s->what ? s->what : "");
+		if (s->role)
+			printf("  %s   role:%s disk:%s replication:%s\n", bar, s->role,
+			       s->disk ? s->disk : "?", s->replication ? s->replication : "?");
 		if (s->state)
 			printf("  %s   state:%s pid:%u checkpoints:%llu failed:%llu missed:%llu\n",
 			       bar, s->state, s->pid, (unsigned long long)s->checkpoints,
 			       (unsigned long long)s->failed, (unsigned long long)s->missed);
+		for (size_t j = 0; j < s->n_peers; j++)
+			printf("  %s   %s connection:%s role:%s peer-disk:%s\n", bar,
+			       s->peers[j]->name, s->peers[j]->connection, s->peers[j]->role,
+			       s->peers[j]->peer_disk);
+		if (s->sync_state)
+			printf("  %s   sync: %s (safe generation %lld)\n", bar, s->sync_state,
+			       (long long)s->safe_generation);
 		if (s->has_last_generation) {
 			char age[32];
 
@@ -131,7 +141,34 @@ static void print_json(const Hactl__CtlReply *rep)
 			printf(",\"newest_consistent_generation\":%lld,\"lag_generations\":%u,"
 			       "\"lag_seconds\":%.3f", (long long)s->newest_consistent_generation,
 			       s->lag_generations, s->lag_seconds);
-		printf("}");
+		if (s->role) {
+			printf(",\"role\":");
+			/* "active (asking peers)" is active to a script */
+			ctl_json_str(stdout, !strncmp(s->role, "active", 6) ? "active" : s->role);
+			printf(",\"disk\":");
+			ctl_json_str(stdout, s->disk);
+			printf(",\"replication\":");
+			ctl_json_str(stdout, s->replication);
+		}
+		if (s->has_safe_generation)
+			printf(",\"safe_generation\":%lld", (long long)s->safe_generation);
+		if (s->sync_state) {
+			printf(",\"sync_state\":");
+			ctl_json_str(stdout, s->sync_state);
+		}
+		printf(",\"peers\":[");
+		for (size_t j = 0; j < s->n_peers; j++) {
+			printf("%s{\"name\":", j ? "," : "");
+			ctl_json_str(stdout, s->peers[j]->name);
+			printf(",\"connection\":");
+			ctl_json_str(stdout, s->peers[j]->connection);
+			printf(",\"role\":");
+			ctl_json_str(stdout, s->peers[j]->role);
+			printf(",\"peer_disk\":");
+			ctl_json_str(stdout, s->peers[j]->peer_disk);
+			printf("}");
+		}
+		printf("]}");
 	}
 	printf("],\"peers\":[");
 	for (size_t i = 0; i < st->n_peers; i++) {

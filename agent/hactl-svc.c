@@ -7,6 +7,8 @@
  *                                            complete generation), keep guarding it
  *   hactl log SERVICE [-n N]                 hacd's events about it, newest first
  *   hactl reload                             same as SIGHUP to hacd
+ *   hactl promote|failover SERVICE [--force] this node runs it (docs/cluster.md)
+ *   hactl demote SERVICE                     a last checkpoint, acked, then standby
  *
  * Each takes -s SOCKET, -f CONFIG and --json (also accepted before the command).
  * Exit codes: 0 ok, 1 hacd refused or the operation failed (its reason printed),
@@ -274,6 +276,10 @@ static int wait_cmd(int argc, char **argv, Hactl__CtlType type)
 		else
 			printf("null");
 		printf("}\n");
+	} else if (!rep->generation && (type == HACTL__CTL_TYPE__CTL_TYPE_PROMOTE ||
+					type == HACTL__CTL_TYPE__CTL_TYPE_DEMOTE)) {
+		printf("%s: %s here\n", a.service, type == HACTL__CTL_TYPE__CTL_TYPE_DEMOTE ?
+		       "standby" : "active");
 	} else if (rep->generation && !strcmp(argv[0], "failover")) {
 		struct timespec now;
 		int64_t wall;
@@ -289,6 +295,7 @@ static int wait_cmd(int argc, char **argv, Hactl__CtlType type)
 		printf("%s: %s generation %" PRId64 "\n", a.service,
 		       type == HACTL__CTL_TYPE__CTL_TYPE_CHECKPOINT ? "checkpointed as" :
 		       type == HACTL__CTL_TYPE__CTL_TYPE_PROMOTE ? "promoted, restored" :
+		       type == HACTL__CTL_TYPE__CTL_TYPE_DEMOTE ? "demoted after" :
 		       "rolled back to", rep->generation->id);
 		gen_text_header();
 		gen_text(rep->generation);
@@ -316,6 +323,11 @@ int ctl_cmd_promote(int argc, char **argv)
 int ctl_cmd_failover(int argc, char **argv)
 {
 	return wait_cmd(argc, argv, HACTL__CTL_TYPE__CTL_TYPE_PROMOTE);
+}
+
+int ctl_cmd_demote(int argc, char **argv)
+{
+	return wait_cmd(argc, argv, HACTL__CTL_TYPE__CTL_TYPE_DEMOTE);
 }
 
 int ctl_cmd_log(int argc, char **argv)

@@ -33,6 +33,7 @@ static const struct ctl_cmd cmds[] = {
 	{ "rollback", ctl_cmd_rollback, "SERVICE [-g G]: stop it, restore generation G (default: newest)" },
 	{ "promote", ctl_cmd_promote, "SERVICE [--force]: restore the newest consistent generation here, guard it" },
 	{ "failover", ctl_cmd_failover, "SERVICE [--force]: promote, with a report (for people)" },
+	{ "demote", ctl_cmd_demote, "SERVICE: a last checkpoint pushed to the peers, stop it, become standby" },
 	{ "log", ctl_cmd_log, "SERVICE [-n N]: hacd's events about it" },
 	{ "reload", ctl_cmd_reload, "make hacd reread its config (like SIGHUP)" },
 	{ "catalog", ctl_cmd_catalog, "verify [DB]: check the catalog's integrity and invariants" },

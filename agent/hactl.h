@@ -53,6 +53,7 @@ int ctl_cmd_checkpoint(int argc, char **argv);
 int ctl_cmd_rollback(int argc, char **argv);
 int ctl_cmd_promote(int argc, char **argv);
 int ctl_cmd_failover(int argc, char **argv);
+int ctl_cmd_demote(int argc, char **argv);
 int ctl_cmd_log(int argc, char **argv);
 int ctl_cmd_reload(int argc, char **argv);
 /* hactl-catalog.c */

@@ -84,6 +84,7 @@ struct rconn {
 	XXH3_state_t *xs;
 	uint64_t bytes, linked;
 	bool refused_timer;
+	uint8_t *peer_role;		/* per o.services[]: as heard (enum rep_role) */
 };
 
 /* What we last heard from a peer about a service, for rep_server_status(). */
@@ -103,11 +104,17 @@ struct rep_server {
 	uint16_t port;
 	struct rconn *conns;
 	size_t n_conns;
+	struct event *hb;		/* roles heartbeat */
 };
 
 static const struct timeval xfer_timeout = { 60, 0 };
 
 #define LOG(s, prio, ...) rep__log((s)->o.log, (s)->o.log_opaque, prio, __VA_ARGS__)
+
+static enum rep_role my_role(const struct rep_server *s, const char *service)
+{
+	return s->o.role ? s->o.role(s->o.opaque, service) : REP_ROLE_STANDBY;
+}
 
 static bool service_ok(const struct rep_server *s, const char *name)
 {
@@ -204,6 +211,7 @@ static void conn_free(struct rconn *c)
 	if (c->bev)
 		bufferevent_free(c->bev);
 	XXH3_freeState(c->xs);
+	free(c->peer_role);
 	free(c);
 }
 
@@ -335,6 +343,11 @@ static int on_offer(struct rconn *c, RepMsg *m)
 	c->offer = o;
 	if (!service_ok(s, o->service))
 		return gen_refuse(c, "service %s is not configured here", o->service);
+	/* Two active nodes (a split brain, or a promotion the peer has not heard of yet):
+	 * each keeps its own history; taking the peer's would overwrite ours. */
+	if (my_role(s, o->service) == REP_ROLE_ACTIVE)
+		return gen_refuse(c, "service %s is active here: generation %lld of peer %s "
+				  "not taken", o->service, (long long)o->gen, c->peer);
 	if (cat_service_ensure(s->o.cat, o->service, &sid))
 		return gen_refuse(c, "catalog: %s", cat_errmsg(s->o.cat));
 	if (o->has_newest) {
@@ -552,7 +565,8 @@ static int on_hello(struct rconn *c, const RepHello *h)
 		}
 		rep_service__init(&svc[n]);
 		svc[n].name = h->services[i]->name;
-		svc[n].has_newest = 1;
+		svc[n].has_newest = svc[n].has_role = 1;
+		svc[n].role = my_role(s, svc[n].name);
 		if (!cat_service_ensure(s->o.cat, svc[n].name, &sid))
 			svc[n].newest = newest_from(s->o.cat, sid, c->peer);
 		psvc[n] = &svc[n];
@@ -571,6 +585,8 @@ static int on_hello(struct rconn *c, const RepHello *h)
 	/* Authenticated and introduced: idle connections are the normal case now. */
 	bufferevent_set_timeouts(c->bev, NULL, NULL);
 	LOG(s, LOG_NOTICE, "peer %s (%s) connected", c->peer, c->addr);
+	rep__roles_heard(h->services, h->n_services, s->o.services, s->o.n_services,
+			 c->peer_role, s->o.on_peer_role, s->o.opaque, c->peer);
 	return 0;
 }
 
@@ -579,6 +595,13 @@ static int dispatch(struct rconn *c, RepMsg *m)
 {
 	int ret;
 
+	if (m->roles && c->st >= R_IDLE && c->st != R_CLOSING) {
+		rep__roles_heard(m->roles->services, m->roles->n_services, c->s->o.services,
+				 c->s->o.n_services, c->peer_role, c->s->o.on_peer_role,
+				 c->s->o.opaque, c->peer);
+		rep_msg__free_unpacked(m, NULL);
+		return 0;
+	}
 	if (c->st == R_REFUSED) {
 		rep_msg__free_unpacked(m, NULL);
 		return 0;
@@ -678,9 +701,12 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 	char host[INET6_ADDRSTRLEN] = "?";
 	SSL *ssl;
 
-	if (!c || !(c->xs = XXH3_createState()) || !(ssl = rep__tls_ssl(s->o.tls, NULL))) {
-		if (c)
+	if (!c || !(c->peer_role = calloc(s->o.n_services + 1, 1)) ||
+	    !(c->xs = XXH3_createState()) || !(ssl = rep__tls_ssl(s->o.tls, NULL))) {
+		if (c) {
 			XXH3_freeState(c->xs);
+			free(c->peer_role);
+		}
 		free(c);
 		evutil_closesocket(fd);
 		return;
@@ -699,6 +725,7 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 	if (!c->bev) {
 		SSL_free(ssl);
 		XXH3_freeState(c->xs);
+		free(c->peer_role);
 		free(c);
 		evutil_closesocket(fd);
 		return;
@@ -712,6 +739,19 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 	/* A peer that never finishes the handshake or never says Hello holds nothing. */
 	bufferevent_set_timeouts(c->bev, &hs, NULL);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+void rep_server_roles_changed(struct rep_server *s)
+{
+	for (struct rconn *c = s->conns; c; c = c->next)
+		if (c->st >= R_IDLE && c->st != R_CLOSING)
+			rep__send_roles(c->bev, s->o.services, s->o.n_services, s->o.role,
+					s->o.opaque, REP_ROLE_STANDBY);
+}
+
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+	rep_server_roles_changed(arg);
 }
 
 /* .part directories are generations a crash interrupted: their rows are failed by
@@ -782,12 +822,25 @@ int rep_server_new(struct event_base *base, const struct rep_server_opts *o,
 		    strerror(-ret));
 		goto err;
 	}
+	s->hb = event_new(base, -1, EV_PERSIST, on_heartbeat, s);
+	if (!s->hb) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	{
+		struct timeval hb = { REP_ROLES_HEARTBEAT_MS / 1000,
+				      (REP_ROLES_HEARTBEAT_MS % 1000) * 1000 };
+
+		event_add(s->hb, &hb);
+	}
 	sl = sizeof(ss);
 	getsockname(evconnlistener_get_fd(s->lis), (struct sockaddr *)&ss, &sl);
 	s->port = ntohs(ss.ss_family == AF_INET6 ? sin6->sin6_port : sin->sin_port);
 	*out = s;
 	return 0;
 err:
+	if (s->lis)
+		evconnlistener_free(s->lis);
 	free(s);
 	return ret;
 }
@@ -800,6 +853,8 @@ void rep_server_free(struct rep_server *s)
 		conn_free(s->conns);
 	if (s->lis)
 		evconnlistener_free(s->lis);
+	if (s->hb)
+		event_free(s->hb);
 	free(s->lags);
 	free(s);
 }

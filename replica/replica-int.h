@@ -31,6 +31,14 @@ int rep__recv(struct bufferevent *bev, RepMsg **out, char *err, size_t errlen);
 
 /* TCP keepalive probes on a replication socket. */
 void rep__keepalive(int fd);
+/* Send Roles: our role (fn) of each of `services`; fn NULL: `dflt` for all. */
+int rep__send_roles(struct bufferevent *bev, const char *const *services, size_t n,
+		    rep_role_fn fn, void *opaque, enum rep_role dflt);
+/* Roles heard from `peer` (Hello or Roles): for each one of `services`, remember it in
+ * last[] (indexed like services) and report it through fn. */
+void rep__roles_heard(RepService *const *sv, size_t n_sv, const char *const *services,
+		      size_t n, uint8_t *last, rep_peer_role_fn fn, void *opaque,
+		      const char *peer);
 
 /* store.c */
 int rep__fsync_dir(const char *path);

@@ -93,6 +93,9 @@ struct rep_sender {
 	uint64_t off;
 	uint8_t *chunk;
 	int64_t *peer_newest;		/* per o.services[]: newest the peer holds */
+	uint8_t *peer_role;		/* per o.services[]: its role, as heard on this
+					 * connection (enum rep_role) */
+	struct event *hb;		/* roles heartbeat */
 	/* Status. */
 	int64_t acked_gen, acked_us;
 	uint64_t bytes_sent;
@@ -101,6 +104,11 @@ struct rep_sender {
 #define LOG(s, prio, ...) rep__log((s)->o.log, (s)->o.log_opaque, prio, __VA_ARGS__)
 
 static void conn_start(struct rep_sender *s);
+
+static enum rep_role my_role(struct rep_sender *s, const char *service)
+{
+	return s->o.role ? s->o.role(s->o.opaque, service) : REP_ROLE_ACTIVE;
+}
 
 const char *rep_link_name(enum rep_link l)
 {
@@ -345,6 +353,13 @@ static void offer_next(struct rep_sender *s)
 		prune_queue(s, q->service, 0);
 		if (q != s->head)
 			continue;
+		if (my_role(s, q->service) != REP_ROLE_ACTIVE) {
+			LOG(s, LOG_NOTICE, "service %s generation %lld: not sent to %s, the "
+			    "service is not active here", q->service, (long long)q->gen,
+			    s->o.peer);
+			pop(s, -EPERM);
+			continue;
+		}
 		if (cat_gen_get(s->o.cat, q->gen, &g) || g.state != CAT_GEN_COMPLETE) {
 			LOG(s, LOG_WARNING, "service %s generation %lld is no longer complete here: "
 			    "not sent to %s", q->service, (long long)q->gen, s->o.peer);
@@ -483,6 +498,8 @@ static int on_hello(struct rep_sender *s, const RepHello *h)
 	}
 	s->backoff_ms = BACKOFF_MIN_MS;
 	LOG(s, LOG_NOTICE, "peer %s: connected", s->o.peer);
+	rep__roles_heard(h->services, h->n_services, s->o.services, s->o.n_services,
+			 s->peer_role, s->o.on_peer_role, s->o.opaque, s->o.peer);
 	for (size_t i = 0; i < h->n_services; i++) {
 		int64_t *p = peer_newest(s, h->services[i]->name);
 
@@ -567,6 +584,12 @@ static void on_read(struct bufferevent *bev, void *arg)
 			ret = on_have(s, m->have);
 		else if (m->ack && s->st >= S_OFFERED)
 			ret = on_ack(s, m->ack);
+		else if (m->roles && s->st >= S_READY) {
+			rep__roles_heard(m->roles->services, m->roles->n_services,
+					 s->o.services, s->o.n_services, s->peer_role,
+					 s->o.on_peer_role, s->o.opaque, s->o.peer);
+			ret = 0;
+		}
 		else {
 			LOG(s, LOG_ERR, "peer %s: unexpected %s message", s->o.peer,
 			    rep__msg_name(m));
@@ -608,6 +631,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		for (size_t i = 0; i < s->o.n_services; i++) {
 			rep_service__init(&svc[i]);
 			svc[i].name = (char *)s->o.services[i];
+			svc[i].has_role = 1;
+			svc[i].role = my_role(s, s->o.services[i]);
 			psvc[i] = &svc[i];
 		}
 		h.has_version = 1;
@@ -620,6 +645,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		free(svc);
 		free(psvc);
 		rep__keepalive(bufferevent_getfd(bev));
+		memset(s->peer_role, 0, s->o.n_services);
 		s->st = S_HELLO;
 		return;
 	}
@@ -683,6 +709,24 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 	conn_start(arg);
 }
 
+static void send_roles(struct rep_sender *s)
+{
+	if (s->bev && s->st >= S_READY)
+		rep__send_roles(s->bev, s->o.services, s->o.n_services, s->o.role, s->o.opaque,
+				REP_ROLE_ACTIVE);
+}
+
+/* Roles now and then: the peer learns a change it missed, and hears we are alive. */
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+	send_roles(arg);
+}
+
+void rep_sender_roles_changed(struct rep_sender *s)
+{
+	send_roles(s);
+}
+
 int rep_sender_new(struct event_base *base, const struct rep_sender_opts *o,
 		   struct rep_sender **out)
 {
@@ -697,7 +741,9 @@ int rep_sender_new(struct event_base *base, const struct rep_sender_opts *o,
 	s->backoff_ms = BACKOFF_MIN_MS;
 	s->chunk = malloc(REP_CHUNK);
 	s->peer_newest = calloc(o->n_services + 1, sizeof(*s->peer_newest));
+	s->peer_role = calloc(o->n_services + 1, 1);
 	s->retry = evtimer_new(base, on_retry, s);
+	s->hb = event_new(base, -1, EV_PERSIST, on_heartbeat, s);
 	if (o->bandwidth) {
 		/* Ticks of 100 ms keep the pace even; a burst of one tick's worth. */
 		struct timeval tick = { 0, 100000 };
@@ -708,9 +754,16 @@ int rep_sender_new(struct event_base *base, const struct rep_sender_opts *o,
 		s->rl = ev_token_bucket_cfg_new((size_t)1 << 30, (size_t)1 << 30, per_tick,
 						per_tick, &tick);
 	}
-	if (!s->chunk || !s->retry || !s->peer_newest || (o->bandwidth && !s->rl)) {
+	if (!s->chunk || !s->retry || !s->peer_newest || !s->peer_role || !s->hb ||
+	    (o->bandwidth && !s->rl)) {
 		rep_sender_free(s);
 		return -ENOMEM;
+	}
+	{
+		struct timeval hb = { REP_ROLES_HEARTBEAT_MS / 1000,
+				      (REP_ROLES_HEARTBEAT_MS % 1000) * 1000 };
+
+		event_add(s->hb, &hb);
 	}
 	conn_start(s);
 	*out = s;
@@ -726,6 +779,8 @@ void rep_sender_free(struct rep_sender *s)
 		bufferevent_free(s->bev);
 	if (s->retry)
 		event_free(s->retry);
+	if (s->hb)
+		event_free(s->hb);
 	if (s->rl)
 		ev_token_bucket_cfg_free(s->rl);
 	while (s->head) {
@@ -736,6 +791,7 @@ void rep_sender_free(struct rep_sender *s)
 	}
 	free(s->chunk);
 	free(s->peer_newest);
+	free(s->peer_role);
 	free(s);
 }
 

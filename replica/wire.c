@@ -63,6 +63,8 @@ const char *rep__msg_name(const RepMsg *m)
 		return "Commit";
 	if (m->ack)
 		return "Ack";
+	if (m->roles)
+		return "Roles";
 	return "(empty)";
 }
 
@@ -83,21 +85,29 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int check_services(const char *what, RepService *const *sv, size_t n, char *err,
+			  size_t errlen)
+{
+	if (n > REP_FILES_MAX)
+		BAD("%s: %zu services, at most %u", what, n, REP_FILES_MAX);
+	for (size_t i = 0; i < n; i++) {
+		if (check_name(what, "services.name", sv[i]->name, err, errlen))
+			return -EBADMSG;
+		if (sv[i]->newest < 0)
+			BAD("%s: services[%zu].newest is negative", what, i);
+		if (sv[i]->role > REP_ROLE_STANDBY)
+			BAD("%s: services[%zu].role is %u, not a role", what, i, sv[i]->role);
+	}
+	return 0;
+}
+
 static int check_hello(const RepHello *h, char *err, size_t errlen)
 {
 	if (!h->has_version)
 		BAD("Hello: version missing");
 	if (check_name("Hello", "node", h->node, err, errlen))
 		return -EBADMSG;
-	if (h->n_services > REP_FILES_MAX)
-		BAD("Hello: %zu services, at most %u", h->n_services, REP_FILES_MAX);
-	for (size_t i = 0; i < h->n_services; i++) {
-		if (check_name("Hello", "services.name", h->services[i]->name, err, errlen))
-			return -EBADMSG;
-		if (h->services[i]->newest < 0)
-			BAD("Hello: services[%zu].newest is negative", i);
-	}
-	return 0;
+	return check_services("Hello", h->services, h->n_services, err, errlen);
 }
 
 static int check_offer(const RepOffer *o, char *err, size_t errlen)
@@ -196,7 +206,8 @@ int rep__decode(const uint8_t *buf, size_t len, RepMsg **out, char *err, size_t 
 	m = rep_msg__unpack(NULL, len, buf);
 	if (!m)
 		BAD("frame of %zu bytes does not decode as a message", len);
-	set = !!m->hello + !!m->offer + !!m->have + !!m->data + !!m->commit + !!m->ack;
+	set = !!m->hello + !!m->offer + !!m->have + !!m->data + !!m->commit + !!m->ack +
+	      !!m->roles;
 	if (set != 1) {
 		snprintf(err, errlen, "frame carries %d messages, expected 1", set);
 		ret = -EBADMSG;
@@ -215,6 +226,9 @@ int rep__decode(const uint8_t *buf, size_t len, RepMsg **out, char *err, size_t 
 			snprintf(err, errlen, "Commit: gen missing or not positive");
 			ret = -EBADMSG;
 		}
+	} else if (m->roles) {
+		ret = check_services("Roles", m->roles->services, m->roles->n_services, err,
+				     errlen);
 	} else {
 		ret = check_ack(m->ack, err, errlen);
 	}
@@ -309,4 +323,59 @@ void rep__keepalive(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+const char *rep_role_name(enum rep_role r)
+{
+	return r == REP_ROLE_ACTIVE ? "active" : r == REP_ROLE_STANDBY ? "standby" : "unknown";
+}
+
+int rep__send_roles(struct bufferevent *bev, const char *const *services, size_t n,
+		    rep_role_fn fn, void *opaque, enum rep_role dflt)
+{
+	RepMsg m = REP_MSG__INIT;
+	RepRoles r = REP_ROLES__INIT;
+	RepService *sv = calloc(n + 1, sizeof(*sv)), **psv = calloc(n + 1, sizeof(*psv));
+	int ret;
+
+	if (!sv || !psv) {
+		free(sv);
+		free(psv);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		rep_service__init(&sv[i]);
+		sv[i].name = (char *)services[i];
+		sv[i].has_role = 1;
+		sv[i].role = fn ? fn(opaque, services[i]) : dflt;
+		psv[i] = &sv[i];
+	}
+	r.services = psv;
+	r.n_services = n;
+	m.roles = &r;
+	ret = rep__send(bev, &m);
+	free(sv);
+	free(psv);
+	return ret;
+}
+
+void rep__roles_heard(RepService *const *sv, size_t n_sv, const char *const *services,
+		      size_t n, uint8_t *last, rep_peer_role_fn fn, void *opaque,
+		      const char *peer)
+{
+	for (size_t i = 0; i < n_sv; i++) {
+		enum rep_role role = sv[i]->has_role ? (enum rep_role)sv[i]->role :
+				     REP_ROLE_UNKNOWN;
+		bool change;
+		size_t j;
+
+		for (j = 0; j < n && strcmp(services[j], sv[i]->name); j++)
+			;
+		if (j == n || role == REP_ROLE_UNKNOWN)
+			continue;
+		change = last[j] != REP_ROLE_UNKNOWN && last[j] != role;
+		last[j] = (uint8_t)role;
+		if (fn)
+			fn(opaque, peer, services[j], role, change);
+	}
 }

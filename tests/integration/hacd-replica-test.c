@@ -13,6 +13,8 @@
  *   hacd-replica-test -f CONF newest SERVICE     prints "ID DIR ORIGIN ORIGIN_GEN" of the
  *                                                 newest consistent generation
  *   hacd-replica-test -f CONF count SERVICE      complete and pending generations
+ *   hacd-replica-test -f CONF role SERVICE [ROLE] print, or record, its role here (a
+ *                                                 node that was active before hacd ran)
  *
  * Exit: 0 ok, 1 failure, 64 usage, 78 bad config.
  */
@@ -312,10 +314,33 @@ static int cmd_query(struct drv *d, const char *what, const char *service)
 	return 0;
 }
 
+static int cmd_role(struct drv *d, const char *service, const char *role)
+{
+	enum cat_role r;
+	int64_t sid;
+
+	if (cat_service_ensure(d->cat, service, &sid) || cat_role_get(d->cat, sid, &r))
+		goto cat_err;
+	if (!role) {
+		printf("%s\n", cat_role_name(r));
+		return 0;
+	}
+	if (strcmp(role, "active") && strcmp(role, "standby"))
+		return 64;
+	if (cat_role_set(d->cat, sid, !strcmp(role, "active") ? CAT_ROLE_ACTIVE :
+			 CAT_ROLE_STANDBY))
+		goto cat_err;
+	return 0;
+cat_err:
+	fprintf(stderr, "catalog: %s\n", cat_errmsg(d->cat));
+	return 1;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: hacd-replica-test -f CONF add SERVICE DIR | serve | push PEER "
-		"[--once] [--fail-fast] [--corrupt-at N] | newest SERVICE | count SERVICE\n");
+		"[--once] [--fail-fast] [--corrupt-at N] | newest SERVICE | count SERVICE | "
+		"role SERVICE [active|standby]\n");
 }
 
 int main(int argc, char **argv)
@@ -364,6 +389,8 @@ int main(int argc, char **argv)
 		ret = cmd_push(&d, argv[optind], corrupt_at);
 	else if ((!strcmp(cmd, "newest") || !strcmp(cmd, "count")) && optind + 1 == argc)
 		ret = cmd_query(&d, cmd, argv[optind]);
+	else if (!strcmp(cmd, "role") && (optind + 1 == argc || optind + 2 == argc))
+		ret = cmd_role(&d, argv[optind], optind + 2 == argc ? argv[optind + 1] : NULL);
 	else
 		usage(stderr);
 out:

@@ -4,18 +4,21 @@
 # Nodes alpha and beta are network namespaces joined by a veth pair, each with its own
 # hacd, config, state directory and certificate (made here with openssl). hacd does not
 # take checkpoints by itself yet, so alpha's generations are real `hactl dump`s put in
-# its catalog with the driver before hacd starts; then:
+# its catalog with the driver before hacd starts, and alpha's catalog says it was the
+# active node (beta, with a fresh catalog, starts standby); then:
 #  1. hacd on alpha ships its backlog to hacd on beta; beta's catalog holds the newest
 #     consistent, alpha logs it consistent on beta and records the peer state.
 #  2. A reload (SIGHUP) of alpha restarts replication without shipping anything again.
 #  3. hacd on beta is killed -9 and restarted: the next generation added on alpha is
 #     shipped once alpha's hacd is restarted (backlog at start); beta's retention
 #     (keep = 2) prunes the oldest received one and GC removes its directory.
-#  4. `hactl promote` on beta is refused while alpha's hacd is connected; alpha is
-#     killed; `hactl failover` on beta restores the newest consistent generation under
-#     beta's hacd; a checkpoint there reaches alpha once its hacd is back (B -> A);
-#     the victim checks its memory.
+#  4. `hactl promote` on beta is refused while alpha's hacd is connected and reports the
+#     service active; alpha is killed; `hactl failover` on beta restores the newest
+#     consistent generation under beta's hacd; alpha's hacd comes back, hears beta
+#     active and stays standby (its catalog said active); a checkpoint on beta reaches
+#     alpha (B -> A); the victim checks its memory.
 set -euo pipefail
+. "$(dirname "$0")/replica-lib.sh"
 
 HACD=$(realpath "$1")
 HACTL=$(realpath "$2")
@@ -41,32 +44,15 @@ cleanup() {
 		kill -KILL "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
-	ip netns del "$NSA" 2>/dev/null || true
-	ip netns del "$NSB" 2>/dev/null || true
+	rep_nodes_del "$NSA" "$NSB"
 	rm -rf "$T"
 }
 trap cleanup EXIT
 
-ip netns add "$NSA"
-ip netns add "$NSB"
-ip link add va netns "$NSA" type veth peer name vb netns "$NSB"
-ip -n "$NSA" addr add 10.78.0.1/24 dev va
-ip -n "$NSB" addr add 10.78.0.2/24 dev vb
-ip -n "$NSA" link set lo up
-ip -n "$NSB" link set lo up
-ip -n "$NSA" link set va up
-ip -n "$NSB" link set vb up
-
-mkdir -m 700 "$T/tls"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-	-subj "/CN=hacd test ca" -keyout "$T/tls/ca.key" -out "$T/tls/ca.crt" 2>/dev/null
-for n in alpha beta; do
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$n" \
-		-keyout "$T/tls/$n.key" -out "$T/tls/$n.csr" 2>/dev/null
-	printf 'subjectAltName=DNS:%s\n' "$n" > "$T/tls/$n.ext"
-	openssl x509 -req -in "$T/tls/$n.csr" -CA "$T/tls/ca.crt" -CAkey "$T/tls/ca.key" \
-		-CAcreateserial -days 1 -extfile "$T/tls/$n.ext" -out "$T/tls/$n.crt" 2>/dev/null
-done
+rep_nodes "$NSA" "$NSB" 10.78.0
+rep_ca "$T/tls" ca
+rep_cert "$T/tls" alpha ca
+rep_cert "$T/tls" beta ca
 
 # Both nodes listen and name each other: replication can run either way.
 for n in alpha beta; do
@@ -124,6 +110,7 @@ dump() {
 # --- 1. backlog shipped by hacd ---------------------------------------------------------
 g1=$(dump --leave-running)
 g2=$(dump --leave-running)
+"$DRV" -f "$T/alpha.conf" role victim active
 start_hacd beta "$NSB"
 start_hacd alpha "$NSA"
 wait_beta_holds "$g2"
@@ -148,9 +135,14 @@ pa, sa = a['peers'][0], a['services'][0]
 assert pa['name'] == 'beta' and pa['connection'] == 'Connected', pa
 assert pa['acked_generation'] == g2 and pa['queued'] == 0, pa
 assert sa['newest_consistent_generation'] == g2 and sa['lag_generations'] == 0, sa
+assert sa['role'] == 'active' and sa['disk'] == 'UpToDate', sa
+assert sa['peers'] == [{'name': 'beta', 'connection': 'Connected', 'role': 'standby',
+                        'peer_disk': 'UpToDate'}], sa
 pb, sb = b['peers'][0], b['services'][0]
 assert pb['name'] == 'alpha' and pb['standby_of'] is True, pb
 assert sb['newest_consistent_generation'] == blocal and sb['lag_generations'] == 0, sb
+assert sb['role'] == 'standby' and sb['state'] == 'stopped' and sb['disk'] == 'UpToDate', sb
+assert sb['peers'][0]['role'] == 'active' and sb['peers'][0]['connection'] == 'Connected', sb
 PY
 "$HACTL" status -s "$T/alpha.sock" | grep -q "peer beta 10.78.0.2:7789 connection:Connected" ||
 	fail "hactl status text: $("$HACTL" status -s "$T/alpha.sock")"
@@ -193,8 +185,10 @@ done
 # --- 4. failover to beta, then generations flow back to alpha ------------------------------
 ip netns exec "$NSB" "$HACTL" -s "$T/beta.sock" promote victim > "$T/promote.out" 2>&1 &&
 	fail "promote succeeded while alpha is connected and active"
-grep -q "peer alpha is connected and sends us its generations" "$T/promote.out" ||
-	fail "promote refusal: $(cat "$T/promote.out")"
+grep -q "peer alpha is connected and reports victim active.*cluster manager's job" \
+	"$T/promote.out" || fail "promote refusal: $(cat "$T/promote.out")"
+ip netns exec "$NSB" "$HACTL" -s "$T/beta.sock" checkpoint victim > "$T/ckpt.out" 2>&1 &&
+	fail "a checkpoint of a standby service succeeded"
 kill -KILL "$APID"
 wait "$APID" 2>/dev/null || true
 APID=
@@ -215,6 +209,10 @@ for _ in $(seq 300); do
 		break
 	sleep 0.1
 done
+grep -q "peer beta runs it now: this node comes back standby" "$T/alpha.log" ||
+	fail "alpha did not come back standby"
+"$HACTL" status -s "$T/alpha.sock" victim --json | grep -q '"role":"standby"' ||
+	fail "alpha's status: $("$HACTL" status -s "$T/alpha.sock" victim)"
 [ "$("$DRV" -f "$T/alpha.conf" newest victim | cut -d' ' -f3-)" = "beta $gb" ] ||
 	fail "alpha did not receive beta's generation $gb: $("$DRV" -f "$T/alpha.conf" newest victim)"
 kill -TERM "$VDEAD" || fail "restored victim is not running"

@@ -41,7 +41,8 @@
 struct event_base;
 struct cat;
 
-#define REP_PROTO_VERSION 1
+/* 2: roles in Hello, and the Roles message (a v1 peer would choke on it). */
+#define REP_PROTO_VERSION 2
 #define REP_CHUNK (256u << 10)		/* data bytes per Data message */
 #define REP_FRAME_MAX (REP_CHUNK + 4096u)	/* longest frame either side accepts */
 #define REP_FILES_MAX 4096u		/* files per generation */
@@ -49,6 +50,21 @@ struct cat;
 #define REP_NAME_MAX 128u		/* names on the wire, without the NUL */
 
 typedef void (*rep_log_fn)(int prio, const char *msg, void *opaque);
+
+/*
+ * Roles (issue 7). Each side tells the other its role of every service it names: in its
+ * Hello, then in a Roles message whenever one changes and every REP_ROLES_HEARTBEAT_MS.
+ * A standby refuses generations of a service that is active on its own node.
+ */
+enum rep_role { REP_ROLE_UNKNOWN, REP_ROLE_ACTIVE, REP_ROLE_STANDBY };
+#define REP_ROLES_HEARTBEAT_MS 5000
+const char *rep_role_name(enum rep_role r);
+/* Our role of `service`, asked when we tell the peer and when it offers a generation. */
+typedef enum rep_role (*rep_role_fn)(void *opaque, const char *service);
+/* The peer told its role of `service`: `change` when this connection had heard another
+ * role of it before (a promotion or demotion over there, not a first report). */
+typedef void (*rep_peer_role_fn)(void *opaque, const char *peer, const char *service,
+				 enum rep_role role, bool change);
 
 /* True for a name usable as one directory entry: [A-Za-z0-9_.-]+, not starting with
  * '.' or '-', at most REP_NAME_MAX characters. */
@@ -92,6 +108,8 @@ struct rep_server_opts {
 	rep_log_fn log;
 	void *log_opaque;
 	rep_gen_fn on_consistent;	/* may be NULL */
+	rep_role_fn role;		/* may be NULL: every service is standby here */
+	rep_peer_role_fn on_peer_role;	/* may be NULL */
 	void *opaque;
 };
 
@@ -119,6 +137,8 @@ struct rep_standby_status {
 };
 void rep_server_status(struct rep_server *s, const char *peer, const char *service,
 		       struct rep_standby_status *st);
+/* Our roles changed: tell every connected peer now. */
+void rep_server_roles_changed(struct rep_server *s);
 
 /* ---- active (sender.c) ------------------------------------------------------------- */
 
@@ -126,7 +146,8 @@ void rep_server_status(struct rep_server *s, const char *peer, const char *servi
  * Outcome of one pushed generation: 0 consistent on the peer (in sync mode: only now is
  * it safe), -ESTALE skipped because a newer one of the service superseded it while the
  * peer was behind, -EBADMSG refused by the peer (it retries after a reconnect),
- * -ENOENT its files are gone here. Called from the loop.
+ * -ENOENT its files are gone here, -EPERM the service is no longer active here (it is
+ * not ours to ship). Called from the loop.
  */
 typedef void (*rep_ack_fn)(void *opaque, const char *peer, const char *service,
 			   int64_t gen, int status);
@@ -156,6 +177,9 @@ struct rep_sender_opts {
 	rep_log_fn log;
 	void *log_opaque;
 	rep_ack_fn on_ack;
+	rep_role_fn role;		/* may be NULL: every service is active here; only
+					 * generations of services active here are offered */
+	rep_peer_role_fn on_peer_role;	/* may be NULL */
 	void *opaque;
 	/* Test hook: flip one bit of the data byte at this offset of every file sent
 	 * (after its checksum was taken), as a link that damages data would. 0 = off. */
@@ -179,5 +203,7 @@ void rep_sender_free(struct rep_sender *s);
 /* Queue complete generation `gen` of `service` (from our catalog) for the peer. */
 int rep_sender_push(struct rep_sender *s, const char *service, int64_t gen);
 void rep_sender_status(const struct rep_sender *s, struct rep_sender_status *st);
+/* Our roles changed: tell the peer now (when connected). */
+void rep_sender_roles_changed(struct rep_sender *s);
 
 #endif /* HA_REPLICA_H */

@@ -1,0 +1,39 @@
+# replica-lib.sh: sourced by the replication scenarios (replica-*.sh). Two nodes as two
+# network namespaces joined by a veth pair, addresses only inside them, and the test
+# certificates, made here with openssl (no key is ever committed).
+#
+#   rep_nodes NSA NSB NET    namespaces NSA (NET.1, dev va) and NSB (NET.2, dev vb)
+#   rep_nodes_del NSA NSB    delete both (in cleanup traps; never fails)
+#   rep_ca DIR NAME          a self-signed CA: DIR/NAME.crt, DIR/NAME.key
+#   rep_cert DIR NAME CA     DIR/NAME.{crt,key}, CN and subjectAltName NAME, signed by CA
+
+rep_nodes() {
+	ip netns add "$1"
+	ip netns add "$2"
+	ip link add va netns "$1" type veth peer name vb netns "$2"
+	ip -n "$1" addr add "$3.1/24" dev va
+	ip -n "$2" addr add "$3.2/24" dev vb
+	ip -n "$1" link set lo up
+	ip -n "$2" link set lo up
+	ip -n "$1" link set va up
+	ip -n "$2" link set vb up
+}
+
+rep_nodes_del() {
+	ip netns del "$1" 2>/dev/null || true
+	ip netns del "$2" 2>/dev/null || true
+}
+
+rep_ca() {
+	[ -d "$1" ] || mkdir -m 700 "$1"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+		-subj "/CN=hacd test $2" -keyout "$1/$2.key" -out "$1/$2.crt" 2>/dev/null
+}
+
+rep_cert() {
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
+		-keyout "$1/$2.key" -out "$1/$2.csr" 2>/dev/null
+	printf 'subjectAltName=DNS:%s\n' "$2" > "$1/$2.ext"
+	openssl x509 -req -in "$1/$2.csr" -CA "$1/$3.crt" -CAkey "$1/$3.key" \
+		-CAcreateserial -days 1 -extfile "$1/$2.ext" -out "$1/$2.crt" 2>/dev/null
+}
