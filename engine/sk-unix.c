@@ -613,6 +613,16 @@ int eng__unix_resolve(struct eng__files_dump *const *all, int nr)
 
 		if (!ret && m->peer)
 			ret = resolve_peer(v, n, &v[i]);
+		/*
+		 * Peer 0 and not shut down: connected to an embryo (a connection that a
+		 * listener has not accepted) that is not one of ours, so a listener outside
+		 * the tree. (A closed peer leaves both shutdown bits set.)
+		 */
+		if (!ret && m->type != SOCK_DGRAM && m->state == TCP_ESTABLISHED && !m->peer &&
+		    !m->has_listener && !(m->shut_rd && m->shut_wr))
+			ret = eng__refuse("pid %d: fd %d: unix %s socket %lu waits to be accepted by a listener "
+					  "outside the dumped tree: its peer cannot be restored", v[i].pid,
+					  v[i].f->first_fd, type_name(m->type), (unsigned long)m->ino);
 		if (!m->has_peer_name) {
 			free(m->peer_name.data);
 			m->peer_name.data = NULL;
