@@ -135,8 +135,10 @@ print("load: status on the socket: %d requests, p50 %.1f ms, p99 %.1f ms, max %.
       "%d over 50 ms" % (len(sms), pct(sms, 50) / 1e3, pct(sms, 99) / 1e3, max(sms) / 1e3,
                          sum(1 for x in sms if x > 50000)))
 rss = [int(x) for x in open(t + "/rss").read().split()]
-print("load: hacd RSS %d KiB -> %d KiB (min %d, max %d over %d samples)" %
-      (rss0, rss1, min(rss or [0]), max(rss or [0]), len(rss)))
+q = max(1, len(rss) // 4)
+print("load: hacd RSS %d KiB -> %d KiB (min %d, max %d over %d samples; max of each "
+      "quarter of the run: %s)" % (rss0, rss1, min(rss or [0]), max(rss or [0]), len(rss),
+                                  [max(rss[i:i + q]) for i in range(0, len(rss), q)]))
 # The bars of the 10-minute run (HACD_LOAD_STRICT=1): not asserted by default, as CI
 # shares its cores with everything else and timings are not what a test may assert.
 if os.environ.get("HACD_LOAD_STRICT") == "1":
