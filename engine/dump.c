@@ -97,6 +97,7 @@ struct dump {
 	struct eng__tree tree;
 	struct dproc *p;	/* p[i] is tree.p[i]'s */
 	struct eng__imgq q;
+	struct eng__shm_table shm;	/* shared memory objects of the whole tree */
 	char (*done)[48];	/* committed images, unlinked on failure */
 	int nr_done;
 	struct eng_track *trk;	/* incremental: the root's pages go to its store */
@@ -288,6 +289,8 @@ static int write_all(struct dump *d)
 			ret = eng__mem_write(d->dirfd, &p->md, &d->q);
 	}
 	if (!ret)
+		ret = eng__shm_write(d->dirfd, &d->shm, &d->q);
+	if (!ret)
 		ret = eng__files_write_table(d->dirfd, fds, nr_fds, &d->q);
 	if (!ret)
 		ret = eng__pstree_write(d->dirfd, &d->tree, tds, &d->q);
@@ -427,6 +430,21 @@ static int alloc_procs(struct dump *d)
 	return 0;
 }
 
+/* Shared memory objects, once the whole tree is collected (shmem.c). */
+static int collect_shm(struct dump *d, struct eng__files_dump **fds, int nr_fds)
+{
+	struct eng__mem_dump **md = calloc(nr_fds + 1, sizeof(*md));
+	int n = 0, ret;
+
+	if (!md)
+		return -ENOMEM;
+	for_each_live(d, i)
+		md[n++] = &d->p[i].md;
+	ret = eng__shm_collect(&d->shm, d->dirfd, md, fds, n);
+	free(md);
+	return ret;
+}
+
 /* Collect from a frozen tree; the frozen part. */
 static int collect_tree(struct dump *d)
 {
@@ -446,6 +464,8 @@ static int collect_tree(struct dump *d)
 		ret = eng__files_share(fds, nr_fds);
 	if (!ret)
 		ret = eng__unix_resolve(fds, nr_fds);
+	if (!ret)
+		ret = collect_shm(d, fds, nr_fds);
 	free(fds);
 	for_each_live(d, i)
 		if (!ret)
@@ -574,6 +594,7 @@ static void free_procs(struct dump *d)
 	}
 	free(d->p);
 	d->p = NULL;
+	eng__shm_free(&d->shm);
 	eng__tree_free(&d->tree);
 }
 

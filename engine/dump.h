@@ -63,6 +63,8 @@ struct eng__file_dump {
 	ImgInetSk *inet;
 	ImgUnixSk *usk;
 	uint32_t usk_wqueue;	/* sock_diag: bytes it sent that its peer has not read */
+	ImgMemfd *memfd;	/* .shm filled by eng__shm_collect */
+	ImgInotify *inotify;
 };
 
 struct eng__fd_dump {
@@ -217,7 +219,9 @@ struct eng__vma_dump {
 	bool unlinked;
 	enum eng__page_src src;
 	uint64_t data_end;	/* ENG_PG_ALL / FILE_DATA: end of the file's data in the map */
-	int file_fd;		/* ENG_PG_FILE_DATA: the mapped object, -1 otherwise */
+	int file_fd;		/* ENG_PG_FILE_DATA and shm_kind: the mapped object, or -1 */
+	int shm_kind;		/* ImgShmemKind: a shared object (shmem.c), 0: none */
+	uint32_t shm;		/* its id, from eng__shm_collect */
 	bool tracked;		/* registered with our pre-copy uffd (mem-precopy.c) */
 };
 
@@ -326,5 +330,41 @@ bool eng__precopy_owns(const struct eng__precopy *pc, uint64_t start, uint64_t e
 int eng__precopy_scan(struct eng__mem_dump *md, int vma, int pm_fd);
 /* Unregister everything (close the uffd); NULL-tolerant, idempotent. */
 void eng__precopy_end(struct eng__precopy *pc);
+
+/* ---- shmem.c: shared memory objects ------------------------------------------------ */
+
+/* Shared anonymous memory, memfds and files deleted while mapped: objects that several
+ * mappings and descriptors (in several processes) may share; stored once each. */
+struct eng__shm_obj {
+	uint32_t id;
+	int kind;			/* ImgShmemKind */
+	uint64_t dev, ino, size;
+	uint32_t mode, seals;
+	bool has_seals;
+	char *name, *path;
+	uint64_t *ext;			/* (offset, length) pairs */
+	size_t nr_ext;
+	uint64_t xxh3;
+	struct eng_img *data;		/* shmdata-ID.img, until queued */
+};
+
+struct eng__shm_table {
+	struct eng__shm_obj *o;
+	int n, cap;
+};
+
+/* Frozen, every process collected: find the objects the tree's mappings and memfd
+ * descriptors name (by st_dev, st_ino), give each an id (set in the vma and file
+ * dumps) and copy its data into shmdata-ID.img. */
+int eng__shm_collect(struct eng__shm_table *t, int dirfd, struct eng__mem_dump *const *md,
+		     struct eng__files_dump *const *fds, int n);
+/* shmdata-ID.img and shmem.img (nothing when there is no object). */
+int eng__shm_write(int dirfd, struct eng__shm_table *t, struct eng__imgq *q);
+void eng__shm_free(struct eng__shm_table *t);
+
+/* fd-memfd.c, fd-inotify.c: dump halves (restore halves in fd-kinds.h). */
+int eng__memfd_check(pid_t pid, int fd, const char *link);
+int eng__inotify_dump(pid_t pid, int fd, const char *fdinfo, ImgInotify **out);
+void eng__inotify_free(ImgInotify *in);
 
 #endif

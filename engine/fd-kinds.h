@@ -76,6 +76,11 @@ int eng__unix_dump(pid_t pid, const struct eng__fd_probe *p, struct eng__file_du
 void eng__unix_free(ImgUnixSk *m);
 int rst__unix_open(struct rst_ctx *c, const ImgFile *f);
 void rst__unix_close(struct rst_ctx *c);
+/* fd-memfd.c (dump half in dump.h); the object is shmem.c's. */
+int rst__memfd_open(struct rst_ctx *c, const ImgFile *f);
+
+/* fd-inotify.c */
+int rst__inotify_open(struct rst_ctx *c, const ImgFile *f);
 
 /* rst-files.c: move a new fd above every number the image uses (closing the
  * original); returns the new fd or -errno. */

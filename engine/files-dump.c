@@ -6,10 +6,10 @@
  * What restore can reopen: regular files (by path, or from a ghost copy when
  * unlinked), directories, the character devices that are the same everywhere
  * (/dev/null, zero, full, random, urandom), and the kinds of fd-kinds.h: pipes and
- * FIFOs with their queued data, eventfd, timerfd, signalfd, epoll, and TCP/UDP
- * sockets (listening, bound; established ones by the close policy), unix sockets
- * (sk-unix.c). Everything else (other anonymous inodes, memfds, ttys, other devices,
- * other socket families) is refused by
+ * FIFOs with their queued data, eventfd, timerfd, signalfd, epoll, memfds (their
+ * objects in shmem.c), inotify, and TCP/UDP sockets (listening, bound; established
+ * ones by the close policy), unix sockets (sk-unix.c). Everything else (other
+ * anonymous inodes, ttys, other devices, other socket families) is refused by
  * eng__files_precheck() before the process is seized, naming the fd, its kind and its
  * /proc link; collect checks again while frozen, because the table may have changed
  * in between.
@@ -208,6 +208,8 @@ static int classify(const struct eng__fd_probe *p, const char **what)
 	if (!strncmp(p->link, "anon_inode:", 11)) {
 		if (!strcmp(p->link, "anon_inode:[eventpoll]"))
 			return IMG_FILE_KIND__FILE_EPOLL;
+		if (!strcmp(p->link, "anon_inode:inotify"))
+			return IMG_FILE_KIND__FILE_INOTIFY;
 		k = eng__anon_kind(p->link);
 		*what = k ? NULL : "anonymous inode";
 		return k;
@@ -215,9 +217,9 @@ static int classify(const struct eng__fd_probe *p, const char **what)
 	if (S_ISFIFO(p->st.st_mode))
 		return IMG_FILE_KIND__FILE_FIFO;
 	if (S_ISREG(p->st.st_mode)) {
-		if (!strncmp(p->link, "/memfd:", 7) && ends_with_deleted(p->link))
-			*what = "memfd";
-		else if (p->link[0] != '/')
+		if (!strncmp(p->link, "/memfd:", 7) && ends_with_deleted(p->link) && !p->st.st_nlink)
+			return IMG_FILE_KIND__FILE_MEMFD;
+		if (p->link[0] != '/')
 			*what = "file outside our file system tree";
 		return *what ? 0 : IMG_FILE_KIND__FILE_REG;
 	}
@@ -257,6 +259,8 @@ static int check_fd(pid_t pid, const struct eng__fd_probe *p)
 		return eng__sk_check(pid, p);
 	case IMG_FILE_KIND__FILE_UNIX_SK:
 		return eng__unix_check(pid, p);
+	case IMG_FILE_KIND__FILE_MEMFD:
+		return eng__memfd_check(pid, p->fd, p->link);
 	default:
 		return 0;
 	}
@@ -389,6 +393,18 @@ static int new_file(pid_t pid, struct eng__files_dump *fd, const struct eng__fd_
 	case IMG_FILE_KIND__FILE_UNIX_SK:
 		ret = eng__unix_dump(pid, p, f);
 		break;
+	case IMG_FILE_KIND__FILE_INOTIFY:
+		ret = eng__inotify_dump(pid, p->fd, p->fdinfo, &f->inotify);
+		break;
+	case IMG_FILE_KIND__FILE_MEMFD:
+		/* The object and its id: eng__shm_collect, once the tree is collected. */
+		f->memfd = malloc(sizeof(*f->memfd));
+		if (f->memfd)
+			*f->memfd = (ImgMemfd)IMG_MEMFD__INIT;
+		ret = f->memfd ? 0 : -ENOMEM;
+		if (f->memfd)
+			f->memfd->has_shm = 1;
+		break;
 	default:
 		break;
 	}
@@ -513,6 +529,8 @@ static int write_files(struct eng_img *img, const struct eng__files_dump *fd)
 		m.epoll = f->ep;
 		m.inet = f->inet;
 		m.unix_sk = f->usk;
+		m.memfd = f->memfd;
+		m.inotify = f->inotify;
 		if (f->unlinked) {
 			m.has_unlinked = m.has_content_xxh3 = 1;
 			m.unlinked = true;
@@ -597,6 +615,8 @@ void eng__files_free(struct eng__files_dump *fd)
 		}
 		free(f->inet);
 		eng__unix_free(f->usk);
+		free(f->memfd);
+		eng__inotify_free(f->inotify);
 	}
 	for (int i = 0; i < fd->nr_ghosts; i++)
 		eng_img_abort(fd->ghosts[i]);

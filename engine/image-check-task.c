@@ -281,9 +281,13 @@ static int check_vma_kind(struct eng_img *img, const ImgVma *v)
 	NEED(img, v, kind);
 	if (v->kind >= IMG_VMA_KIND__VMA_VDSO && (!anon || !(v->flags & MAP_PRIVATE)))
 		return eng__img_bad(img, "flags", "0x%x: a special mapping is private anonymous", v->flags);
+	if (v->has_shm && !v->shm)
+		return eng__img_bad(img, "shm", "0 names no object");
 	if (anon) {
 		if (v->path || v->unlinked)
 			return eng__img_bad(img, v->path ? "path" : "unlinked", "set on an anonymous mapping");
+		if (v->has_shm && !(v->flags & MAP_SHARED))
+			return eng__img_bad(img, "shm", "set on private anonymous memory");
 		return 0;
 	}
 	ret = eng__check_path(img, "path", v->path);

@@ -27,6 +27,7 @@
 #include "mm.pb-c.h"
 #include "pagemap.pb-c.h"
 #include "pstree.pb-c.h"
+#include "shmem.pb-c.h"
 
 int eng__img_bad(struct eng_img *img, const char *field, const char *fmt, ...)
 {
@@ -393,6 +394,28 @@ static int check_unix(struct eng_img *img, const ImgUnixSk *m)
 	return 0;
 }
 
+static int check_inotify(struct eng_img *img, const ImgInotify *in)
+{
+	for (size_t i = 0; i < in->n_watches; i++) {
+		const ImgInotifyWatch *w = in->watches[i];
+
+		NEED(img, w, wd);
+		NEED(img, w, mask);
+		if (w->wd < 1 || (i && w->wd <= in->watches[i - 1]->wd))
+			return eng__img_bad(img, "inotify.watches.wd", "%d: watch descriptors are positive and ascend",
+					    w->wd);
+		if (!w->has_fhandle && !w->path)
+			return eng__img_bad(img, "inotify.watches.fhandle", "neither a handle nor a path for wd %d",
+					    w->wd);
+		if (w->has_fhandle && (w->fhandle.len == 0 || w->fhandle.len > 128 || !w->has_fhandle_type))
+			return eng__img_bad(img, "inotify.watches.fhandle", "%zu bytes (1 to 128, with a type)",
+					    w->fhandle.len);
+		if (w->path && w->path[0] != '/')
+			return eng__img_bad(img, "inotify.watches.path", "not an absolute path");
+	}
+	return 0;
+}
+
 /* Exactly the sub-message of the kind, if it has one. */
 static int check_sub(struct eng_img *img, const ImgFile *f)
 {
@@ -404,6 +427,8 @@ static int check_sub(struct eng_img *img, const ImgFile *f)
 		{ f->epoll, IMG_FILE_KIND__FILE_EPOLL, "epoll" },
 		{ f->inet, IMG_FILE_KIND__FILE_INET_SK, "inet" },
 		{ f->unix_sk, IMG_FILE_KIND__FILE_UNIX_SK, "unix_sk" },
+		{ f->memfd, IMG_FILE_KIND__FILE_MEMFD, "memfd" },
+		{ f->inotify, IMG_FILE_KIND__FILE_INOTIFY, "inotify" },
 	};
 	int kind = f->kind == IMG_FILE_KIND__FILE_FIFO ? IMG_FILE_KIND__FILE_PIPE : f->kind;
 
@@ -433,6 +458,11 @@ static int check_sub(struct eng_img *img, const ImgFile *f)
 		return check_inet(img, f->inet);
 	case IMG_FILE_KIND__FILE_UNIX_SK:
 		return check_unix(img, f->unix_sk);
+	case IMG_FILE_KIND__FILE_MEMFD:
+		NEED(img, f->memfd, shm);
+		return f->memfd->shm ? 0 : eng__img_bad(img, "memfd.shm", "0 names no object");
+	case IMG_FILE_KIND__FILE_INOTIFY:
+		return check_inotify(img, f->inotify);
 	default:
 		return 0;
 	}
@@ -594,4 +624,43 @@ int eng__check_pagemap_entry(struct eng_img *img, const ProtobufCMessage *msg)
 		return eng__img_bad(img, "flags", "0x%x: exactly one of IN_PAGES, ZERO, FROM_FILE, IN_PACK",
 				    e->flags);
 	return check_run_data(img, e, len);
+}
+
+/* One shared memory object: its extents lie inside it, in order, page aligned. */
+int eng__check_shmem(struct eng_img *img, const ProtobufCMessage *msg)
+{
+	const ImgShmem *o = (const ImgShmem *)msg;
+	uint64_t prev = 0, lim;
+
+	NEED(img, o, id);
+	if (!o->id || o->id <= img->st.shm.prev_id)
+		return eng__img_bad(img, "id", "%u does not ascend from %u", o->id, img->st.shm.prev_id);
+	img->st.shm.prev_id = o->id;
+	NEED(img, o, kind);
+	NEED(img, o, size);
+	NEED(img, o, mode);
+	NEED(img, o, content_xxh3);
+	if (o->size > (1ull << 46))
+		return eng__img_bad(img, "size", "%llu bytes is more than we restore", (unsigned long long)o->size);
+	if (o->kind == IMG_SHMEM_KIND__SHM_MEMFD && (!o->name || strlen(o->name) > 249))
+		return eng__img_bad(img, "name", "a memfd needs a name of at most 249 bytes");
+	if (o->kind == IMG_SHMEM_KIND__SHM_DELETED) {
+		int ret = eng__check_path(img, "path", o->path);
+
+		if (ret)
+			return ret;
+	}
+	if (o->n_extents % 2)
+		return eng__img_bad(img, "extents", "%zu values: (offset, length) pairs", o->n_extents);
+	lim = (o->size + 4095) & ~4095ull;
+	for (size_t i = 0; i < o->n_extents; i += 2) {
+		uint64_t off = o->extents[i], len = o->extents[i + 1];
+
+		if (off % 4096 || len % 4096 || !len || off < prev || off > lim || len > lim - off)
+			return eng__img_bad(img, "extents", "[%zu]: %#llx+%#llx: page aligned, ascending, within the %llu bytes",
+					    i / 2, (unsigned long long)off, (unsigned long long)len,
+					    (unsigned long long)o->size);
+		prev = off + len;
+	}
+	return 0;
 }

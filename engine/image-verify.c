@@ -23,6 +23,7 @@
 #include "mm.pb-c.h"
 #include "pagemap.pb-c.h"
 #include "pstree.pb-c.h"
+#include "shmem.pb-c.h"
 
 #define HASH_CHUNK (256u << 10)
 
@@ -43,6 +44,7 @@ struct verify {
 	const ImgInventory *inv;	/* NULL until inventory.img was read */
 	struct u32_set inv_pids, tree_pids;
 	struct u32_set file_ids, file_kinds, ghost_ids;	/* files.img, by ascending id */
+	struct u32_set shm_ids;		/* shmem.img, ascending */
 	struct vma_span *vmas;		/* every mm file's, by (pid, start) */
 	struct u32_set mm_ok;		/* pids whose mm file read clean, ascending */
 	size_t nr_vmas, vmas_cap;
@@ -156,6 +158,33 @@ static int on_file(struct verify *v, struct eng_img *img, const ProtobufCMessage
 	    (f->unlinked && set_add(&v->ghost_ids, f->id)))
 		return -ENOMEM;
 	return f->unlinked ? check_ghost(v, img, f) : 0;
+}
+
+/* A shared memory object's data file holds its extents, back to back. */
+static int on_shmem(struct verify *v, struct eng_img *img, const ProtobufCMessage *m)
+{
+	const ImgShmem *o = (const ImgShmem *)m;
+	struct eng_img *g;
+	uint64_t h, want = 0;
+	int ret;
+
+	if (set_add(&v->shm_ids, o->id))
+		return -ENOMEM;
+	for (size_t i = 1; i < o->n_extents; i += 2)
+		want += o->extents[i];
+	ret = eng__img_open(v->d.dirfd, ENG_IMG_SHMDATA, o->id, &g);
+	if (ret)
+		return ret;
+	if (eng_img_raw_size(g) != want)
+		ret = eng__img_bad(img, "extents", "%llu bytes, but %s holds %llu", (unsigned long long)want,
+				   eng_img_name(g), (unsigned long long)eng_img_raw_size(g));
+	if (!ret)
+		ret = hash_raw(v, g, 0, want, &h);
+	if (!ret && h != o->content_xxh3)
+		ret = eng__img_bad(img, "content_xxh3", "0x%016llx, but %s sums to 0x%016llx",
+				   (unsigned long long)o->content_xxh3, eng_img_name(g), (unsigned long long)h);
+	eng_img_close(g);
+	return ret;
 }
 
 static int on_fd(struct verify *v, struct eng_img *img, const ProtobufCMessage *m)
@@ -280,6 +309,7 @@ static int verify_records(struct verify *v, struct eng_img *img, struct eng_img 
 		case ENG_IMG_MM: ret = on_vma(v, img, m); break;
 		case ENG_IMG_PAGEMAP: ret = on_pagemap(v, img, m, pages); break;
 		case ENG_IMG_FDS: ret = on_fd(v, img, m); break;
+		case ENG_IMG_SHMEM: ret = on_shmem(v, img, m); break;
 		default: ret = 0;
 		}
 		if (ret != 1)
@@ -306,6 +336,11 @@ static int verify_raw(struct verify *v, struct eng_img *img)
 		if (set_find(&v->ghost_ids, img->id) < 0)
 			return eng__img_fail(-EINVAL, "%s: no unlinked file of files.img has id %u",
 					img->name, img->id);
+		return 0;
+	}
+	if (img->kind == ENG_IMG_SHMDATA) {
+		if (set_find(&v->shm_ids, img->id) < 0)
+			return eng__img_fail(-EINVAL, "%s: no object of shmem.img has id %u", img->name, img->id);
 		return 0;
 	}
 	snprintf(name, sizeof(name), "pagemap-%u.img", img->id);
@@ -402,6 +437,7 @@ int eng_image_verify(const char *dir, struct eng_image_stats *st)
 	free(v.file_ids.v);
 	free(v.file_kinds.v);
 	free(v.ghost_ids.v);
+	free(v.shm_ids.v);
 	free(v.vmas);
 	free(v.mm_ok.v);
 	free(v.chunk);

@@ -31,6 +31,7 @@
 #include "mm.pb-c.h"
 #include "pagemap.pb-c.h"
 #include "pstree.pb-c.h"
+#include "shmem.pb-c.h"
 
 #define TAG(a, b, c, d) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
 #define KiB 1024u
@@ -62,6 +63,10 @@ static const struct eng__img_kind kinds[ENG_IMG_NR_KINDS] = {
 	[ENG_IMG_PAGES] = { .name = "pages", .tag = TAG('P', 'A', 'G', 'E'), .per_id = true,
 		.raw = true },
 	[ENG_IMG_GHOST] = { .name = "ghost", .tag = TAG('G', 'H', 'S', 'T'), .per_id = true,
+		.raw = true },
+	[ENG_IMG_SHMEM] = { "shmem", TAG('S', 'H', 'M', 'O'), false, false,
+		NULL, &img_shmem__descriptor, 0, 1 * MiB, NULL, eng__check_shmem },
+	[ENG_IMG_SHMDATA] = { .name = "shmdata", .tag = TAG('S', 'H', 'M', 'D'), .per_id = true,
 		.raw = true },
 };
 

@@ -65,6 +65,7 @@ union eng__img_state {
 	struct { uint32_t nr_filters; } core;
 	struct { int64_t next_fd; } fds;	/* the lowest fd the next record may have */
 	struct { uint32_t prev_id; } files;
+	struct { uint32_t prev_id; } shm;
 };
 
 struct eng_img {
@@ -126,6 +127,7 @@ int eng__check_vma(struct eng_img *img, const ProtobufCMessage *msg);
 int eng__check_pagemap_head(struct eng_img *img, const ProtobufCMessage *msg);
 int eng__check_pagemap_entry(struct eng_img *img, const ProtobufCMessage *msg);
 int eng__check_fd(struct eng_img *img, const ProtobufCMessage *msg);
+int eng__check_shmem(struct eng_img *img, const ProtobufCMessage *msg);
 
 static inline uint32_t eng__get32(const uint8_t *p)
 {

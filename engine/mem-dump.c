@@ -10,12 +10,13 @@
  *   [vdso] [vvar] [vvar_vclock]      VDSO.. / PRIVATE|ANON        none: the kernel's
  *   [heap] [stack] anonymous private HEAP STACK PLAIN / PRIVATE|ANON  present or swapped,
  *                                                                 not the zero page
- *   shared anonymous                 PLAIN / SHARED|ANON          every data range of
- *     ("/dev/zero (deleted)")                                     the shmem object
+ *   shared anonymous                 PLAIN / SHARED|ANON, shm     none: the object's data
+ *     ("/dev/zero (deleted)")                                     (shmem.c), once
  *   file, private                    PLAIN / PRIVATE              COWed (anonymous) pages
- *   file, private, deleted           PLAIN / PRIVATE, unlinked    every page up to EOF
+ *   file, private, deleted or memfd  PLAIN / PRIVATE, shm         COWed pages; the object
+ *                                                                 has the rest
  *   file, shared                     PLAIN / SHARED               none: the file has them
- *   file, shared, deleted or memfd   PLAIN / SHARED, unlinked     every data range
+ *   file, shared, deleted or memfd   PLAIN / SHARED, shm          none: the object's data
  *   anything else (SysV shm, hugetlb, device memory, shadow stacks, protection keys,
  *   userfaultfd ranges, guard regions): refused before the process is touched.
  *
@@ -39,6 +40,7 @@
 #include "image.h"
 #include "log.h"
 #include "mm.pb-c.h"
+#include "shmem.pb-c.h"
 #include "track.h"
 
 #define DELETED " (deleted)"
@@ -165,19 +167,14 @@ static int open_mapped(pid_t pid, struct eng__vma_dump *d, struct stat *st)
 	return pr_errno(err, "pid %d: %s (%s)", pid, path, d->v.path);
 }
 
-/* Shared anonymous memory and deleted files: their pages are the object's data. */
-static void plan_data(struct eng__vma_dump *d, int fd, const struct stat *st)
+/* Shared anonymous memory, memfds and deleted files: objects of their own (shmem.c),
+ * stored once however many mappings share them; a private mapping of one keeps only
+ * its copied-on-write pages. The fd stays open for eng__shm_collect. */
+static void plan_obj(struct eng__vma_dump *d, int fd, int kind)
 {
-	uint64_t len = d->v.end - d->v.start;
-	uint64_t have = (uint64_t)st->st_size > d->v.pgoff ? st->st_size - d->v.pgoff : 0;
-
-	have = (have + ENG_PAGE_SIZE - 1) & ~(ENG_PAGE_SIZE - 1);
-	d->data_end = d->v.start + (have < len ? have : len);
-	d->src = d->v.shared ? ENG_PG_FILE_DATA : ENG_PG_ALL;
-	if (d->src == ENG_PG_FILE_DATA)
-		d->file_fd = fd;
-	else
-		close(fd);
+	d->shm_kind = kind;
+	d->file_fd = fd;
+	d->src = d->v.shared ? ENG_PG_NONE : ENG_PG_SCAN_COW;
 }
 
 /* The mapped file's path as readlink of map_files gives it: maps escapes newlines in
@@ -240,7 +237,7 @@ static int plan_file(pid_t pid, struct eng__vma_dump *d, bool shared_anon)
 	/* MAP_SHARED|MAP_ANONYMOUS is a shmem file the kernel names "/dev/zero". */
 	if (shared_anon || (d->v.shared && !strcmp(p, "/dev/zero" DELETED) && !d->v.dev_major)) {
 		d->flags |= MAP_ANONYMOUS;
-		plan_data(d, fd, &st);
+		plan_obj(d, fd, IMG_SHMEM_KIND__SHM_ANON);
 		return 0;
 	}
 	d->dev = st.st_dev;
@@ -252,7 +249,7 @@ static int plan_file(pid_t pid, struct eng__vma_dump *d, bool shared_anon)
 		return ret;
 	}
 	if (d->unlinked) {
-		plan_data(d, fd, &st);
+		plan_obj(d, fd, strncmp(d->path, "/memfd:", 7) ? IMG_SHMEM_KIND__SHM_DELETED : IMG_SHMEM_KIND__SHM_MEMFD);
 		return 0;
 	}
 	d->src = d->v.shared ? ENG_PG_NONE : ENG_PG_SCAN_COW;
@@ -586,8 +583,10 @@ static int write_mm(int dirfd, struct eng__mem_dump *md, struct eng__imgq *q)
 		v.start = d->v.start;
 		v.end = d->v.end;
 		/* Anonymous maps show vm_pgoff too (start >> 12 for private ones): meaningless
-		 * to mmap, and restore keys nothing on it. */
-		v.pgoff = d->flags & MAP_ANONYMOUS ? 0 : d->v.pgoff;
+		 * to mmap, and restore keys nothing on it. A shared one's is into its object. */
+		v.pgoff = d->flags & MAP_ANONYMOUS && !d->shm ? 0 : d->v.pgoff;
+		v.has_shm = d->shm != 0;
+		v.shm = d->shm;
 		v.prot = d->v.prot;
 		v.flags = d->flags;
 		v.kind = d->kind;

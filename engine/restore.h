@@ -17,6 +17,7 @@
 #include "mm.pb-c.h"
 #include "pagemap.pb-c.h"
 #include "pstree.pb-c.h"
+#include "shmem.pb-c.h"
 #include "ha/parasite.h"
 
 struct eng_img;
@@ -75,6 +76,12 @@ struct rst_ctx {
 	/* Open file descriptions used by several processes, opened once by the root
 	 * before it forks (rst__files_shared): shared_fd[i] is files[i]'s, or -1. */
 	int *shared_fd;
+	/* Shared memory objects (shmem.c), created by the root before it forks. */
+	ImgShmem **shm;
+	size_t nr_shm;
+	/* Our descriptors that rst__files() must keep (and moves above the image's fds):
+	 * RST_KEEP_DIR, RST_KEEP_STATUS, then each shm[i]'s object at RST_KEEP_SHM + i. */
+	int *keep;
 
 	/* rst-files.c and the fd kinds (fd-kinds.h) while fds are restored. */
 	int fd_base;			/* above every fd number of the image */
@@ -98,6 +105,14 @@ void rst__proc_main(struct rst_ctx *c, int me, int go_fd) __attribute__((noretur
 pid_t rst__clone_pid(pid_t pid, unsigned long flags);
 /* Participants of the birth/join phases: processes, zombies and helpers. */
 size_t rst__nr_participants(const struct rst_ctx *c);
+
+enum { RST_KEEP_DIR, RST_KEEP_STATUS, RST_KEEP_SHM };
+
+/* shmem.c: create every shared object (in the root, before it forks); the fd of
+ * object `id` (who: for the message); close them all (once mapped and reopened). */
+int rst__shm_create(struct rst_ctx *c);
+int rst__shm_fd(const struct rst_ctx *c, uint32_t id, const char *who);
+void rst__shm_close(struct rst_ctx *c);
 
 /* In the new process, before the point of no return. Return 0 or -errno (logged). */
 int rst__files_shared(struct rst_ctx *c);

@@ -134,6 +134,10 @@ static int open_file(struct rst_ctx *c, const ImgFile *f)
 		return rst__inet_open(c, f);
 	case IMG_FILE_KIND__FILE_UNIX_SK:
 		return rst__unix_open(c, f);
+	case IMG_FILE_KIND__FILE_MEMFD:
+		return rst__memfd_open(c, f);
+	case IMG_FILE_KIND__FILE_INOTIFY:
+		return rst__inotify_open(c, f);
 	case IMG_FILE_KIND__FILE_EPOLL:
 		fd = epoll_create1(EPOLL_CLOEXEC);
 		return fd < 0 ? pr_errno(-errno, "file %u: epoll_create1", f->id) : fd;

@@ -106,6 +106,26 @@ static int load_proc(struct rst_ctx *c, struct rst_proc *p)
 	return eng_img_open(c->dirfd, ENG_IMG_PAGES, p->pid, &p->pages);
 }
 
+/* shmem.img is there only when the tree had shared objects. */
+static int load_shm(struct rst_ctx *c)
+{
+	struct eng_img *img;
+	int r = 0;
+
+	if (!faccessat(c->dirfd, "shmem.img", F_OK, 0)) {
+		r = eng_img_open(c->dirfd, ENG_IMG_SHMEM, 0, &img);
+		if (r)
+			return r;
+		r = read_all(img, &img_shmem__descriptor, (void ***)&c->shm, &c->nr_shm);
+		eng_img_close(img);
+	}
+	if (!r && !(c->keep = malloc((RST_KEEP_SHM + c->nr_shm) * sizeof(*c->keep))))
+		r = -ENOMEM;
+	for (size_t i = 0; !r && i < RST_KEEP_SHM + c->nr_shm; i++)
+		c->keep[i] = -1;
+	return r;
+}
+
 static int find_proc(const struct rst_ctx *c, uint32_t pid)
 {
 	for (size_t i = 0; i < c->nr_procs; i++)
@@ -227,6 +247,8 @@ int rst__load(struct rst_ctx *c, const char *dir)
 	for (size_t i = 0; i < c->nr_procs && !r; i++)
 		if (!c->procs[i].zombie)
 			r = load_proc(c, &c->procs[i]);
+	if (!r)
+		r = load_shm(c);
 	return r;
 }
 
@@ -246,6 +268,8 @@ void rst__free(struct rst_ctx *c)
 {
 	FREE_ONE(c->inv);
 	FREE_ARRAY(c->files, c->nr_files);
+	FREE_ARRAY(c->shm, c->nr_shm);
+	free(c->keep);
 	for (size_t i = 0; i < c->nr_procs; i++) {
 		struct rst_proc *p = &c->procs[i];
 

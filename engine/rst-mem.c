@@ -158,9 +158,26 @@ static int open_mapped(const ImgVma *v, int *fd)
 	return 0;
 }
 
+/* A mapping of a shared object (shmem.c): the root created it filled, for every
+ * process; a private one gets its copied-on-write pages from the page map after. */
+static int premap_shm(struct rst_ctx *c, const ImgVma *v, unsigned long slot, int flags)
+{
+	char who[64];
+	int fd, prot = (v->flags & MAP_SHARED) ? (int)v->prot : PROT_READ | PROT_WRITE;
+
+	snprintf(who, sizeof(who), "mm-%d.img: mapping %#lx", c->proc.pid, (unsigned long)v->start);
+	fd = rst__shm_fd(c, v->shm, who);
+	if (fd < 0)
+		return fd;
+	if (mmap((void *)slot, v->end - v->start, prot, flags & ~MAP_ANONYMOUS, fd, v->pgoff) == MAP_FAILED)
+		return pr_errno(-errno, "premapping %#lx-%#lx from shared object %u", (unsigned long)v->start,
+				(unsigned long)v->end, v->shm);
+	return 0;
+}
+
 /* Map one VMA at its slot, writable for filling unless it is a shared file mapping
  * (whose contents live in the file and are never written by us). */
-static int premap_vma(const ImgVma *v, unsigned long slot)
+static int premap_vma(struct rst_ctx *c, const ImgVma *v, unsigned long slot)
 {
 	unsigned long len = v->end - v->start;
 	int prot = PROT_READ | PROT_WRITE, flags = MAP_FIXED, fd = -1, ret;
@@ -171,6 +188,8 @@ static int premap_vma(const ImgVma *v, unsigned long slot)
 		flags |= MAP_GROWSDOWN;
 	if (v->flags & MAP_NORESERVE)
 		flags |= MAP_NORESERVE;
+	if (v->has_shm)
+		return premap_shm(c, v, slot, flags);
 	if (v->flags & MAP_ANONYMOUS || !v->path || !v->path[0]) {
 		flags |= MAP_ANONYMOUS;
 	} else {
@@ -786,7 +805,7 @@ int rst__mem_prepare(struct rst_ctx *c)
 	for (size_t i = 0; i < p->nr_vmas && !ret; i++) {
 		off[i] += c->rsv;
 		if (!is_vdso_part(p->vmas[i]))
-			ret = premap_vma(p->vmas[i], off[i]);
+			ret = premap_vma(c, p->vmas[i], off[i]);
 	}
 	if (!ret)
 		ret = fill_pages(c, off);

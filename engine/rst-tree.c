@@ -262,7 +262,7 @@ static int settle_children(struct rst_ctx *c)
 
 void rst__proc_main(struct rst_ctx *c, int me, int go_fd)
 {
-	int keep[2], ret;
+	int ret;
 	sigset_t all;
 	char b;
 
@@ -280,7 +280,7 @@ void rst__proc_main(struct rst_ctx *c, int me, int go_fd)
 		(void)pr_errno(-errno, "pid %d: PR_SET_CHILD_SUBREAPER", c->proc.pid);
 		fail(c);
 	}
-	if (lead(c->proc.pst) || (me == 0 && rst__files_shared(c)) || fork_children(c))
+	if (lead(c->proc.pst) || (me == 0 && (rst__shm_create(c) || rst__files_shared(c))) || fork_children(c))
 		fail(c);
 	send_msg(c, RST_MSG_BORN, NULL);
 	wait_phase(c, 0);
@@ -295,17 +295,19 @@ void rst__proc_main(struct rst_ctx *c, int me, int go_fd)
 	/* The pages image is reopened after the fds are in place, so that it cannot sit
 	 * on a number the checkpoint needs. */
 	eng_img_close(c->proc.pages);
-	keep[0] = c->dirfd;
-	keep[1] = c->status_w;
-	ret = rst__files(c, keep, 2);
-	c->dirfd = keep[0];
-	c->status_w = keep[1];
+	/* Shared objects' fds move with these (rst-mem.c maps them, memfds reopen them). */
+	c->keep[RST_KEEP_DIR] = c->dirfd;
+	c->keep[RST_KEEP_STATUS] = c->status_w;
+	ret = rst__files(c, c->keep, RST_KEEP_SHM + c->nr_shm);
+	c->dirfd = c->keep[RST_KEEP_DIR];
+	c->status_w = c->keep[RST_KEEP_STATUS];
 	if (ret)
 		fail(c);
 	c->proc.pages = NULL;
 	if (eng_img_open(c->dirfd, ENG_IMG_PAGES, c->proc.pid, &c->proc.pages) || rst__mem_prepare(c))
 		fail(c);
 	eng_img_close(c->proc.pages);
+	rst__shm_close(c);
 	if (rst__task_prepare(c))
 		fail(c);
 	/* hactl unmaps the restorer at the end: tell it where. */

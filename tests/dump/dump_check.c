@@ -25,6 +25,7 @@
 #include "mm.pb-c.h"
 #include "pagemap.pb-c.h"
 #include "pstree.pb-c.h"
+#include "shmem.pb-c.h"
 
 #define GHOST "ghost-contents-of-a-deleted-file"
 
@@ -202,41 +203,84 @@ static uint8_t expected(const char *what, long zp, size_t off)
 	return pattern2(5, off);	/* protnone */
 }
 
-/* Every page of [start, start + pages) must be in the pagemap with the victim's bytes;
- * returns the number of pages stored as PM_ZERO through *zero. */
-static int check_range(const struct msgs *pm, struct eng_img *pages, const char *what, uint64_t start,
-		       uint64_t nr, long zp)
+/* A page of shared object `id` (shmem.img, shmdata-ID.img) at file offset `off`:
+ * 1 when found (a hole reads zero), 0 when the object has no such id. */
+static int obj_page(int dirfd, uint32_t id, uint64_t off, uint8_t *page)
 {
-	uint64_t end = start + nr * 4096, covered = 0;
-	uint8_t page[4096];
-	int ret = 0;
+	struct msgs so;
+	uint64_t at = 0;
+	int found = 0;
 
-	for (size_t i = 1; i < pm->n && !ret; i++) {
-		const ImgPagemapEntry *e = (ImgPagemapEntry *)pm->m[i];
+	if (read_all(dirfd, ENG_IMG_SHMEM, 0, NULL, &img_shmem__descriptor, &so))
+		return -1;
+	memset(page, 0, 4096);
+	for (size_t i = 0; i < so.n && !found; i++) {
+		const ImgShmem *o = (ImgShmem *)so.m[i];
+		struct eng_img *d;
 
-		for (uint64_t k = 0; k < e->nr_pages && !ret; k++) {
-			uint64_t a = e->vaddr + k * 4096;
-			size_t off = a - start;
-
-			if (a < start || a >= end)
+		if (o->id != id)
+			continue;
+		found = 1;
+		for (size_t k = 0; k + 1 < o->n_extents; at += o->extents[k + 1], k += 2) {
+			if (off < o->extents[k] || off >= o->extents[k] + o->extents[k + 1])
 				continue;
-			covered++;
-			if (e->flags == IMG_PAGEMAP_FLAG__PM_ZERO)
-				memset(page, 0, sizeof(page));
-			else if (e->flags != IMG_PAGEMAP_FLAG__PM_IN_PAGES ||
-				 eng_img_read_raw(pages, e->offset + k * 4096, page, 4096))
-				return fail("pages: %s page %#lx: flags %#x, %s", what, (long)a, e->flags,
-					    eng_last_error());
-			if (!strcmp(what, "buf") && (long)(off / 4096) == zp && e->flags != IMG_PAGEMAP_FLAG__PM_ZERO)
-				ret = fail("pagemap: the all-zero page %#lx is not a PM_ZERO run", (long)a);
-			for (size_t b = 0; b < 4096 && !ret; b++)
-				if (page[b] != expected(what, zp, off + b))
-					ret = fail("pages: %s byte %#lx is %#x, the victim has %#x", what,
-						   (long)(a + b), page[b], expected(what, zp, off + b));
+			if (eng_img_open(dirfd, ENG_IMG_SHMDATA, id, &d) ||
+			    eng_img_read_raw(d, at + off - o->extents[k], page, 4096))
+				found = fail("shmdata-%u: %s", id, eng_last_error());
+			eng_img_close(d);
+			break;
 		}
 	}
-	if (!ret && covered != nr)
-		ret = fail("pagemap: %lu of %s's %lu pages", (long)covered, what, (long)nr);
+	msgs_free(&so);
+	return found;
+}
+
+/* The page at a: from the pagemap, else (a mapping of a shared object) from the
+ * object: 0, or 1 with a message; *zero tells a PM_ZERO run. */
+static int page_at(int dirfd, const struct msgs *pm, struct eng_img *pages, const ImgVma *m, uint64_t a,
+		   uint8_t *page, bool *zero)
+{
+	*zero = false;
+	for (size_t i = 1; i < pm->n; i++) {
+		const ImgPagemapEntry *e = (ImgPagemapEntry *)pm->m[i];
+
+		if (a < e->vaddr || a >= e->vaddr + e->nr_pages * 4096)
+			continue;
+		if (e->flags == IMG_PAGEMAP_FLAG__PM_ZERO) {
+			memset(page, 0, 4096);
+			*zero = true;
+			return 0;
+		}
+		if (e->flags != IMG_PAGEMAP_FLAG__PM_IN_PAGES ||
+		    eng_img_read_raw(pages, e->offset + (a - e->vaddr), page, 4096))
+			return fail("pages: page %#lx: flags %#x, %s", (long)a, e->flags, eng_last_error());
+		return 0;
+	}
+	if (m && m->has_shm && obj_page(dirfd, m->shm, m->pgoff + (a - m->start), page) == 1)
+		return 0;
+	return fail("pagemap: page %#lx is neither in the page map nor in a shared object", (long)a);
+}
+
+/* Every page of [start, start + pages) must be in the pagemap, or in the shared
+ * object the mapping m maps, with the victim's bytes. */
+static int check_range(int dirfd, const struct msgs *pm, struct eng_img *pages, const ImgVma *m,
+		       const char *what, uint64_t start, uint64_t nr, long zp)
+{
+	uint8_t page[4096];
+	bool zero;
+	int ret = 0;
+
+	for (uint64_t k = 0; k < nr && !ret; k++) {
+		uint64_t a = start + k * 4096;
+
+		ret = page_at(dirfd, pm, pages, m, a, page, &zero);
+		if (!ret && !strcmp(what, "buf") && (long)k == zp && !zero)
+			ret = fail("pagemap: the all-zero page %#lx is not a PM_ZERO run", (long)a);
+		for (size_t b = 0; b < 4096 && !ret; b++)
+			if (page[b] != expected(what, zp, k * 4096 + b))
+				ret = fail("pages: %s byte %#lx is %#x, the victim has %#x", what, (long)(a + b),
+					   page[b], expected(what, zp, k * 4096 + b));
+	}
 	return ret;
 }
 
@@ -249,7 +293,7 @@ static const ImgVma *vma_at(const struct msgs *mm, uint64_t addr)
 }
 
 /* The extra mappings: kind of mapping as the victim made it, and their pages. */
-static int check_regions(const struct msgs *mm, const struct msgs *pm, struct eng_img *pages,
+static int check_regions(int dirfd, const struct msgs *mm, const struct msgs *pm, struct eng_img *pages,
 			 const struct victim *v)
 {
 	static const struct {
@@ -275,7 +319,7 @@ static int check_regions(const struct msgs *mm, const struct msgs *pm, struct en
 			return fail("mm: %s at %#lx: %s", r[i].name, (long)a, m ? "wrong kind" : "no such VMA");
 		if (r[i].unlinked && (!m->path || m->path[0] != '/' || strstr(m->path, "(deleted)")))
 			return fail("mm: %s: path %s", r[i].name, m->path ? m->path : "(none)");
-		ret = check_range(pm, pages, r[i].name, a, r[i].pages, -1);
+		ret = check_range(dirfd, pm, pages, m, r[i].name, a, r[i].pages, -1);
 	}
 	return ret;
 }
@@ -299,10 +343,10 @@ static int check_pages(int dirfd, const struct victim *v)
 		msgs_free(&mm);
 		return fail("pages: %s", eng_last_error());
 	}
-	ret = check_range(&pm, pages, "buf", fact_num(v, "buf"), fact_num(v, "buf_pages"),
+	ret = check_range(dirfd, &pm, pages, NULL, "buf", fact_num(v, "buf"), fact_num(v, "buf_pages"),
 			  fact_num(v, "zero_page"));
 	if (!ret)
-		ret = check_regions(&mm, &pm, pages, v);
+		ret = check_regions(dirfd, &mm, &pm, pages, v);
 	eng_img_close(pages);
 	msgs_free(&pm);
 	msgs_free(&mm);

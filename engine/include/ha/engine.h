@@ -169,6 +169,8 @@ enum eng_img_kind {		/* file name		records */
 	ENG_IMG_FDS,		/* fds-PID.img		ImgFd... */
 	ENG_IMG_PAGES,		/* pages-PID.img	raw page data */
 	ENG_IMG_GHOST,		/* ghost-ID.img		raw contents of an unlinked file */
+	ENG_IMG_SHMEM,		/* shmem.img		ImgShmem... (shared memory objects) */
+	ENG_IMG_SHMDATA,	/* shmdata-ID.img	raw data extents of one of them */
 	ENG_IMG_NR_KINDS
 };
 
