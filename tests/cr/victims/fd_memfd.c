@@ -6,7 +6,9 @@
  * against writes, mapped read-only. After restore: names, sizes, seals, offsets, fd
  * flags and contents are as they were, a store through the shared mapping is read
  * through the fd and a pwrite through the fd is seen in the mapping, and the seals
- * still refuse what they refused.
+ * still refuse what they refused. A child shares "sealed" (description and mapping):
+ * its store through its mapping is read through the parent's fd, and the offset it
+ * sets is the parent's.
  */
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -30,14 +32,33 @@ static void check_name(int fd, const char *name)
 	zdtm_check(!strcmp(link, want), "fd %d is %s, want %s", fd, link, want);
 }
 
+static void __attribute__((noreturn)) child(int fd, unsigned char *ms, int in, int out)
+{
+	char b;
+
+	zdtm_child_init();
+	while (read(in, &b, 1) != 1)
+		if (errno != EINTR)
+			zdtm_fail("child: read: %m");
+	zdtm_check(lseek(fd, 0, SEEK_CUR) == 1234, "child: offset %ld", (long)lseek(fd, 0, SEEK_CUR));
+	zdtm_fill(ms + 3 * PG, 100, 11);
+	lseek(fd, 4321, SEEK_SET);
+	if (write(out, "x", 1) != 1)
+		zdtm_fail("child: write: %m");
+	exit(0);
+}
+
 int main(void)
 {
 	int sealed = memfd_create("hacd-sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	int plain = memfd_create("hacd plain", 0);
 	int ro = memfd_create("hacd-ro", MFD_ALLOW_SEALING);
 	unsigned char *buf = malloc(SIZE), *ms, *mp, *mr, page[PG];
+	int p2c[2], c2p[2], st;
 	uint64_t sum, sum_ro;
-	struct stat st;
+	struct stat sb;
+	pid_t pid;
+	char b;
 
 	zdtm_init();
 	if (sealed < 0 || plain < 0 || ro < 0 || !buf)
@@ -56,7 +77,16 @@ int main(void)
 	if (ms == MAP_FAILED || mp == MAP_FAILED || mr == MAP_FAILED)
 		zdtm_fail("mmap: %m");
 	zdtm_fill(mp + PG, PG, 8);	/* private: the memfd keeps seed 7's bytes */
-	zdtm_ready("sealed=%d plain=%d ro=%d", sealed, plain, ro);
+	if (pipe(p2c) || pipe(c2p) || (pid = fork()) < 0)
+		zdtm_fail("fork: %m");
+	if (pid == 0) {
+		close(p2c[1]);
+		close(c2p[0]);
+		child(sealed, ms, p2c[0], c2p[1]);
+	}
+	close(p2c[0]);
+	close(c2p[1]);
+	zdtm_ready("sealed=%d plain=%d ro=%d child=%d", sealed, plain, ro, pid);
 
 	while (!zdtm_stop)
 		zdtm_sleep_ms(5);
@@ -70,7 +100,7 @@ int main(void)
 	zdtm_check(fcntl(plain, F_GET_SEALS) == F_SEAL_SEAL, "plain: seals %#x", fcntl(plain, F_GET_SEALS));
 	zdtm_check(fcntl(ro, F_GET_SEALS) == F_SEAL_WRITE, "ro: seals %#x", fcntl(ro, F_GET_SEALS));
 	zdtm_check(lseek(sealed, 0, SEEK_CUR) == 1234 && lseek(plain, 0, SEEK_CUR) == SIZE, "offsets lost");
-	zdtm_check(!fstat(sealed, &st) && st.st_size == SIZE, "sealed: size %ld", (long)st.st_size);
+	zdtm_check(!fstat(sealed, &sb) && sb.st_size == SIZE, "sealed: size %ld", (long)sb.st_size);
 	zdtm_check(zdtm_csum(ms, SIZE) == sum, "sealed: content through the mapping changed");
 	zdtm_check(pread(plain, buf, SIZE, 0) == SIZE && zdtm_csum(buf, SIZE) == sum, "plain: content changed");
 	zdtm_fill(page, PG, 8);
@@ -86,5 +116,15 @@ int main(void)
 	zdtm_check(ftruncate(sealed, PG) && errno == EPERM, "sealed: shrinking was allowed");
 	zdtm_check(pwrite(ro, page, 1, 0) < 0 && errno == EPERM, "ro: writing was allowed");
 	zdtm_check(fcntl(plain, F_ADD_SEALS, F_SEAL_WRITE) && errno == EPERM, "plain: sealing was allowed");
+	/* The child's turn: same description, same object. */
+	lseek(sealed, 1234, SEEK_SET);
+	zdtm_check(write(p2c[1], "x", 1) == 1 && read(c2p[0], &b, 1) == 1, "child: %m");
+	st = zdtm_reap(pid);
+	zdtm_check(WIFEXITED(st) && !WEXITSTATUS(st), "child ended with %#x", st);
+	zdtm_check(lseek(sealed, 0, SEEK_CUR) == 4321, "the child's offset is not ours: the description is not shared");
+	zdtm_check(pread(sealed, buf, 100, 3 * PG) == 100 && zdtm_csum(buf, 100) == zdtm_csum(ms + 3 * PG, 100),
+		   "the child's store through its mapping is not read through our fd");
+	zdtm_fill(page, 100, 11);
+	zdtm_check(!memcmp(page, buf, 100), "the child's bytes are wrong");
 	zdtm_pass();
 }
