@@ -491,7 +491,9 @@ int eng__mem_presnap(pid_t pid, struct eng__mem_dump *md)
 	 * the process is stopped would be paid in pause time. */
 	if (md->trk) {
 		ret = eng__pages_reserve(md, md->buf_used + md->buf_used / 8 + (16ul << 20));
-		return ret ? ret : eng__vma_flags_snapshot(pid, md);
+		if (!ret)
+			ret = eng__vma_flags_snapshot(pid, md);
+		return ret ? ret : eng__track_last_round(md->trk, md);
 	}
 	/* A small process's smaps is cheap enough to read stopped, and then exact. */
 	if (md->snap || md->buf_used < ENG_BIG_MM)

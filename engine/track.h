@@ -111,6 +111,7 @@ struct eng_track {
 bool eng__track_owns(const struct eng_track *t, uint64_t start, uint64_t end);
 bool eng__track_overlaps(const struct eng_track *t, uint64_t start, uint64_t end);
 int eng__track_live(struct eng_track *t, struct eng__mem_dump *md);
+int eng__track_last_round(struct eng_track *t, struct eng__mem_dump *md);
 /* A dump attempt starts over (its tree changed): what earlier attempts staged is in a
  * buffer about to be reused, and was re-armed: forget it, so that it is copied again. */
 void eng__track_unstage(struct eng_track *t);

@@ -145,7 +145,7 @@ static void *thp(void *arg)
 		}
 		s++;
 		thp_ops++;
-		zdtm_sleep_ms(7);
+		zdtm_sleep_ms(20);	/* each half changes about once a generation */
 	}
 	return NULL;
 }
