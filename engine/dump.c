@@ -25,6 +25,7 @@
  *                     eng__tree_check               a session whose leader exited
  *   PRECHECK          eng__task_precheck            namespaces, tracer, stopped
  *                     eng__files_precheck           sockets, pipes, anon inodes, ttys...
+ *                     eng__unix_precheck            unix peers outside the tree
  *   PREPARE           eng__mem_prepare              SysV shm, hugetlb, device memory...
  *   PRECOPY           eng__mem_precopy              (falls back if the kernel cannot track)
  *                     eng__mem_presnap              (smaps read now, maps when frozen)
@@ -676,6 +677,8 @@ static int prepare(struct dump *d, const struct eng_dump_opts *opts, struct eng_
 		pr_debug("pid %d: prepared in %lu us (%zu MiB buffer)", pid, (unsigned long)us_since(&d->t0),
 			 d->p[i].md.buf_cap >> 20);
 	}
+	if (!ret)
+		ret = eng__unix_precheck(&d->tree);
 	ret = tree_moved(d, ret);
 	if (!ret && d->dirfd < 0)
 		ret = open_dir(d);

@@ -96,6 +96,9 @@ int eng__files_write_table(int dirfd, struct eng__files_dump *const *all, int n,
 void eng__files_free(struct eng__files_dump *fd);
 /* sk-unix.c: unix sockets' peers across the tree, frozen, after eng__files_share. */
 int eng__unix_resolve(struct eng__files_dump *const *all, int n);
+struct eng__tree;
+/* The same for peers outside the tree, best effort, while it runs. */
+int eng__unix_precheck(const struct eng__tree *t);
 
 /* ---- task-dump.c: threads, signals, credentials, limits, timers ------------------- */
 

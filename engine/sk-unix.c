@@ -38,6 +38,7 @@
  * Connected stream ends get no name back (an accepted socket reports its listener's
  * name, which is bound once, by the listener).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/netlink.h>
@@ -628,6 +629,106 @@ int eng__unix_resolve(struct eng__files_dump *const *all, int nr)
 			m->peer_name.data = NULL;
 			m->peer_name.len = 0;
 		}
+	}
+	free(v);
+	return ret;
+}
+
+/* ---- before seizing ---------------------------------------------------------------- */
+
+struct ino_fd {
+	uint32_t ino;
+	pid_t pid;
+	int fd;
+};
+
+/* The socket inodes of pid's fds ("socket:[N]" links), appended to *v. A process or
+ * fd gone meanwhile is skipped: the frozen pass decides. */
+static int list_socks(pid_t pid, struct ino_fd **v, int *n)
+{
+	char path[300], link[64];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		unsigned long ino;
+		ssize_t len;
+		void *p;
+
+		snprintf(path, sizeof(path), "/proc/%d/fd/%s", pid, de->d_name);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len <= 0)
+			continue;
+		link[len] = 0;
+		if (sscanf(link, "socket:[%lu]", &ino) != 1)
+			continue;
+		p = realloc(*v, (*n + 1) * sizeof(**v));
+		if (!p) {
+			closedir(d);
+			return -ENOMEM;
+		}
+		*v = p;
+		(*v)[(*n)++] = (struct ino_fd){ ino, pid, atoi(de->d_name) };
+	}
+	closedir(d);
+	return 0;
+}
+
+static bool has_ino(const struct ino_fd *v, int n, uint32_t ino)
+{
+	for (int i = 0; i < n; i++)
+		if (v[i].ino == ino)
+			return true;
+	return false;
+}
+
+/*
+ * While the tree runs: a stream or seqpacket socket connected to one no process of
+ * the tree holds is refused now, before anything is stopped (eng__unix_resolve checks
+ * again, exactly, once the tree is frozen).
+ */
+int eng__unix_precheck(const struct eng__tree *t)
+{
+	struct ino_fd *v = NULL;
+	int n = 0, ret = 0;
+
+	for (int i = 0; i < t->n && !ret; i++)
+		if (!t->p[i].zombie)
+			ret = list_socks(t->p[i].pid, &v, &n);
+	for (int i = 0; i < n && !ret; i++) {
+		struct udiag u, pu;
+		char name[256];
+		int r;
+
+		eng__log_quiet(true);	/* not a unix socket, or closed meanwhile */
+		r = udiag_get(v[i].pid, v[i].fd, v[i].ino, &u);
+		eng__log_quiet(false);
+		if (r)
+			continue;
+		free(u.icons);
+		if (u.type == SOCK_DGRAM || !u.peer || has_ino(v, n, u.peer))
+			continue;
+		eng__log_quiet(true);
+		r = udiag_get(v[i].pid, v[i].fd, u.peer, &pu);
+		eng__log_quiet(false);
+		if (!r)
+			free(pu.icons);
+		if (r || !pu.name_len) {
+			snprintf(name, sizeof(name), "unnamed");
+		} else {
+			ProtobufCBinaryData b = { pu.name_len, pu.name };
+
+			while (b.len && b.data[0] && !b.data[b.len - 1])
+				b.len--;
+			name_str(&b, name, sizeof(name));
+		}
+		ret = eng__refuse("pid %d: fd %d: unix %s socket %u is connected to socket %u (%s) outside the "
+				  "dumped tree: its peer cannot be restored", v[i].pid, v[i].fd, type_name(u.type),
+				  u.ino, u.peer, name);
 	}
 	free(v);
 	return ret;
