@@ -441,7 +441,7 @@ static int collect_shm(struct dump *d, struct eng__files_dump **fds, int nr_fds)
 		return -ENOMEM;
 	for_each_live(d, i)
 		md[n++] = &d->p[i].md;
-	ret = eng__shm_collect(&d->shm, d->dirfd, md, fds, n);
+	ret = eng__shm_collect(&d->shm, md, fds, n);
 	free(md);
 	return ret;
 }

@@ -348,7 +348,8 @@ struct eng__shm_obj {
 	uint64_t *ext;			/* (offset, length) pairs */
 	size_t nr_ext;
 	uint64_t xxh3;
-	struct eng_img *data;		/* shmdata-ID.img, until queued */
+	uint8_t *copy;			/* the data extents, copied while frozen */
+	uint64_t copy_len;
 };
 
 struct eng__shm_table {
@@ -358,8 +359,8 @@ struct eng__shm_table {
 
 /* Frozen, every process collected: find the objects the tree's mappings and memfd
  * descriptors name (by st_dev, st_ino), give each an id (set in the vma and file
- * dumps) and copy its data into shmdata-ID.img. */
-int eng__shm_collect(struct eng__shm_table *t, int dirfd, struct eng__mem_dump *const *md,
+ * dumps) and copy its data into memory. */
+int eng__shm_collect(struct eng__shm_table *t, struct eng__mem_dump *const *md,
 		     struct eng__files_dump *const *fds, int n);
 /* shmdata-ID.img and shmem.img (nothing when there is no object). */
 int eng__shm_write(int dirfd, struct eng__shm_table *t, struct eng__imgq *q);

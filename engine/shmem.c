@@ -10,8 +10,9 @@
  * Dump, frozen, after every process is collected (mem-dump.c kept an fd on each
  * candidate mapping's object, files-dump.c classified memfd fds): objects are keyed by
  * (st_dev, st_ino) across the tree; the data ranges of each (SEEK_DATA/SEEK_HOLE: holes
- * stay holes) are copied to its shmdata image while every process is stopped, so the
- * contents match every process's memory.
+ * stay holes) are copied into memory while every process is stopped, so the contents
+ * match every process's memory, and written to its shmdata image after release. There
+ * is no pre-copy of objects yet: their whole data is copied while frozen.
  *
  *   kind          restore creates it as                                 /proc shows
  *   SHM_ANON      mmap(MAP_SHARED|MAP_ANONYMOUS), filled, then reopened  /dev/zero (deleted)
@@ -71,64 +72,78 @@ static int add_ext(struct eng__shm_obj *o, uint64_t off, uint64_t len)
 	return 0;
 }
 
-/* One data range [off, off + len) into the image, hashed; past EOF reads zero. */
-static int copy_range(struct eng__shm_obj *o, int fd, uint64_t off, uint64_t len, uint8_t *buf, XXH3_state_t *h)
+/* One data range [off, off + len) into the copy at `at`; past EOF reads zero. */
+static int copy_range(struct eng__shm_obj *o, int fd, uint64_t off, uint64_t len, uint64_t at)
 {
 	for (uint64_t done = 0; done < len;) {
 		size_t n = len - done < CHUNK ? len - done : CHUNK;
-		ssize_t r = pread(fd, buf, n, off + done);
+		ssize_t r = pread(fd, o->copy + at + done, n, off + done);
 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
 			return pr_errno(-errno, "shared object %u: reading offset %llu", o->id,
 					(unsigned long long)(off + done));
-		memset(buf + r, 0, n - r);	/* the last page's tail, or a shrunk file */
-		XXH3_64bits_update(h, buf, n);
-		if (eng_img_write_raw(o->data, buf, n))
-			return -EIO;
+		if (r == 0)	/* a shrunk file: the map reads zero there */
+			r = n;
+		memset(o->copy + at + done + r, 0, n - r);	/* the last page's tail */
 		done += n;
 	}
-	return add_ext(o, off, len);
+	return 0;
 }
 
-/* Every data range of the object: SEEK_DATA/SEEK_HOLE, page aligned. */
-static int copy_data(struct eng__shm_obj *o, int fd, int dirfd)
+/* The object's data ranges (SEEK_DATA/SEEK_HOLE, page aligned) into o->ext. */
+static int find_extents(struct eng__shm_obj *o, int fd)
 {
 	uint64_t end = (o->size + PG - 1) & ~(PG - 1), off = 0;
-	XXH3_state_t *h = XXH3_createState();
-	uint8_t *buf = malloc(CHUNK);
-	int ret = h && buf ? eng_img_create(dirfd, ENG_IMG_SHMDATA, o->id, &o->data) : -ENOMEM;
+	int ret = 0;
 
-	if (!ret)
-		XXH3_64bits_reset(h);
 	while (!ret && off < end) {
 		off_t d = lseek(fd, off, SEEK_DATA), e;
 
 		if (d < 0 && errno == ENXIO)
 			break;
-		if (d < 0) {
-			ret = pr_errno(-errno, "shared object %u: SEEK_DATA", o->id);
-			break;
-		}
+		if (d < 0)
+			return pr_errno(-errno, "shared object %u: SEEK_DATA", o->id);
 		e = lseek(fd, d, SEEK_HOLE);
-		if (e < 0) {
-			ret = pr_errno(-errno, "shared object %u: SEEK_HOLE", o->id);
-			break;
-		}
+		if (e < 0)
+			return pr_errno(-errno, "shared object %u: SEEK_HOLE", o->id);
 		d &= ~(PG - 1);
 		e = ((uint64_t)e + PG - 1) & ~(PG - 1);
 		if ((uint64_t)e > end)
 			e = end;
 		if ((uint64_t)d >= end || e <= d)
 			break;
-		ret = copy_range(o, fd, d, e - d, buf, h);
+		ret = add_ext(o, d, e - d);
 		off = e;
 	}
+	return ret;
+}
+
+/*
+ * Frozen: the data ranges into memory, hashed. The image is written after the tree
+ * is released (eng__shm_write), as page copies are: writing it here would keep every
+ * process stopped for as long as the disk takes (1.4 s for 256 MiB under load).
+ */
+static int copy_data(struct eng__shm_obj *o, int fd)
+{
+	int ret = find_extents(o, fd);
+
+	for (size_t i = 1; i < o->nr_ext; i += 2)
+		o->copy_len += o->ext[i];
+	o->xxh3 = XXH3_64bits("", 0);	/* all holes: nothing stored */
+	if (ret || !o->copy_len)
+		return ret;
+	o->copy = mmap(NULL, o->copy_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (o->copy == MAP_FAILED) {
+		o->copy = NULL;
+		return pr_errno(-errno, "shared object %u: %llu bytes to copy it into", o->id,
+				(unsigned long long)o->copy_len);
+	}
+	for (size_t i = 0, at = 0; !ret && i + 1 < o->nr_ext; at += o->ext[i + 1], i += 2)
+		ret = copy_range(o, fd, o->ext[i], o->ext[i + 1], at);
 	if (!ret)
-		o->xxh3 = XXH3_64bits_digest(h);
-	XXH3_freeState(h);
-	free(buf);
+		o->xxh3 = XXH3_64bits(o->copy, o->copy_len);
 	return ret;
 }
 
@@ -168,7 +183,7 @@ static int describe(struct eng__shm_obj *o, int fd, int anon)
 }
 
 /* The object behind fd (borrowed): its id, found or added (and copied). */
-static int obj_of(struct eng__shm_table *t, int dirfd, int fd, bool anon, uint32_t *id)
+static int obj_of(struct eng__shm_table *t, int fd, bool anon, uint32_t *id)
 {
 	struct eng__shm_obj *o;
 	struct stat st;
@@ -198,7 +213,7 @@ static int obj_of(struct eng__shm_table *t, int dirfd, int fd, bool anon, uint32
 	*id = o->id;
 	ret = describe(o, fd, anon);
 	if (!ret)
-		ret = copy_data(o, fd, dirfd);
+		ret = copy_data(o, fd);
 	if (!ret)
 		pr_debug("shared object %u (%s): %llu bytes, %zu extents", o->id,
 			 o->name ? o->name : o->path ? o->path : "anonymous", (unsigned long long)o->size,
@@ -206,7 +221,7 @@ static int obj_of(struct eng__shm_table *t, int dirfd, int fd, bool anon, uint32
 	return ret;
 }
 
-static int memfd_obj(struct eng__shm_table *t, int dirfd, const struct eng__files_dump *fd,
+static int memfd_obj(struct eng__shm_table *t, const struct eng__files_dump *fd,
 		     struct eng__file_dump *f)
 {
 	char path[64];
@@ -216,12 +231,12 @@ static int memfd_obj(struct eng__shm_table *t, int dirfd, const struct eng__file
 	src = open(path, O_RDONLY | O_CLOEXEC);
 	if (src < 0)
 		return pr_errno(-errno, "pid %d: fd %d: reopening its memfd", fd->pid, f->first_fd);
-	ret = obj_of(t, dirfd, src, false, &f->memfd->shm);
+	ret = obj_of(t, src, false, &f->memfd->shm);
 	close(src);
 	return ret;
 }
 
-int eng__shm_collect(struct eng__shm_table *t, int dirfd, struct eng__mem_dump *const *md,
+int eng__shm_collect(struct eng__shm_table *t, struct eng__mem_dump *const *md,
 		     struct eng__files_dump *const *fds, int n)
 {
 	int ret = 0;
@@ -231,13 +246,13 @@ int eng__shm_collect(struct eng__shm_table *t, int dirfd, struct eng__mem_dump *
 			struct eng__vma_dump *d = &md[p]->vmas[i];
 
 			if (d->shm_kind)
-				ret = obj_of(t, dirfd, d->file_fd, d->shm_kind == IMG_SHMEM_KIND__SHM_ANON, &d->shm);
+				ret = obj_of(t, d->file_fd, d->shm_kind == IMG_SHMEM_KIND__SHM_ANON, &d->shm);
 		}
 		for (int i = 0; i < fds[p]->nr_files && !ret; i++) {
 			struct eng__file_dump *f = &fds[p]->files[i];
 
 			if (f->kind == IMG_FILE_KIND__FILE_MEMFD && !f->foreign)
-				ret = memfd_obj(t, dirfd, fds[p], f);
+				ret = memfd_obj(t, fds[p], f);
 		}
 	}
 	return ret;
@@ -252,8 +267,17 @@ int eng__shm_write(int dirfd, struct eng__shm_table *t, struct eng__imgq *q)
 		return 0;
 	/* Data first: shmem.img refers to it. The queue owns each from here. */
 	for (int i = 0; i < t->n && !ret; i++) {
-		ret = eng__imgq_add(q, t->o[i].data);
-		t->o[i].data = NULL;
+		struct eng__shm_obj *o = &t->o[i];
+		struct eng_img *data;
+
+		ret = eng_img_create(dirfd, ENG_IMG_SHMDATA, o->id, &data);
+		if (!ret)
+			ret = eng__imgq_add(q, data);
+		for (uint64_t at = 0; !ret && at < o->copy_len; at += CHUNK)
+			ret = eng_img_write_raw(data, o->copy + at, o->copy_len - at < CHUNK ? o->copy_len - at : CHUNK);
+		if (o->copy)
+			munmap(o->copy, o->copy_len);
+		o->copy = NULL;
 	}
 	if (!ret)
 		ret = eng_img_create(dirfd, ENG_IMG_SHMEM, 0, &img);
@@ -286,7 +310,8 @@ int eng__shm_write(int dirfd, struct eng__shm_table *t, struct eng__imgq *q)
 void eng__shm_free(struct eng__shm_table *t)
 {
 	for (int i = 0; i < t->n; i++) {
-		eng_img_abort(t->o[i].data);
+		if (t->o[i].copy)
+			munmap(t->o[i].copy, t->o[i].copy_len);
 		free(t->o[i].name);
 		free(t->o[i].path);
 		free(t->o[i].ext);
