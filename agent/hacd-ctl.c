@@ -362,6 +362,28 @@ static void status_roles(struct hacd *d, const struct svc *sv, Hactl__CtlService
 		out->n_peers++;
 	}
 	out->peers = pps;
+	if (sv->role == CAT_ROLE_ACTIVE && sv->cs &&
+	    sv->cs->replication == CONF_REPLICATION_SYNC && d->conf->n_peers) {
+		static char why[256];
+		int64_t safe = hacd_replica_safe((struct svc *)sv);
+		size_t down = 0;
+
+		for (size_t i = 0; i < d->conf->n_peers; i++)
+			down += !hacd_replica_reachable(d, d->conf->peers[i].name);
+		out->has_safe_generation = 1;
+		out->safe_generation = safe;
+		/* On a sync service only what the standby acknowledged is consistent. */
+		out->newest_consistent_generation = safe;
+		if (down)
+			snprintf(why, sizeof(why), "%zu peer(s) not connected: generations after "
+				 "%lld are kept until acknowledged", down, (long long)safe);
+		else if (out->last_generation > safe)
+			snprintf(why, sizeof(why), "waiting for acknowledgements after %lld",
+				 (long long)safe);
+		else
+			snprintf(why, sizeof(why), "in sync");
+		out->sync_state = why;
+	}
 	if (sv->role == CAT_ROLE_ACTIVE)
 		out->disk = (char *)"UpToDate";
 	else if (!out->newest_consistent_generation)

@@ -93,6 +93,7 @@ static int retention(struct svc *s)
 		.keep_hourly = s->cs ? s->cs->keep_hourly : 0,
 		.keep_daily = s->cs ? s->cs->keep_daily : 0,
 		.forget_after_s = FORGET_AFTER_S,
+		.keep_from = hacd_replica_sync_floor(s),
 	};
 	int pruned = 0;
 

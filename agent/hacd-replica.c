@@ -438,3 +438,44 @@ int hacd_replica_promote_check(struct hacd *d, const char *service, bool force, 
 		 g.origin);
 	return 0;
 }
+
+/* ---- sync replication ---------------------------------------------------------------- */
+
+int64_t hacd_replica_safe(struct svc *s)
+{
+	enum cat_peer_state ps;
+	struct cat_gen *g;
+	int64_t safe = 0;
+	size_t n;
+
+	if (cat_gen_list(s->d->cat, s->cat_id, CAT_GEN_MASK(CAT_GEN_COMPLETE), 0, &g, &n))
+		return 0;
+	for (size_t i = 0; i < n && !safe; i++) {
+		size_t p;
+
+		for (p = 0; p < s->d->conf->n_peers; p++)
+			if (strcmp(g[i].origin, s->d->conf->peers[p].name) &&
+			    (cat_gen_peer_get(s->d->cat, g[i].id, s->d->conf->peers[p].name, &ps) ||
+			     ps != CAT_PEER_CONSISTENT))
+				break;
+		if (p == s->d->conf->n_peers)
+			safe = g[i].id;
+	}
+	free(g);
+	return safe;
+}
+
+/*
+ * No silent downgrade: while no standby acknowledges, every generation is kept (the
+ * disk fills rather than the newest safe state being dropped) and the status says why.
+ */
+int64_t hacd_replica_sync_floor(struct svc *s)
+{
+	int64_t safe;
+
+	if (!s->cs || s->cs->replication != CONF_REPLICATION_SYNC || !s->d->conf->n_peers ||
+	    s->role != CAT_ROLE_ACTIVE)
+		return 0;
+	safe = hacd_replica_safe(s);
+	return safe ? safe : 1;
+}

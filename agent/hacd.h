@@ -312,6 +312,15 @@ bool hacd_replica_reachable(struct hacd *d, const char *peer);
 int hacd_replica_peer_role(struct hacd *d, const char *peer, const char *service);
 /* Our roles changed: tell the peers now. */
 void hacd_replica_roles_changed(struct hacd *d);
+/*
+ * Sync replication (hacd-replica.c): a generation of an active service with
+ * replication = "sync" is safe only once every configured peer acknowledged it.
+ * hacd_replica_safe: the newest such generation (0: none yet). hacd_replica_sync_floor:
+ * the retention floor (ha/catalog.h keep_from): the safe one and every newer one are
+ * kept, all of them while none is safe; 0 for an async or standby service.
+ */
+int64_t hacd_replica_safe(struct svc *s);
+int64_t hacd_replica_sync_floor(struct svc *s);
 /* `service` became active here: queue what each peer lacks of it. */
 void hacd_replica_backlog(struct hacd *d, const char *service);
 

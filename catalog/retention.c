@@ -126,6 +126,8 @@ static int apply(struct cat *c, int64_t service, const struct cat_retention *p,
 		return ret;
 	for (i = 0; i < n && i < p->keep_last; i++)
 		g[i].keep = true;
+	for (i = 0; i < n && p->keep_from > 0; i++)
+		g[i].keep |= g[i].id >= p->keep_from;
 	keep_buckets(g, n, p->keep_hourly, US_PER_HOUR, now_us);
 	keep_buckets(g, n, p->keep_daily, US_PER_DAY, now_us);
 	for (i = 0; i < n && !ret; i++) {

@@ -69,6 +69,7 @@ service "victim" {
   interval = "1h"
   restart = "none"
   keep = 2
+  replication = "sync"
 }
 EOF
 done
@@ -136,6 +137,8 @@ assert pa['name'] == 'beta' and pa['connection'] == 'Connected', pa
 assert pa['acked_generation'] == g2 and pa['queued'] == 0, pa
 assert sa['newest_consistent_generation'] == g2 and sa['lag_generations'] == 0, sa
 assert sa['role'] == 'active' and sa['disk'] == 'UpToDate', sa
+assert sa['replication'] == 'sync' and sa['safe_generation'] == g2, sa
+assert sa['sync_state'] == 'in sync', sa
 assert sa['peers'] == [{'name': 'beta', 'connection': 'Connected', 'role': 'standby',
                         'peer_disk': 'UpToDate'}], sa
 pb, sb = b['peers'][0], b['services'][0]
@@ -162,6 +165,14 @@ done
 kill -KILL "$BPID"
 wait "$BPID" 2>/dev/null || true
 BPID=
+# sync: without its standby, alpha says so and holds what is not acknowledged
+for _ in $(seq 100); do
+	"$HACTL" status -s "$T/alpha.sock" victim --json | grep -q '"sync_state":"1 peer(s) not connected' &&
+		break
+	sleep 0.1
+done
+"$HACTL" status -s "$T/alpha.sock" victim --json | grep -q '"sync_state":"1 peer(s) not connected' ||
+	fail "alpha's status without beta: $("$HACTL" status -s "$T/alpha.sock" victim)"
 g3=$(dump)
 wait "$VPID" 2>/dev/null || true
 VDEAD=$VPID

@@ -253,6 +253,9 @@ struct cat_retention {
 	unsigned keep_hourly;
 	unsigned keep_daily;
 	int64_t forget_after_s;
+	int64_t keep_from;	/* also keep every generation with id >= keep_from (sync
+				 * replication: the newest one the standby acknowledged and
+				 * all after it); 0: no such floor */
 };
 
 int cat_retention_apply(struct cat *c, int64_t service, const struct cat_retention *policy,

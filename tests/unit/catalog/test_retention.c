@@ -62,6 +62,30 @@ static void test_keep_last(void **state)
 	assert_int_equal(pruned, 0);
 }
 
+/* Sync replication's floor: the acknowledged generation and all after it survive
+ * keep_last; older ones go as usual. */
+static void test_keep_from(void **state)
+{
+	struct tctx *t = *state;
+	struct cat_retention p = { .keep_last = 2 };
+	int64_t ids[8];
+	int i, pruned;
+
+	for (i = 0; i < 8; i++)
+		ids[i] = gen_at(t, T_EPOCH_US + i * T_HOUR);
+	p.keep_from = ids[3];
+	assert_int_equal(cat_retention_apply(t->c, t->svc, &p, T_EPOCH_US + 8 * T_HOUR,
+					     &pruned), 0);
+	assert_int_equal(pruned, 3);
+	expect_complete(t, (int64_t[]){ ids[7], ids[6], ids[5], ids[4], ids[3] }, 5);
+	/* Acknowledged up to the newest: keep_last rules again. */
+	p.keep_from = ids[7];
+	assert_int_equal(cat_retention_apply(t->c, t->svc, &p, T_EPOCH_US + 8 * T_HOUR,
+					     &pruned), 0);
+	assert_int_equal(pruned, 3);
+	expect_complete(t, (int64_t[]){ ids[7], ids[6] }, 2);
+}
+
 static void test_never_prunes_newest(void **state)
 {
 	struct tctx *t = *state;
@@ -231,6 +255,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_keep_last, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_keep_from, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_never_prunes_newest, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_hourly, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_daily, t_setup, t_teardown),
