@@ -4,7 +4,7 @@ set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-	build-essential cmake pkg-config git ca-certificates python3 \
+	build-essential cmake pkg-config git ca-certificates python3 jq \
 	libevent-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler libcap-dev \
 	libnl-3-dev libnl-route-3-dev libnl-idiag-3-dev libconfuse-dev libzstd-dev \
 	libxxhash-dev libssl-dev libcmocka-dev clang libclang-rt-14-dev iproute2 procps \
