@@ -3,13 +3,14 @@
 #
 # 1. meta-data is valid against the OCF RA API DTD (resource-agents' ra-api-1.dtd).
 # 2. Against a real hacd on a temp config: validate-all (good, broken, missing config),
-#    start (twice), monitor, stop (twice), a hacd killed behind the agent's back. With
-#    today's hactl, monitor must say why it cannot tell a role (no role in status, no
-#    promote); once hactl has them, ocf-tester runs the whole agent against hacd.
-# 3. The role logic against the contract of docs/cluster.md: hactl is replaced by a
-#    small script that keeps a role per service in a file and prints the contract's
-#    JSON (hacd itself is still real and started/stopped by the agent). ocf-tester
-#    passes, and monitor maps roles, failures and lag to OCF codes and scores.
+#    start (twice), monitor, stop (twice), a hacd killed behind the agent's back, and
+#    ocf-tester running the whole agent against the real hacd and hactl (roles,
+#    promote --force, demote). An hactl without roles would make monitor say why.
+# 3. The score arithmetic against the contract of docs/cluster.md: hactl is replaced
+#    by a small script that keeps a role per service in a file and prints the
+#    contract's JSON, because the lags and failures it maps to scores and OCF codes
+#    cannot be produced on demand by a real pair of nodes in a unit-sized test (hacd
+#    itself is still real and started/stopped by the agent).
 set -eu
 
 HACD=$1

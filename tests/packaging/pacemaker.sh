@@ -1,18 +1,20 @@
 #!/bin/sh
-# pacemaker.sh HACD AGENT: a real single-node Pacemaker cluster (corosync and
-# pacemakerd in the foreground, no systemd) runs the OCF agent as a promotable clone.
+# pacemaker.sh HACD AGENT HACTL DRIVER: a real single-node Pacemaker cluster (corosync
+# and pacemakerd in the foreground, no systemd) runs the OCF agent as a promotable clone.
 #
 # Everything runs inside new mount, network and pid namespaces: the cluster's state
 # directories, /run and /dev/shm are tmpfs there, its IPC (abstract sockets) and
 # totem traffic stay on the namespace's own loopback, and when the test ends the
 # namespace's init dies and takes every daemon with it. The agent starts and stops a
-# real hacd; roles come from contract-hactl (docs/cluster.md), because today's hactl
-# has no promote yet. Shown: Pacemaker starts the clone unpromoted; while the score is
-# 0 (no consistent generation) its promote attempts are refused, with hacd's reason
-# in the failed actions; once the node holds one the monitor raises the score and
-# Pacemaker promotes it (hactl promote called); an
-# active service that fails makes the monitor return 9 and Pacemaker recovers it
-# (demote, stop, start, promote again).
+# real hacd and switches roles with the real hactl (a wrapper records each promote and
+# demote with its exit status). hacd's node has a peer that never answers, so it starts
+# standby. Shown: Pacemaker starts the clone unpromoted; while the score is 0 (no
+# consistent generation) its promote attempts are refused, with hacd's reason in the
+# failed actions; once the node holds one (a real `hactl dump` of a sleep, put in its
+# catalog with the replica driver) the monitor raises the score and Pacemaker
+# promotes it: hactl promote restores the sleep under hacd. Killed, the service is
+# "failed" (restart = none): the monitor returns 9 and Pacemaker recovers it (demote,
+# stop, start, promote: restored again).
 # shellcheck disable=SC2317 # promoted, unpromoted, called: run through wait_for
 set -eu
 
@@ -36,7 +38,7 @@ wait_for() {
 
 promoted() { crm_mon -1 | grep -q 'Promoted: \[ node1 \]'; }
 unpromoted() { crm_mon -1 | grep -q 'Unpromoted: \[ node1 \]'; }
-called() { grep -qx "$1" "$T/calls"; }
+called() { grep -q "$1" "$T/calls"; }
 
 inside() {
 	ip link set lo up
@@ -77,17 +79,31 @@ nodelist {
 	}
 }
 CONF
+	# shellcheck source=/dev/null # tests/integration/replica-lib.sh
+	. "$HERE/../integration/replica-lib.sh"
+	rep_ca "$T/tls" ca
+	rep_cert "$T/tls" alpha ca
 	cat > "$T/hacd.conf" <<CONF
 node = "alpha"
 state_dir = "$T/state"
 control_socket = "$T/run/hactl.sock"
+listen = "127.0.0.1:7795"
+tls { ca = "$T/tls/ca.crt"; cert = "$T/tls/alpha.crt"; key = "$T/tls/alpha.key" }
+peer "beta" { address = "127.0.0.2:7795" }
 service "cache" {
   command = "/bin/sleep 1000"
+  interval = "1h"
+  restart = "none"
 }
 CONF
-	mkdir "$T/roles"
-	cp "$HERE/contract-hactl" "$T/hactl"
-	echo "standby stopped 0 0 0" > "$T/roles/cache"
+	cat > "$T/hactl" <<WRAP
+#!/bin/sh
+"$HACTL" "\$@"
+rc=\$?
+case " \$* " in *" promote "*|*" demote "*) echo "\$* rc=\$rc" >> "$T/calls" ;; esac
+exit \$rc
+WRAP
+	chmod 755 "$T/hactl"
 	: > "$T/calls"
 
 	corosync -f -c "$T/corosync.conf" > "$T/corosync.log" 2>&1 &
@@ -127,25 +143,39 @@ CONF
 	[ "$(cat "/proc/$pid/comm")" = hacd ] || fail "no hacd behind the pid file"
 	# Score 0 is the lowest a node can have and still be promoted: alone, it is, and
 	# hactl promote refuses for want of a consistent generation.
-	wait_for 60 "a promotion attempt" called "refused promote cache"
+	wait_for 60 "a promotion attempt" called "promote cache rc=1"
 	promoted && fail "promoted without a consistent generation"
-	called "promote cache " && fail "hactl promote succeeded without a generation"
+	called "promote cache rc=0" && fail "hactl promote succeeded without a generation"
 	wait_for 30 "the refusal in the failed actions" sh -c \
-		"crm_mon -1 | grep -q 'no consistent generation of cache here'"
+		"crm_mon -1 | grep -q 'no consistent generation of cache on this node'"
 	score=$(crm_attribute -N node1 -n master-hacd -l reboot -G -q 2> /dev/null) || score='?'
 	[ "$score" = 0 ] || fail "promotion score '$score', expected 0"
 	echo "ok - started (hacd $pid), score 0 without a consistent generation:"
 	echo "     promote attempts refused with hacd's reason, not promoted"
 
-	echo "standby stopped 41 1 2" > "$T/roles/cache"
+	# A generation of the service: a sleep with no inherited descriptors, dumped (it
+	# exits) and put in hacd's catalog as the replica driver puts received ones.
+	python3 -c 'import os; os.closerange(3, 65536); os.execv("/bin/sleep", ["sleep", "1000"])' \
+		< /dev/null > /dev/null 2>&1 &
+	spid=$!
+	sleep 0.3
+	"$HACTL" dump -t "$spid" -D "$T/dump" > "$T/dump.log" 2>&1 ||
+		fail "hactl dump of the sleep: $(cat "$T/dump.log")"
+	wait "$spid" 2> /dev/null || true
+	"$DRV" -f "$T/hacd.conf" add cache "$T/dump" > /dev/null || fail "adding the generation"
 	wait_for 60 "the promotion" promoted
-	called "promote cache " || fail "promoted without hactl promote: $(cat "$T/calls")"
-	echo "ok - a consistent generation raises the score; Pacemaker promotes (hactl promote)"
+	called "promote cache rc=0" || fail "promoted without hactl promote: $(cat "$T/calls")"
+	kill -0 "$spid" 2> /dev/null || fail "the sleep was not restored by the promotion"
+	"$HACTL" -s "$T/run/hactl.sock" status cache --json | grep -q '"role":"active"' ||
+		fail "hacd does not say active: $("$HACTL" -s "$T/run/hactl.sock" status cache)"
+	echo "ok - a consistent generation raises the score; Pacemaker promotes (hactl promote"
+	echo "     restored the service)"
 
-	echo "active failed 41 0 0" > "$T/roles/cache"
-	wait_for 60 "the demotion of the failed master" called "demote cache "
-	wait_for 60 "the new promotion" sh -c "[ \$(grep -c '^promote cache' '$T/calls') -ge 2 ]"
+	kill -KILL "$spid"
+	wait_for 60 "the demotion of the failed master" called "demote cache rc=0"
+	wait_for 60 "the new promotion" sh -c "[ \$(grep -c 'promote cache rc=0' '$T/calls') -ge 2 ]"
 	wait_for 30 "promoted again" promoted
+	kill -0 "$spid" 2> /dev/null || fail "the sleep was not restored again"
 	grep -q 'active service(s) failed: cache' "$T/pacemaker.log" ||
 		fail "the failure reason did not reach Pacemaker"
 	echo "ok - a failed active service: monitor 9, Pacemaker demotes and promotes again"
@@ -159,6 +189,8 @@ fi
 
 HACD=$1
 AGENT=$2
+HACTL=$3
+DRV=$4
 HERE=$(cd "$(dirname "$0")" && pwd)
 for tool in corosync pacemakerd crm_mon cibadmin crm_attribute; do
 	command -v $tool > /dev/null || {
@@ -173,7 +205,7 @@ done
 T=$(mktemp -d /tmp/hacd-pcmk.XXXXXX)
 chmod 755 "$T"
 trap 'rm -rf "$T"' EXIT
-export HACD AGENT HERE T
+export HACD AGENT HACTL DRV HERE T
 rc=0
 unshare --mount --net --pid --fork --mount-proc --propagation private \
 	sh "$HERE/pacemaker.sh" --inside || rc=$?
