@@ -196,9 +196,10 @@ grep -c "connection lost while receiving" "$T/beta.log" > /dev/null ||
 
 phase "kill alpha"
 # --- 3. alpha dies; failover on beta --------------------------------------------------------
-# caught up: beta at most one generation behind, as before the cut (or 20 s)
+# caught up: beta at most one generation behind as alpha counts it (beta's own count is
+# as last heard, stale after a cut), as before the cut; or 20 s
 for _ in $(seq 200); do
-	[ "$(json beta '.services[0].lag_generations')" -le 1 ] && break
+	[ "$(json alpha '.services[0].lag_generations')" -le 1 ] && break
 	sleep 0.1
 done
 for p in $(ip netns pids "$NSA"); do
