@@ -22,6 +22,9 @@ rep_nodes() {
 rep_nodes_del() {
 	ip netns del "$1" 2>/dev/null || true
 	ip netns del "$2" 2>/dev/null || true
+	# Run in a private mount namespace (unshare --mount-proc), the names' files in
+	# /run/netns can outlive it, empty: remove them (a live mount refuses, EBUSY).
+	rm -f "/run/netns/$1" "/run/netns/$2" 2>/dev/null || true
 }
 
 rep_ca() {
