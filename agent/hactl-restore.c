@@ -27,7 +27,7 @@ int ctl_cmd_restore(int argc, char **argv)
 	const char *dir = NULL;
 	bool detach = false;
 	int opt, st;
-	pid_t pid;
+	pid_t pid, root;
 
 	while ((opt = getopt_long(argc, argv, "D:d", opts, NULL)) != -1) {
 		switch (opt) {
@@ -55,11 +55,15 @@ int ctl_cmd_restore(int argc, char **argv)
 	}
 	if (!dir || optind != argc)
 		goto usage;
-	if (eng_restore(dir, &o, &pid)) {
+	if (eng_restore_pids(dir, &o, &pid, &root)) {
 		fprintf(stderr, "hactl restore: %s\n", eng_last_error());
 		return CTL_EXIT_FAIL;
 	}
-	printf("restored pid %d\n", pid);
+	/* Under an init (pidns): the init is what we wait for, the service what one signals. */
+	if (root != pid)
+		printf("restored pid %d service %d\n", pid, root);
+	else
+		printf("restored pid %d\n", pid);
 	fflush(stdout);
 	if (detach)
 		return CTL_EXIT_OK;

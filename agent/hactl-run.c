@@ -1,9 +1,10 @@
 /*
  * hactl run [--pidns] [--log FILE] [--user U] [--cwd DIR] [--wait] -- CMD [ARGS...]:
  * start a command the way hacd launches a guarded service (eng_launch), so that it can
- * be dumped and restored by hand. It prints the init's and the service's pids (the
- * second is what `hactl dump -t` wants) and exits; with --wait it stays the init's
- * parent and exits with the service's status.
+ * be dumped and restored by hand. It prints the init's and the service's pids (with
+ * --pidns `hactl dump -t` takes either: both name the service's tree, which restore
+ * brings back into new namespaces) and exits; with --wait it stays the init's parent
+ * and exits with the service's status.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -19,7 +20,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: hactl run [--pidns] [--log FILE] [--user USER] [--cwd DIR] [--wait] "
 		   "-- /abs/CMD [ARGS...]\n"
 		   "  --pidns  new pid, ipc and uts namespaces under hacd's minimal init\n"
-		   "  prints \"init PID service PID\" (dump the service pid)\n");
+		   "  prints \"init PID service PID\" (hactl dump -t takes either)\n");
 }
 
 int ctl_cmd_run(int argc, char **argv)

@@ -21,6 +21,8 @@
  *   any failure:  ABORT (every image of this dump unlinked) + RELEASE (running, unharmed)
  *
  *   stage             function                      what it may refuse
+ *   (once)            eng__pidns_resolve            a foreign pid namespace, orphans
+ *                                                   under our init, SysV objects
  *   SCAN              eng__tree_scan                (a zombie root)
  *                     eng__tree_check               a session whose leader exited
  *   PRECHECK          eng__task_precheck            namespaces, tracer, stopped
@@ -40,6 +42,10 @@
  *                     eng__files_write_table, eng__pstree_write
  *   COMMIT            commit_all, write_inventory   (queue order, inventory last)
  *   KILL              kill_tree
+ *
+ * A service hacd launched lives in pid, ipc and uts namespaces of its own under our
+ * init (pidns.c): the tree is the init's child and below, frozen and collected in our
+ * ids like any other; then ids_inside() gives the images the ids the tree sees.
  *
  * Memory and fds are collected before the parasite goes in, so that neither its
  * mapping nor its socket is in the image. Zombies are only recorded (pstree.c).
@@ -96,6 +102,7 @@ struct dump {
 	int dirfd;
 	bool created_dir;
 	struct eng__tree tree;
+	struct eng__pidns ns;	/* ns.init: the tree is our init's, in its namespaces */
 	struct dproc *p;	/* p[i] is tree.p[i]'s */
 	struct eng__imgq q;
 	struct eng__shm_table shm;	/* shared memory objects of the whole tree */
@@ -232,14 +239,19 @@ static int write_inventory(struct dump *d)
 	inv.has_img_version = inv.has_root_pid = inv.has_created_usec = 1;
 	inv.img_version = ENG_IMG_VERSION;
 	inv.hacd_version = HACD_VERSION;
-	inv.root_pid = d->pid;
+	inv.root_pid = d->tree.inner ? d->tree.p[0].ipid : d->pid;
 	for_each_live(d, i)
-		pids[inv.n_pids++] = d->tree.p[i].pid;
+		pids[inv.n_pids++] = d->tree.inner ? d->tree.p[i].ipid : d->tree.p[i].pid;
 	inv.pids = pids;
 	inv.created_usec = d->created_usec;
 	inv.kernel_release = u.release;
-	/* The tree shares our uts namespace (eng__task_precheck): its name is ours. */
-	inv.hostname = u.nodename;
+	/* The tree shares our uts namespace (eng__task_precheck), or its init's. */
+	inv.hostname = d->ns.init ? d->ns.hostname : u.nodename;
+	if (d->ns.init) {
+		inv.has_pidns = inv.has_outer_root_pid = 1;
+		inv.pidns = true;
+		inv.outer_root_pid = d->pid;
+	}
 	inv.has_xcr0 = inv.has_xstate_size = inv.has_page_size = 1;
 	inv.xcr0 = td->xcr0;
 	inv.xstate_size = td->th[0].xstate_len;
@@ -474,6 +486,59 @@ static int collect_tree(struct dump *d)
 	return ret;
 }
 
+/*
+ * A tree in our init's pid namespace: what was collected names processes and threads
+ * by our ids; the images get the ones the tree sees (pidns.c), so that restore gives
+ * them back inside a new namespace. Nothing reads /proc by pid after this.
+ */
+static int ids_inside(struct dump *d)
+{
+	const struct eng__tree *t = &d->tree;
+
+	for_each_live(d, i) {
+		struct dproc *p = &d->p[i];
+		struct eng__task_dump *td = &p->td;
+		pid_t in = t->p[i].ipid;
+
+		td->pid = p->fd.pid = p->md.pid = in;
+		for (int k = 0; k < td->nr_threads; k++) {
+			pid_t tid = eng__tree_inner_id(t, td->th[k].tid);
+
+			if (!tid)
+				return pr_errno(-ESRCH, "pid %d: thread %d has no id in its pid namespace",
+						t->p[i].pid, td->th[k].tid);
+			td->th[k].tid = tid;
+		}
+		for (int k = 0; k < td->nr_timers; k++) {
+			struct eng__ptimer *pt = &td->timers[k].t;
+			pid_t to = eng__tree_inner_id(t, pt->notify_pid);
+
+			if (!(pt->notify & SIGEV_THREAD_ID))
+				continue;
+			if (!to)
+				return pr_errno(-ESRCH, "pid %d: POSIX timer %d signals thread %d, which is not its own",
+						t->p[i].pid, pt->id, pt->notify_pid);
+			pt->notify_pid = to;
+		}
+	}
+	return 0;
+}
+
+/* The frozen part, however the tree was frozen. */
+static int collect_frozen(struct dump *d)
+{
+	int ret = 0;
+
+	for (int i = 0; i < d->tree.n; i++)
+		if (!ret && d->ns.init)
+			ret = eng__tree_inner(&d->tree, i, d->tree.p[i].zombie ? NULL : d->p[i].v);
+	if (!ret)
+		ret = collect_tree(d);
+	if (!ret && d->ns.init)
+		ret = ids_inside(d);
+	return ret;
+}
+
 static void mark_freeze(struct dump *d)
 {
 	struct timespec rt;
@@ -494,7 +559,7 @@ static int freeze_and_collect(struct dump *d)
 	eng__tmark("seize");
 	pr_debug("pid %d: %d processes seized in %lu us", d->pid, d->tree.n,
 		 (unsigned long)us_since(&d->t_freeze));
-	return ret ? ret : collect_tree(d);
+	return ret ? ret : collect_frozen(d);
 }
 
 /*
@@ -545,7 +610,7 @@ static int freeze_first(struct dump *d)
 		pid_t pid = d->tree.p[i].pid;
 
 		if (!ret)
-			ret = eng__task_precheck(pid, true);
+			ret = eng__task_precheck(pid, true, d->ns.init);
 		if (!ret)
 			ret = eng__files_precheck(pid);
 		if (!ret)
@@ -555,7 +620,7 @@ static int freeze_first(struct dump *d)
 		ret = open_dir(d);
 	pr_debug("pid %d: %d processes seized and prepared in %lu us", d->pid, d->tree.n,
 		 (unsigned long)us_since(&d->t_freeze));
-	return ret ? ret : collect_tree(d);
+	return ret ? ret : collect_frozen(d);
 }
 
 /* A failed dump leaves no image behind (nor the directory, if it made it). */
@@ -669,7 +734,7 @@ static int prepare(struct dump *d, const struct eng_dump_opts *opts, struct eng_
 		pid_t pid = d->tree.p[i].pid;
 
 		if (!ret)
-			ret = eng__task_precheck(pid, false);
+			ret = eng__task_precheck(pid, false, d->ns.init);
 		if (!ret)
 			ret = eng__files_precheck(pid);
 		if (!ret)
@@ -763,6 +828,10 @@ static int dump_main(pid_t pid, const char *dir, const struct eng_dump_opts *opt
 	memset(st, 0, sizeof(*st));
 	if (pid <= 0 || pid == getpid())
 		return pr_errno(-EINVAL, "pid %d: cannot dump that process", pid);
+	ret = eng__pidns_resolve(pid, &d.ns);
+	if (ret)
+		return ret;
+	d.pid = d.ns.root;
 	ret = run(&d, opts, st);
 	free_procs(&d);
 	if (ret && d.dirfd >= 0)

@@ -161,7 +161,8 @@ struct eng__task_dump {
 
 /* Namespaces, tracer, state: what no part of the dump can handle. seized: we already
  * trace it (stopped by us, not by job control). */
-int eng__task_precheck(pid_t pid, bool seized);
+/* ns_init: the tree lives in our init's pid, ipc and uts namespaces (pidns.c), 0: in ours. */
+int eng__task_precheck(pid_t pid, bool seized, pid_t ns_init);
 /* What ptrace and /proc tell: before the parasite goes in. */
 int eng__task_collect(struct eng_victim *v, struct eng__task_dump *td);
 /* What only the process can tell: through the parasite and remote syscalls. */
@@ -177,11 +178,18 @@ struct eng__tree_proc {
 	char state;
 	bool zombie;
 	int exit_status;		/* zombie: the wait status its parent will reap */
+	pid_t ipid, ipgid, isid;	/* tree.inner: as the tree sees them (pidns.c) */
 };
 
 struct eng__tree {
 	struct eng__tree_proc *p;	/* p[0] is the root, parents before children */
 	int n, cap;
+	/* In a pid namespace of its own (pidns.c): every process's and thread's id inside. */
+	bool inner;
+	struct eng__idpair {
+		pid_t outer, inner;
+	} *ids;
+	int nr_ids, cap_ids;
 };
 
 /* The root and every process below it, as /proc shows them now. */
@@ -201,6 +209,26 @@ int eng__files_share(struct eng__files_dump *const *all, int n);
 /* pstree.img; td[i] is t->p[i]'s (NULL for zombies). */
 int eng__pstree_write(int dirfd, const struct eng__tree *t, struct eng__task_dump *const *td,
 		      struct eng__imgq *q);
+
+/* ---- pidns.c: a tree in a pid namespace of its own, under our init ---------------- */
+
+struct eng__pidns {
+	pid_t init;		/* our init, as we see it; 0: the tree shares our pid namespace */
+	pid_t root;		/* the tree's root as we see it: the init's only child, or pid */
+	char hostname[65];	/* init: the name in its uts namespace */
+};
+/* Which tree dumping pid means: itself, or (our init, or the init's only child) the
+ * init's child and everything below it. Refuses a foreign init, orphans under ours,
+ * deeper namespaces and SysV objects in the init's ipc namespace. */
+int eng__pidns_resolve(pid_t pid, struct eng__pidns *ns);
+/* 1 when processes a and b (0: ourselves) share namespace ns ("pid", "ipc"...), 0 when
+ * not, or -errno. */
+int eng__ns_same(pid_t a, pid_t b, const char *ns);
+/* Frozen (or a zombie): p[i]'s pid, pgid and sid inside, and each thread's of v (NULL
+ * for a zombie); sets t->inner. */
+int eng__tree_inner(struct eng__tree *t, int i, const struct eng_victim *v);
+/* The id inside of a process or thread recorded by eng__tree_inner; 0: none. */
+pid_t eng__tree_inner_id(const struct eng__tree *t, pid_t outer);
 
 /* ---- mem-dump.c, mem-pages.c: the address space and its pages --------------------- */
 

@@ -221,6 +221,7 @@ void eng__tree_free(struct eng__tree *t)
 	if (!t)
 		return;
 	free(t->p);
+	free(t->ids);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -277,6 +278,15 @@ int eng__pstree_write(int dirfd, const struct eng__tree *t, struct eng__task_dum
 		e.ppid = p->ppid;
 		e.pgid = p->pgid;
 		e.sid = p->sid;
+		/* In a pid namespace of its own: the ids it sees (pidns.c); ours for people. */
+		if (t->inner) {
+			e.has_outer_pid = 1;
+			e.outer_pid = p->pid;
+			e.pid = p->ipid;
+			e.ppid = i ? eng__tree_inner_id(t, p->ppid) : 0;
+			e.pgid = p->ipgid;
+			e.sid = p->isid;
+		}
 		if (p->zombie) {
 			e.has_zombie = e.has_exit_status = 1;
 			e.zombie = true;

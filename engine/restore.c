@@ -335,9 +335,11 @@ static int finish_proc(struct restore *r, size_t i, long off, unsigned long vlen
 			     r->rp[i].region_len, "munmap of the restorer");
 	/*
 	 * Last, because a change of credentials (the restorer's) clears it. The root's
-	 * parent is hactl, not the one it was dumped with: it gets none.
+	 * parent is hactl, not the one it was dumped with, and gets none; under our init
+	 * (--pidns, or a tree that lived in its own namespace) the root's parent is the
+	 * init again, whose death ends the namespace anyway.
 	 */
-	if (!ret && i && p->core->pdeathsig)
+	if (!ret && (i || r->init > 0) && p->core->pdeathsig)
 		ret = remote_syscall(r->rp[i].outer[0], vdso->start + off, SYS_prctl, PR_SET_PDEATHSIG,
 				     p->core->pdeathsig, "prctl(PR_SET_PDEATHSIG)");
 	for (size_t k = 0; k < p->nr_threads && !ret; k++)
@@ -390,6 +392,7 @@ static void __attribute__((noreturn)) init_main(struct restore *r)
 {
 	const char *host = r->c.inv->hostname;
 	char what[64];
+	sigset_t all;
 	pid_t pid;
 	int st;
 
@@ -403,10 +406,15 @@ static void __attribute__((noreturn)) init_main(struct restore *r)
 	snprintf(what, sizeof(what), "clone3 with pid %d", r->c.procs[0].pid);
 	if (pid < 0)
 		init_fail(r, what);
+	/* The name, no fd and one thread are how a dump knows the init for ours (pidns.c). */
 	prctl(PR_SET_NAME, "hacd-init");
 	/* It lives as long as the service: it must not hold hactl's stdio (a caller
 	 * reading hactl's output would wait for the service to end) or anything else. */
 	close_range(0, ~0u, 0);
+	/* As eng_launch's init: only SIGKILL from outside should end it. */
+	sigfillset(&all);
+	sigdelset(&all, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &all, NULL);
 	for (;;) {
 		pid_t w = wait(&st);
 
@@ -552,6 +560,11 @@ static int finish_all(struct restore *r)
 
 int eng_restore(const char *dir, const struct eng_restore_opts *opts, pid_t *out)
 {
+	return eng_restore_pids(dir, opts, out, NULL);
+}
+
+int eng_restore_pids(const char *dir, const struct eng_restore_opts *opts, pid_t *out, pid_t *root)
+{
 	struct restore r = { .go = { -1, -1 }, .status = { -1, -1 }, .phase = { { -1, -1 }, { -1, -1 } } };
 	char gen_dir[4200];
 	int ret;
@@ -568,7 +581,11 @@ int eng_restore(const char *dir, const struct eng_restore_opts *opts, pid_t *out
 	if (ret)
 		goto out;
 	fflush(NULL);
-	ret = spawn(&r, opts && opts->pidns);
+	/* A tree dumped in its own pid namespace has the ids it saw there: only a new one
+	 * gives them back. */
+	if (!ret && r.c.inv->pidns)
+		pr_debug("%s: the tree lived in a pid namespace of its own: restored in a new one", dir);
+	ret = spawn(&r, (opts && opts->pidns) || r.c.inv->pidns);
 	if (ret)
 		goto fail;
 	close(r.go[0]);
@@ -588,6 +605,8 @@ int eng_restore(const char *dir, const struct eng_restore_opts *opts, pid_t *out
 		ret = finish_all(&r);
 	if (!ret) {
 		*out = r.init ? r.init : r.root;
+		if (root)
+			*root = r.root;
 		goto out;
 	}
 fail:

@@ -155,6 +155,10 @@ static int check_tree(struct rst_ctx *c)
 
 		if (find_proc(c, e->pid) != (int)i)
 			return pr_errno(-EINVAL, "pstree.img: pid %u has two entries", e->pid);
+		/* Pid 1 of a service's namespace is our init, never dumped: restore makes it. */
+		if (c->inv->pidns && (e->pid == 1 || e->pgid == 1 || e->sid == 1))
+			return pr_errno(-EINVAL, "pstree.img: pid %u: pid, group or session 1 in a pid namespace's "
+					"tree, where 1 is our init", e->pid);
 		if (!i) {
 			p->parent = -1;
 			continue;

@@ -63,24 +63,32 @@ struct seccomp_meta {
 
 /* ---- before seizing --------------------------------------------------------------- */
 
-static int same_ns(pid_t pid, const char *ns)
+/*
+ * A tree shares every namespace with hacd, or (launched by hacd) lives in the pid, ipc
+ * and uts namespaces of our init (pidns.c), which restore recreates.
+ */
+static int same_ns(pid_t pid, const char *ns, pid_t ns_init)
 {
-	char path[64], self[64];
-	struct stat a, b;
+	bool init = ns_init && (!strcmp(ns, "pid") || !strcmp(ns, "ipc") || !strcmp(ns, "uts"));
+	char self[64];
+	int ret;
 
-	snprintf(path, sizeof(path), "/proc/%d/ns/%s", pid, ns);
 	snprintf(self, sizeof(self), "/proc/self/ns/%s", ns);
-	if (stat(self, &b))
+	if (access(self, F_OK))
 		return errno == ENOENT ? 0 : pr_errno(-errno, "%s", self);	/* kernel without it */
-	if (stat(path, &a))
-		return pr_errno(-errno, "pid %d: %s", pid, path);
-	if (a.st_ino != b.st_ino || a.st_dev != b.st_dev)
+	ret = eng__ns_same(pid, init ? ns_init : 0, ns);
+	if (ret < 0)
+		return ret;
+	if (!ret && init)
+		return eng__refuse("pid %d: lives in another %s namespace than its init %d: not supported yet",
+				   pid, ns, ns_init);
+	if (!ret)
 		return eng__refuse("pid %d: lives in another %s namespace than hacd: "
 				   "not supported yet", pid, ns);
 	return 0;
 }
 
-int eng__task_precheck(pid_t pid, bool seized)
+int eng__task_precheck(pid_t pid, bool seized, pid_t ns_init)
 {
 	static const char *const ns[] = { "pid", "mnt", "user", "net", "ipc", "uts", "cgroup", "time" };
 	struct eng__status st;
@@ -100,7 +108,7 @@ int eng__task_precheck(pid_t pid, bool seized)
 	if (st.state == 'T' || (st.state == 't' && !seized))
 		return eng__refuse("pid %d is stopped (state %c): not supported yet", pid, st.state);
 	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]) && !ret; i++)
-		ret = same_ns(pid, ns[i]);
+		ret = same_ns(pid, ns[i], ns_init);
 	return ret;
 }
 

@@ -820,6 +820,7 @@ int eng_track_open(pid_t pid, const char *store_dir, const struct eng_track_opts
 		   struct eng_track **out)
 {
 	struct eng_track_opts none = { 0 };
+	struct eng__pidns ns;
 	struct eng_track *t;
 	char path[64];
 	int ret;
@@ -828,6 +829,12 @@ int eng_track_open(pid_t pid, const char *store_dir, const struct eng_track_opts
 	*out = NULL;
 	if (pid <= 0 || pid == getpid())
 		return pr_errno(-EINVAL, "pid %d: cannot track that process", pid);
+	/* Our init, or a service under it: the service's memory is the tracked one, and
+	 * each generation is dumped from it like eng_dump does (pidns.c). */
+	ret = eng__pidns_resolve(pid, &ns);
+	if (ret)
+		return ret;
+	pid = ns.root;
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
@@ -840,7 +847,7 @@ int eng_track_open(pid_t pid, const char *store_dir, const struct eng_track_opts
 		ret = pr_errno(-errno, "pid %d: pidfd_open", pid);
 		goto err;
 	}
-	ret = eng__task_precheck(pid, false);
+	ret = eng__task_precheck(pid, false, ns.init);
 	if (!ret)
 		ret = eng__store_open(store_dir, &t->st);
 	if (ret)

@@ -19,6 +19,14 @@
  *                       original still runs (its pids are taken here): the copy must
  *                       come back in new pid, ipc and uts namespaces under our init with
  *                       its pid inside and the dumped host name; both must pass
+ *   --launched          `hactl run --pidns` starts the victim as a service does, pid 2
+ *                       under our init in new pid, ipc and uts namespaces (the runner
+ *                       names its host); `hactl dump -t INIT` kills it, `hactl restore`
+ *                       (no --pidns: the image says so) must bring back a new init with
+ *                       the victim at its pid inside, the same /proc state (threads
+ *                       numbered inside) and host name; the init ends with its status
+ *   --launched-leave    the same with dump -t SERVICE --leave-running, and the copy
+ *                       restored beside the original, which runs on: both must pass
  *   --corrupt           dump once, then for every *.img file flip its middle byte, and
  *                       separately cut it in half: each restore must fail, name the
  *                       file, and leave no process with the victim's pid; finally the
@@ -43,13 +51,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "crlib.h"
 
-enum mode { M_ROUNDTRIP, M_LEAVE, M_SELF, M_DUMPFAIL, M_CORRUPT, M_PIDNS };
+enum mode { M_ROUNDTRIP, M_LEAVE, M_SELF, M_DUMPFAIL, M_CORRUPT, M_PIDNS, M_LAUNCHED, M_LAUNCHED_LEAVE };
 
 struct test {
 	enum mode mode;
@@ -88,13 +99,18 @@ static int start(struct test *t)
 }
 
 /* Snapshot of a (restored or surviving) victim against the one taken at start. */
-static int compare(struct test *t, const char *when)
+static int compare_pid(struct test *t, pid_t pid, const char *when)
 {
 	if (t->no_compare)
 		return 0;
-	if (cr_compare_settled(t->v.pid, &t->before, 2000))
+	if (cr_compare_settled(pid, &t->before, 2000))
 		return why(t, "/proc state %s differs from before the dump", when);
 	return 0;
+}
+
+static int compare(struct test *t, const char *when)
+{
+	return compare_pid(t, t->v.pid, when);
 }
 
 static int finish(struct test *t, const char *which)
@@ -175,13 +191,22 @@ static int run_leave_running(struct test *t)
 	return restore_and_check(t, t->dir.img);
 }
 
+/* Do processes a and b (0: ourselves) live in different namespaces ns? */
+static int ns_differs_from(pid_t a, pid_t b, const char *ns)
+{
+	char pa[64], pb[64], la[128] = "", lb[128] = "";
+
+	snprintf(pa, sizeof(pa), "/proc/%d/ns/%s", a, ns);
+	if (b)
+		snprintf(pb, sizeof(pb), "/proc/%d/ns/%s", b, ns);
+	else
+		snprintf(pb, sizeof(pb), "/proc/self/ns/%s", ns);
+	return readlink(pa, la, sizeof(la) - 1) > 0 && readlink(pb, lb, sizeof(lb) - 1) > 0 && strcmp(la, lb);
+}
+
 static int ns_differs(pid_t pid, const char *ns)
 {
-	char a[64], b[64], la[128] = "", lb[128] = "";
-
-	snprintf(a, sizeof(a), "/proc/%d/ns/%s", pid, ns);
-	snprintf(b, sizeof(b), "/proc/self/ns/%s", ns);
-	return readlink(a, la, sizeof(la) - 1) > 0 && readlink(b, lb, sizeof(lb) - 1) > 0 && strcmp(la, lb);
+	return ns_differs_from(pid, 0, ns);
 }
 
 /* The copy under --pidns: the init's only child, its pid inside the one dumped. */
@@ -257,6 +282,217 @@ static int run_pidns(struct test *t)
 	if (!WIFEXITED(st) || WEXITSTATUS(st))
 		return why(t, "the copy under --pidns failed its own checks (init status %#x)", st);
 	return 0;
+}
+
+/* ---- --launched: a service in its own namespaces ---------------------------------- */
+
+/* One launched service: its init and itself as we see them, itself inside. */
+struct service {
+	pid_t init, pid, inner;
+};
+
+static pid_t inner_pid(pid_t pid)
+{
+	char path[64], line[256], *v;
+	pid_t inner = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "NSpid:", 6) && (v = strrchr(line, '\t')))
+			inner = atoi(v + 1);
+	if (f)
+		fclose(f);
+	return inner;
+}
+
+/* The host name of pid's uts namespace (set it first when set is not NULL), from a
+ * child that joins it. 0 when done. */
+static int uts_name(pid_t pid, const char *set, char name[65])
+{
+	int p[2], st;
+	pid_t c;
+
+	if (pipe(p))
+		return -1;
+	c = fork();
+	if (c == 0) {
+		char path[64];
+		struct utsname u;
+		int fd;
+
+		snprintf(path, sizeof(path), "/proc/%d/ns/uts", pid);
+		fd = open(path, O_RDONLY);
+		if (fd < 0 || setns(fd, CLONE_NEWUTS) || (set && sethostname(set, strlen(set))) || uname(&u))
+			_exit(1);
+		_exit(write(p[1], u.nodename, 65) == 65 ? 0 : 1);
+	}
+	close(p[1]);
+	st = c > 0 && read(p[0], name, 65) == 65 ? 0 : -1;
+	close(p[0]);
+	if (c > 0)
+		waitpid(c, NULL, 0);
+	name[64] = 0;
+	return st;
+}
+
+static int launch(struct test *t, struct service *s)
+{
+	char *argv[] = { (char *)t->hactl, "run", "--pidns", "--log", t->dir.log, "--cwd", t->dir.work,
+			 "--", t->path, NULL };
+	char *out = NULL, host[65], want[65];
+	int rc;
+
+	/* The init is ours once hactl exits. */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	rc = cr_run(argv, t->dir.hlog, 30000, &out);
+	if (rc || !out || sscanf(out, "init %d service %d", &s->init, &s->pid) != 2) {
+		free(out);
+		return why(t, "hactl run --pidns exited %d", rc);
+	}
+	free(out);
+	if (victim_attach(&t->v, s->pid, t->dir.log, 20000))
+		return why(t, "the launched victim did not start");
+	s->inner = inner_pid(s->pid);
+	if (s->inner <= 1)
+		return why(t, "the launched victim is pid %d inside", s->inner);
+	/* A name of its own, which restore must give its new uts namespace. */
+	snprintf(want, sizeof(want), "cr-%.40s", t->name);
+	if (uts_name(s->pid, want, host) || strcmp(host, want))
+		return why(t, "cannot name the service's host");
+	if (proc_snapshot(s->pid, &t->before))
+		return why(t, "no snapshot of the victim");
+	return 0;
+}
+
+/* Wait for an init of ours (our child) to end: its status, or -1 after timeout_ms. */
+static int wait_init(pid_t init, int timeout_ms)
+{
+	int st;
+
+	for (int i = 0; i < timeout_ms; i++) {
+		pid_t r = waitpid(init, &st, WNOHANG);
+
+		if (r == init)
+			return st;
+		if (r < 0)
+			return -1;
+		usleep(1000);
+	}
+	return -1;
+}
+
+/* Ask a launched victim to finish: its init must end with the victim's exit 0. */
+static int finish_service(struct test *t, const struct service *s, const char *which)
+{
+	int st;
+
+	if (!victim_fact(&t->v, "blocks") || victim_fact(&t->v, "wake"))
+		kill(s->pid, SIGTERM);
+	st = wait_init(s->init, 30000);
+	if (st == -1) {
+		kill(s->init, SIGKILL);
+		waitpid(s->init, NULL, 0);
+		return why(t, "the %s victim did not finish", which);
+	}
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		return why(t, "the %s victim failed its own checks (its init ended with %#x)", which, st);
+	return 0;
+}
+
+/* The copy: a new init of ours, the victim its child with the same pid inside, in
+ * namespaces other than ours, with the host name and /proc state it was dumped with. */
+static int check_service_copy(struct test *t, const struct service *orig, const struct service *copy)
+{
+	char path[64], comm[32] = "", host[65], want[65];
+	int ppid = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", copy->init);
+	f = fopen(path, "re");
+	if (!f || !fgets(comm, sizeof(comm), f))
+		comm[0] = 0;
+	if (f)
+		fclose(f);
+	if (strcmp(comm, "hacd-init\n"))
+		return why(t, "the restored init %d is %s", copy->init, comm);
+	snprintf(path, sizeof(path), "/proc/%d/stat", copy->pid);
+	f = fopen(path, "re");
+	if (!f || fscanf(f, "%*d (%*[^)]) %*c %d", &ppid) != 1)
+		ppid = 0;
+	if (f)
+		fclose(f);
+	if (ppid != copy->init)
+		return why(t, "the restored victim %d is the child of %d, not of its init %d", copy->pid, ppid,
+			   copy->init);
+	if (inner_pid(copy->pid) != orig->inner)
+		return why(t, "the restored victim is pid %d inside, was %d", inner_pid(copy->pid), orig->inner);
+	for (const char *const *ns = (const char *const[]){ "pid", "ipc", "uts", NULL }; *ns; ns++)
+		if (!ns_differs(copy->pid, *ns) || (orig->pid != copy->pid && cr_pid_alive(orig->pid) &&
+						     !ns_differs_from(copy->pid, orig->pid, *ns)))
+			return why(t, "the restored victim %d shares a %s namespace", copy->pid, *ns);
+	snprintf(want, sizeof(want), "cr-%.40s", t->name);
+	if (uts_name(copy->pid, NULL, host) || strcmp(host, want))
+		return why(t, "the restored victim's host name is %s, not %s", host, want);
+	return compare_pid(t, copy->pid, "after restore");
+}
+
+static int restore_service(struct test *t, struct service *copy)
+{
+	char *out = NULL;
+	int rc = cr_restore(t->hactl, t->dir.img, t->dir.hlog, &out);
+
+	if (rc || !out || sscanf(out, "restored pid %d service %d", &copy->init, &copy->pid) != 2) {
+		free(out);
+		return why(t, "hactl restore exited %d, or did not name an init and a service", rc);
+	}
+	free(out);
+	return 0;
+}
+
+static int run_launched(struct test *t, int leave)
+{
+	struct service s = { 0 }, copy = { 0 };
+	int rc, st, ret;
+
+	if (launch(t, &s))
+		return 1;
+	t->v.pid = 0;	/* not our child: finished through its init */
+	usleep(50000);
+	/* The round trip dumps the init, the other the service: both name the same tree. */
+	rc = cr_dump(t->hactl, leave ? s.pid : s.init, t->dir.img, leave, t->dir.hlog, NULL);
+	if (rc) {
+		kill(s.init, SIGKILL);
+		waitpid(s.init, NULL, 0);
+		return why(t, "hactl dump%s -t %d exited %d", leave ? " --leave-running" : "", leave ? s.pid : s.init,
+			   rc);
+	}
+	if (!leave) {
+		st = wait_init(s.init, 10000);
+		if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 128 + SIGKILL)
+			return why(t, "the dumped victim was not killed (its init: %#x)", st);
+	} else if (!cr_pid_alive(s.pid) || compare_pid(t, s.pid, "after dump --leave-running")) {
+		return why(t, "the original changed with dump --leave-running");
+	}
+	if (restore_service(t, &copy)) {
+		if (leave)
+			finish_service(t, &s, "original");
+		return 1;
+	}
+	ret = check_service_copy(t, &s, &copy);
+	/* Beside each other, each in its own namespaces: both must pass. */
+	if (!ret && leave)
+		ret = finish_service(t, &s, "original (left running)");
+	if (!ret)
+		return finish_service(t, &copy, "restored");
+	kill(copy.init, SIGKILL);
+	waitpid(copy.init, NULL, 0);
+	if (leave) {
+		kill(s.init, SIGKILL);
+		waitpid(s.init, NULL, 0);
+	}
+	return 1;
 }
 
 static int run_self(struct test *t)
@@ -431,7 +667,8 @@ static int run_corrupt(struct test *t)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: cr_runner [--leave-running|--no-checkpoint|--expect-dump-fail|--corrupt|--pidns-beside] "
+	fprintf(stderr, "usage: cr_runner [--leave-running|--no-checkpoint|--expect-dump-fail|--corrupt|--pidns-beside|"
+			"--launched|--launched-leave] "
 			"[--hactl PATH] [--keep] VICTIM\n");
 	exit(64);
 }
@@ -443,6 +680,7 @@ int main(int argc, char **argv)
 		{ "expect-dump-fail", no_argument, NULL, 'f' }, { "corrupt", no_argument, NULL, 'c' },
 		{ "hactl", required_argument, NULL, 'H' }, { "keep", no_argument, NULL, 'k' },
 		{ "no-compare", no_argument, NULL, 'n' }, { "pidns-beside", no_argument, NULL, 'p' },
+		{ "launched", no_argument, NULL, 'L' }, { "launched-leave", no_argument, NULL, 'B' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct test t = { .mode = M_ROUNDTRIP, .hactl = "hactl" };
@@ -457,6 +695,8 @@ int main(int argc, char **argv)
 		case 'f': t.mode = M_DUMPFAIL; break;
 		case 'c': t.mode = M_CORRUPT; break;
 		case 'p': t.mode = M_PIDNS; break;
+		case 'L': t.mode = M_LAUNCHED; break;
+		case 'B': t.mode = M_LAUNCHED_LEAVE; break;
 		case 'H': t.hactl = optarg; break;
 		case 'k': keep = 1; break;
 		case 'n': t.no_compare = 1; break;
@@ -483,6 +723,8 @@ int main(int argc, char **argv)
 	case M_SELF: ret = run_self(&t); break;
 	case M_DUMPFAIL: ret = run_dump_fail(&t); break;
 	case M_PIDNS: ret = run_pidns(&t); break;
+	case M_LAUNCHED: ret = run_launched(&t, 0); break;
+	case M_LAUNCHED_LEAVE: ret = run_launched(&t, 1); break;
 	default: ret = run_corrupt(&t); break;
 	}
 	if (t.v.pid > 0)

@@ -45,6 +45,15 @@ int fail(const char *fmt, ...)
 	return 1;
 }
 
+/* Is /proc/pid there (a zombie counts)? */
+static int proc_exists(pid_t pid)
+{
+	char p[32];
+
+	snprintf(p, sizeof(p), "/proc/%d", pid);
+	return !access(p, F_OK);
+}
+
 char *cr_slurp(const char *path)
 {
 	size_t cap = 4096, n = 0;
@@ -289,6 +298,31 @@ int victim_start_opts(const char *path, const struct victim_opts *o, struct vict
 		return 1;
 	}
 	return 0;
+}
+
+int victim_attach(struct victim *v, pid_t pid, const char *log, int timeout_ms)
+{
+	memset(v, 0, sizeof(*v));
+	v->input_fd = -1;
+	for (int waited = 0; waited < timeout_ms; waited += 5) {
+		char *s = cr_slurp(log), *l;
+
+		for (l = s; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+			if (!strncmp(l, "ready", 5) && strchr(l, '\n')) {
+				snprintf(v->line, sizeof(v->line), "%.*s", (int)strcspn(l, "\n"), l);
+				break;
+			}
+		free(s);
+		if (v->line[0]) {
+			v->pid = pid;
+			parse_facts(v);
+			return victim_wait_blocked(v);
+		}
+		if (!proc_exists(pid))
+			break;
+		usleep(5000);
+	}
+	return fail("victim %d wrote no ready line to %s", pid, log);
 }
 
 int victim_reap(struct victim *v, int timeout_ms)
@@ -608,6 +642,26 @@ static unsigned long long hexfield(const char *st, const char *key)
 	return strtoull(v, NULL, 16);
 }
 
+/*
+ * A thread's id as its own pid namespace numbers it (NSpid's last field): what a copy
+ * restored in a new pid namespace keeps, and the tid itself everywhere else.
+ */
+static int inner_id(const char *status, int tid)
+{
+	const char *l = strstr(status, "\nNSpid:");
+	char *end;
+	int id = tid;
+
+	for (const char *p = l ? l + 7 : ""; *p && *p != '\n'; p = end) {
+		long v = strtol(p, &end, 10);
+
+		if (end == p)
+			break;
+		id = v;
+	}
+	return id;
+}
+
 static char *sig_state(pid_t pid)
 {
 	static const char *const keys[] = { "SigBlk", "SigIgn", "SigCgt", NULL };
@@ -629,11 +683,11 @@ static char *sig_state(pid_t pid)
 		shd = hexfield(st, "ShdPnd");
 		for (int k = 0; keys[k]; k++) {
 			status_field(st, keys[k], v, sizeof(v));
-			sb_printf(&b, "%d: %s: %s\n", tids[i], keys[k], v);
+			sb_printf(&b, "%d: %s: %s\n", inner_id(st, tids[i]), keys[k], v);
 		}
 		/* A pending signal that is not blocked is about to be delivered: transient.
 		 * One that is blocked is state (and must survive a checkpoint). */
-		sb_printf(&b, "%d: SigPnd&SigBlk: %016llx\n", tids[i], hexfield(st, "SigPnd") & blk);
+		sb_printf(&b, "%d: SigPnd&SigBlk: %016llx\n", inner_id(st, tids[i]), hexfield(st, "SigPnd") & blk);
 		free(st);
 	}
 	sb_printf(&b, "ShdPnd blocked in every thread: %016llx\n", n ? shd & all_blocked : 0);
@@ -659,12 +713,41 @@ static char *creds_state(pid_t pid)
 			continue;
 		for (int k = 0; keys[k]; k++) {
 			status_field(st, keys[k], v, sizeof(v));
-			sb_printf(&b, "%d: %s: %s\n", tids[i], keys[k], v);
+			sb_printf(&b, "%d: %s: %s\n", inner_id(st, tids[i]), keys[k], v);
 		}
 		free(st);
 	}
 	free(tids);
 	return sb_done(&b);
+}
+
+/* /proc/PID/timers names the thread or process a timer signals by our pid namespace's
+ * id ("notify: signal/tid.1234"): numbered as the victim's own namespace does. */
+static void add_timers(struct sb *b, pid_t pid)
+{
+	char p[64], *s, *l;
+
+	snprintf(p, sizeof(p), "/proc/%d/timers", pid);
+	s = cr_slurp(p);
+	sb_printf(b, "== timers\n");
+	for (l = s; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		int len = (int)strcspn(l, "\n"), id;
+		const char *dot = memchr(l, '.', len);
+
+		if (!strncmp(l, "notify:", 7) && dot && sscanf(dot + 1, "%d", &id) == 1) {
+			char *st;
+
+			snprintf(p, sizeof(p), "/proc/%d/task/%d/status", pid, id);
+			st = cr_slurp(p);
+			sb_printf(b, "%.*s.%d\n", (int)(dot - l), l, st ? inner_id(st, id) : id);
+			free(st);
+		} else {
+			sb_printf(b, "%.*s\n", len, l);
+		}
+	}
+	if (!s)
+		sb_printf(b, "(unreadable)\n");
+	free(s);
 }
 
 static void add_link(struct sb *b, pid_t pid, const char *name)
@@ -705,7 +788,7 @@ static char *misc_state(pid_t pid)
 	add_link(&b, pid, "exe");
 	add_file(&b, pid, "personality");
 	add_file(&b, pid, "limits");
-	add_file(&b, pid, "timers");
+	add_timers(&b, pid);
 	return sb_done(&b);
 }
 

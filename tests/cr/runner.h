@@ -39,6 +39,9 @@ struct victim_opts {
 int victim_start(const char *path, struct victim *v);
 int victim_start_opts(const char *path, const struct victim_opts *o, struct victim *v);
 const char *victim_fact(const struct victim *v, const char *key);
+/* A victim started by someone else (hactl run) with its stdout in log: wait for the
+ * ready line there (and blocks=), then treat it like one we started. */
+int victim_attach(struct victim *v, pid_t pid, const char *log, int timeout_ms);
 /* Wait for the blocks= condition again (e.g. on a restored victim). */
 int victim_wait_blocked(struct victim *v);
 /* Ask the victim to verify itself and exit (SIGTERM, or input for blocked readers);

@@ -3,7 +3,8 @@
  * reports "ready" with facts the runner checks (key=value words on one line), is then
  * operated on from outside, finally verifies its own state and exits 0 (pass) or 1.
  *
- * The runner passes the write end of its ready pipe in HA_READY_FD and asks a victim to
+ * The runner passes the write end of its ready pipe in HA_READY_FD (a victim started by
+ * `hactl run` has none and writes the line to its stdout) and asks a victim to
  * finish with SIGTERM; victims that block in a syscall finish by themselves (or say
  * wake=term). Under cr_runner a victim runs in its own scratch directory (its cwd, also
  * in HA_DIR), with stdin from /dev/null and stdout/stderr appended to a log file.
@@ -63,6 +64,14 @@ static inline void __attribute__((format(printf, 1, 2))) zdtm_ready(const char *
 	n += vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
 	va_end(ap);
 	line[n++] = '\n';
+	/* Launched by `hactl run` (cr_runner --launched): no pipe reaches us, the runner
+	 * reads the line from our stdout, the service's log. */
+	if (!s) {
+		fflush(stdout);
+		if (write(STDOUT_FILENO, line, n) != n)
+			exit(2);
+		return;
+	}
 	if (fd < 0 || write(fd, line, n) != n) {
 		fprintf(stderr, "victim: cannot report ready (HA_READY_FD=%s)\n", s ? s : "unset");
 		exit(2);

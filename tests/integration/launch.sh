@@ -4,16 +4,33 @@
 # With --pidns the service is pid 2 under our init (pid 1) in new pid, ipc and uts
 # namespaces; it holds only stdin (/dev/null) and stdout/stderr (the log), whatever
 # hactl had open; --wait exits with the service's status; a missing program and an
-# unknown user fail with the step named and leave nothing running.
+# unknown user fail with the step named and leave nothing running. A launched service is
+# dumped through its init and restored into new namespaces with its pids inside; a
+# foreign pid namespace, orphans under our init and SysV objects in its ipc namespace are
+# refused with the service left running.
 set -euo pipefail
 
 HACTL=$1
 T=$(mktemp -d /tmp/hacd-launch.XXXXXX)
 INIT=
+OTHER=
 fail() { echo "FAIL: $*" >&2; exit 1; }
 cleanup() {
 	[ -n "$INIT" ] && kill -KILL "$INIT" 2>/dev/null || true
+	[ -n "$OTHER" ] && kill -KILL "$OTHER" "${FOREIGN:-$OTHER}" 2>/dev/null || true
 	rm -rf "$T"
+}
+# The pid inside a process's innermost pid namespace.
+inner() { awk '/^NSpid:/ {print $NF}' "/proc/$1/status"; }
+# Start CMD under our init: sets INIT and SVC, waits for "started" in LOG.
+launch() {
+	local log=$1 out
+	shift
+	out=$("$HACTL" run --pidns --log "$log" -- "$@")
+	INIT=$(echo "$out" | awk '{print $2}')
+	SVC=$(echo "$out" | awk '{print $4}')
+	for i in $(seq 200); do grep -q started "$log" 2>/dev/null && break; sleep 0.1; done
+	grep -q started "$log" || fail "$* did not start: $(cat "$log")"
 }
 trap cleanup EXIT
 
@@ -63,4 +80,79 @@ echo "$err" | grep -q "absolute path" || fail "relative program: $err"
 # --user: the service runs with nobody's ids.
 out=$("$HACTL" run --user nobody --log "$T/u.log" --wait -- /usr/bin/id -u)
 grep -qx "$(id -u nobody)" "$T/u.log" || fail "--user: $(cat "$T/u.log")"
+
+# Dump through the init, restore without --pidns (the image says so): a new init, the
+# service at pid 2 and its child at pid 3 inside, in namespaces that are not ours.
+launch "$T/cr.log" /bin/sh -c 'sleep 1000 & echo child=$!; echo started; wait'
+grep -qx 'child=3' "$T/cr.log" || fail "child pid inside: $(cat "$T/cr.log")"
+"$HACTL" dump -t "$INIT" -D "$T/img" >/dev/null || fail "dump of init $INIT"
+INIT=
+out=$("$HACTL" restore -D "$T/img" --detach)
+INIT=$(echo "$out" | awk '$1 == "restored" {print $3}')
+SVC=$(echo "$out" | awk '$4 == "service" {print $5}')
+[ -n "$INIT" ] && [ -n "$SVC" ] || fail "restore: $out"
+[ "$(cat /proc/$INIT/comm)" = hacd-init ] || fail "restored init comm $(cat /proc/$INIT/comm)"
+[ "$(inner "$SVC")" = 2 ] || fail "restored service is pid $(inner "$SVC") inside"
+CHILD=$(awk '{print $1}' /proc/$SVC/task/$SVC/children)
+[ "$(inner "$CHILD")" = 3 ] || fail "restored child is pid $(inner "$CHILD") inside"
+for ns in pid ipc uts; do
+	[ "$(readlink /proc/$SVC/ns/$ns)" != "$(readlink /proc/self/ns/$ns)" ] || fail "restored: $ns ns shared"
+done
+# A checkpoint of the restored service, by its own pid this time.
+"$HACTL" dump -t "$SVC" -D "$T/img2" --leave-running >/dev/null || fail "dump of the restored service"
+kill -0 "$SVC" || fail "the restored service did not survive dump --leave-running"
+kill -KILL "$INIT"
+INIT=
+
+# Incremental checkpoints of a launched service, by its init's pid: the newest
+# generation of the store restores into new namespaces too.
+launch "$T/track.log" /bin/sh -c 'echo started; exec sleep 1000'
+"$HACTL" dump -t "$INIT" -D "$T/store" --track --count 3 --interval 100 >/dev/null 2>"$T/track.err" ||
+	fail "tracked dump of init $INIT: $(cat "$T/track.err")"
+kill -KILL "$INIT"
+out=$("$HACTL" restore -D "$T/store" --detach)
+INIT=$(echo "$out" | awk '$1 == "restored" {print $3}')
+SVC=$(echo "$out" | awk '$4 == "service" {print $5}')
+[ -n "$SVC" ] && [ "$(inner "$SVC")" = 2 ] || fail "restore of the store: $out"
+sleep 0.2
+kill -0 "$SVC" || fail "the service restored from the store did not keep running"
+kill -KILL "$INIT"
+INIT=
+
+# A pid namespace that is not ours: refused, the process left running.
+unshare --pid --fork sleep 1000 </dev/null >/dev/null 2>&1 &
+OTHER=$!
+for i in $(seq 100); do FOREIGN=$(awk '{print $1}' /proc/$OTHER/task/$OTHER/children 2>/dev/null) && [ -n "$FOREIGN" ] && break; sleep 0.05; done
+set +e
+err=$("$HACTL" dump -t "$FOREIGN" -D "$T/img3" 2>&1)
+rc=$?
+set -e
+[ $rc = 1 ] && echo "$err" | grep -q "pid $FOREIGN (sleep) is pid 1 of another pid namespace and not hacd's init" ||
+	fail "foreign init: $rc $err"
+kill -0 "$FOREIGN" || fail "the foreign init did not survive the refused dump"
+# The namespace ends with its pid 1, unshare with it.
+{ kill -KILL "$FOREIGN"; wait "$OTHER"; } 2>/dev/null || true
+OTHER=
+
+# An orphan reparented to our init: refused, naming both children.
+launch "$T/orphan.log" /bin/sh -c '/bin/sh -c "sleep 1000 & echo orphan=\$!"; echo started; exec sleep 1000'
+set +e
+err=$("$HACTL" dump -t "$INIT" -D "$T/img4" 2>&1)
+rc=$?
+set -e
+[ $rc = 1 ] && echo "$err" | grep -q "init $INIT .* has 2 children" || fail "orphan under init: $rc $err"
+kill -0 "$SVC" || fail "the service did not survive the refused dump"
+kill -KILL "$INIT"
+INIT=
+
+# SysV objects in the service's ipc namespace: refused by kind.
+launch "$T/ipc.log" /bin/sh -c 'ipcmk -S 1 >/dev/null && echo started; exec sleep 1000'
+set +e
+err=$("$HACTL" dump -t "$INIT" -D "$T/img5" 2>&1)
+rc=$?
+set -e
+[ $rc = 1 ] && echo "$err" | grep -q "holds 1 SysV semaphore sets" || fail "SysV semaphores: $rc $err"
+kill -0 "$SVC" || fail "the service did not survive the refused dump"
+kill -KILL "$INIT"
+INIT=
 echo "launch: ok"

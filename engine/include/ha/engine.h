@@ -301,6 +301,11 @@ struct eng_restore_opts {
  * waits for any child (waitpid(-1)): call it from a process with no other children to
  * wait for, as hactl and the agent's engine worker are. */
 int eng_restore(const char *dir, const struct eng_restore_opts *opts, pid_t *pid);
+/* The same, and *root (when not NULL) the restored root process as the caller sees it:
+ * the init's child under a pid namespace, else *pid. A checkpoint of a tree that lived
+ * in its own pid namespace (dumped through our init) is always restored into a new one,
+ * pidns or not. */
+int eng_restore_pids(const char *dir, const struct eng_restore_opts *opts, pid_t *pid, pid_t *root);
 /* @@restore-end */
 
 /* ---- launch (engine/launch.c) ---------------------------------------------------- */

@@ -42,38 +42,45 @@ static void __attribute__((noreturn)) work(pid_t ppid, pid_t pgid)
 	exit(0);
 }
 
-static char state_of(pid_t pid)
+/* A worker in its final place says so, with its pid, on the settle pipe. */
+static void settled(int fd)
 {
-	char path[64], buf[512], *p;
-	FILE *f;
+	pid_t pid = zdtm_getpid();
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
-	fclose(f);
-	return p ? p[2] : 0;
+	if (write(fd, &pid, sizeof(pid)) != sizeof(pid))
+		zdtm_fail("settle pipe: %m");
+	close(fd);
 }
 
+/*
+ * Settling goes without /proc: a service launched in a pid namespace of its own sees
+ * the host's /proc, where its own pids name other processes.
+ */
 int main(void)
 {
-	pid_t a, b = 0, z, l, m = 0;
-	int st;
+	pid_t a, b = 0, z, l, m = 0, got[2];
+	int st, sp[2];
 
 	zdtm_init();
-	if (setsid() < 0)
+	/* Launched by `hactl run`, it leads its session already. */
+	if (getsid(0) != zdtm_getpid() && setsid() < 0)
 		zdtm_fail("setsid: %m");
 	root = zdtm_getpid();
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1))
 		zdtm_fail("PR_SET_CHILD_SUBREAPER: %m");
+	if (pipe(sp))
+		zdtm_fail("pipe: %m");
 	a = fork();
 	if (a == 0) {
 		zdtm_child_init();
+		close(sp[0]);
 		setpgid(0, 0);
 		b = fork();
-		if (b == 0)
+		if (b == 0) {
+			settled(sp[1]);
 			work(getppid(), getpgid(0));
+		}
+		close(sp[1]);
 		while (!zdtm_stop)
 			zdtm_sleep_ms(5);
 		kill(b, SIGTERM);
@@ -89,45 +96,43 @@ int main(void)
 	l = fork();
 	if (l == 0) {
 		zdtm_child_init();
+		close(sp[0]);
 		setpgid(0, 0);
-		if (fork() == 0)
+		if (fork() == 0) {
+			/* M: ours once L has exited. */
+			while (getppid() != root)
+				zdtm_sleep_ms(1);
+			settled(sp[1]);
 			work(root, getpgid(0));
+		}
 		_exit(0);
 	}
+	close(sp[1]);
 	zdtm_reap(l);
-	/* Settle: A leads its group with B in it, Z is a zombie, M (L's) is ours now. */
-	for (int tries = 0; tries < 5000; tries++) {
-		FILE *f;
-		char path[64];
-
-		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", root, root);
-		f = fopen(path, "re");
-		m = 0;
-		if (f) {
-			int c;
-
-			while (fscanf(f, "%d", &c) == 1)
-				if (c != a && c != z)
-					m = c;
-			fclose(f);
-		}
-		if (m && getpgid(m) == l && getpgid(a) == a && state_of(z) == 'Z') {
-			char p[64];
-
-			snprintf(p, sizeof(p), "/proc/%d/task/%d/children", a, a);
-			f = fopen(p, "re");
-			b = 0;
-			if (f) {
-				if (fscanf(f, "%d", &b) != 1)
-					b = 0;
-				fclose(f);
-			}
-			if (b && getpgid(b) == a)
-				break;
-		}
-		zdtm_sleep_ms(1);
+	/* B and M in place (their pids from the pipe, EOF once every writer is gone), A
+	 * leads its group with B in it, Z is a zombie. */
+	for (int n = 0, r; n < 2 * (int)sizeof(pid_t); n += r) {
+		r = read(sp[0], (char *)got + n, 2 * sizeof(pid_t) - n);
+		zdtm_check(r > 0, "the tree did not settle: %m");
 	}
-	zdtm_check(m && b, "the tree did not settle (m %d b %d)", m, b);
+	{
+		char c;
+
+		zdtm_check(read(sp[0], &c, 1) == 0, "settle pipe: more than two workers");
+	}
+	close(sp[0]);
+	for (int i = 0; i < 2; i++) {
+		if (getpgid(got[i]) == a)
+			b = got[i];
+		else
+			m = got[i];
+	}
+	zdtm_check(m && b && getpgid(m) == l && getpgid(a) == a, "the tree did not settle (m %d b %d)", m, b);
+	{
+		siginfo_t si = { 0 };
+
+		zdtm_check(!waitid(P_PID, z, &si, WEXITED | WNOWAIT) && si.si_pid == z, "Z %d did not exit", z);
+	}
 	zdtm_ready("tree=%d,%d,%d,%d,%d", a, b, z, l, m);
 	while (!zdtm_stop)
 		zdtm_sleep_ms(5);
