@@ -159,13 +159,18 @@ static void do_checkpoint(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep
 
 static void do_restore(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep)
 {
-	struct eng_restore_opts o = { .pidns = HACD_LAUNCH_PIDNS };
-	pid_t pid;
+	/*
+	 * The checkpoint decides: a service launched in its own namespaces comes back in
+	 * new ones under a new init (the image says so), an attached one with its pids in
+	 * ours, as it was.
+	 */
+	struct eng_restore_opts o = { .pidns = false };
+	pid_t init, pid;
 
 	/* A restore cut short could leave a half-restored process running. Once it is
 	 * done, the service is a process like any other: the next hacd adopts it. */
 	hold_term(true);
-	rep->status = eng_restore(req->dir, &o, &pid);
+	rep->status = eng_restore_pids(req->dir, &o, &init, &pid);
 	if (hacd_gone()) {
 		worker_log(LOG_NOTICE, "hacd died during a restore: exiting once it is done",
 			   NULL);
@@ -175,8 +180,8 @@ static void do_restore(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep)
 	if (rep->status)
 		return;
 	rep->has_init = rep->has_pid = 1;
-	rep->init = (uint32_t)pid;
-	/* With a pid namespace the target is the init's child; without, the process. */
+	rep->init = (uint32_t)init;
+	/* Under an init, the service is its child: the pid to checkpoint and signal. */
 	rep->pid = (uint32_t)pid;
 }
 

@@ -77,11 +77,12 @@ bool hacd_bg_amend(struct hacd *d, struct hacd_bg_job *j,
 
 /*
  * Launch services in their own pid, ipc and uts namespaces under our init (DESIGN.md
- * 4). Off until the engine dumps a process that lives in a pid namespace of its own
- * (issue 4): until then a launched service shares hacd's namespaces and is restored
- * with its pid in ours.
+ * 4): their pids are always free at restore, which recreates the namespaces (the
+ * engine dumps such a tree through the init, with the pids it sees inside). Status
+ * shows the service's pid as hacd sees it: a new one after each restore, the same
+ * inside.
  */
-#define HACD_LAUNCH_PIDNS	false
+#define HACD_LAUNCH_PIDNS	true
 
 /* hacd's own scheduling priority (hacd.c); its workers and services run at 0. */
 #define HACD_NICE		(-10)

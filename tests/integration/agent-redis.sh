@@ -10,7 +10,8 @@
 #  - HACD_REDIS_SECONDS (default 15) of scheduled checkpoints: hactl list shows complete
 #    generations with pause times for both.
 #  - kill -9 of both services right after a checkpoint: hacd restores each from its
-#    newest generation, same pid, and the data is exactly what was written before it.
+#    newest generation (in new namespaces, same pid inside), and the data is exactly
+#    what was written before it.
 #  - hactl rollback of each to its first generation gives exactly that generation's
 #    data (the 100,000 keys, without the ones written after).
 # Run as pid 1 of its own pid namespace (CMakeLists.txt), like agent-guard.sh.
@@ -79,6 +80,9 @@ while not out.endswith(b"\n"):
 print(out.decode().strip())' "$KPORT" "$1"; }
 svc_pid() { local p; p=$("$HACTL" -s "$SOCK" --json status "$1" 2>/dev/null |
 	sed -n 's/.*"services":\[{[^]]*"pid":\([0-9]*\).*/\1/p') || true; echo "${p:-0}"; }
+# hacd launches each service in a pid namespace of its own: its pid inside, which a
+# restore keeps (the one status shows is new after each restore).
+inner_pid() { awk '/^NSpid:/ {print $NF}' "/proc/$1/status" 2>/dev/null || true; }
 # ckpt SERVICE: a checkpoint now; its generation id on stdout.
 ckpt() { local out; out=$("$HACTL" -s "$SOCK" checkpoint "$1") || fail "checkpoint $1: $out"
 	echo "$out" | sed -n 's/.*checkpointed as generation \([0-9]*\).*/\1/p'; }
@@ -146,20 +150,23 @@ G3K=$(ckpt kv)
 RP=$(svc_pid redis)
 KP=$(svc_pid kv)
 [ "$RP" -gt 0 ] && [ "$KP" -gt 0 ] || fail "no service pids ($RP, $KP)"
+IRP=$(inner_pid "$RP")
+IKP=$(inner_pid "$KP")
+[ -n "$IRP" ] && [ -n "$IKP" ] || fail "no pids inside ($RP, $KP)"
 kill -KILL "$RP" "$KP"
 for _ in $(seq 300); do
-	[ "$(svc_pid redis)" = "$RP" ] && [ "$(svc_pid kv)" = "$KP" ] &&
+	[ "$(inner_pid "$(svc_pid redis)")" = "$IRP" ] && [ "$(inner_pid "$(svc_pid kv)")" = "$IKP" ] &&
 		[ "$("$HACTL" -s "$SOCK" log redis | grep -c "restore of generation.*done")" -ge 1 ] &&
 		[ "$("$HACTL" -s "$SOCK" log kv | grep -c "restore of generation.*done")" -ge 1 ] && break
 	sleep 0.1
 done
-[ "$(svc_pid redis)" = "$RP" ] && [ "$(svc_pid kv)" = "$KP" ] ||
-	fail "not restored with the same pids after kill -9"
+[ "$(inner_pid "$(svc_pid redis)")" = "$IRP" ] && [ "$(inner_pid "$(svc_pid kv)")" = "$IKP" ] ||
+	fail "not restored with the same pids inside after kill -9"
 wait_up
 [ "$(rcli DEBUG DIGEST)" = "$D3" ] || fail "redis restored with other data: $(rcli DBSIZE) keys"
 [ "$(rcli DBSIZE)" = 100002 ] && [ "$(rcli GET marker:3)" = three ] || fail "redis: marker:3"
 [ "$(kv dump)" = "$S3" ] || fail "kv restored with $(kv dump), not $S3"
-echo "ok - kill -9: both restored (same pids $RP, $KP) from generations >= $G3R, $G3K, with exactly the data written before"
+echo "ok - kill -9: both restored (same pids inside, $IRP and $IKP) from generations >= $G3R, $G3K, with exactly the data written before"
 
 # Rollback to the first generations: exactly their data.
 for s in redis kv; do
