@@ -505,6 +505,8 @@ static int setup(struct restore *r, const char *dir)
 
 	if (!ret)
 		ret = check_cpu(&r->c);
+	if (!ret)
+		ret = rst__core_dir_make(&r->c);
 	if (!ret && (pipe2(r->go, O_CLOEXEC) || pipe2(r->status, O_CLOEXEC) || pipe2(r->phase[0], O_CLOEXEC) ||
 		     pipe2(r->phase[1], O_CLOEXEC)))
 		ret = pr_errno(-errno, "pipe");
@@ -536,6 +538,7 @@ static void cleanup(struct restore *r)
 		free(r->rp[i].outer);
 	free(r->rp);
 	free(r->seen);
+	rst__core_dir_remove();
 	rst__free(&r->c);
 }
 

@@ -103,6 +103,10 @@ void rst__free(struct rst_ctx *c);
 void rst__proc_main(struct rst_ctx *c, int me, int go_fd) __attribute__((noreturn));
 /* clone3 with set_tid = pid (in the caller's innermost pid namespace). */
 pid_t rst__clone_pid(pid_t pid, unsigned long flags);
+/* In hactl, around the restore: a scratch directory for the core files of zombies
+ * whose wait status has the core-dump bit, when the kernel would write them there. */
+int rst__core_dir_make(const struct rst_ctx *c);
+void rst__core_dir_remove(void);
 /* Participants of the birth/join phases: processes, zombies and helpers. */
 size_t rst__nr_participants(const struct rst_ctx *c);
 

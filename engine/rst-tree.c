@@ -26,6 +26,7 @@
  * Each phase pipe carries one byte per participant and is used once, so a fast
  * process cannot take a byte of the next phase.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -150,18 +151,87 @@ static int join(const struct rst_ctx *c, const ImgPstreeEntry *e)
 	return 0;
 }
 
+/*
+ * The kernel sets a wait status's core-dump bit (WCOREDUMP) only when a core dump was
+ * really written. A zombie that had one dumps again, as small as it can be (no mapping:
+ * coredump_filter 0), into a scratch directory hactl removes after the restore; that
+ * works when core_pattern is a plain file name (written in the dumper's cwd). A pipe
+ * or a path elsewhere would be a side effect of restoring: the bit is lost then.
+ */
+/* Set in hactl before the tree is forked, so every restored process has it; "": none. */
+static char core_dir[64];
+
+int rst__core_dir_make(const struct rst_ctx *c)
+{
+	char pat[256] = "";
+	bool any = false;
+	int fd;
+
+	core_dir[0] = 0;
+	for (size_t i = 0; i < c->nr_procs; i++)
+		any |= c->procs[i].zombie && (c->procs[i].pst->exit_status & 0x80);
+	if (!any)
+		return 0;
+	fd = open("/proc/sys/kernel/core_pattern", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, pat, sizeof(pat) - 1);
+
+		pat[n > 0 ? n : 0] = 0;
+		pat[strcspn(pat, "\n")] = 0;
+		close(fd);
+	}
+	if (!pat[0] || pat[0] == '|' || strchr(pat, '/')) {
+		pr_warn("a zombie's wait status loses its core-dump bit: core_pattern \"%s\" would not write "
+			"the core into our scratch directory", pat);
+		return 0;
+	}
+	snprintf(core_dir, sizeof(core_dir), "/tmp/hacd-core-XXXXXX");
+	if (!mkdtemp(core_dir)) {
+		core_dir[0] = 0;
+		return pr_errno(-errno, "mkdtemp for the zombies' core files");
+	}
+	return 0;
+}
+
+void rst__core_dir_remove(void)
+{
+	struct dirent *de;
+	DIR *d;
+
+	if (!core_dir[0])
+		return;
+	d = opendir(core_dir);
+	while (d && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			unlinkat(dirfd(d), de->d_name, 0);
+	if (d)
+		closedir(d);
+	if (rmdir(core_dir))
+		pr_warn("%s: rmdir: %s", core_dir, strerror(errno));
+	core_dir[0] = 0;
+}
+
 /* Exit as the dumped zombie did, so that its parent reaps that very status. */
 static void __attribute__((noreturn)) exit_like(int status)
 {
 	int sig = status & 0x7f;
-	struct rlimit no_core = { 0, 0 };
+	struct rlimit core = { 0, 0 };
 	sigset_t all;
 
 	if (!sig)
 		_exit((status >> 8) & 0xff);
-	/* A core file would be a side effect of restoring (and sets the core bit
-	 * only when one is written). */
-	setrlimit(RLIMIT_CORE, &no_core);
+	if ((status & 0x80) && core_dir[0] && !chdir(core_dir)) {
+		int fd = open("/proc/self/coredump_filter", O_WRONLY | O_CLOEXEC);
+
+		if (fd < 0 || write(fd, "0", 1) != 1)
+			_exit(128 + sig);
+		close(fd);
+		getrlimit(RLIMIT_CORE, &core);
+		core.rlim_cur = core.rlim_max;
+		prctl(PR_SET_DUMPABLE, 1);
+	}
+	/* Otherwise no core file: it would be a side effect of restoring. */
+	setrlimit(RLIMIT_CORE, &core);
 	signal(sig, SIG_DFL);
 	sigfillset(&all);
 	sigprocmask(SIG_UNBLOCK, &all, NULL);
