@@ -82,17 +82,21 @@ int rst__task_prepare(struct rst_ctx *c)
 	return restore_rlimits(core);
 }
 
-#define ERESTARTNOINTR 513
+#define ERESTARTNOHAND 514
 #define ERESTART_RESTARTBLOCK 516
 
 /*
  * -ERESTART_RESTARTBLOCK asks the kernel to call restart_syscall, which continues from a
  * restart block in the kernel (the rest of a sleep, a timed futex wait, a timed poll):
  * that block did not survive the checkpoint, and restart_syscall would fail with EINTR.
- * Ask instead for the original call to be run again (-ERESTARTNOINTR): exact for
- * absolute deadlines, a full-length wait for relative ones; and for nanosleep and
- * relative clock_nanosleep, whose remaining time the kernel wrote to *rem when they were
- * interrupted, sleep just for that remainder.
+ * Ask instead for the original call to be run again: exact for absolute deadlines, a
+ * full-length wait for relative ones; and for nanosleep and relative clock_nanosleep,
+ * whose remaining time the kernel wrote to *rem when they were interrupted, sleep just
+ * for that remainder. -ERESTARTNOHAND, not -ERESTARTNOINTR: a signal whose handler runs
+ * before the thread is back in its call (the restored thread may wait for a CPU while
+ * another thread signals it) must end the call with EINTR, as it would have ended the
+ * original; -ERESTARTNOINTR restarted it after the handler, and a sleeper woken by a
+ * signal slept on (cr_sleepers hung under load).
  */
 static void restart_block_fixup(struct user_regs_struct *r)
 {
@@ -102,7 +106,7 @@ static void restart_block_fixup(struct user_regs_struct *r)
 		r->rdi = r->rsi;
 	if (r->orig_rax == SYS_clock_nanosleep && !(r->rsi & TIMER_ABSTIME) && r->r10)
 		r->rdx = r->r10;
-	r->rax = -ERESTARTNOINTR;
+	r->rax = -ERESTARTNOHAND;
 }
 
 /*
