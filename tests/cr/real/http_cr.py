@@ -15,12 +15,14 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from crreal import free_port  # noqa: E402
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -28,14 +30,6 @@ PR_SET_CHILD_SUBREAPER = 36
 def fail(msg):
     print("FAIL http: " + msg, flush=True)
     sys.exit(1)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def fetch(port, name):

@@ -27,20 +27,15 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from crreal import free_port  # noqa: E402
+
 PR_SET_CHILD_SUBREAPER = 36
 
 
 def fail(msg):
     print("FAIL redis: " + msg, flush=True)
     sys.exit(1)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def value(i):
