@@ -20,6 +20,7 @@
 set -euo pipefail
 . "$(dirname "$0")/replica-lib.sh"
 
+# shellcheck disable=SC2034  # read by start_hacd (replica-lib.sh)
 HACD=$(realpath "$1")
 HACTL=$(realpath "$2")
 DRV=$(realpath "$3")
@@ -74,17 +75,6 @@ service "victim" {
 EOF
 done
 
-start_hacd() { # start_hacd NODE NS
-	ip netns exec "$2" "$HACD" -f "$T/$1.conf" >> "$T/$1.log" 2>&1 &
-	local pid=$!
-	for _ in $(seq 100); do
-		[ -S "$T/$1.sock" ] && break
-		kill -0 "$pid" 2>/dev/null || fail "hacd $1 exited at start"
-		sleep 0.05
-	done
-	[ -S "$T/$1.sock" ] || fail "hacd $1: no control socket"
-	if [ "$1" = alpha ]; then APID=$pid; else BPID=$pid; fi
-}
 # wait_beta_holds GEN: beta's newest consistent generation is alpha's GEN
 wait_beta_holds() {
 	for _ in $(seq 300); do

@@ -40,3 +40,18 @@ rep_cert() {
 	openssl x509 -req -in "$1/$2.csr" -CA "$1/$3.crt" -CAkey "$1/$3.key" \
 		-CAcreateserial -days 1 -extfile "$1/$2.ext" -out "$1/$2.crt" 2>/dev/null
 }
+
+# hacd of node NODE (alpha or beta) in namespace NS, from $T/NODE.conf, logging to
+# $T/NODE.log; returns once its control socket is up, its pid in APID or BPID.
+# Uses the caller's $HACD, $T and fail().
+start_hacd() { # start_hacd NODE NS
+	ip netns exec "$2" "$HACD" -f "$T/$1.conf" >> "$T/$1.log" 2>&1 &
+	local pid=$!
+	for _ in $(seq 100); do
+		[ -S "$T/$1.sock" ] && break
+		kill -0 "$pid" 2>/dev/null || fail "hacd $1 exited at start"
+		sleep 0.05
+	done
+	[ -S "$T/$1.sock" ] || fail "hacd $1: no control socket"
+	if [ "$1" = alpha ]; then APID=$pid; else BPID=$pid; fi
+}

@@ -95,17 +95,6 @@ service "redis" {
 EOF
 done
 
-start_hacd() { # start_hacd NODE NS
-	ip netns exec "$2" "$HACD" -f "$T/$1.conf" >> "$T/$1.log" 2>&1 &
-	local pid=$!
-	for _ in $(seq 100); do
-		[ -S "$T/$1.sock" ] && break
-		kill -0 "$pid" 2>/dev/null || fail "hacd $1 exited at start"
-		sleep 0.05
-	done
-	[ -S "$T/$1.sock" ] || fail "hacd $1: no control socket"
-	if [ "$1" = alpha ]; then APID=$pid; else BPID=$pid; fi
-}
 ctl() { # ctl NODE ARGS...
 	local ns=$NSA
 	[ "$1" = beta ] && ns=$NSB
