@@ -113,6 +113,11 @@ void svc_gen_dir(const struct svc *s, int64_t gen, char *buf, size_t len)
 		 (long long)gen);
 }
 
+void svc_store_dir(const struct svc *s, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/services/%s/store", s->d->conf->state_dir, s->name);
+}
+
 /* STATE_DIR/services/NAME, 0700, created as needed; an fd or -errno. */
 int svc_dir_open(const struct svc *s)
 {

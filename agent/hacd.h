@@ -227,6 +227,10 @@ void hacd_svcs_reaped(struct hacd *d, pid_t pid, int status);
 const char *svc_state_name(enum svc_state st);
 /* Directory of generation `gen` of `s`: STATE_DIR/services/NAME/gen-ID. */
 void svc_gen_dir(const struct svc *s, int64_t gen, char *buf, size_t len);
+/* STATE_DIR/services/NAME/store: the service's page store (engine/store.c), where
+ * generations with a store_gen live, as STORE/gen-<store_gen> and STORE/packs/. The
+ * same on every node: a standby receives into it, and restores from it on failover. */
+void svc_store_dir(const struct svc *s, char *buf, size_t len);
 /* p50 and p99 of the scheduling lateness samples, in microseconds. */
 void svc_lateness(const struct svc *s, uint64_t *p50, uint64_t *p99);
 

@@ -19,7 +19,7 @@ static const char *const gen_state_names[] = {
 };
 
 #define GEN_COLUMNS "id, service, parent, state, started_us, committed_us, ended_us, " \
-	"pause_us, bytes_new, bytes_total, pages, checksum, origin, origin_gen"
+	"pause_us, bytes_new, bytes_total, pages, checksum, origin, origin_gen, store_gen"
 
 const char *cat_gen_state_name(enum cat_gen_state s)
 {
@@ -113,6 +113,7 @@ static int row_to_gen(struct cat *c, sqlite3_stmt *st, struct cat_gen *g)
 	g->stats.checksum = (uint64_t)sqlite3_column_int64(st, 11);
 	cat__column_text(st, 12, g->origin, sizeof(g->origin));
 	g->origin_gen = sqlite3_column_int64(st, 13);
+	g->stats.store_gen = sqlite3_column_int64(st, 14);	/* NULL reads as 0 */
 	return 0;
 }
 
@@ -163,6 +164,30 @@ int cat_gen_latest_complete(struct cat *c, int64_t service, struct cat_gen *out)
 	if (ret == -ENOENT)
 		cat__err(c, ret, "service %lld has no complete generation", (long long)service);
 	return ret;
+}
+
+int cat_gen_find_store(struct cat *c, int64_t service, int64_t store_gen, int64_t *gen)
+{
+	static const char sql[] = "SELECT id FROM generation WHERE service = ?1 AND "
+				  "store_gen = ?2 AND state = 'complete'";
+	sqlite3_stmt *st;
+	int rc, ret;
+
+	cat__clear(c);
+	if ((ret = cat__stmt(c, sql, &st)))
+		return ret;
+	sqlite3_bind_int64(st, 1, service);
+	sqlite3_bind_int64(st, 2, store_gen);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*gen = sqlite3_column_int64(st, 0);
+	cat__done(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_DONE)
+		return cat__err(c, -ENOENT, "service %lld has no complete generation %lld in "
+				"its page store", (long long)service, (long long)store_gen);
+	return cat__sqlerr(c, rc, "finding a page-store generation");
 }
 
 int cat_gen_find_origin(struct cat *c, const char *origin, int64_t origin_gen, int64_t *gen)
@@ -350,17 +375,45 @@ static int check_stats(struct cat *c, int64_t gen, const struct cat_gen_stats *s
 	if (!s)
 		return cat__err(c, -EINVAL, "generation %lld: commit without stats",
 				(long long)gen);
-	if (s->pause_us < 0 || s->bytes_new < 0 || s->bytes_total < 0 || s->pages < 0)
-		return cat__err(c, -EINVAL, "generation %lld: negative pause, size or page "
-				"count", (long long)gen);
+	if (s->pause_us < 0 || s->bytes_new < 0 || s->bytes_total < 0 || s->pages < 0 ||
+	    s->store_gen < 0)
+		return cat__err(c, -EINVAL, "generation %lld: negative pause, size, page "
+				"count or store generation", (long long)gen);
+	return 0;
+}
+
+/* In the commit's transaction: the unique index would refuse it too, less clearly. */
+static int store_gen_free(struct cat *c, int64_t gen, int64_t store_gen)
+{
+	static const char sql[] = "SELECT o.id FROM generation o, generation g WHERE "
+		"g.id = ?1 AND o.service = g.service AND o.store_gen = ?2 AND "
+		"o.state = 'complete'";
+	sqlite3_stmt *st;
+	int64_t other = 0;
+	int rc, ret;
+
+	if ((ret = cat__stmt(c, sql, &st)))
+		return ret;
+	sqlite3_bind_int64(st, 1, gen);
+	sqlite3_bind_int64(st, 2, store_gen);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		other = sqlite3_column_int64(st, 0);
+	cat__done(st);
+	if (rc == SQLITE_ROW)
+		return cat__err(c, -EEXIST, "generation %lld: store generation %lld is already "
+				"complete generation %lld of its service", (long long)gen,
+				(long long)store_gen, (long long)other);
+	if (rc != SQLITE_DONE)
+		return cat__sqlerr(c, rc, "checking a store generation");
 	return 0;
 }
 
 int cat_gen_commit(struct cat *c, int64_t gen, const struct cat_gen_stats *s)
 {
 	static const char sql[] = "UPDATE generation SET state = 'complete', committed_us = ?2, "
-		"pause_us = ?3, bytes_new = ?4, bytes_total = ?5, pages = ?6, checksum = ?7 "
-		"WHERE id = ?1";
+		"pause_us = ?3, bytes_new = ?4, bytes_total = ?5, pages = ?6, checksum = ?7, "
+		"store_gen = ?8 WHERE id = ?1";
 	enum cat_gen_state state;
 	sqlite3_stmt *st;
 	int ret;
@@ -375,6 +428,8 @@ int cat_gen_commit(struct cat *c, int64_t gen, const struct cat_gen_stats *s)
 			       "can be committed", (long long)gen, cat_gen_state_name(state));
 		goto err;
 	}
+	if (s->store_gen && (ret = store_gen_free(c, gen, s->store_gen)))
+		goto err;
 	if ((ret = cat__stmt(c, sql, &st)))
 		goto err;
 	sqlite3_bind_int64(st, 1, gen);
@@ -384,6 +439,8 @@ int cat_gen_commit(struct cat *c, int64_t gen, const struct cat_gen_stats *s)
 	sqlite3_bind_int64(st, 5, s->bytes_total);
 	sqlite3_bind_int64(st, 6, s->pages);
 	sqlite3_bind_int64(st, 7, (int64_t)s->checksum);	/* the bit pattern */
+	if (s->store_gen)
+		sqlite3_bind_int64(st, 8, s->store_gen);
 	if ((ret = cat__exec(c, st, "committing a generation")))
 		goto err;
 	return cat__commit(c);

@@ -13,7 +13,8 @@
  * rebuilt, follow sqlite's 12-step ALTER recipe and add a foreign_key_check.
  *
  * Migration 1 is the single-node catalog, migration 2 adds replication and the event log,
- * migration 3 the services' roles (active, standby).
+ * migration 3 the services' roles (active, standby), migration 4 the page-store
+ * generation number of each generation.
  * They were written together; the split exists so that the upgrade path is exercised by
  * the tests from the first day instead of from the first upgrade.
  */
@@ -143,7 +144,22 @@ static const char migration_3[] =
 	"ALTER TABLE service ADD COLUMN role TEXT CHECK (role IN ('active', 'standby'));\n"
 	"ALTER TABLE service ADD COLUMN role_us INTEGER;\n";
 
-static const char *const migrations[] = { migration_1, migration_2, migration_3 };
+/*
+ * Migration 4: where a generation's data lives when the agent checkpoints into a page
+ * store (engine/store.c): its generation number there. NULL: a plain image directory
+ * (gen-<id>, what agents before this migration wrote). The store numbers its
+ * generations itself and a standby keeps the active node's numbers (page maps name
+ * packs by them), so it is a column of its own, not the id. Two complete generations
+ * of a service never share a store generation: a standby that receives a number it
+ * already holds from elsewhere must retire its own first.
+ */
+static const char migration_4[] =
+	"ALTER TABLE generation ADD COLUMN store_gen INTEGER CHECK (store_gen > 0);\n"
+	"CREATE UNIQUE INDEX generation_store ON generation(service, store_gen)\n"
+	"	WHERE store_gen IS NOT NULL AND state = 'complete';\n";
+
+static const char *const migrations[] = { migration_1, migration_2, migration_3,
+					   migration_4 };
 #define NR_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 int cat_schema_version(void)

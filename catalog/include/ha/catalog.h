@@ -122,6 +122,9 @@ struct cat_gen_stats {
 	int64_t bytes_total;	/* page data it refers to, its own and older */
 	int64_t pages;		/* pages in its page map */
 	uint64_t checksum;	/* XXH3-64 of its page map and images, from the engine */
+	int64_t store_gen;	/* its number in the service's page store (engine/store.c);
+				 * 0: a plain image directory. Unique among the service's
+				 * complete generations (-EEXIST at commit otherwise). */
 };
 
 struct cat_gen {
@@ -164,6 +167,8 @@ int cat_gen_commit(struct cat *c, int64_t gen, const struct cat_gen_stats *st);
 int cat_gen_fail(struct cat *c, int64_t gen);
 
 int cat_gen_get(struct cat *c, int64_t gen, struct cat_gen *out);
+/* The complete generation of `service` whose page-store number is `store_gen`: -ENOENT. */
+int cat_gen_find_store(struct cat *c, int64_t service, int64_t store_gen, int64_t *gen);
 /* The pending or complete generation received from `origin` as `origin_gen`: -ENOENT. */
 int cat_gen_find_origin(struct cat *c, const char *origin, int64_t origin_gen, int64_t *gen);
 /* -ENOENT when the service has no complete generation. */

@@ -136,6 +136,7 @@ void t_stats(int64_t gen, struct cat_gen_stats *st)
 	st->bytes_total = gen * 8192;
 	st->pages = gen * 2;
 	st->checksum = (uint64_t)gen * 0x9e3779b97f4a7c15ULL;	/* uses the sign bit */
+	st->store_gen = 0;
 }
 
 int64_t t_commit(struct tctx *t, int64_t parent)

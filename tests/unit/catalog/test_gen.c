@@ -36,6 +36,50 @@ static void test_commit_and_stats(void **state)
 	assert_string_equal(cat_gen_state_name(g.state), "complete");
 }
 
+/*
+ * Store generation numbers: recorded at commit, found again, and never shared by two
+ * complete generations of one service (a standby must retire its own first), while
+ * another service may use the same number and a failed one frees it.
+ */
+static void test_store_gen(void **state)
+{
+	struct tctx *t = *state;
+	struct cat_gen_stats st;
+	struct cat_gen g;
+	int64_t a, b, c, other, found, svc2;
+
+	assert_int_equal(cat_gen_begin(t->c, t->svc, 0, &a), 0);
+	t_stats(a, &st);
+	st.store_gen = 7;
+	assert_int_equal(cat_gen_commit(t->c, a, &st), 0);
+	assert_int_equal(cat_gen_get(t->c, a, &g), 0);
+	assert_int_equal(g.stats.store_gen, 7);
+	assert_int_equal(cat_gen_find_store(t->c, t->svc, 7, &found), 0);
+	assert_int_equal(found, a);
+	assert_int_equal(cat_gen_find_store(t->c, t->svc, 8, &found), -ENOENT);
+
+	assert_int_equal(cat_gen_begin(t->c, t->svc, 0, &b), 0);
+	assert_int_equal(cat_gen_commit(t->c, b, &st), -EEXIST);
+	assert_non_null(strstr(cat_errmsg(t->c), "store generation 7"));
+	assert_int_equal(cat_gen_get(t->c, b, &g), 0);
+	assert_int_equal(g.state, CAT_GEN_PENDING);
+	st.store_gen = -1;
+	assert_int_equal(cat_gen_commit(t->c, b, &st), -EINVAL);
+	st.store_gen = 0;	/* a plain directory: no number, no conflict */
+	assert_int_equal(cat_gen_commit(t->c, b, &st), 0);
+	assert_int_equal(cat_gen_get(t->c, b, &g), 0);
+	assert_int_equal(g.stats.store_gen, 0);
+
+	assert_int_equal(cat_service_ensure(t->c, "other", &svc2), 0);
+	assert_int_equal(cat_gen_begin(t->c, svc2, 0, &other), 0);
+	st.store_gen = 7;
+	assert_int_equal(cat_gen_commit(t->c, other, &st), 0);
+
+	assert_int_equal(cat_gen_begin(t->c, t->svc, 0, &c), 0);
+	assert_int_equal(cat_gen_fail(t->c, c), 0);
+	assert_int_equal(cat_verify(t->c), 0);
+}
+
 /* A batch is one transaction: all of it lands, or (after a failure) none of it. */
 static void test_batch(void **state)
 {
@@ -365,6 +409,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_commit_and_stats, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_transitions, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_batch, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_store_gen, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_parents, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_list_order, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_received, t_setup, t_teardown),
