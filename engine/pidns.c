@@ -84,11 +84,7 @@ static int read_ids(pid_t pid, pid_t tid, struct ns_ids *ids)
 	char name[48], *buf;
 	int ret;
 
-	if (tid)
-		snprintf(name, sizeof(name), "task/%d/status", tid);
-	else
-		snprintf(name, sizeof(name), "status");
-	ret = eng__proc_read(pid, name, &buf, NULL);
+	ret = eng__proc_read_task(pid, tid, "status", name, &buf);
 	if (ret)
 		return ret;
 	ids->pid = last_id(buf, "NSpid", &ids->levels);

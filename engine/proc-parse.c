@@ -84,6 +84,15 @@ int eng__proc_read_gone(pid_t pid, const char *name, char **buf, size_t *len)
 	return proc_read(pid, name, buf, len, true);
 }
 
+int eng__proc_read_task(pid_t pid, pid_t tid, const char *file, char name[static 48], char **buf)
+{
+	if (tid)
+		snprintf(name, 48, "task/%d/%s", tid, file);
+	else
+		snprintf(name, 48, "%s", file);
+	return eng__proc_read(pid, name, buf, NULL);
+}
+
 int eng__proc_link(pid_t pid, const char *name, char *buf, size_t size)
 {
 	char path[96];
@@ -239,11 +248,7 @@ int eng__parse_stat(pid_t pid, pid_t tid, struct eng__stat *st)
 	char name[48], *buf, *p, *end;
 	int ret, i;
 
-	if (tid)
-		snprintf(name, sizeof(name), "task/%d/stat", tid);
-	else
-		snprintf(name, sizeof(name), "stat");
-	ret = eng__proc_read(pid, name, &buf, NULL);
+	ret = eng__proc_read_task(pid, tid, "stat", name, &buf);
 	if (ret)
 		return ret;
 	/* comm (2) may hold spaces and ')': the fields start after the last ')'. */
@@ -386,11 +391,7 @@ int eng__parse_status(pid_t pid, pid_t tid, struct eng__status *st)
 	int ret;
 
 	memset(st, 0, sizeof(*st));
-	if (tid)
-		snprintf(name, sizeof(name), "task/%d/status", tid);
-	else
-		snprintf(name, sizeof(name), "status");
-	ret = eng__proc_read(pid, name, &buf, NULL);
+	ret = eng__proc_read_task(pid, tid, "status", name, &buf);
 	if (ret)
 		return ret;
 	for (line = buf; line && *line && !ret; line = strchr(line, '\n'), line = line ? line + 1 : NULL)

@@ -17,6 +17,9 @@
 int eng__proc_read(pid_t pid, const char *name, char **buf, size_t *len);
 /* The same, but a process that is gone is -ENOENT or -ESRCH with nothing logged. */
 int eng__proc_read_gone(pid_t pid, const char *name, char **buf, size_t *len);
+/* /proc/PID/task/TID/<file> (tid 0: /proc/PID/<file>) the way eng__proc_read does;
+ * name (at least 48 bytes) receives the path below /proc/PID for the caller's errors. */
+int eng__proc_read_task(pid_t pid, pid_t tid, const char *file, char name[static 48], char **buf);
 /* readlink of /proc/PID/<name> into buf; -ENAMETOOLONG when it does not fit. */
 int eng__proc_link(pid_t pid, const char *name, char *buf, size_t size);
 
