@@ -116,6 +116,21 @@ static inline int zdtm_reap(pid_t pid)
 	return st;
 }
 
+/* Exactly n bytes from a blocking fd, through EINTR; fails the victim on EOF or error. */
+static inline void zdtm_read_all(int fd, void *buf, size_t n, const char *what)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, (char *)buf + got, n - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		zdtm_check(r > 0, "%s: read after %zu of %zu bytes: %zd %m", what, got, n, r);
+		got += r;
+	}
+}
+
 static inline void zdtm_pass(void)
 {
 	exit(0);

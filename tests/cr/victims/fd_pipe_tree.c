@@ -20,21 +20,6 @@
 
 static unsigned char pattern[BIG];
 
-/* Read exactly n bytes (blocking fd). */
-static void read_all(int fd, void *buf, size_t n, const char *what)
-{
-	size_t got = 0;
-
-	while (got < n) {
-		ssize_t r = read(fd, (char *)buf + got, n - got);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		zdtm_check(r > 0, "%s: read after %zu of %zu bytes: %zd %m", what, got, n, r);
-		got += r;
-	}
-}
-
 /* Wait until fd has n bytes queued. */
 static void wait_queued(int fd, int n, const char *what)
 {
@@ -59,7 +44,7 @@ static void __attribute__((noreturn)) run_b(int p2r, int p3w)
 
 	while (!zdtm_stop)
 		zdtm_sleep_ms(5);
-	read_all(p2r, buf, BIG, "B: p2");
+	zdtm_read_all(p2r, buf, BIG, "B: p2");
 	zdtm_check(!memcmp(buf, pattern, BIG), "B: p2 bytes differ");
 	zdtm_check(write(p3w, "B-after", 7) == 7, "B: write p3: %m");
 	exit(0);
@@ -85,7 +70,7 @@ static void __attribute__((noreturn)) run_a(int p1r, int p3w)
 		zdtm_fail("A: write p2: %m");
 	while (!zdtm_stop)
 		zdtm_sleep_ms(5);
-	read_all(p1r, buf, 13, "A: p1");
+	zdtm_read_all(p1r, buf, 13, "A: p1");
 	zdtm_check(!memcmp(buf, "from-RR-after", 13), "A: p1 gave '%s'", buf);
 	kill(b, SIGTERM);
 	st = zdtm_reap(b);
@@ -122,7 +107,7 @@ int main(void)
 	kill(a, SIGTERM);
 	st = zdtm_reap(a);
 	zdtm_check(WIFEXITED(st) && !WEXITSTATUS(st), "A %d ended with %#x", a, st);
-	read_all(p3[0], buf, 14, "R: p3");
+	zdtm_read_all(p3[0], buf, 14, "R: p3");
 	zdtm_check(!memcmp(buf, "B-readyB-after", 14), "R: p3 gave '%s'", buf);
 	zdtm_check(read(p3[0], buf, 1) == 0, "R: p3 not at EOF");
 	zdtm_pass();

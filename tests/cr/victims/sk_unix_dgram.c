@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
-#include "../zdtm.h"
+#include "../zdtm-unix.h"
 
 static struct sockaddr_un a_sa, b_sa, e_sa;
 static socklen_t a_len, b_len, e_len;
@@ -68,25 +68,11 @@ int main(void)
 	socklen_t len = sizeof(sa);
 	int a, b, c, d, e, gone;
 	struct stat st;
-	char dir[80];
 
 	zdtm_init();
-	{
-		char *p = realpath(zdtm_dir(), NULL);
-
-		if (!p || strlen(p) >= sizeof(dir))
-			zdtm_fail("scratch dir %s: %m (or too long for sun_path)", p ? p : zdtm_dir());
-		strcpy(dir, p);
-		free(p);
-	}
-	a_sa.sun_family = b_sa.sun_family = AF_UNIX;
-	snprintf(a_sa.sun_path, sizeof(a_sa.sun_path), "%s/a.sock", dir);
-	a_len = offsetof(struct sockaddr_un, sun_path) + strlen(a_sa.sun_path) + 1;
-	snprintf(b_sa.sun_path + 1, sizeof(b_sa.sun_path) - 1, "hacd-sk-unix-dgram-%d", zdtm_getpid());
-	b_len = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(b_sa.sun_path + 1);
-	e_sa.sun_family = AF_UNIX;
-	snprintf(e_sa.sun_path, sizeof(e_sa.sun_path), "%s/e.sock", dir);
-	e_len = offsetof(struct sockaddr_un, sun_path) + strlen(e_sa.sun_path) + 1;
+	a_len = zdtm_scratch_sock(&a_sa, "a.sock");
+	b_len = zdtm_abstract(&b_sa, "hacd-sk-unix-dgram-%d", zdtm_getpid());
+	e_len = zdtm_scratch_sock(&e_sa, "e.sock");
 	unlink(a_sa.sun_path);
 	unlink(e_sa.sun_path);
 	e = dgram();

@@ -6,29 +6,23 @@
  * (Registered as cr_self_ and cr_ only: G lives through one checkpoint, not two runs.)
  */
 #include <poll.h>
-#include <stddef.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
-#include "../zdtm.h"
+#include "../zdtm-unix.h"
 
 static socklen_t abstract(struct sockaddr_un *sa, const char *what, int pid)
 {
-	memset(sa, 0, sizeof(*sa));
-	sa->sun_family = AF_UNIX;
-	snprintf(sa->sun_path + 1, sizeof(sa->sun_path) - 1, "hacd-dgout-%s-%d", what, pid);
-	return offsetof(struct sockaddr_un, sun_path) + 1 + strlen(sa->sun_path + 1);
+	return zdtm_abstract(sa, "hacd-dgout-%s-%d", what, pid);
 }
 
-static void __attribute__((noreturn)) echo_server(int vpid, int ready)
+static void __attribute__((noreturn)) echo_server(void *arg, int ready)
 {
+	int vpid = *(const int *)arg;
 	struct sockaddr_un g, v;
 	socklen_t gl = abstract(&g, "g", vpid), vl = abstract(&v, "v", vpid);
 	int s = socket(AF_UNIX, SOCK_DGRAM, 0);
 	char buf[16];
 	ssize_t n;
 
-	alarm(120);	/* never outlive a test that went wrong */
 	if (s < 0 || bind(s, (void *)&g, gl) || write(ready, "r", 1) != 1)
 		_exit(1);
 	close(ready);
@@ -55,28 +49,13 @@ int main(void)
 {
 	struct sockaddr_un g, vsa;
 	socklen_t gl, vl;
-	int p[2], d, v, st;
-	char c;
-	pid_t b, me = zdtm_getpid();
+	int d, v, me;
 
 	zdtm_init();
-	gl = abstract(&g, "g", zdtm_getpid());
-	vl = abstract(&vsa, "v", zdtm_getpid());
-	if (pipe(p))
-		zdtm_fail("pipe: %m");
-	b = fork();
-	if (b == 0) {
-		zdtm_child_init();
-		close(p[0]);
-		if (fork() == 0)
-			echo_server(me, p[1]);
-		_exit(0);
-	}
-	close(p[1]);
-	st = zdtm_reap(b);
-	if (!WIFEXITED(st) || read(p[0], &c, 1) != 1)
-		zdtm_fail("the outside echo server did not start");
-	close(p[0]);
+	me = zdtm_getpid();
+	gl = abstract(&g, "g", me);
+	vl = abstract(&vsa, "v", me);
+	zdtm_outside(echo_server, &me);
 	d = socket(AF_UNIX, SOCK_DGRAM, 0);
 	v = socket(AF_UNIX, SOCK_DGRAM, 0);
 	if (d < 0 || v < 0 || bind(v, (void *)&vsa, vl) || connect(d, (void *)&g, gl))

@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "../zdtm.h"
+#include "../zdtm-unix.h"
 
 static unsigned ready_set(int ep)
 {
@@ -39,15 +39,14 @@ static void watch(int ep, int fd, uint32_t events, uint64_t data)
 
 int main(void)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa;
 	socklen_t len;
 	int sv[2], l, cl, d, ep, a;
 	char buf[8];
 	unsigned want = 1u << 1 | 1u << 2 | 1u << 4, got;
 
 	zdtm_init();
-	snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "hacd-sk-unix-epoll-%d", zdtm_getpid());
-	len = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(sa.sun_path + 1);
+	len = zdtm_abstract(&sa, "hacd-sk-unix-epoll-%d", zdtm_getpid());
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) || (l = socket(AF_UNIX, SOCK_STREAM, 0)) < 0 ||
 	    bind(l, (void *)&sa, len) || listen(l, 4) || (cl = socket(AF_UNIX, SOCK_STREAM, 0)) < 0 ||
 	    connect(cl, (void *)&sa, len) || (d = socket(AF_UNIX, SOCK_DGRAM, 0)) < 0 ||
@@ -66,11 +65,10 @@ int main(void)
 	got = ready_set(ep);
 	zdtm_check(got == want, "after restore: ready %#x, want %#x", got, want);
 	{
-		struct sockaddr_un ds = { .sun_family = AF_UNIX };
+		struct sockaddr_un ds;
 		int s = socket(AF_UNIX, SOCK_DGRAM, 0);
 
-		snprintf(ds.sun_path + 1, sizeof(ds.sun_path) - 1, "hacd-sk-unix-epoll-d-%d", zdtm_getpid());
-		len = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(ds.sun_path + 1);
+		len = zdtm_abstract(&ds, "hacd-sk-unix-epoll-d-%d", zdtm_getpid());
 		zdtm_check(!bind(d, (void *)&ds, len) && sendto(s, "x", 1, 0, (void *)&ds, len) == 1, "dgram: %m");
 	}
 	got = ready_set(ep);

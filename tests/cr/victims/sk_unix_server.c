@@ -18,30 +18,16 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
-#include "../zdtm.h"
+#include "../zdtm-unix.h"
 
 static struct sockaddr_un path_sa, abs_sa;
 static socklen_t path_len, abs_len;
-
-static void read_exact(int fd, void *buf, size_t n, const char *what)
-{
-	size_t got = 0;
-
-	while (got < n) {
-		ssize_t r = read(fd, (char *)buf + got, n - got);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		zdtm_check(r > 0, "%s: read after %zu of %zu bytes: %zd %m", what, got, n, r);
-		got += r;
-	}
-}
 
 static void expect(int fd, const char *want, const char *what)
 {
 	char buf[64] = { 0 };
 
-	read_exact(fd, buf, strlen(want), what);
+	zdtm_read_all(fd, buf, strlen(want), what);
 	zdtm_check(!strcmp(buf, want), "%s: got '%s', want '%s'", what, buf, want);
 }
 
@@ -100,7 +86,7 @@ static void wait_queued(int fd, int n)
 
 int main(void)
 {
-	char dir[80], buf[16];
+	char buf[16];
 	int lp, la, a1, a3, a2, extra, st;
 	struct sockaddr_un got;
 	socklen_t glen = sizeof(got);
@@ -108,19 +94,8 @@ int main(void)
 	pid_t c;
 
 	zdtm_init();
-	{
-		char *d = realpath(zdtm_dir(), NULL);
-
-		if (!d || strlen(d) >= sizeof(dir))
-			zdtm_fail("scratch dir %s: %m (or too long for sun_path)", d ? d : zdtm_dir());
-		strcpy(dir, d);
-		free(d);
-	}
-	path_sa.sun_family = abs_sa.sun_family = AF_UNIX;
-	snprintf(path_sa.sun_path, sizeof(path_sa.sun_path), "%s/srv.sock", dir);
-	path_len = offsetof(struct sockaddr_un, sun_path) + strlen(path_sa.sun_path) + 1;
-	snprintf(abs_sa.sun_path + 1, sizeof(abs_sa.sun_path) - 1, "hacd-sk-unix-server-%d", zdtm_getpid());
-	abs_len = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(abs_sa.sun_path + 1);
+	path_len = zdtm_scratch_sock(&path_sa, "srv.sock");
+	abs_len = zdtm_abstract(&abs_sa, "hacd-sk-unix-server-%d", zdtm_getpid());
 	unlink(path_sa.sun_path);
 	lp = listener(&path_sa, path_len);
 	la = listener(&abs_sa, abs_len);

@@ -4,20 +4,19 @@
  * restored, so the dump must refuse it, naming pid, fd and kind, and leave us running
  * with the connection intact: afterwards the outside process still echoes what we send.
  */
-#include <stddef.h>
-#include <sys/socket.h>
-#include <sys/un.h>
+#include "../zdtm-unix.h"
 
-#include "../zdtm.h"
+static struct sockaddr_un sa;
+static socklen_t len;
 
-static void __attribute__((noreturn)) echo_server(const struct sockaddr_un *sa, socklen_t len, int ready)
+static void __attribute__((noreturn)) echo_server(void *arg, int ready)
 {
 	int l = socket(AF_UNIX, SOCK_STREAM, 0), c;
 	char buf[64];
 	ssize_t n;
 
-	alarm(120);	/* never outlive a test that went wrong */
-	if (l < 0 || bind(l, (const void *)sa, len) || listen(l, 1))
+	(void)arg;
+	if (l < 0 || bind(l, (const void *)&sa, len) || listen(l, 1))
 		_exit(1);
 	if (write(ready, "r", 1) != 1)
 		_exit(1);
@@ -31,30 +30,12 @@ static void __attribute__((noreturn)) echo_server(const struct sockaddr_un *sa, 
 
 int main(void)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	socklen_t len;
-	int p[2], s, st;
 	char buf[8] = { 0 };
-	pid_t b;
+	int s;
 
 	zdtm_init();
-	snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "hacd-unsup-outside-%d", zdtm_getpid());
-	len = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(sa.sun_path + 1);
-	if (pipe(p))
-		zdtm_fail("pipe: %m");
-	b = fork();
-	if (b == 0) {
-		zdtm_child_init();
-		close(p[0]);
-		if (fork() == 0)
-			echo_server(&sa, len, p[1]);
-		_exit(0);
-	}
-	close(p[1]);
-	st = zdtm_reap(b);
-	if (!WIFEXITED(st) || read(p[0], buf, 1) != 1)
-		zdtm_fail("the outside echo server did not start");
-	close(p[0]);
+	len = zdtm_abstract(&sa, "hacd-unsup-outside-%d", zdtm_getpid());
+	zdtm_outside(echo_server, NULL);
 	s = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (s < 0 || connect(s, (void *)&sa, len))
 		zdtm_fail("connect: %m");
