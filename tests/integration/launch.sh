@@ -119,40 +119,36 @@ kill -0 "$SVC" || fail "the service restored from the store did not keep running
 kill -KILL "$INIT"
 INIT=
 
+# refused TARGET SURVIVOR DIR PATTERN WHAT: hactl dump -t TARGET must fail (rc 1) with an
+# error matching PATTERN and leave SURVIVOR running.
+refused() {
+	set +e
+	err=$("$HACTL" dump -t "$1" -D "$3" 2>&1)
+	rc=$?
+	set -e
+	[ $rc = 1 ] && echo "$err" | grep -q "$4" || fail "$5: $rc $err"
+	kill -0 "$2" || fail "$5: $2 did not survive the refused dump"
+}
+
 # A pid namespace that is not ours: refused, the process left running.
 unshare --pid --fork sleep 1000 </dev/null >/dev/null 2>&1 &
 OTHER=$!
 for i in $(seq 100); do FOREIGN=$(awk '{print $1}' /proc/$OTHER/task/$OTHER/children 2>/dev/null) && [ -n "$FOREIGN" ] && break; sleep 0.05; done
-set +e
-err=$("$HACTL" dump -t "$FOREIGN" -D "$T/img3" 2>&1)
-rc=$?
-set -e
-[ $rc = 1 ] && echo "$err" | grep -q "pid $FOREIGN (sleep) is pid 1 of another pid namespace and not hacd's init" ||
-	fail "foreign init: $rc $err"
-kill -0 "$FOREIGN" || fail "the foreign init did not survive the refused dump"
+refused "$FOREIGN" "$FOREIGN" "$T/img3" "pid $FOREIGN (sleep) is pid 1 of another pid namespace and not hacd's init" \
+	"foreign init"
 # The namespace ends with its pid 1, unshare with it.
 { kill -KILL "$FOREIGN"; wait "$OTHER"; } 2>/dev/null || true
 OTHER=
 
 # An orphan reparented to our init: refused, naming both children.
 launch "$T/orphan.log" /bin/sh -c '/bin/sh -c "sleep 1000 & echo orphan=\$!"; echo started; exec sleep 1000'
-set +e
-err=$("$HACTL" dump -t "$INIT" -D "$T/img4" 2>&1)
-rc=$?
-set -e
-[ $rc = 1 ] && echo "$err" | grep -q "init $INIT .* has 2 children" || fail "orphan under init: $rc $err"
-kill -0 "$SVC" || fail "the service did not survive the refused dump"
+refused "$INIT" "$SVC" "$T/img4" "init $INIT .* has 2 children" "orphan under init"
 kill -KILL "$INIT"
 INIT=
 
 # SysV objects in the service's ipc namespace: refused by kind.
 launch "$T/ipc.log" /bin/sh -c 'ipcmk -S 1 >/dev/null && echo started; exec sleep 1000'
-set +e
-err=$("$HACTL" dump -t "$INIT" -D "$T/img5" 2>&1)
-rc=$?
-set -e
-[ $rc = 1 ] && echo "$err" | grep -q "holds 1 SysV semaphore sets" || fail "SysV semaphores: $rc $err"
-kill -0 "$SVC" || fail "the service did not survive the refused dump"
+refused "$INIT" "$SVC" "$T/img5" "holds 1 SysV semaphore sets" "SysV semaphores"
 kill -KILL "$INIT"
 INIT=
 echo "launch: ok"
