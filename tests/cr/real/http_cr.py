@@ -10,7 +10,6 @@ The server holds a listening TCP socket and polls it (selectors); what comes bac
 the interpreter's whole state, including the socket with its address and options.
 Exit 0 pass, 1 fail.
 """
-import ctypes
 import hashlib
 import os
 import shutil
@@ -22,14 +21,10 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from crreal import free_port  # noqa: E402
+from crreal import Scenario, free_port, kill_and_reap  # noqa: E402
 
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def fail(msg):
-    print("FAIL http: " + msg, flush=True)
-    sys.exit(1)
+# Its log is set once the scenario has a directory.
+t = Scenario("http", os.devnull)
 
 
 def fetch(port, name):
@@ -47,15 +42,7 @@ def fetch(port, name):
         except OSError:
             pass
         time.sleep(0.05)
-    fail("cannot fetch %s" % url)
-
-
-def hactl(path, args, log):
-    r = subprocess.run([path] + args, capture_output=True, timeout=120)
-    with open(log, "ab") as f:
-        f.write(b"$ hactl " + " ".join(args).encode() + b"\n" + r.stdout + r.stderr)
-    if r.returncode:
-        fail("hactl %s: exit %d: %s" % (args[0], r.returncode, (r.stdout + r.stderr).decode()[-600:]))
+    t.fail("cannot fetch %s" % url)
 
 
 def main():
@@ -63,11 +50,9 @@ def main():
         print(__doc__)
         sys.exit(2)
     path, python, leave = os.path.abspath(sys.argv[1]), sys.argv[2], "--leave-running" in sys.argv
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0):
-        fail("PR_SET_CHILD_SUBREAPER")
+    t.subreaper()
     top = tempfile.mkdtemp(prefix="hacd-cr-http-")
-    www, img, log = os.path.join(top, "www"), os.path.join(top, "img"), os.path.join(top, "hactl.log")
+    www, img, t.log = os.path.join(top, "www"), os.path.join(top, "img"), os.path.join(top, "hactl.log")
     os.mkdir(www)
     page = b"<html><body>hacd was here</body></html>\n"
     big = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(32768))
@@ -82,36 +67,28 @@ def main():
     pid = proc.pid
     try:
         if fetch(port, "index.html") != page or fetch(port, "big.bin") != big:
-            fail("the server does not serve the files before the dump")
-        hactl(path, ["dump", "-t", str(pid), "-D", img] + (["--leave-running"] if leave else []), log)
+            t.fail("the server does not serve the files before the dump")
+        t.hactl(path, ["dump", "-t", str(pid), "-D", img] + (["--leave-running"] if leave else []))
         if leave:
             if fetch(port, "index.html") != page:
-                fail("the original stopped serving after dump --leave-running")
+                t.fail("the original stopped serving after dump --leave-running")
             proc.send_signal(signal.SIGKILL)  # the copy restored next needs its pid and port
         if proc.wait(timeout=30) != -signal.SIGKILL:
-            fail("the server did not die of SIGKILL (status %r)" % proc.returncode)
-        hactl(path, ["restore", "-D", img, "--detach"], log)
+            t.fail("the server did not die of SIGKILL (status %r)" % proc.returncode)
+        t.hactl(path, ["restore", "-D", img, "--detach"])
         if not os.path.exists("/proc/%d" % pid):
-            fail("no process %d after restore" % pid)
+            t.fail("no process %d after restore" % pid)
         for _ in range(3):
             if fetch(port, "index.html") != page:
-                fail("index.html differs after restore")
+                t.fail("index.html differs after restore")
             if fetch(port, "big.bin") != big:
-                fail("big.bin differs after restore")
+                t.fail("big.bin differs after restore")
         with open("/proc/%d/cmdline" % pid, "rb") as f:
             if b"http.server" not in f.read():
-                fail("pid %d is not the server" % pid)
+                t.fail("pid %d is not the server" % pid)
         print("PASS http (pid %d, port %d)" % (pid, port), flush=True)
     finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            while True:
-                os.waitpid(-1, 0)
-        except ChildProcessError:
-            pass
+        kill_and_reap([pid])
     shutil.rmtree(top, ignore_errors=True)
 
 

@@ -16,7 +16,6 @@ work and read back; INFO's run_id is the one from before (same process, not a re
 --bench prints the dump and restore times and the image size (tests/bench reports them).
 Exit 0 pass, 1 fail, 77 skip (redis-server or redis-cli missing).
 """
-import ctypes
 import hashlib
 import os
 import shutil
@@ -28,14 +27,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from crreal import free_port  # noqa: E402
+from crreal import Scenario, free_port, kill_and_reap  # noqa: E402
 
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def fail(msg):
-    print("FAIL redis: " + msg, flush=True)
-    sys.exit(1)
+# Its log is set once the scenario has a directory.
+t = Scenario("redis", os.devnull)
 
 
 def value(i):
@@ -52,7 +47,7 @@ class Redis:
                 return socket.create_connection(("127.0.0.1", self.port), timeout=10)
             except OSError:
                 time.sleep(0.05)
-        fail("redis-server does not accept connections on port %d" % self.port)
+        t.fail("redis-server does not accept connections on port %d" % self.port)
 
     def load(self, n):
         """SET key:i value(i) for i < n, pipelined over one connection (RESP)."""
@@ -68,10 +63,10 @@ class Redis:
             while len(got) < len(want):
                 chunk = s.recv(65536)
                 if not chunk:
-                    fail("connection closed while loading")
+                    t.fail("connection closed while loading")
                 got += chunk
             if got != want:
-                fail("unexpected replies while loading: %r" % got[:100])
+                t.fail("unexpected replies while loading: %r" % got[:100])
         s.close()
 
 
@@ -79,26 +74,15 @@ def cli(port, *args, stdin=None):
     r = subprocess.run(["redis-cli", "-p", str(port)] + list(args), input=stdin, capture_output=True,
                        timeout=300)
     if r.returncode:
-        fail("redis-cli %s: exit %d: %s" % (" ".join(args), r.returncode, r.stderr.decode()[:300]))
+        t.fail("redis-cli %s: exit %d: %s" % (" ".join(args), r.returncode, r.stderr.decode()[:300]))
     return r.stdout
-
-
-def run_hactl(hactl, args, log):
-    t0 = time.monotonic()
-    r = subprocess.run([hactl] + args, capture_output=True, timeout=300)
-    dt = time.monotonic() - t0
-    with open(log, "ab") as f:
-        f.write(b"$ hactl " + " ".join(args).encode() + b"\n" + r.stdout + r.stderr)
-    if r.returncode:
-        fail("hactl %s: exit %d: %s" % (args[0], r.returncode, (r.stdout + r.stderr).decode()[-600:]))
-    return dt, (r.stdout + r.stderr).decode()
 
 
 def check_all(port, n):
     """redis-cli reads every key back (MGET, 5000 keys a call); the SHA-256 of its answers
     must equal that of the values written."""
     if cli(port, "DBSIZE").strip() != str(n).encode():
-        fail("DBSIZE is %r, want %d" % (cli(port, "DBSIZE").strip(), n))
+        t.fail("DBSIZE is %r, want %d" % (cli(port, "DBSIZE").strip(), n))
     want, got = hashlib.sha256(), hashlib.sha256()
     for b in range(0, n, 5000):
         keys = ["key:%d" % i for i in range(b, min(n, b + 5000))]
@@ -107,12 +91,12 @@ def check_all(port, n):
         if out != exp:
             lines = out.split(b"\n")
             bad = next((i for i in range(len(keys)) if i >= len(lines) or lines[i] != value(b + i).encode()))
-            fail("key:%d reads back %r, want %r" % (b + bad, lines[bad] if bad < len(lines) else None,
+            t.fail("key:%d reads back %r, want %r" % (b + bad, lines[bad] if bad < len(lines) else None,
                                                      value(b + bad)))
         want.update(exp)
         got.update(out)
     if want.digest() != got.digest():
-        fail("checksum of all values differs")
+        t.fail("checksum of all values differs")
 
 
 def writes_work(port, tag):
@@ -120,9 +104,9 @@ def writes_work(port, tag):
         cli(port, "SET", "new:%s:%d" % (tag, i), "x%d" % i)
     for i in range(0, 100, 7):
         if cli(port, "GET", "new:%s:%d" % (tag, i)).strip() != b"x%d" % i:
-            fail("new key new:%s:%d does not read back" % (tag, i))
+            t.fail("new key new:%s:%d does not read back" % (tag, i))
     if cli(port, "INCRBY", "counter:" + tag, "5").strip() != b"5":
-        fail("INCRBY on a new key")
+        t.fail("INCRBY on a new key")
     for i in range(100):
         cli(port, "DEL", "new:%s:%d" % (tag, i))
     cli(port, "DEL", "counter:" + tag)
@@ -132,7 +116,7 @@ def run_id(port):
     for line in cli(port, "INFO", "server").decode().splitlines():
         if line.startswith("run_id:"):
             return line.split(":", 1)[1].strip()
-    fail("no run_id in INFO")
+    t.fail("no run_id in INFO")
 
 
 def main():
@@ -147,11 +131,9 @@ def main():
     if not server or not client:
         print("SKIP redis: redis-server or redis-cli is not installed (apt-get install redis-server)")
         sys.exit(77)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0):
-        fail("PR_SET_CHILD_SUBREAPER")
+    t.subreaper()
     top = tempfile.mkdtemp(prefix="hacd-cr-redis-")
-    img, log = os.path.join(top, "img"), os.path.join(top, "hactl.log")
+    img, t.log = os.path.join(top, "img"), os.path.join(top, "hactl.log")
     port = free_port()
     # close_fds (the default) leaves redis with what it opens itself: fds we inherited
     # (pipes of the test harness) would otherwise be dumped along with it.
@@ -167,20 +149,20 @@ def main():
         load_s = time.monotonic() - t0
         check_all(port, n)  # proves the reading side before it matters
         rid = run_id(port)
-        dump_s, dump_out = run_hactl(hactl, ["dump", "-t", str(pid), "-D", img] +
-                                     (["--leave-running"] if leave else []), log)
+        dump_s, dump_out = t.hactl(hactl, ["dump", "-t", str(pid), "-D", img] +
+                                   (["--leave-running"] if leave else []))
         if leave:
             check_all(port, n)
             writes_work(port, "orig")
             proc.send_signal(signal.SIGKILL)  # the copy restored next needs its pid and port
         if proc.wait(timeout=30) != -signal.SIGKILL:
-            fail("redis-server did not die of the dump's SIGKILL (status %r)" % proc.returncode)
+            t.fail("redis-server did not die of the dump's SIGKILL (status %r)" % proc.returncode)
         size = sum(os.path.getsize(os.path.join(img, f)) for f in os.listdir(img))
-        rst_s, _ = run_hactl(hactl, ["restore", "-D", img, "--detach"], log)
+        rst_s, _ = t.hactl(hactl, ["restore", "-D", img, "--detach"])
         if cli(port, "PING").strip() != b"PONG":
-            fail("no PONG after restore")
+            t.fail("no PONG after restore")
         if run_id(port) != rid:
-            fail("run_id changed: not the same process")
+            t.fail("run_id changed: not the same process")
         check_all(port, n)
         writes_work(port, "restored")
         if bench:
@@ -189,15 +171,7 @@ def main():
             print("  hactl dump: " + dump_out.strip().splitlines()[-1])
         print("PASS redis (%d keys)" % n, flush=True)
     finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            while True:
-                os.waitpid(-1, 0)
-        except ChildProcessError:
-            pass
+        kill_and_reap([pid])
     shutil.rmtree(top, ignore_errors=True)
 
 
