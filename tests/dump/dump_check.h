@@ -16,6 +16,7 @@ struct victim {
 	int nr_facts;
 };
 
+/* tests/cr/runner.c: prints "FAIL: ..." and returns 1. */
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *fact(const struct victim *v, const char *key);
 /* The fact as a number (0x... allowed), -1 when missing. */
