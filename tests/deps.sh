@@ -10,6 +10,6 @@ apt-get install -y -qq --no-install-recommends \
 	libxxhash-dev libssl-dev libcmocka-dev clang libclang-rt-14-dev iproute2 procps \
 	resource-agents libxml2-utils shellcheck systemd go-md2man man-db groff-base \
 	openssl \
-	debhelper rpm pacemaker corosync pacemaker-cli-utils \
+	debhelper rpm cpio pacemaker corosync pacemaker-cli-utils keepalived \
 	redis-server redis-tools curl nginx-light \
 	>/dev/null
