@@ -22,19 +22,22 @@
  *
  *   stage             function                      what it may refuse
  *   (once)            eng__pidns_resolve            a foreign pid namespace, orphans
- *                                                   under our init, SysV objects
+ *                                                   under our init, SysV sem/msg
  *   SCAN              eng__tree_scan                (a zombie root)
  *                     eng__tree_check               a session whose leader exited
  *   PRECHECK          eng__task_precheck            namespaces, tracer, stopped
  *                     eng__files_precheck           sockets, pipes, anon inodes, ttys...
  *                     eng__unix_precheck            unix peers outside the tree
- *   PREPARE           eng__mem_prepare              SysV shm, hugetlb, device memory...
+ *   PREPARE           eng__mem_prepare              hugetlb, device memory...
+ *                     eng__sysv_refuse_shared_ns    SysV shm of hacd's ipc namespace
  *   PRECOPY           eng__mem_precopy              (falls back if the kernel cannot track)
  *                     eng__mem_presnap              (smaps read now, maps when frozen)
  *   SEIZE             eng_seize each, seize_tree    (every thread of every process stopped)
  *   COLLECT           eng__task_collect, eng__files_collect, eng__mem_collect (each
  *                     process), eng__files_share (kcmp across them),
  *                     eng__unix_resolve       unix peers outside the tree, fds in flight
+ *                     eng__shm_collect        shared objects; every SysV segment of
+ *                                             the tree's own ipc namespace
  *   INFECT            eng_infect
  *   COLLECT_INFECTED  eng__task_collect_infected, eng__mem_collect_infected
  *   CURE              eng_cure
@@ -453,7 +456,7 @@ static int collect_shm(struct dump *d, struct eng__files_dump **fds, int nr_fds)
 		return -ENOMEM;
 	for_each_live(d, i)
 		md[n++] = &d->p[i].md;
-	ret = eng__shm_collect(&d->shm, md, fds, n);
+	ret = eng__shm_collect(&d->shm, md, fds, n, d->ns.init);
 	free(md);
 	return ret;
 }
@@ -615,6 +618,8 @@ static int freeze_first(struct dump *d)
 			ret = eng__files_precheck(pid);
 		if (!ret)
 			ret = eng__mem_prepare(pid, &d->p[i].md, i ? NULL : d->trk);
+		if (!ret && !d->ns.init)
+			ret = eng__sysv_refuse_shared_ns(&d->p[i].md);
 	}
 	if (!ret && d->dirfd < 0)
 		ret = open_dir(d);
@@ -739,6 +744,8 @@ static int prepare(struct dump *d, const struct eng_dump_opts *opts, struct eng_
 			ret = eng__files_precheck(pid);
 		if (!ret)
 			ret = eng__mem_prepare(pid, &d->p[i].md, i ? NULL : d->trk);
+		if (!ret && !d->ns.init)
+			ret = eng__sysv_refuse_shared_ns(&d->p[i].md);
 		pr_debug("pid %d: prepared in %lu us (%zu MiB buffer)", pid, (unsigned long)us_since(&d->t0),
 			 d->p[i].md.buf_cap >> 20);
 	}

@@ -378,6 +378,10 @@ struct eng__shm_obj {
 	uint64_t xxh3;
 	uint8_t *copy;			/* the data extents, copied while frozen */
 	uint64_t copy_len;
+	struct {			/* SHM_SYSV (sysv-shm.c) */
+		int id;
+		uint32_t key, uid, gid, cuid, cgid;
+	} sysv;
 };
 
 struct eng__shm_table {
@@ -389,7 +393,18 @@ struct eng__shm_table {
  * descriptors name (by st_dev, st_ino), give each an id (set in the vma and file
  * dumps) and copy its data into memory. */
 int eng__shm_collect(struct eng__shm_table *t, struct eng__mem_dump *const *md,
-		     struct eng__files_dump *const *fds, int n);
+		     struct eng__files_dump *const *fds, int n, pid_t ipc_pid);
+/* The object behind fd (borrowed), found or added and copied; kind SHM_ANON, SHM_SYSV
+ * or 0 (a memfd or deleted file, told by its name). */
+int eng__shm_obj_of(struct eng__shm_table *t, int fd, int kind, uint32_t *id);
+
+/* sysv-shm.c: System V segments of a tree's own ipc namespace. Frozen: every segment
+ * of ipc_pid's ipc namespace into t; then one attachment (a planned mapping of kind
+ * SHM_SYSV), which must name one of them, whole. Before the freeze, for a tree that
+ * shares hacd's ipc namespace: a refusal for any attachment of the process. */
+int eng__sysv_collect(struct eng__shm_table *t, pid_t ipc_pid);
+int eng__sysv_attached(struct eng__shm_table *t, pid_t pid, struct eng__vma_dump *d);
+int eng__sysv_refuse_shared_ns(const struct eng__mem_dump *md);
 /* shmdata-ID.img and shmem.img (nothing when there is no object). */
 int eng__shm_write(int dirfd, struct eng__shm_table *t, struct eng__imgq *q);
 void eng__shm_free(struct eng__shm_table *t);

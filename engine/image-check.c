@@ -650,6 +650,12 @@ int eng__check_shmem(struct eng_img *img, const ProtobufCMessage *msg)
 		if (ret)
 			return ret;
 	}
+	if (o->kind == IMG_SHMEM_KIND__SHM_SYSV) {
+		NEED(img, o, sysv_id);
+		NEED(img, o, sysv_key);
+		if (o->sysv_id > INT32_MAX)
+			return eng__img_bad(img, "sysv_id", "%u is no System V id", o->sysv_id);
+	}
 	if (o->n_extents % 2)
 		return eng__img_bad(img, "extents", "%zu values: (offset, length) pairs", o->n_extents);
 	lim = (o->size + 4095) & ~4095ull;

@@ -17,7 +17,9 @@
  *                                                                 has the rest
  *   file, shared                     PLAIN / SHARED               none: the file has them
  *   file, shared, deleted or memfd   PLAIN / SHARED, shm          none: the object's data
- *   anything else (SysV shm, hugetlb, device memory, shadow stacks, protection keys,
+ *   SysV shm attachment              PLAIN / SHARED|ANON, shm     none: the segment's data
+ *                                                                 (sysv-shm.c), once
+ *   anything else (hugetlb, device memory, shadow stacks, protection keys,
  *   userfaultfd ranges, guard regions): refused before the process is touched.
  *
  * The plan is made twice: before seizing, to refuse early and size the copy buffer,
@@ -230,6 +232,13 @@ static int plan_file(pid_t pid, struct eng__vma_dump *d, bool shared_anon)
 		return 0;
 	}
 	what = !S_ISREG(st.st_mode) ? "a mapping of a device or special file" : kernel_object(p, &st);
+	/* A tree in its own ipc namespace has its segments dumped (sysv-shm.c, which
+	 * refuses them otherwise). */
+	if (what && !strncmp(p, "/SYSV", 5)) {
+		d->flags |= MAP_ANONYMOUS;
+		plan_obj(d, fd, IMG_SHMEM_KIND__SHM_SYSV);
+		return 0;
+	}
 	if (what) {
 		close(fd);
 		return refuse(pid, &d->v, what);

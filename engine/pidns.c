@@ -26,8 +26,9 @@
  *    --fork`'s shell) holds state we would drop: refused, naming it.
  * 2. The init has exactly one child. Orphans reparented to it (a double fork inside)
  *    would need several roots: refused, naming them.
- * 3. The ipc namespace holds no SysV objects (they are not dumped yet, and a new
- *    namespace at restore would lose them silently): refused, naming the kind.
+ * 3. The ipc namespace holds no SysV semaphores or message queues (they are not
+ *    dumped yet, and a new namespace at restore would lose them silently): refused,
+ *    naming the kind. Shared memory segments are dumped (sysv-shm.c).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -211,8 +212,8 @@ static int sysvipc_count(const char *file)
 
 static void __attribute__((noreturn)) probe_child(pid_t init, int out)
 {
+	/* Shared memory segments are dumped (sysv-shm.c). */
 	static const char *const kinds[][2] = {
-		{ "/proc/sysvipc/shm", "SysV shared memory segments" },
 		{ "/proc/sysvipc/sem", "SysV semaphore sets" },
 		{ "/proc/sysvipc/msg", "SysV message queues" },
 	};

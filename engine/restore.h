@@ -116,6 +116,14 @@ enum { RST_KEEP_DIR, RST_KEEP_STATUS, RST_KEEP_SHM };
  * object `id` (who: for the message); close them all (once mapped and reopened). */
 int rst__shm_create(struct rst_ctx *c);
 int rst__shm_fd(const struct rst_ctx *c, uint32_t id, const char *who);
+/* Object `id` of shmem.img, or NULL. */
+const ImgShmem *rst__shm_obj(const struct rst_ctx *c, uint32_t id);
+/* Write an object's data extents into fd, or into `map` (its whole size) when set. */
+int rst__shm_fill(struct rst_ctx *c, const ImgShmem *o, int fd, char *map);
+/* sysv-shm.c: create a System V segment (in the root, in the tree's new ipc namespace,
+ * before it forks): an fd on it, or -errno. Attach it at a premap slot for mapping v. */
+int rst__sysv_create(struct rst_ctx *c, const ImgShmem *o);
+int rst__sysv_attach(const ImgShmem *o, const ImgVma *v, unsigned long slot);
 void rst__shm_close(struct rst_ctx *c);
 
 /* In the new process, before the point of no return. Return 0 or -errno (logged). */

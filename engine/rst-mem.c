@@ -164,7 +164,11 @@ static int premap_shm(struct rst_ctx *c, const ImgVma *v, unsigned long slot, in
 {
 	char who[64];
 	int fd, prot = (v->flags & MAP_SHARED) ? (int)v->prot : PROT_READ | PROT_WRITE;
+	const ImgShmem *o = rst__shm_obj(c, v->shm);
 
+	/* A System V attachment must be shmat's own, for shmdt and shm_nattch. */
+	if (o && o->kind == IMG_SHMEM_KIND__SHM_SYSV)
+		return rst__sysv_attach(o, v, slot);
 	snprintf(who, sizeof(who), "mm-%d.img: mapping %#lx", c->proc.pid, (unsigned long)v->start);
 	fd = rst__shm_fd(c, v->shm, who);
 	if (fd < 0)

@@ -20,6 +20,8 @@
  *   SHM_MEMFD     memfd_create(name, MFD_ALLOW_SEALING), filled, seals   /memfd:NAME (deleted)
  *   SHM_DELETED   created at its old path, filled, opened, unlinked      PATH (deleted)
  *                 (a taken path: a name beside it, unlinked too)
+ *   SHM_SYSV      shmget with its id and key in the new ipc namespace,   /SYSVKEY (deleted)
+ *                 filled, attached by shmat in each process (sysv-shm.c)
  *
  * Restore: the root creates every object before it forks (rst__shm_create), so the
  * whole tree inherits the same objects; rst-mem.c maps each mapping from its object at
@@ -148,14 +150,14 @@ static int copy_data(struct eng__shm_obj *o, int fd)
 }
 
 /* Kind, name or path from our fd's link: "/memfd:NAME (deleted)", "PATH (deleted)". */
-static int describe(struct eng__shm_obj *o, int fd, int anon)
+static int describe(struct eng__shm_obj *o, int fd, int kind)
 {
 	char self[64], link[PATH_MAX + 16];
 	ssize_t n;
 	size_t len;
 
-	if (anon) {
-		o->kind = IMG_SHMEM_KIND__SHM_ANON;
+	if (kind) {
+		o->kind = kind;
 		return 0;
 	}
 	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
@@ -182,8 +184,21 @@ static int describe(struct eng__shm_obj *o, int fd, int anon)
 	return o->path ? 0 : -ENOMEM;
 }
 
-/* The object behind fd (borrowed): its id, found or added (and copied). */
-static int obj_of(struct eng__shm_table *t, int fd, bool anon, uint32_t *id)
+/* The object of that kind (SysV segments and shared anonymous memory live on one
+ * internal mount, and a segment's inode number is its id, which can be any) already
+ * found: its id, or 0. */
+static uint32_t obj_find(const struct eng__shm_table *t, const struct stat *st, bool sysv)
+{
+	for (int i = 0; i < t->n; i++)
+		if (t->o[i].dev == (uint64_t)st->st_dev && t->o[i].ino == (uint64_t)st->st_ino &&
+		    (t->o[i].kind == IMG_SHMEM_KIND__SHM_SYSV) == sysv)
+			return t->o[i].id;
+	return 0;
+}
+
+/* The object behind fd (borrowed): its id, found or added (and copied). kind: SHM_ANON,
+ * SHM_SYSV, or 0 (a memfd or deleted file, told by its name). */
+int eng__shm_obj_of(struct eng__shm_table *t, int fd, int kind, uint32_t *id)
 {
 	struct eng__shm_obj *o;
 	struct stat st;
@@ -191,11 +206,9 @@ static int obj_of(struct eng__shm_table *t, int fd, bool anon, uint32_t *id)
 
 	if (fstat(fd, &st))
 		return pr_errno(-errno, "fstat of a shared object");
-	for (int i = 0; i < t->n; i++)
-		if (t->o[i].dev == (uint64_t)st.st_dev && t->o[i].ino == (uint64_t)st.st_ino) {
-			*id = t->o[i].id;
-			return 0;
-		}
+	*id = obj_find(t, &st, kind == IMG_SHMEM_KIND__SHM_SYSV);
+	if (*id)
+		return 0;
 	if (t->n == t->cap) {
 		void *p = realloc(t->o, (t->cap = t->cap ? 2 * t->cap : 8) * sizeof(*t->o));
 
@@ -211,7 +224,7 @@ static int obj_of(struct eng__shm_table *t, int fd, bool anon, uint32_t *id)
 	o->size = st.st_size;
 	o->mode = st.st_mode;
 	*id = o->id;
-	ret = describe(o, fd, anon);
+	ret = describe(o, fd, kind);
 	if (!ret)
 		ret = copy_data(o, fd);
 	if (!ret)
@@ -231,22 +244,27 @@ static int memfd_obj(struct eng__shm_table *t, const struct eng__files_dump *fd,
 	src = open(path, O_RDONLY | O_CLOEXEC);
 	if (src < 0)
 		return pr_errno(-errno, "pid %d: fd %d: reopening its memfd", fd->pid, f->first_fd);
-	ret = obj_of(t, src, false, &f->memfd->shm);
+	ret = eng__shm_obj_of(t, src, 0, &f->memfd->shm);
 	close(src);
 	return ret;
 }
 
 int eng__shm_collect(struct eng__shm_table *t, struct eng__mem_dump *const *md,
-		     struct eng__files_dump *const *fds, int n)
+		     struct eng__files_dump *const *fds, int n, pid_t ipc_pid)
 {
-	int ret = 0;
+	/* The segments first: every attachment must name one of them. */
+	int ret = ipc_pid ? eng__sysv_collect(t, ipc_pid) : 0;
 
 	for (int p = 0; p < n && !ret; p++) {
 		for (int i = 0; i < md[p]->nr_vmas && !ret; i++) {
 			struct eng__vma_dump *d = &md[p]->vmas[i];
 
-			if (d->shm_kind)
-				ret = obj_of(t, d->file_fd, d->shm_kind == IMG_SHMEM_KIND__SHM_ANON, &d->shm);
+			if (d->shm_kind == IMG_SHMEM_KIND__SHM_SYSV)
+				ret = eng__sysv_attached(t, md[p]->pid, d);
+			else if (d->shm_kind)
+				ret = eng__shm_obj_of(t, d->file_fd,
+						      d->shm_kind == IMG_SHMEM_KIND__SHM_ANON ? d->shm_kind : 0,
+						      &d->shm);
 		}
 		for (int i = 0; i < fds[p]->nr_files && !ret; i++) {
 			struct eng__file_dump *f = &fds[p]->files[i];
@@ -302,6 +320,15 @@ int eng__shm_write(int dirfd, struct eng__shm_table *t, struct eng__imgq *q)
 		m.extents = o->ext;
 		m.has_content_xxh3 = 1;
 		m.content_xxh3 = o->xxh3;
+		if (o->kind == IMG_SHMEM_KIND__SHM_SYSV) {
+			m.has_sysv_id = m.has_sysv_key = m.has_uid = m.has_gid = m.has_cuid = m.has_cgid = 1;
+			m.sysv_id = o->sysv.id;
+			m.sysv_key = o->sysv.key;
+			m.uid = o->sysv.uid;
+			m.gid = o->sysv.gid;
+			m.cuid = o->sysv.cuid;
+			m.cgid = o->sysv.cgid;
+		}
 		ret = eng_img_write(img, &m.base);
 	}
 	return ret;
@@ -323,7 +350,7 @@ void eng__shm_free(struct eng__shm_table *t)
 /* ---- restore ---------------------------------------------------------------------- */
 
 /* Write the object's extents from its data image into fd, or into `map` when set. */
-static int fill(struct rst_ctx *c, const ImgShmem *o, int fd, char *map)
+int rst__shm_fill(struct rst_ctx *c, const ImgShmem *o, int fd, char *map)
 {
 	XXH3_state_t *h = XXH3_createState();
 	uint8_t *buf = map ? NULL : malloc(CHUNK);
@@ -371,7 +398,7 @@ static int create_anon(struct rst_ctx *c, const ImgShmem *o)
 
 	if (m == MAP_FAILED)
 		return pr_errno(-errno, "shared object %u: mmap of %zu bytes", o->id, len);
-	ret = fill(c, o, -1, m);
+	ret = rst__shm_fill(c, o, -1, m);
 	/* The shmem file behind our mapping, to map it again in every process. */
 	snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx", (unsigned long)m, (unsigned long)(m + len));
 	if (!ret && (fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
@@ -389,7 +416,7 @@ static int create_memfd(struct rst_ctx *c, const ImgShmem *o)
 	if (ftruncate(fd, o->size))
 		ret = pr_errno(-errno, "memfd %s: ftruncate to %llu", o->name, (unsigned long long)o->size);
 	if (!ret)
-		ret = fill(c, o, fd, NULL);
+		ret = rst__shm_fill(c, o, fd, NULL);
 	/* Extents are whole pages: the last one may have written past the size. */
 	if (!ret && ftruncate(fd, o->size))
 		ret = pr_errno(-errno, "memfd %s: ftruncate to %llu", o->name, (unsigned long long)o->size);
@@ -421,7 +448,7 @@ static int create_deleted(struct rst_ctx *c, const ImgShmem *o)
 	if (ftruncate(fd, o->size))
 		ret = pr_errno(-errno, "deleted file %s: ftruncate", o->path);
 	if (!ret)
-		ret = fill(c, o, fd, NULL);
+		ret = rst__shm_fill(c, o, fd, NULL);
 	if (!ret && ftruncate(fd, o->size))
 		ret = pr_errno(-errno, "deleted file %s: ftruncate", o->path);
 	if (unlink(name) && !ret)
@@ -442,6 +469,7 @@ int rst__shm_create(struct rst_ctx *c)
 		switch (o->kind) {
 		case IMG_SHMEM_KIND__SHM_ANON: fd = create_anon(c, o); break;
 		case IMG_SHMEM_KIND__SHM_MEMFD: fd = create_memfd(c, o); break;
+		case IMG_SHMEM_KIND__SHM_SYSV: fd = rst__sysv_create(c, o); break;
 		default: fd = create_deleted(c, o); break;
 		}
 		if (fd < 0)
@@ -457,6 +485,14 @@ int rst__shm_fd(const struct rst_ctx *c, uint32_t id, const char *who)
 		if (c->shm[i]->id == id)
 			return c->keep[RST_KEEP_SHM + i];
 	return pr_errno(-EINVAL, "%s names shared object %u, not in shmem.img", who, id);
+}
+
+const ImgShmem *rst__shm_obj(const struct rst_ctx *c, uint32_t id)
+{
+	for (size_t i = 0; i < c->nr_shm; i++)
+		if (c->shm[i]->id == id)
+			return c->shm[i];
+	return NULL;
 }
 
 void rst__shm_close(struct rst_ctx *c)

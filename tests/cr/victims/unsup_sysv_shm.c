@@ -1,7 +1,9 @@
 /*
- * A System V shared memory segment attached by a parent and its child: not dumpable
- * yet. The dump must refuse it, naming the pid and "System V shared memory", and
- * leave both running with the segment's contents intact. The segment is removed
+ * A System V shared memory segment attached by a parent and its child in hacd's own
+ * ipc namespace, where segment ids are host-wide and a restore could not promise them
+ * (engine/sysv-shm.c dumps segments of a tree's own namespace: sysv_shm.c). The dump
+ * must refuse it, naming the pid and "System V shared memory", and leave both running
+ * with the segment's contents intact. The segment is removed
  * (IPC_RMID) right after attaching, so nothing outlives the test.
  */
 #include <sys/ipc.h>
