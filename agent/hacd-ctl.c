@@ -164,7 +164,12 @@ static void status_svc(struct hacd *d, const struct svc *sv, Hactl__CtlService *
 		out->last_age_us = wall > g.committed_us ? (uint64_t)(wall - g.committed_us) : 0;
 		out->last_pause_us = (uint64_t)g.stats.pause_us;
 		out->last_bytes = (uint64_t)g.stats.bytes_total;
+		out->has_last_bytes_new = 1;
+		out->last_bytes_new = (uint64_t)g.stats.bytes_new;
 	}
+	if (sv->cs)
+		out->checkpoint = sv->cs->checkpoint == CONF_CHECKPOINT_INCREMENTAL ? "incremental"
+										: "full";
 }
 
 static void gen_to_msg(const struct cat_gen *g, Hactl__CtlGeneration *m)
@@ -182,6 +187,8 @@ static void gen_to_msg(const struct cat_gen *g, Hactl__CtlGeneration *m)
 		m->bytes_new = g->stats.bytes_new;
 		m->bytes_total = g->stats.bytes_total;
 		m->pages = g->stats.pages;
+		m->has_store_gen = 1;
+		m->store_gen = g->stats.store_gen;
 	}
 }
 

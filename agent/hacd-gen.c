@@ -3,11 +3,33 @@
  * catalog, retention and garbage collection of their directories, and the control
  * requests that wait for them. The state machine that calls these is hacd-svc.c; its
  * invariants 1, 2 and 4 are kept here.
+ *
+ * DESIGN: two kinds of generations.
+ *  - full (checkpoint = "full", and every generation of older hacds): a whole eng_dump
+ *    into STATE_DIR/services/NAME/gen-ID, named in the catalog as a pack row before it
+ *    exists; GC removes the directory once the pack is dead (hacd-svc.c invariant 2).
+ *  - incremental (checkpoint = "incremental"): a tracked generation of the service's
+ *    page store (svc_store_dir, engine/store.c), written by the worker, which holds the
+ *    store's lock (hacd-worker.c invariant 5). The catalog row records its number there
+ *    (stats.store_gen) and has NO pack rows: the store is the authority on its page
+ *    data and frees what no store generation refers to. The row is begun pending before
+ *    the request, committed complete only after the store committed the generation.
+ *    Deleting goes through the worker (STORE_GC), queued like any request, with the
+ *    store generations to keep: those of every complete or pending row. Hence:
+ *      a kill of hacd between the store's commit and the catalog's leaves a store
+ *      generation no complete row names: the next STORE_GC (sent once at start, before
+ *      the first checkpoint) deletes it;
+ *      a complete row whose store generation is missing (a power loss took back the
+ *      store's rename, or someone deleted it) is pruned by cat_gen_lost with an event;
+ *      retention prunes rows, then sets store_gc_due; the worker fdatasyncs the
+ *      catalog's WAL before deleting anything (a power loss cannot bring back a row
+ *      whose data is gone; invariant 2's rule, kept without an fsync in the loop).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -95,10 +117,14 @@ static int retention(struct svc *s)
 		.forget_after_s = FORGET_AFTER_S,
 		.keep_from = hacd_replica_sync_floor(s),
 	};
-	int pruned = 0;
+	int pruned = 0, ret;
 
 	s->retention_due = false;
-	return cat_retention_apply(s->d->cat, s->cat_id, &p, svc_wall_us(), &pruned);
+	ret = cat_retention_apply(s->d->cat, s->cat_id, &p, svc_wall_us(), &pruned);
+	/* Store generations among them: the worker deletes their data (DESIGN). */
+	if (!ret && pruned && svc_has_store(s))
+		s->store_gc_due = true;
+	return ret;
 }
 
 static struct svc *svc_by_cat_id(struct hacd *d, int64_t id)
@@ -275,6 +301,8 @@ static void gc_round(struct hacd *d, bool now)
 	else if (n)
 		gc_submit(d, packs, n, now);
 	free(packs);
+	TAILQ_FOREACH(s, &d->services, link)
+		svc_store_gc_next(s);
 }
 
 void hacd_gc(struct hacd *d)
@@ -484,12 +512,20 @@ void svc_ckpt_start(struct svc *s)
 		return;
 	}
 	close(dfd);
+	/* What a killed hacd's worker left in the store goes first (DESIGN). */
+	if (svc_incremental(s) && s->store_gc_due) {
+		s->want_ckpt = true;
+		if (svc_store_gc_next(s))
+			return;
+		s->want_ckpt = false;
+	}
 	s->gen = s->pack = 0;
-	/* Invariant 1: the catalog knows the directory before it exists. */
+	/* Invariant 1: the catalog knows the directory before it exists. A store
+	 * generation has no pack row (DESIGN): its pending row is enough. */
 	ret = cat_batch_begin(c);
 	if (!ret)
 		ret = cat_gen_begin(c, s->cat_id, 0, &s->gen);
-	if (!ret) {
+	if (!ret && !svc_incremental(s)) {
 		snprintf(file, sizeof(file), "gen-%lld", (long long)s->gen);
 		ret = cat_pack_add(c, s->cat_id, file, &s->pack);
 	}
@@ -503,7 +539,12 @@ void svc_ckpt_start(struct svc *s)
 		svc_event(s, LOG_ERR, "checkpoint", "catalog: %s", cat_errmsg(c));
 		goto fail;
 	}
-	svc_gen_dir(s, s->gen, dir, sizeof(dir));
+	if (svc_incremental(s)) {
+		svc_store_dir(s, dir, sizeof(dir));
+		req.has_incremental = req.incremental = 1;
+	} else {
+		svc_gen_dir(s, s->gen, dir, sizeof(dir));
+	}
 	req.op = HACD__WORKER_OP__WORKER_OP_CHECKPOINT;
 	req.has_pid = req.has_precopy = 1;
 	req.pid = (uint32_t)s->pid;
@@ -518,7 +559,8 @@ void svc_ckpt_start(struct svc *s)
 	return;
 fail:
 	if (s->gen && !cat_batch_begin(c)) {
-		cat_pack_seal(c, s->pack, 0);
+		if (s->pack)
+			cat_pack_seal(c, s->pack, 0);
 		cat_gen_fail(c, s->gen);
 		cat_batch_end(c);
 	}
@@ -534,15 +576,25 @@ void svc_ckpt_done(struct svc *s, const Hacd__WorkerReply *rep)
 	int64_t gen = s->gen;
 	int ret = rep ? rep->status : -ECHILD;
 
+	if (!ret && !s->pack && (!rep->has_store_gen || !rep->store_gen)) {
+		svc_event(s, LOG_ERR, "checkpoint", "generation %lld: the worker named no store "
+			  "generation", (long long)gen);
+		ret = -EPROTO;
+	}
 	if (!ret) {
 		st.pause_us = (int64_t)rep->frozen_us;
 		st.bytes_new = st.bytes_total = (int64_t)rep->bytes_written;
 		st.pages = (int64_t)rep->pages_written;
+		if (!s->pack) {
+			st.store_gen = rep->store_gen;
+			st.pages = (int64_t)rep->pages_total;
+			st.bytes_total = (int64_t)rep->pages_total * 4096;
+		}
 		/* Invariant 1: one transaction, in this order. */
 		ret = cat_batch_begin(c);
-		if (!ret)
+		if (!ret && s->pack)
 			ret = cat_pack_ref(c, gen, s->pack, st.bytes_new);
-		if (!ret)
+		if (!ret && s->pack)
 			ret = cat_pack_seal(c, s->pack, st.bytes_new);
 		if (!ret)
 			ret = cat_gen_commit(c, gen, &st);
@@ -559,7 +611,8 @@ void svc_ckpt_done(struct svc *s, const Hacd__WorkerReply *rep)
 	}
 	if (ret) {
 		if (!cat_batch_begin(c)) {
-			cat_pack_seal(c, s->pack, 0);
+			if (s->pack)
+				cat_pack_seal(c, s->pack, 0);
 			cat_gen_fail(c, gen);
 			if (cat_batch_end(c))
 				hacd_log(LOG_ERR, "service %s: generation %lld: catalog: %s", s->name,
@@ -569,8 +622,18 @@ void svc_ckpt_done(struct svc *s, const Hacd__WorkerReply *rep)
 		svc_waiters_done(s, SVC_WAIT_CHECKPOINT, false, ret, s->last_error, 0);
 	} else {
 		s->n_ckpt++;
-		hacd_log(LOG_DEBUG, "service %s: generation %lld complete, pause %lld us",
-			 s->name, (long long)gen, (long long)st.pause_us);
+		if (st.store_gen)
+			hacd_log(rep->full ? LOG_INFO : LOG_DEBUG, "service %s: generation %lld "
+				 "complete (store generation %lld%s), pause %lld us, pre-copy %llu us "
+				 "in %u rounds, %llu of %lld pages written, %lld bytes",
+				 s->name, (long long)gen, (long long)st.store_gen,
+				 rep->full ? ", full" : "", (long long)st.pause_us,
+				 (unsigned long long)rep->precopy_us, rep->rounds,
+				 (unsigned long long)rep->pages_written, (long long)st.pages,
+				 (long long)st.bytes_new);
+		else
+			hacd_log(LOG_DEBUG, "service %s: generation %lld complete, pause %lld us",
+				 s->name, (long long)gen, (long long)st.pause_us);
 		gen_hooks_when_durable(s, gen);
 		/* hactl checkpoint is told only what a power loss cannot undo; rare enough
 		 * to fsync here. */
@@ -580,6 +643,120 @@ void svc_ckpt_done(struct svc *s, const Hacd__WorkerReply *rep)
 	}
 	s->gen = s->pack = 0;
 	s->retention_due = true;	/* hacd_gc, within the second */
+}
+
+/* ---- the page store (DESIGN) -------------------------------------------------------- */
+
+bool svc_incremental(const struct svc *s)
+{
+	return s->cs && s->cs->checkpoint == CONF_CHECKPOINT_INCREMENTAL;
+}
+
+bool svc_has_store(const struct svc *s)
+{
+	char path[4096];
+	struct stat st;
+
+	svc_store_dir(s, path, sizeof(path));
+	return !lstat(path, &st) && S_ISDIR(st.st_mode);
+}
+
+/* Retry after a failed STORE_GC: soon when another writer held the store. */
+#define STORE_GC_BUSY_US	1000000
+#define STORE_GC_RETRY_US	10000000
+
+bool svc_store_gc_next(struct svc *s)
+{
+	Hacd__WorkerRequest req = HACD__WORKER_REQUEST__INIT;
+	char dir[4096], wal[4096];
+	struct cat_gen *g = NULL;
+	uint32_t *keep;
+	size_t n = 0, nk = 0;
+	int ret;
+
+	/* A running active service only: a standby's store belongs to its receiver. */
+	if (!s->store_gc_due || s->w_op || s->w_fd < 0 || s->state != SVC_RUNNING ||
+	    s->stop_pending || s->dead_seen || hacd_now_us() < s->store_gc_retry_us)
+		return false;
+	ret = cat_gen_list(s->d->cat, s->cat_id,
+			   CAT_GEN_MASK(CAT_GEN_COMPLETE) | CAT_GEN_MASK(CAT_GEN_PENDING), 0, &g, &n);
+	if (ret) {
+		hacd_log(LOG_ERR, "service %s: store gc: catalog: %s", s->name,
+			 cat_errmsg(s->d->cat));
+		s->store_gc_retry_us = hacd_now_us() + STORE_GC_RETRY_US;
+		return false;
+	}
+	keep = calloc(n ? n : 1, sizeof(*keep));
+	if (!keep) {
+		free(g);
+		return false;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (g[i].stats.store_gen > 0 && g[i].stats.store_gen <= UINT32_MAX)
+			keep[nk++] = (uint32_t)g[i].stats.store_gen;
+	free(g);
+	svc_store_dir(s, dir, sizeof(dir));
+	cat_wal_path(s->d->cat, wal, sizeof(wal));
+	req.op = HACD__WORKER_OP__WORKER_OP_STORE_GC;
+	req.dir = dir;
+	req.sync_path = wal;
+	req.keep = keep;
+	req.n_keep = nk;
+	ret = hacd_worker_send(s, &req);
+	free(keep);
+	if (ret) {
+		hacd_log(LOG_ERR, "service %s: store gc: worker: %s", s->name, strerror(-ret));
+		s->store_gc_retry_us = hacd_now_us() + STORE_GC_RETRY_US;
+		return false;
+	}
+	return true;
+}
+
+static bool gen_listed(const Hacd__WorkerReply *rep, int64_t store_gen)
+{
+	for (size_t i = 0; i < rep->n_store_gens; i++)
+		if (rep->store_gens[i] == store_gen)
+			return true;
+	return false;
+}
+
+void svc_store_gc_done(struct svc *s, const Hacd__WorkerReply *rep)
+{
+	struct cat *c = s->d->cat;
+	struct cat_gen *g = NULL;
+	size_t n = 0;
+
+	if (!rep || rep->status) {
+		int busy = rep && rep->status == -EBUSY;
+
+		if (busy)
+			hacd_log(LOG_INFO, "service %s: store gc: %s; trying again", s->name,
+				 rep->error ? rep->error : "busy");
+		else
+			svc_event(s, LOG_WARNING, "store", "deleting store generations: %s",
+				  rep && rep->error ? rep->error : "the worker died");
+		s->store_gc_retry_us = hacd_now_us() + (busy ? STORE_GC_BUSY_US : STORE_GC_RETRY_US);
+		return;
+	}
+	s->store_gc_due = false;
+	/* The store now holds exactly what it lists: a complete row whose data is not
+	 * there can never be restored. */
+	if (cat_gen_list(c, s->cat_id, CAT_GEN_MASK(CAT_GEN_COMPLETE), 0, &g, &n)) {
+		hacd_log(LOG_ERR, "service %s: store gc: catalog: %s", s->name, cat_errmsg(c));
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!g[i].stats.store_gen || gen_listed(rep, g[i].stats.store_gen))
+			continue;
+		if (cat_gen_lost(c, g[i].id)) {
+			hacd_log(LOG_ERR, "service %s: catalog: %s", s->name, cat_errmsg(c));
+			continue;
+		}
+		svc_event(s, LOG_ERR, "store", "generation %lld: its store generation %lld is "
+			  "missing from the page store (a power loss?): pruned", (long long)g[i].id,
+			  (long long)g[i].stats.store_gen);
+	}
+	free(g);
 }
 
 void svc_timer_arm(struct svc *s)

@@ -367,7 +367,13 @@ static void svc_restore(struct svc *s, int64_t gen)
 		svc_set_dead(s);
 		return;
 	}
-	svc_gen_dir(s, g.id, dir, sizeof(dir));
+	if (g.stats.store_gen > 0 && g.stats.store_gen <= UINT32_MAX) {
+		svc_store_dir(s, dir, sizeof(dir));
+		req.has_store_gen = 1;
+		req.store_gen = (uint32_t)g.stats.store_gen;
+	} else {
+		svc_gen_dir(s, g.id, dir, sizeof(dir));
+	}
 	req.op = HACD__WORKER_OP__WORKER_OP_RESTORE;
 	req.dir = dir;
 	s->state = SVC_RESTORING;
@@ -432,6 +438,9 @@ void svc_worker_reply(struct svc *s, int op, const Hacd__WorkerReply *rep)
 		break;
 	case HACD__WORKER_OP__WORKER_OP_RESTORE:
 		restore_done(s, rep);
+		break;
+	case HACD__WORKER_OP__WORKER_OP_STORE_GC:
+		svc_store_gc_done(s, rep);
 		break;
 	}
 	svc_next(s);
@@ -572,6 +581,8 @@ static void svc_next(struct svc *s)
 		svc_restore(s, s->restore_gen);
 		return;
 	}
+	if (svc_store_gc_next(s))
+		return;
 	if (s->state == SVC_RUNNING && s->want_ckpt)
 		svc_ckpt_start(s);
 	if (s->state == SVC_DEAD && s->after_stop == SVC_AFTER_NOTHING && !s->cs && s->init <= 0)
@@ -662,6 +673,9 @@ static int svc_new(struct hacd *d, const struct conf_service *cs)
 		return ret;
 	}
 	svc_sweep_unknown(s);
+	/* What a killed hacd's worker left in the page store: before the first checkpoint
+	 * (hacd-gen.c DESIGN). */
+	s->store_gc_due = svc_has_store(s);
 	ret = hacd_worker_start(s);
 	if (ret) {
 		svc_event(s, LOG_ERR, "worker", "cannot start its worker: %s", strerror(-ret));

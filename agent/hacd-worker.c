@@ -27,6 +27,14 @@
  *     been killed with the parasite inside the service, the service would run on into
  *     the parasite's trap with no tracer and die. The dump ends (cured, released),
  *     the worker removes what no hacd will ever commit, then takes the signal.
+ *  5. Incremental checkpoints (conf checkpoint = "incremental"): the worker keeps one
+ *     tracked target (eng_track) of its service between requests, open on the pid it
+ *     was last asked for; it holds the service's page store locked, so the worker is
+ *     the store's only writer, and deletions go through it (STORE_GC). A new worker
+ *     whose predecessor (outliving a killed hacd) still holds the lock gets -EBUSY:
+ *     that generation fails and the next tick tries again; never two writers. A
+ *     store generation the worker committed and hacd never did is removed by the next
+ *     STORE_GC, which hacd sends before its first incremental checkpoint.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -45,6 +53,7 @@
 
 #include <event2/event.h>
 
+#include "ha/catalog.h"
 #include "ha/conf.h"
 #include "ha/engine.h"
 #include "hacd.h"
@@ -56,6 +65,18 @@
 static const char *worker_name;
 static int worker_log_level;
 static pid_t worker_parent;
+/* Invariant 5: the tracked service, and the pid and store it was opened for. */
+static struct eng_track *track;
+static pid_t track_pid;
+static char track_store[4096];
+
+static void track_drop(void)
+{
+	eng_track_close(track);
+	track = NULL;
+	track_pid = 0;
+	track_store[0] = 0;
+}
 
 static void worker_log(int level, const char *msg, void *opaque)
 {
@@ -129,6 +150,60 @@ static void rm_orphan_dir(const char *path)
 	rmdir(path);
 }
 
+/*
+ * A tracked generation of the store req->dir. The tracker is (re)opened when there is
+ * none or it follows another process: the service was restored or launched again, and
+ * that first generation stores every page.
+ */
+static void do_checkpoint_incr(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep)
+{
+	/* precopy off: one live round (0 would be the engine's default of 8). */
+	struct eng_track_opts o = { .max_rounds = req->precopy ? 0 : 1 };
+	struct eng_track_stats st = { 0 };
+	int ret = 0;
+
+	hold_term(true);	/* invariant 4 */
+	if (track && (track_pid != (pid_t)req->pid || strcmp(track_store, req->dir)))
+		track_drop();
+	if (!track) {
+		ret = eng_track_open((pid_t)req->pid, req->dir, &o, &track);
+		if (!ret) {
+			track_pid = (pid_t)req->pid;
+			snprintf(track_store, sizeof(track_store), "%s", req->dir);
+		}
+	}
+	if (!ret)
+		ret = eng_track_checkpoint(track, &o, &st);
+	if (hacd_gone()) {
+		/* A generation the store committed but no hacd will: the next hacd's first
+		 * STORE_GC removes it (its catalog has no complete row for it). */
+		worker_log(LOG_NOTICE, "hacd died during a checkpoint: the service is released; "
+			   "exiting", NULL);
+		_exit(0);
+	}
+	hold_term(false);
+	rep->status = ret;
+	if (ret) {
+		/* Gone, or failed (the next generation would be full anyway): the next
+		 * request opens afresh on whatever runs then. */
+		track_drop();
+		return;
+	}
+	rep->has_frozen_us = rep->has_total_us = rep->has_pages_written = 1;
+	rep->has_pages_scanned = rep->has_bytes_written = rep->has_store_gen = 1;
+	rep->has_precopy_us = rep->has_rounds = rep->has_pages_total = rep->has_full = 1;
+	rep->frozen_us = st.pause_us;
+	rep->total_us = st.total_us;
+	rep->pages_written = st.pages_written;
+	rep->pages_scanned = st.pages_scanned;
+	rep->bytes_written = st.bytes_written;
+	rep->store_gen = st.generation;
+	rep->precopy_us = st.precopy_us;
+	rep->rounds = st.precopy_rounds;
+	rep->pages_total = st.pages_total;
+	rep->full = st.full;
+}
+
 static void do_checkpoint(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep)
 {
 	struct eng_dump_opts o = {
@@ -164,9 +239,12 @@ static void do_restore(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep)
 	 * new ones under a new init (the image says so), an attached one with its pids in
 	 * ours, as it was.
 	 */
-	struct eng_restore_opts o = { .pidns = false };
+	struct eng_restore_opts o = { .pidns = false, .generation = req->store_gen };
 	pid_t init, pid;
 
+	/* Whatever was tracked is gone: the restored process gets a tracker of its own at
+	 * its first checkpoint. */
+	track_drop();
 	/* A restore cut short could leave a half-restored process running. Once it is
 	 * done, the service is a process like any other: the next hacd adopts it. */
 	hold_term(true);
@@ -183,6 +261,84 @@ static void do_restore(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep)
 	rep->init = (uint32_t)init;
 	/* Under an init, the service is its child: the pid to checkpoint and signal. */
 	rep->pid = (uint32_t)pid;
+}
+
+static bool kept(const Hacd__WorkerRequest *req, uint32_t gen)
+{
+	for (size_t i = 0; i < req->n_keep; i++)
+		if (req->keep[i] == gen)
+			return true;
+	return false;
+}
+
+/*
+ * Delete every generation of the store req->dir that req->keep does not name, through
+ * the tracker when it holds the store (invariant 5). Replies with what remains, which
+ * hacd checks against its complete generations. -EBUSY: another writer holds the store
+ * (an old worker, a receiving standby): hacd tries again later.
+ */
+static void do_store_gc(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep)
+{
+	uint32_t *gens = NULL, *left;
+	size_t nr = 0, n_left = 0;
+	int ret;
+
+	ret = eng_store_is(req->dir);
+	if (ret <= 0) {
+		/* No store yet: nothing to delete, nothing remains. */
+		rep->status = ret < 0 ? ret : 0;
+		return;
+	}
+	ret = eng_store_list(req->dir, &gens, &nr);
+	if (ret) {
+		rep->status = ret;
+		return;
+	}
+	/* The prunes that made these deletable must outlive a power loss first (hacd-gen.c
+	 * DESIGN): a row coming back complete would name data that is gone. */
+	if (req->sync_path && (ret = cat_sync_path(req->sync_path))) {
+		free(gens);
+		rep->status = ret;
+		rep->error = "fdatasync of the catalog failed: nothing deleted";
+		return;
+	}
+	left = calloc(nr ? nr : 1, sizeof(*left));
+	if (!left) {
+		free(gens);
+		rep->status = -ENOMEM;
+		return;
+	}
+	hold_term(true);	/* a deletion is short, and ends whole */
+	for (size_t i = 0; i < nr && !ret; i++) {
+		uint64_t freed = 0;
+
+		if (kept(req, gens[i])) {
+			left[n_left++] = gens[i];
+			continue;
+		}
+		if (track && !strcmp(track_store, req->dir))
+			ret = eng_track_delete(track, gens[i], &freed);
+		else
+			ret = eng_store_delete(req->dir, gens[i], &freed);
+		if (!ret) {
+			char msg[96];
+
+			snprintf(msg, sizeof(msg), "store generation %u deleted, %llu bytes freed",
+				 gens[i], (unsigned long long)freed);
+			worker_log(LOG_INFO, msg, NULL);
+		} else {
+			left[n_left++] = gens[i];
+		}
+	}
+	hold_term(false);
+	free(gens);
+	rep->status = ret;
+	if (!ret) {
+		rep->n_store_gens = n_left;
+		rep->store_gens = left;
+		return;
+	}
+	free(left);
 }
 
 static int handle(const uint8_t *buf, size_t len)
@@ -207,8 +363,16 @@ static int handle(const uint8_t *buf, size_t len)
 			rep.status = -EINVAL;
 		break;
 	case HACD__WORKER_OP__WORKER_OP_CHECKPOINT:
-		if (req->pid && req->dir)
+		if (req->pid && req->dir && req->incremental)
+			do_checkpoint_incr(req, &rep);
+		else if (req->pid && req->dir)
 			do_checkpoint(req, &rep);
+		else
+			rep.status = -EINVAL;
+		break;
+	case HACD__WORKER_OP__WORKER_OP_STORE_GC:
+		if (req->dir)
+			do_store_gc(req, &rep);
 		else
 			rep.status = -EINVAL;
 		break;
@@ -230,6 +394,7 @@ send:
 		n = hacd__worker_reply__get_packed_size(&rep);
 	}
 	hacd__worker_reply__pack(&rep, out);
+	free(rep.store_gens);
 	if (req)
 		hacd__worker_request__free_unpacked(req, NULL);
 	return send(WORKER_FD, out, n, MSG_NOSIGNAL) < 0 ? -errno : 0;
@@ -301,7 +466,8 @@ static void worker_cb(evutil_socket_t fd, short what, void *arg)
 	rep = hacd__worker_reply__unpack(NULL, (size_t)n, buf);
 	/* Invariant 3. */
 	if (!rep || !rep->has_seq || !rep->has_status || rep->seq != s->w_seq || !s->w_op ||
-	    (!rep->status && s->w_op != HACD__WORKER_OP__WORKER_OP_CHECKPOINT &&
+	    (!rep->status && (s->w_op == HACD__WORKER_OP__WORKER_OP_LAUNCH ||
+			      s->w_op == HACD__WORKER_OP__WORKER_OP_RESTORE) &&
 	     (!rep->init || !rep->pid || rep->init > INT32_MAX || rep->pid > INT32_MAX))) {
 		hacd_log(LOG_ERR, "service %s: worker %d sent a malformed or unexpected reply: "
 			 "restarting it", s->name, (int)s->w_pid);

@@ -141,6 +141,10 @@ struct svc {
 	uint64_t n_ckpt, n_failed, n_missed;
 	/* the checkpoint in flight */
 	int64_t gen, pack;
+	/* page store (incremental): STORE_GC wanted (at start, after retention pruned),
+	 * not before store_gc_retry_us (CLOCK_MONOTONIC) after a failed one */
+	bool store_gc_due;
+	uint64_t store_gc_retry_us;
 	/* restore in flight, or wanted once the service is stopped */
 	int64_t restore_gen;		/* 0: latest complete */
 	bool want_ckpt;			/* asked by hactl checkpoint */
@@ -250,6 +254,13 @@ int64_t svc_wall_us(void);
 
 /* hacd-gen.c: checkpoints, retention, GC, waiting requests. */
 void svc_ckpt_start(struct svc *s);
+/* Whether `s` takes incremental checkpoints into its page store. */
+bool svc_incremental(const struct svc *s);
+/* The worker is idle: send a STORE_GC if one is due (true: sent). */
+bool svc_store_gc_next(struct svc *s);
+void svc_store_gc_done(struct svc *s, const struct Hacd__WorkerReply *rep);
+/* Whether STATE_DIR/services/NAME/store exists. */
+bool svc_has_store(const struct svc *s);
 /* rep NULL: the worker died with it. */
 void svc_ckpt_done(struct svc *s, const struct Hacd__WorkerReply *rep);
 void svc_timer_arm(struct svc *s);

@@ -65,8 +65,10 @@ static void print_text(const Hactl__CtlStatus *st)
 			char age[32];
 
 			ctl_fmt_duration(s->last_age_us, age, sizeof(age));
-			printf("  %s   last: generation %lld, %s ago, pause %.1f ms, %.1f MiB\n", bar,
-			       (long long)s->last_generation, age, s->last_pause_us / 1000.0,
+			/* New against total: what incremental checkpoints save. */
+			printf("  %s   last: generation %lld, %s ago, pause %.1f ms, %.1f MiB new "
+			       "of %.1f MiB\n", bar, (long long)s->last_generation, age,
+			       s->last_pause_us / 1000.0, s->last_bytes_new / 1048576.0,
 			       s->last_bytes / 1048576.0);
 		}
 		if (s->has_next_checkpoint_us) {
@@ -130,6 +132,12 @@ static void print_json(const Hactl__CtlReply *rep)
 			       (unsigned long long)(s->last_age_us / 1000),
 			       (unsigned long long)s->last_pause_us,
 			       (unsigned long long)s->last_bytes);
+		if (s->has_last_bytes_new)
+			printf(",\"last_bytes_new\":%llu", (unsigned long long)s->last_bytes_new);
+		if (s->checkpoint) {
+			printf(",\"checkpoint\":");
+			ctl_json_str(stdout, s->checkpoint);
+		}
 		if (s->has_next_checkpoint_us)
 			printf(",\"next_checkpoint_ms\":%llu",
 			       (unsigned long long)(s->next_checkpoint_us / 1000));

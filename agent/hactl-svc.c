@@ -161,13 +161,15 @@ static void gen_json(const Hactl__CtlGeneration *g)
 		printf(",\"committed_us\":%" PRId64 ",\"pause_us\":%" PRId64 ",\"bytes_new\":%" PRId64
 		       ",\"bytes_total\":%" PRId64 ",\"pages\":%" PRId64, g->committed_us, g->pause_us,
 		       g->bytes_new, g->bytes_total, g->pages);
+	if (g->has_store_gen)
+		printf(",\"store_gen\":%" PRId64, g->store_gen);
 	printf("}");
 }
 
 static void gen_text_header(void)
 {
-	printf("%-8s %-9s %-23s %10s %11s %11s %8s\n", "ID", "STATE", "TIME", "PAUSE", "NEW",
-	       "TOTAL", "PAGES");
+	printf("%-8s %-9s %-23s %10s %11s %11s %8s %6s\n", "ID", "STATE", "TIME", "PAUSE", "NEW",
+	       "TOTAL", "PAGES", "STORE");
 }
 
 static void gen_text(const Hactl__CtlGeneration *g)
@@ -179,6 +181,10 @@ static void gen_text(const Hactl__CtlGeneration *g)
 	if (g->has_committed_us)
 		printf(" %8.2fms %9.1fKi %9.1fKi %8" PRId64, g->pause_us / 1000.0,
 		       g->bytes_new / 1024.0, g->bytes_total / 1024.0, g->pages);
+	if (g->has_store_gen && g->store_gen)
+		printf(" %6" PRId64, g->store_gen);
+	else if (g->has_committed_us)
+		printf(" %6s", "-");
 	printf("\n");
 }
 

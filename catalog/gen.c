@@ -493,6 +493,29 @@ err:
 	return ret;
 }
 
+int cat_gen_lost(struct cat *c, int64_t gen)
+{
+	enum cat_gen_state state;
+	int ret;
+
+	cat__clear(c);
+	if ((ret = cat__begin(c)))
+		return ret;
+	if ((ret = gen_state(c, gen, &state, NULL)))
+		goto err;
+	if (state != CAT_GEN_COMPLETE) {
+		ret = cat__err(c, -EINVAL, "generation %lld is %s, not complete", (long long)gen,
+			       cat_gen_state_name(state));
+		goto err;
+	}
+	if ((ret = cat__gen_end(c, gen, CAT_GEN_PRUNED, cat__now(c))))
+		goto err;
+	return cat__commit(c);
+err:
+	cat__rollback(c);
+	return ret;
+}
+
 /* ---- start-up recovery ------------------------------------------------------------ */
 
 int cat_recover(struct cat *c)

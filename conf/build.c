@@ -202,6 +202,8 @@ static void build_settings(const struct conf__sec *sec, struct conf_service *s)
 	s->replication = conf__choice(conf__key_find(CONF__SERVICE, "replication"),
 				      conf__get(sec, "replication", NULL));
 	s->precopy = conf__parse_bool(conf__get(sec, "precopy", NULL)) == 1;
+	s->checkpoint = conf__choice(conf__key_find(CONF__SERVICE, "checkpoint"),
+				     conf__get(sec, "checkpoint", NULL));
 }
 
 static int build_service(struct conf__parse *p, const struct conf__sec *sec,
@@ -497,5 +499,6 @@ bool conf_service_equal(const struct conf_service *a, const struct conf_service 
 	return a->interval_us == b->interval_us && a->keep == b->keep &&
 	       a->keep_hourly == b->keep_hourly && a->keep_daily == b->keep_daily &&
 	       a->restart == b->restart && a->replication == b->replication &&
-	       a->precopy == b->precopy && a->stop_timeout_us == b->stop_timeout_us;
+	       a->precopy == b->precopy && a->checkpoint == b->checkpoint &&
+	       a->stop_timeout_us == b->stop_timeout_us;
 }

@@ -22,6 +22,7 @@ static struct conf__parse *cur;
 
 static const char *const restart_choices[] = { "restore", "scratch", "none", NULL };
 static const char *const replication_choices[] = { "async", "sync", NULL };
+static const char *const checkpoint_choices[] = { "full", "incremental", NULL };
 static const char *const log_choices[] = { "error", "warning", "notice", "info", "debug", NULL };
 
 const struct conf__key conf__keys[] = {
@@ -45,6 +46,7 @@ const struct conf__key conf__keys[] = {
 	{ CONF__SERVICE, "restart", CONF__T_ENUM, "restore", restart_choices },
 	{ CONF__SERVICE, "replication", CONF__T_ENUM, "async", replication_choices },
 	{ CONF__SERVICE, "precopy", CONF__T_BOOL, "yes", NULL },
+	{ CONF__SERVICE, "checkpoint", CONF__T_ENUM, "full", checkpoint_choices },
 	{ CONF__SERVICE, "stop_timeout", CONF__T_DURATION, "10s", NULL },
 	{ CONF__PEER, "address", CONF__T_ADDRESS, NULL, NULL },
 	{ CONF__PEER, "bandwidth", CONF__T_SIZE, NULL, NULL },

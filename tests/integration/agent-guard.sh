@@ -31,6 +31,8 @@ LOG=$T/hacd.log
 OUT=$T/state/services/counter/output.log
 PID=
 KILLS=${HACD_GUARD_KILLS:-6}
+# checkpoint = incremental (page store) unless HACD_CHECKPOINT=full
+MODE=${HACD_CHECKPOINT:-incremental}
 
 fail() {
 	echo "FAIL: $*" >&2
@@ -64,6 +66,7 @@ service "counter" {
   interval = "200ms"
   keep = 100
   restart = "restore"
+  checkpoint = "$MODE"
 }
 CONF
 
@@ -258,14 +261,26 @@ for e in dirs:
 done
 wait_gens 3
 "$HACTL" catalog verify "$T/state/catalog.db" > /dev/null || fail "final catalog"
+# gen_src ID: hactl's arguments naming generation ID: its directory, or its generation
+# in the page store (checkpoint = "incremental").
+gen_src() { "$HACTL" -s "$SOCK" list counter --json | python3 -c 'import json, sys
+g = [x for x in json.load(sys.stdin)["generations"] if x["id"] == int(sys.argv[1])][0]
+if g.get("store_gen"):
+    print("-D %s/store --generation %d" % (sys.argv[2], g["store_gen"]))
+else:
+    print("%s/gen-%d" % (sys.argv[2], g["id"]))' "$1" "$T/state/services/counter"; }
 for g in $(complete_gens | sed -n 1,5p); do
-	"$HACTL" image verify "$T/state/services/counter/gen-$g" > /dev/null ||
-		fail "generation $g does not verify"
+	# shellcheck disable=SC2046
+	"$HACTL" image verify $(gen_src "$g") > /dev/null ||
+		fail "generation $g ($(gen_src "$g")) does not verify"
 done
 # The newest complete generation really restores, in namespaces of its own beside the
 # service (the image says so: no --pidns).
 G=$(complete_gens | sed -n 1p)
-out=$("$HACTL" restore -D "$T/state/services/counter/gen-$G" --detach) ||
+SRC=$(gen_src "$G")
+case $SRC in -D*) ;; *) SRC="-D $SRC";; esac
+# shellcheck disable=SC2086
+out=$("$HACTL" restore $SRC --detach) ||
 	fail "restore of generation $G: $out"
 RPIDS=$(echo "$out" | awk '{print $3}')
 sleep 0.3

@@ -17,6 +17,8 @@ HACTL=$2
 COUNTER=$3
 N=${HACD_LOAD_SERVICES:-20}
 SECS=${HACD_LOAD_SECONDS:-30}
+# checkpoint = incremental (page store) unless HACD_CHECKPOINT=full
+MODE=${HACD_CHECKPOINT:-incremental}
 T=$(mktemp -d /tmp/hacd-load.XXXXXX)
 SOCK=$T/hactl.sock
 CONF=$T/hacd.conf
@@ -40,8 +42,8 @@ trap cleanup EXIT
 	echo "control_socket = \"$SOCK\""
 	echo "log_level = \"notice\""
 	for i in $(seq -w 1 "$N"); do
-		printf 'service "c%s" {\n  command = "%s"\n  interval = "1s"\n  keep = 5\n}\n' \
-			"$i" "$COUNTER"
+		printf 'service "c%s" {\n  command = "%s"\n  interval = "1s"\n  keep = 5\n  checkpoint = "%s"\n}\n' \
+			"$i" "$COUNTER" "$MODE"
 	done
 } > "$CONF"
 

@@ -21,6 +21,8 @@ HACD=$1
 HACTL=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
 SECS=${HACD_REDIS_SECONDS:-15}
+# checkpoint = incremental (page store) unless HACD_CHECKPOINT=full
+MODE=${HACD_CHECKPOINT:-incremental}
 REDIS=$(command -v redis-server || true)
 [ -n "$REDIS" ] && command -v redis-cli > /dev/null || { echo "redis missing (tests/deps.sh)"; exit 1; }
 T=$(mktemp -d /tmp/hacd-redis.XXXXXX)
@@ -56,12 +58,14 @@ service "redis" {
   interval = "1s"
   keep = 60
   restart = "restore"
+  checkpoint = "$MODE"
 }
 service "kv" {
   command = "$HERE/kv.py $KPORT"
   interval = "1s"
   keep = 60
   restart = "restore"
+  checkpoint = "$MODE"
 }
 CONF
 

@@ -5,6 +5,10 @@
  * generations (checkpoints), the pack files holding page data and which generation refers
  * to which pack, the per-peer replication state of each generation, and an event log.
  * Pack *data* lives in files the page store writes; the catalog only names them.
+ * Generations with a store_gen (incremental, agent/hacd-gen.c) have no pack rows: the
+ * page store (engine/store.c) is the authority on their page data and frees it itself
+ * when hacd deletes a store generation; pack rows and GC below concern plain image
+ * directories (store_gen 0) only.
  *
  * Calls return 0 or -errno; on failure cat_errmsg() says why, with context. A struct cat
  * is one sqlite connection: use it from one thread at a time, never across fork().
@@ -30,6 +34,7 @@
  *   pending -> failed     cat_gen_fail          its pack references dropped
  *   pending -> failed     cat_recover           same, for every pending one, at start-up
  *   complete -> pruned    cat_retention_apply   its pack references dropped
+ *   complete -> pruned    cat_gen_lost          same (its data was found missing)
  *   failed, pruned -> (row deleted)  cat_retention_apply, after policy.forget_after_s
  * Any other transition is refused with -EINVAL (and by a trigger in the database).
  * On a standby, a received generation is begun with cat_gen_begin_from() and committed
@@ -119,7 +124,9 @@ enum cat_gen_state { CAT_GEN_PENDING, CAT_GEN_COMPLETE, CAT_GEN_FAILED, CAT_GEN_
 struct cat_gen_stats {
 	int64_t pause_us;	/* freeze -> release */
 	int64_t bytes_new;	/* page data this generation wrote */
-	int64_t bytes_total;	/* page data it refers to, its own and older */
+	int64_t bytes_total;	/* page data it refers to, its own and older (store
+				 * generations: the raw size of every page its map holds,
+				 * what a full dump would write) */
 	int64_t pages;		/* pages in its page map */
 	uint64_t checksum;	/* XXH3-64 of its page map and images, from the engine */
 	int64_t store_gen;	/* its number in the service's page store (engine/store.c);
@@ -165,6 +172,9 @@ int cat_gen_begin_from(struct cat *c, int64_t service, int64_t parent, const cha
 int cat_gen_commit(struct cat *c, int64_t gen, const struct cat_gen_stats *st);
 /* pending -> failed. */
 int cat_gen_fail(struct cat *c, int64_t gen);
+/* complete -> pruned, outside retention: its data is gone (a page store generation a
+ * power loss took back after the catalog committed it). The caller logs an event. */
+int cat_gen_lost(struct cat *c, int64_t gen);
 
 int cat_gen_get(struct cat *c, int64_t gen, struct cat_gen *out);
 /* The complete generation of `service` whose page-store number is `store_gen`: -ENOENT. */

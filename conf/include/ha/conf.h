@@ -60,6 +60,13 @@ enum conf_replication {
 	CONF_REPLICATION_SYNC,		/* ... only once a standby has acknowledged it */
 };
 
+/* How each generation is taken (agent/hacd-worker.c). */
+enum conf_checkpoint {
+	CONF_CHECKPOINT_FULL,		/* a whole eng_dump into its own directory gen-ID */
+	CONF_CHECKPOINT_INCREMENTAL,	/* a tracked generation of the service's page
+					 * store: only what changed since the last one */
+};
+
 struct conf_service {
 	const char *name;		/* safe name, unique among services */
 	enum conf_target target;
@@ -79,6 +86,7 @@ struct conf_service {
 	enum conf_restart restart;
 	enum conf_replication replication;
 	bool precopy;			/* copy dirty pages live before freezing */
+	enum conf_checkpoint checkpoint;
 	uint64_t stop_timeout_us;	/* SIGTERM to SIGKILL grace period */
 	/* Where the section starts, for messages; not compared by conf_service_equal. */
 	const char *file;

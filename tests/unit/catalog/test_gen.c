@@ -78,6 +78,16 @@ static void test_store_gen(void **state)
 	assert_int_equal(cat_gen_begin(t->c, t->svc, 0, &c), 0);
 	assert_int_equal(cat_gen_fail(t->c, c), 0);
 	assert_int_equal(cat_verify(t->c), 0);
+
+	/* Its store generation went missing: complete -> pruned, and its number is free. */
+	assert_int_equal(cat_gen_lost(t->c, c), -EINVAL);	/* failed, not complete */
+	assert_int_equal(cat_gen_lost(t->c, a), 0);
+	assert_int_equal(cat_gen_get(t->c, a, &g), 0);
+	assert_int_equal(g.state, CAT_GEN_PRUNED);
+	assert_true(g.ended_us > 0);
+	assert_int_equal(cat_gen_find_store(t->c, t->svc, 7, &found), -ENOENT);
+	assert_int_equal(cat_gen_lost(t->c, a), -EINVAL);
+	assert_int_equal(cat_verify(t->c), 0);
 }
 
 /* A batch is one transaction: all of it lands, or (after a failure) none of it. */

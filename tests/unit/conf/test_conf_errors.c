@@ -49,6 +49,9 @@ static void test_bad_values(void **state)
 		     "scratch or none", NULL);
 	expect_error(SVC("  replication = \"semi\"\n"), "t.conf:3:", "expected async or sync");
 	expect_error(SVC("  precopy = \"maybe\"\n"), "t.conf:3:", "expected true or false");
+	expect_error(SVC("\n  checkpoint = \"delta\"\n"),
+		     "t.conf:4: service \"s\": bad checkpoint \"delta\": expected full or "
+		     "incremental", NULL);
 	expect_error(SVC("  pidfile = \"run/x.pid\"\n"), "t.conf:3:", "absolute path");
 	expect_error("log_level = \"verbose\"\n", "t.conf:1: bad log_level", "debug");
 	expect_error("state_dir = \"var/lib\"\n", "t.conf:1:", "absolute path");

@@ -1,0 +1,283 @@
+#!/bin/bash
+# agent-store.sh HACD HACTL: hacd's incremental checkpoints into a service's page store
+# (checkpoint = "incremental"), with a 64 MiB heap of random bytes (heap.py) of which
+# the test rewrites a few pages between checkpoints.
+#
+#  1. Generations after the first store far less than the first (hactl list --json:
+#     bytes_new), each still naming the whole heap (bytes_total).
+#  2. kill -9 of the service: hacd restores the newest generation, exactly (SHA-256 of
+#     the heap); rollback to an older one gives exactly that one's heap.
+#  3. keep = 3 (reload), ~10 generations: the store holds exactly the catalog's complete
+#     generations (hactl image verify of each), and what is on disk (du) stays about one
+#     heap: the data of pruned generations is freed.
+#  4. hacd stopped while its worker writes a generation, then killed: the store has a
+#     generation the catalog never committed. The next hacd deletes it before its first
+#     checkpoint; the catalog verifies, and every store generation verifies.
+# Run as pid 1 of its own pid namespace (CMakeLists.txt), like agent-guard.sh.
+set -euo pipefail
+
+HACD=$1
+HACTL=$2
+HERE=$(cd "$(dirname "$0")" && pwd)
+MIB=${HACD_STORE_MIB:-64}
+# The system's python: a version manager's shim can take seconds to start under load.
+PY=$(command -v /usr/bin/python3 || command -v python3)
+T=$(mktemp -d /tmp/hacd-store.XXXXXX)
+SOCK=$T/hactl.sock
+LOG=$T/hacd.log
+CONF=$T/hacd.conf
+STORE=$T/state/services/heap/store
+PID=
+
+fail() {
+	echo "FAIL: $*" >&2
+	[ -n "$PID" ] && kill -CONT "$PID" 2>/dev/null || true
+	echo "--- hacd log (tail):" >&2
+	tail -40 "$LOG" >&2 || true
+	"$HACTL" -s "$SOCK" list heap >&2 || true
+	exit 1
+}
+cleanup() {
+	[ -n "$PID" ] && kill -CONT "$PID" 2>/dev/null || true
+	[ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
+	p=$(cut -d" " -f1 "$T/state/services/heap/service.pid" 2>/dev/null || true)
+	[ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+conf() {
+	cat > "$CONF" <<CONF
+node = "alpha"
+state_dir = "$T/state"
+control_socket = "$SOCK"
+service "heap" {
+  command = "$HERE/heap.py $PORT $MIB"
+  interval = "$1"
+  keep = $2
+  restart = "restore"
+  checkpoint = "incremental"
+}
+CONF
+}
+
+start_hacd() {
+	"$HACD" -f "$CONF" 2>> "$LOG" &
+	PID=$!
+	for _ in $(seq 100); do
+		[ -S "$SOCK" ] && "$HACTL" -s "$SOCK" status >/dev/null 2>&1 && return 0
+		kill -0 "$PID" 2>/dev/null || fail "hacd exited at start"
+		sleep 0.05
+	done
+	fail "no socket at $SOCK"
+}
+
+# req LINE: one request to heap.py, its answer on stdout (empty when it does not answer).
+req() { "$PY" -c '
+import socket, sys
+try:
+    c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+    c.sendall((sys.argv[2] + "\n").encode())
+    out = b""
+    while not out.endswith(b"\n"):
+        b = c.recv(4096)
+        if not b:
+            break
+        out += b
+    print(out.decode().strip())
+except OSError:
+    pass' "$PORT" "$1"; }
+wait_up() {
+	for _ in $(seq 600); do
+		[ -n "$(req sum)" ] && return 0
+		sleep 0.1
+	done
+	fail "heap.py not answering"
+}
+ckpt() { local out; out=$("$HACTL" -s "$SOCK" checkpoint heap) || fail "checkpoint: $out"
+	echo "$out" | sed -n 's/.*checkpointed as generation \([0-9]*\).*/\1/p'; }
+svc_pid() { local p; p=$("$HACTL" -s "$SOCK" --json status heap 2>/dev/null |
+	sed -n 's/.*"services":\[{[^]]*"pid":\([0-9]*\).*/\1/p') || true; echo "${p:-0}"; }
+list_json() { "$HACTL" -s "$SOCK" list heap --json; }
+# Complete generations: "ID STORE_GEN" lines.
+complete() { list_json | "$PY" -c 'import json, sys
+for g in json.load(sys.stdin)["generations"]:
+    if g["state"] == "complete": print(g["id"], g.get("store_gen", 0))'; }
+# The same, from the catalog itself (hacd may be stopped).
+cat_complete() { "$PY" -c 'import sqlite3, sys
+db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
+for i, g in db.execute("SELECT g.id, IFNULL(g.store_gen, 0) FROM generation g JOIN service s "
+                       "ON g.service = s.id WHERE s.name = ? AND g.state = ? ORDER BY g.id DESC",
+                       ("heap", "complete")):
+    print(i, g)' "$T/state/catalog.db"; }
+store_gens() { ls "$STORE" | sed -n 's/^gen-0*\([0-9][0-9]*\)$/\1/p' | sort -n; }
+wait_complete() {
+	for _ in $(seq 600); do
+		[ "$(complete | wc -l)" -ge "$1" ] && return 0
+		sleep 0.1
+	done
+	fail "fewer than $1 complete generations: $("$HACTL" -s "$SOCK" list heap)"
+}
+# The store and the catalog agree: the store holds exactly the complete generations'
+# store generations, plus at most the one in flight (newer than all of them, its row
+# pending: the worker commits into the store before hacd commits the row). Every one
+# verifies. Run with hacd stopped (SIGSTOP): nothing moves meanwhile but the worker.
+pending() { "$PY" -c 'import sqlite3, sys
+db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
+print(db.execute("SELECT COUNT(*) FROM generation g JOIN service s ON g.service = s.id "
+                 "WHERE s.name = ? AND g.state = ?", ("heap", "pending")).fetchone()[0])' \
+	"$T/state/catalog.db"; }
+agree() {
+	local want have extra
+	want=$(cat_complete | awk '{print $2}' | sort -n | tr '\n' ' ')
+	have=$(store_gens | tr '\n' ' ')
+	[ "$want" = "$have" ] && return 0
+	extra=${have#"$want"}
+	extra=${extra% }
+	case $extra in ''|*' '*) return 1;; esac
+	[ "$(pending)" -ge 1 ] && [ "$extra" -gt "$(echo "$want" | awk '{print $NF}')" ]
+}
+settled_check() {
+	local g
+	for _ in $(seq 50); do
+		kill -STOP "$PID"
+		agree && break
+		kill -CONT "$PID"
+		sleep 0.2
+	done
+	agree || fail "$1: store generations [$(store_gens | tr '\n' ' ')], catalog's complete ones [$(cat_complete | awk '{print $2}' | sort -n | tr '\n' ' ')]"
+	for g in $(store_gens); do
+		"$HACTL" image verify -D "$STORE" --generation "$g" > "$T/verify" 2>&1 ||
+			fail "$1: store generation $g: $(cat "$T/verify")"
+	done
+	"$HACTL" catalog verify "$T/state/catalog.db" > /dev/null || fail "$1: catalog verify"
+	kill -CONT "$PID"
+}
+
+# ---- 1. incremental generations ------------------------------------------------------
+conf 500ms 20
+start_hacd
+wait_up
+wait_complete 1
+for i in 1 2 3 4 5 6; do req "touch 8" > /dev/null; sleep 0.3; done
+wait_complete 4
+list_json > "$T/list.json"
+"$PY" - "$T/list.json" "$MIB" <<'PY' || fail "list: incremental sizes"
+import json, sys
+# Complete and pruned ones (a pruned row keeps its figures), oldest first.
+g = [x for x in json.load(open(sys.argv[1]))["generations"] if "committed_us" in x]
+g.sort(key=lambda x: x["id"])
+heap = int(sys.argv[2]) << 20
+first, rest = g[0], g[1:]
+assert len(rest) >= 3, ("too few generations", g)
+assert all(x.get("store_gen", 0) > 0 for x in g), ("not store generations", g)
+# The first stores the whole (incompressible) heap; the next ones a few pages each.
+assert first["bytes_new"] >= heap * 0.9, ("first generation", first)
+assert all(x["bytes_new"] * 20 < first["bytes_new"] for x in rest), ("later ones", rest)
+assert all(x["bytes_total"] >= heap for x in g), ("total", g)
+print("ok - incremental: first generation %.1f MiB new, the next %d %s KiB new each, "
+      "each of %.1f MiB; pauses %s ms" % (first["bytes_new"] / 2**20, len(rest),
+      "/".join("%.0f" % (x["bytes_new"] / 1024) for x in rest), rest[-1]["bytes_total"] / 2**20,
+      "/".join("%.1f" % (x["pause_us"] / 1e3) for x in g)))
+PY
+"$HACTL" -s "$SOCK" status heap | grep -q "MiB new of" || fail "status: no new/total"
+
+# ---- 2. exact restore and rollback ----------------------------------------------------
+req "touch 16" > /dev/null
+S1=$(req sum)
+G1=$(ckpt)
+req "touch 16" > /dev/null
+S2=$(req sum)
+G2=$(ckpt)
+[ -n "$G1" ] && [ -n "$G2" ] && [ "$S1" != "$S2" ] || fail "checkpoints $G1 $G2, sums $S1 $S2"
+P=$(svc_pid)
+[ "$P" -gt 0 ] || fail "no service pid"
+kill -KILL "$P"
+for _ in $(seq 600); do
+	p=$(svc_pid)
+	[ "$p" -gt 0 ] && [ "$p" != "$P" ] && [ -n "$(req sum)" ] && break
+	sleep 0.1
+done
+[ "$(req sum)" = "$S2" ] || fail "after kill -9: heap $(req sum), not $S2 (generation $G2)"
+echo "ok - [${SECONDS}s] kill -9: restored with exactly generation $G2's heap"
+out=$("$HACTL" -s "$SOCK" rollback heap -g "$G1") || fail "rollback: $out"
+wait_up
+[ "$(req sum)" = "$S1" ] || fail "after rollback to $G1: heap $(req sum), not $S1"
+req "touch 4" > /dev/null || fail "no writes after rollback"
+echo "ok - [${SECONDS}s] rollback: exactly generation $G1's heap"
+# The restored service gets a tracker of its own: its first generation is full again.
+G3=$(ckpt)
+"$HACTL" -s "$SOCK" log heap > "$T/log"
+
+# ---- 3. retention bounds the store ------------------------------------------------------
+conf 300ms 3
+"$HACTL" -s "$SOCK" reload > /dev/null || fail "reload"
+wait_up
+N0=$(complete | awk '{print $1}' | sort -n | tail -1)
+for _ in $(seq 100); do
+	req "touch 8" > /dev/null
+	[ "$(list_json | "$PY" -c 'import json, sys
+print(sum(1 for g in json.load(sys.stdin)["generations"]
+          if g["state"] in ("complete", "pruned") and g["id"] > int(sys.argv[1])))' "$N0")" -ge 10 ] && break
+	sleep 0.2
+done
+settled_check "keep = 3"
+# Retention runs once a second: at 300 ms a few more may be complete for a moment.
+[ "$(complete | wc -l)" -le 7 ] || fail "keep = 3: $(complete | wc -l) complete generations"
+DU=$(du -sk --apparent-size "$STORE/packs" | cut -f1)
+DUB=$(du -sk "$STORE/packs" | cut -f1)
+[ "$DUB" -lt $(((MIB * 1024) * 3 / 2 + 8192)) ] ||
+	fail "keep = 3: packs use $DUB KiB on disk for a $MIB MiB heap: pruned data not freed"
+echo "ok - [${SECONDS}s] keep = 3: the store holds exactly the catalog's $(complete | wc -l) complete generations, each verified; packs ${DUB} KiB on disk (${DU} KiB apparent) for a $MIB MiB heap"
+
+# ---- 4. hacd killed while its worker writes a generation -----------------------------------
+ORPHAN=
+for _ in $(seq 40); do
+	# A pack without its generation: one is being written now.
+	n=$(ls "$STORE/packs" | sed -n 's/^pack-0*\([0-9][0-9]*\)\.pack$/\1/p' | sort -n | tail -1)
+	if [ -n "$n" ] && [ ! -d "$STORE/gen-$(printf %08d "$n")" ]; then
+		kill -STOP "$PID"
+		for _ in $(seq 100); do
+			[ -d "$STORE/gen-$(printf %08d "$n")" ] && break
+			sleep 0.05
+		done
+		if [ -d "$STORE/gen-$(printf %08d "$n")" ]; then
+			ORPHAN=$n
+			break
+		fi
+		kill -CONT "$PID"
+	fi
+	req "touch 64" > /dev/null
+	sleep 0.02
+done
+[ -n "$ORPHAN" ] || fail "never caught a checkpoint in flight"
+W=$(pgrep -P "$PID" -x "hacd-w heap" || true)
+kill -KILL "$PID"
+wait "$PID" 2>/dev/null || true
+PID=
+for _ in $(seq 100); do
+	[ -z "$W" ] || ! kill -0 "$W" 2>/dev/null && break
+	sleep 0.1
+done
+cat_complete | awk '{print $2}' | grep -qx "$ORPHAN" && fail "store generation $ORPHAN committed in the catalog"
+[ -d "$STORE/gen-$(printf %08d "$ORPHAN")" ] || fail "store generation $ORPHAN vanished"
+start_hacd
+# (Its number may be taken again by the next generation: the log says it was deleted.)
+for _ in $(seq 100); do
+	grep -q "worker heap: store generation $ORPHAN deleted" "$LOG" && break
+	sleep 0.1
+done
+grep -q "worker heap: store generation $ORPHAN deleted" "$LOG" ||
+	fail "orphan store generation $ORPHAN not deleted"
+N1=$(complete | wc -l)
+wait_complete $((N1 + 1))
+settled_check "after the kill"
+echo "ok - [${SECONDS}s] hacd killed mid-checkpoint: store generation $ORPHAN (never committed) deleted at restart, catalog and store consistent"
+# Figures: each launch or restore begins with a full generation (logged at info).
+grep -o "generation [0-9]* complete (store generation [0-9]*, full).*" "$LOG" |
+	sed 's/^/# /' || true
+kill -TERM "$PID"
+wait "$PID" || fail "SIGTERM: exit $?"
+PID=
+echo "ok - [${SECONDS}s] SIGTERM"
