@@ -48,6 +48,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -69,6 +70,10 @@ static pid_t worker_parent;
 static struct eng_track *track;
 static pid_t track_pid;
 static char track_store[4096];
+/* Readable once the tracked process has exited: the tracker (and the store's lock) is
+ * let go then, not at the next request, so that a node turned standby does not keep
+ * its receiver out of the store. */
+static int track_pidfd = -1;
 
 static void track_drop(void)
 {
@@ -76,6 +81,9 @@ static void track_drop(void)
 	track = NULL;
 	track_pid = 0;
 	track_store[0] = 0;
+	if (track_pidfd >= 0)
+		close(track_pidfd);
+	track_pidfd = -1;
 }
 
 static void worker_log(int level, const char *msg, void *opaque)
@@ -170,6 +178,7 @@ static void do_checkpoint_incr(const Hacd__WorkerRequest *req, Hacd__WorkerReply
 		if (!ret) {
 			track_pid = (pid_t)req->pid;
 			snprintf(track_store, sizeof(track_store), "%s", req->dir);
+			track_pidfd = (int)syscall(SYS_pidfd_open, track_pid, 0);
 		}
 	}
 	if (!ret)
@@ -426,14 +435,17 @@ static void __attribute__((noreturn)) worker_main(int fd, pid_t parent)
 	prctl(PR_SET_NAME, comm);
 	eng_set_log(worker_log, worker_log_level, NULL);
 	for (;;) {
-		struct pollfd p = { .fd = WORKER_FD, .events = POLLIN };
-		int r = poll(&p, 1, 200);
+		struct pollfd p[2] = { { .fd = WORKER_FD, .events = POLLIN },
+				       { .fd = track_pidfd, .events = POLLIN } };
+		int r = poll(p, 2, 200);
 		ssize_t n;
 
 		reap_children();	/* invariant 2 */
 		if (r < 0 && errno != EINTR)
 			_exit(1);
-		if (r <= 0)
+		if (r > 0 && track_pidfd >= 0 && (p[1].revents & POLLIN))
+			track_drop();
+		if (r <= 0 || !(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
 		n = recv(WORKER_FD, buf, sizeof(buf), 0);
 		if (n == 0 || (n < 0 && errno != EINTR))
