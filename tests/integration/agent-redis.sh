@@ -71,17 +71,7 @@ CONF
 
 rcli() { redis-cli -p "$RPORT" "$@"; }
 # kv LINE: one request to kv.py, its answer on stdout.
-kv() { python3 -c '
-import socket, sys
-c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
-c.sendall((sys.argv[2] + "\n").encode())
-out = b""
-while not out.endswith(b"\n"):
-    b = c.recv(65536)
-    if not b:
-        break
-    out += b
-print(out.decode().strip())' "$KPORT" "$1"; }
+kv() { "$HERE/kv.py" client "$KPORT" "$1"; }
 svc_pid() { local p; p=$("$HACTL" -s "$SOCK" --json status "$1" 2>/dev/null |
 	sed -n 's/.*"services":\[{[^]]*"pid":\([0-9]*\).*/\1/p') || true; echo "${p:-0}"; }
 # hacd launches each service in a pid namespace of its own: its pid inside, which a

@@ -5,10 +5,23 @@
 #   set KEY VALUE -> ok        get KEY -> VALUE or (nil)        dump -> JSON of the dict
 # One connection at a time, closed after the reply: an established connection is
 # closed by policy at restore, a listening socket comes back.
+# kv.py client PORT LINE: the tests' client: one request, the answer on stdout.
 import json
 import select
 import socket
 import sys
+
+if len(sys.argv) == 4 and sys.argv[1] == "client":
+    c = socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=10)
+    c.sendall((sys.argv[3] + "\n").encode())
+    out = b""
+    while not out.endswith(b"\n"):
+        b = c.recv(65536)
+        if not b:
+            break
+        out += b
+    print(out.decode().strip())
+    sys.exit(0)
 
 data, ticks = {}, 0
 srv = socket.socket()

@@ -32,13 +32,7 @@ APID=
 BPID=
 VPID=
 
-fail() {
-	echo "FAIL: $*" >&2
-	for f in "$T"/*.log; do
-		[ -f "$f" ] && { echo "--- $f:" >&2; tail -n 30 "$f" >&2; }
-	done
-	exit 1
-}
+fail() { rep_fail "$@"; }
 
 cleanup() {
 	for p in $APID $BPID $VPID; do
@@ -57,14 +51,8 @@ rep_cert "$T/tls" beta ca
 
 # Both nodes listen and name each other: replication can run either way.
 for n in alpha beta; do
-	case $n in alpha) me=1 other=beta them=2 ;; beta) me=2 other=alpha them=1 ;; esac
-	cat > "$T/$n.conf" <<EOF
-node = "$n"
-state_dir = "$T/$n"
-control_socket = "$T/$n.sock"
-listen = "10.78.0.$me:7789"
-tls { ca = "$T/tls/ca.crt"; cert = "$T/tls/$n.crt"; key = "$T/tls/$n.key" }
-peer "$other" { address = "10.78.0.$them:7789" }
+	rep_conf "$n" 10.78.0 7789
+	cat >> "$T/$n.conf" <<EOF
 service "victim" {
   pidfile = "/run/hacd-reph-victim.pid"
   interval = "1h"

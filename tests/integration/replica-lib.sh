@@ -6,6 +6,10 @@
 #   rep_nodes_del NSA NSB    delete both (in cleanup traps; never fails)
 #   rep_ca DIR NAME          a self-signed CA: DIR/NAME.crt, DIR/NAME.key
 #   rep_cert DIR NAME CA     DIR/NAME.{crt,key}, CN and subjectAltName NAME, signed by CA
+#   rep_conf NODE NET PORT   $T/NODE.conf: alpha (NET.1) and beta (NET.2) listen on PORT
+#                            and name each other; the caller appends its services
+#   rep_fail MSG...          FAIL: MSG, the tail of every $T/*.log, exit 1
+#   rep_nodes_kill NSA NSB   kill -9 every process in both namespaces, reap, delete them
 
 rep_nodes() {
 	ip netns add "$1"
@@ -39,6 +43,36 @@ rep_cert() {
 	printf 'subjectAltName=DNS:%s\n' "$2" > "$1/$2.ext"
 	openssl x509 -req -in "$1/$2.csr" -CA "$1/$3.crt" -CAkey "$1/$3.key" \
 		-CAcreateserial -days 1 -extfile "$1/$2.ext" -out "$1/$2.crt" 2>/dev/null
+}
+
+rep_conf() {
+	case $1 in alpha) me=1 other=beta them=2 ;; *) me=2 other=alpha them=1 ;; esac
+	cat > "$T/$1.conf" <<EOF
+node = "$1"
+state_dir = "$T/$1"
+control_socket = "$T/$1.sock"
+listen = "$2.$me:$3"
+tls { ca = "$T/tls/ca.crt"; cert = "$T/tls/$1.crt"; key = "$T/tls/$1.key" }
+peer "$other" { address = "$2.$them:$3" }
+EOF
+}
+
+rep_fail() {
+	echo "FAIL: $*" >&2
+	for f in "$T"/*.log; do
+		[ -f "$f" ] && { echo "--- $f:" >&2; tail -n 30 "$f" >&2; }
+	done
+	exit 1
+}
+
+rep_nodes_kill() {
+	for ns in "$1" "$2"; do
+		for p in $(ip netns pids "$ns" 2>/dev/null); do
+			kill -KILL "$p" 2>/dev/null || true
+		done
+	done
+	wait 2>/dev/null || true
+	rep_nodes_del "$1" "$2"
 }
 
 # hacd of node NODE (alpha or beta) in namespace NS, from $T/NODE.conf, logging to

@@ -36,13 +36,7 @@ PUSH_PID=
 VPID=
 MIB=${REP_MIB:-64}
 
-fail() {
-	echo "FAIL: $*" >&2
-	for f in "$T"/*.log; do
-		[ -f "$f" ] && { echo "--- $f:" >&2; tail -n 30 "$f" >&2; }
-	done
-	exit 1
-}
+fail() { rep_fail "$@"; }
 
 cleanup() {
 	for p in $PUSH_PID $SERVE_PID $VPID; do

@@ -39,22 +39,10 @@ WPID=
 
 [ -n "$REDIS" ] || { echo "SKIP: redis-server not installed"; exit 77; }
 
-fail() {
-	echo "FAIL: $*" >&2
-	for f in "$T"/*.log; do
-		[ -f "$f" ] && { echo "--- $f:" >&2; tail -n 25 "$f" >&2; }
-	done
-	exit 1
-}
+fail() { rep_fail "$@"; }
 
 cleanup() {
-	for ns in "$NSA" "$NSB"; do
-		for p in $(ip netns pids "$ns" 2>/dev/null); do
-			kill -KILL "$p" 2>/dev/null || true
-		done
-	done
-	wait 2>/dev/null || true
-	rep_nodes_del "$NSA" "$NSB"
+	rep_nodes_kill "$NSA" "$NSB"
 	[ -n "${REDIS_KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
@@ -78,14 +66,8 @@ daemonize no
 dir $T/redis
 EOF
 for n in alpha beta; do
-	case $n in alpha) me=1 other=beta them=2 ;; beta) me=2 other=alpha them=1 ;; esac
-	cat > "$T/$n.conf" <<EOF
-node = "$n"
-state_dir = "$T/$n"
-control_socket = "$T/$n.sock"
-listen = "10.79.0.$me:7790"
-tls { ca = "$T/tls/ca.crt"; cert = "$T/tls/$n.crt"; key = "$T/tls/$n.key" }
-peer "$other" { address = "10.79.0.$them:7790" }
+	rep_conf "$n" 10.79.0 7790
+	cat >> "$T/$n.conf" <<EOF
 service "redis" {
   command = "$REDIS $T/redis.conf"
   interval = "1s"

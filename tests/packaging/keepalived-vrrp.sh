@@ -42,22 +42,10 @@ BPID=
 
 [ -n "$KEEPALIVED" ] || { echo "SKIP: keepalived not installed (tests/deps.sh installs it)"; exit 77; }
 
-fail() {
-	echo "FAIL: $*" >&2
-	for f in "$T"/*.log; do
-		[ -f "$f" ] && { echo "--- $f:" >&2; tail -n 25 "$f" >&2; }
-	done
-	exit 1
-}
+fail() { rep_fail "$@"; }
 
 cleanup() {
-	for ns in "$NSA" "$NSB"; do
-		for p in $(ip netns pids "$ns" 2>/dev/null); do
-			kill -KILL "$p" 2>/dev/null || true
-		done
-	done
-	wait 2>/dev/null || true
-	rep_nodes_del "$NSA" "$NSB"
+	rep_nodes_kill "$NSA" "$NSB"
 	[ -n "${VRRP_KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
@@ -68,17 +56,7 @@ at() { echo "[$(( ($(now_ms) - T_START) / 1000 )) s]"; }
 ns_of() { if [ "$1" = alpha ]; then echo "$NSA"; else echo "$NSB"; fi; }
 ctl() { n=$1; shift; "$HACTL" -s "$T/$n.sock" "$@"; }
 # kv NODE LINE: one request to kv.py on NODE (its loopback), the answer on stdout.
-kv() { ip netns exec "$(ns_of "$1")" python3 -c '
-import socket, sys
-c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
-c.sendall((sys.argv[2] + "\n").encode())
-out = b""
-while not out.endswith(b"\n"):
-    b = c.recv(65536)
-    if not b:
-        break
-    out += b
-print(out.decode().strip())' "$PORT" "$2"; }
+kv() { ip netns exec "$(ns_of "$1")" "$KV" client "$PORT" "$2"; }
 # until SECONDS WHAT CMD...: poll CMD every 0.1 s (never a fixed sleep: load reaches 20)
 until_ok() {
 	u_s=$1 u_what=$2
@@ -108,17 +86,9 @@ rep_cert "$T/tls" alpha ca
 rep_cert "$T/tls" beta ca
 
 for n in alpha beta; do
-	case $n in
-	alpha) me=1 other=beta them=2 dev=va prio=150 ;;
-	beta) me=2 other=alpha them=1 dev=vb prio=100 ;;
-	esac
-	cat > "$T/$n.conf" <<EOF
-node = "$n"
-state_dir = "$T/$n"
-control_socket = "$T/$n.sock"
-listen = "$NET.$me:7791"
-tls { ca = "$T/tls/ca.crt"; cert = "$T/tls/$n.crt"; key = "$T/tls/$n.key" }
-peer "$other" { address = "$NET.$them:7791" }
+	case $n in alpha) me=1 them=2 dev=va prio=150 ;; beta) me=2 them=1 dev=vb prio=100 ;; esac
+	rep_conf "$n" "$NET" 7791
+	cat >> "$T/$n.conf" <<EOF
 service "kv" {
   command = "$KV $PORT"
   interval = "1h"
