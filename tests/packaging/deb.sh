@@ -23,15 +23,7 @@ fail() {
 	exit 1
 }
 
-# Only what is tracked (no build directories), plus what is not committed yet.
-mkdir "$T/hacd-0.1.0"
-if git -C "$SRC" rev-parse --git-dir > /dev/null 2>&1; then
-	git -C "$SRC" ls-files -co --exclude-standard -z |
-		(cd "$SRC" && xargs -0 cp --parents -t "$T/hacd-0.1.0" 2>/dev/null) || true
-else
-	(cd "$SRC" && tar cf - --exclude='./build*' --exclude=./obj-* .) | tar xf - -C "$T/hacd-0.1.0"
-fi
-[ -f "$T/hacd-0.1.0/CMakeLists.txt" ] || fail "copying the tree"
+"$(dirname "$0")/copy-tree.sh" "$SRC" "$T/hacd-0.1.0" || fail "copying the tree"
 cp -r "$T/hacd-0.1.0/packaging/debian" "$T/hacd-0.1.0/debian"
 start=$(date +%s)
 (cd "$T/hacd-0.1.0" && dpkg-buildpackage -b -us -uc -j2) > "$T/build.log" 2>&1 ||

@@ -23,15 +23,8 @@ fail() {
 	exit 1
 }
 
-# Only what is tracked (no build directories), plus what is not committed yet.
-mkdir -p "$T/rpmbuild/SOURCES" "$T/hacd-$VERSION"
-if git -C "$SRC" rev-parse --git-dir > /dev/null 2>&1; then
-	git -C "$SRC" ls-files -co --exclude-standard -z |
-		(cd "$SRC" && xargs -0 cp --parents -t "$T/hacd-$VERSION" 2>/dev/null) || true
-else
-	(cd "$SRC" && tar cf - --exclude='./build*' --exclude=./obj-* .) | tar xf - -C "$T/hacd-$VERSION"
-fi
-[ -f "$T/hacd-$VERSION/CMakeLists.txt" ] || fail "copying the tree"
+mkdir -p "$T/rpmbuild/SOURCES"
+"$(dirname "$0")/copy-tree.sh" "$SRC" "$T/hacd-$VERSION" || fail "copying the tree"
 tar czf "$T/rpmbuild/SOURCES/hacd-$VERSION.tar.gz" -C "$T" "hacd-$VERSION"
 
 # Stand-ins for systemd-rpm-macros (not on Debian): what they do on first install,
