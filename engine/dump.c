@@ -46,8 +46,8 @@
  *   COMMIT            commit_all, write_inventory   (queue order, inventory last)
  *   KILL              kill_tree
  *
- * A service hacd launched lives in pid, ipc and uts namespaces of its own under our
- * init (pidns.c): the tree is the init's child and below, frozen and collected in our
+ * A service hacd launched lives in pid, ipc, uts and mount namespaces of its own under
+ * our init (pidns.c): the tree is the init's child and below, frozen and collected in our
  * ids like any other; then ids_inside() gives the images the ids the tree sees.
  *
  * Memory and fds are collected before the parasite goes in, so that neither its

@@ -221,6 +221,8 @@ struct eng__pidns {
  * init's child and everything below it. Refuses a foreign init, orphans under ours,
  * deeper namespaces and SysV objects in the init's ipc namespace. */
 int eng__pidns_resolve(pid_t pid, struct eng__pidns *ns);
+/* In our init, in its new mount namespace: /proc of its pid namespace; -errno. */
+int eng__ns_mount_proc(void);
 /* 1 when processes a and b (0: ourselves) share namespace ns ("pid", "ipc"...), 0 when
  * not, or -errno. */
 int eng__ns_same(pid_t a, pid_t b, const char *ns);

@@ -2,8 +2,9 @@
  * launch.c: start a service the way hacd guards it (eng_launch, ha/engine.h).
  *
  * DESIGN
- * A launched service lives in its own pid, ipc and uts namespaces, under a minimal init
- * of ours, so that a restore can later recreate exactly that: new namespaces, our init
+ * A launched service lives in its own pid, ipc, uts and mount namespaces (the host's
+ * file system with a /proc of its pid namespace: eng__ns_mount_proc), under a minimal
+ * init of ours, so that a restore can later recreate exactly that: new namespaces, our init
  * as pid 1, the service with its pids (DESIGN.md 4). The caller gets two pids as seen
  * from its own namespace: the init (wait for it, or watch it with a pidfd: it exits
  * with the service's status) and the service's main process (the checkpoint target).
@@ -11,8 +12,8 @@
  *   caller                 init (pid 1 inside)             service
  *   ------                 -------------------             -------
  *   user, groups, env      fork ------------------------>  setsid, stdio: /dev/null
- *   clone3(NEWPID|NEWIPC|  closes every fd it has           and the log file, other fds
- *   NEWUTS) ---> init      reaps orphans; exits with        closed, groups/gid/uid, cwd,
+ *   clone3(NEWPID|NEWIPC|  mounts /proc; closes every fd    and the log file, other fds
+ *   NEWUTS|NEWNS) -> init  reaps orphans; exits with        closed, groups/gid/uid, cwd,
  *   read the error pipe    the service's status             execve (errors: error pipe)
  *   <--------------------------------------------------------------------------
  *   the service's pid: from the credentials of a hello it sent before execve
@@ -43,6 +44,7 @@
 #include <linux/sched.h>
 
 #include "ha/engine.h"
+#include "dump.h"
 #include "log.h"
 
 #define LAUNCH_MAX_GROUPS 256
@@ -53,10 +55,10 @@ struct launch_err {
 	int err;
 };
 
-enum { STEP_LOG, STEP_STDIN, STEP_GROUPS, STEP_GID, STEP_UID, STEP_CWD, STEP_EXEC, STEP_FORK };
+enum { STEP_LOG, STEP_STDIN, STEP_GROUPS, STEP_GID, STEP_UID, STEP_CWD, STEP_EXEC, STEP_FORK, STEP_PROC };
 static const char *const step_names[] = {
 	"opening the log file", "opening /dev/null", "setgroups", "setgid", "setuid", "chdir",
-	"execve", "fork inside the new pid namespace",
+	"execve", "fork inside the new pid namespace", "mounting /proc in the new mount namespace",
 };
 
 struct launch_ctx {
@@ -125,8 +127,11 @@ static void __attribute__((noreturn)) init_main(const struct launch_ctx *c)
 {
 	sigset_t all;
 	pid_t pid;
-	int st;
+	int st, err;
 
+	err = eng__ns_mount_proc();
+	if (err)
+		child_fail(c, STEP_PROC, -err);
 	pid = fork();
 	if (pid == 0)
 		service_exec(c);
@@ -200,7 +205,7 @@ static pid_t spawn(struct launch_ctx *c, int *pipefd)
 	pid_t pid;
 
 	if (pidns)
-		ca.flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+		ca.flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNS;
 	fflush(NULL);
 	pid = syscall(SYS_clone3, &ca, sizeof(ca));
 	if (pid == 0) {
@@ -210,7 +215,7 @@ static pid_t spawn(struct launch_ctx *c, int *pipefd)
 		service_exec(c);
 	}
 	if (pid < 0)
-		return pr_errno(-errno, "clone3%s", pidns ? " into new pid, ipc and uts namespaces" : "");
+		return pr_errno(-errno, "clone3%s", pidns ? " into new pid, ipc, uts and mount namespaces" : "");
 	return pid;
 }
 
@@ -285,7 +290,7 @@ int eng_launch(const char *const *argv, const struct eng_launch_opts *o, pid_t *
 		while (waitpid(init, &st, 0) < 0 && errno == EINTR)
 			;
 		return pr_errno(-e.err, "launch %s: %s", argv[0],
-				e.step >= 0 && e.step <= STEP_FORK ? step_names[e.step] : "?");
+				e.step >= 0 && e.step <= STEP_PROC ? step_names[e.step] : "?");
 	}
 	*init_out = init;
 	if (pid_out)

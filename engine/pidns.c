@@ -4,7 +4,8 @@
  *
  * DESIGN
  * eng_launch (and restore --pidns) starts a service as the only child of a minimal
- * init of ours, pid 1 of new pid, ipc and uts namespaces. That init holds no state of
+ * init of ours, pid 1 of new pid, ipc, uts and mount namespaces (the mount namespace
+ * differs from hacd's only by a /proc of the new pid namespace: eng__ns_mount_proc). That init holds no state of
  * the service's: no fds, one thread, it only reaps and exits with the service's status.
  * So it is not dumped: the tree is the init's only child and everything below it, and
  * restore creates a fresh init of ours in new namespaces, which forks the root back.
@@ -38,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -286,6 +288,23 @@ static int probe(struct eng__pidns *ns)
 				   ns->init, r.what);
 	memcpy(ns->hostname, r.host, sizeof(ns->hostname));
 	ns->hostname[sizeof(ns->hostname) - 1] = 0;
+	return 0;
+}
+
+/*
+ * In our init, pid 1 of the new pid namespace and first process of the new mount
+ * namespace, before it forks: a /proc of that pid namespace over the host's, so that a
+ * service reading /proc/self or /proc/<its pid> finds itself. Private first, so that
+ * neither this mount nor any the service makes reaches hacd's namespace; everything
+ * else is the host's file system as it was at the clone. -errno, nothing logged: the
+ * callers are forked children that report it their own way.
+ */
+int eng__ns_mount_proc(void)
+{
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+		return -errno;
+	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
+		return -errno;
 	return 0;
 }
 

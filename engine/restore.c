@@ -45,6 +45,7 @@
 #include <linux/sched.h>
 
 #include "ha/engine.h"
+#include "dump.h"
 #include "log.h"
 #include "restore.h"
 
@@ -373,8 +374,8 @@ static void child_setup(struct restore *r)
 }
 
 /*
- * --pidns: a minimal init becomes pid 1 of new pid, ipc and uts namespaces, names the
- * host as the checkpoint did, and creates the root with its dumped pid inside; it
+ * --pidns: a minimal init becomes pid 1 of new pid, ipc, uts and mount namespaces, names
+ * the host as the checkpoint did, mounts /proc of its pid namespace, and creates the root with its dumped pid inside; it
  * reaps what gets orphaned there and exits with the root's status. The root's outer
  * pid is read from the init's children.
  */
@@ -398,6 +399,10 @@ static void __attribute__((noreturn)) init_main(struct restore *r)
 
 	if (host && sethostname(host, strlen(host)))
 		init_fail(r, "sethostname");
+	/* Before the root: the restore itself reads /proc/self, and the service its pids. */
+	errno = -eng__ns_mount_proc();
+	if (errno)
+		init_fail(r, "mounting /proc");
 	pid = rst__clone_pid(r->c.procs[0].pid, 0);
 	if (pid == 0) {
 		child_setup(r);
@@ -449,9 +454,10 @@ static pid_t outer_child(pid_t init)
 static int spawn(struct restore *r, bool pidns)
 {
 	pid_t pid = r->c.procs[0].pid;
-	/* New ipc and uts namespaces too, as eng_launch gives a service: its SysV ids and
-	 * host name are its own. */
-	struct clone_args ca = { .flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS, .exit_signal = SIGCHLD };
+	/* New ipc, uts and mount namespaces too, as eng_launch gives a service: its SysV
+	 * ids, host name and /proc are its own. */
+	struct clone_args ca = { .flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNS,
+				 .exit_signal = SIGCHLD };
 
 	if (!pidns) {
 		r->root = rst__clone_pid(pid, 0);

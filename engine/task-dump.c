@@ -64,12 +64,15 @@ struct seccomp_meta {
 /* ---- before seizing --------------------------------------------------------------- */
 
 /*
- * A tree shares every namespace with hacd, or (launched by hacd) lives in the pid, ipc
- * and uts namespaces of our init (pidns.c), which restore recreates.
+ * A tree shares every namespace with hacd, or (launched by hacd) lives in the pid, ipc,
+ * uts and mount namespaces of our init (pidns.c), which restore recreates. Mounts made
+ * inside that mount namespace are not dumped: restore gives the service the host's
+ * file system and a /proc of its own, as eng_launch did.
  */
 static int same_ns(pid_t pid, const char *ns, pid_t ns_init)
 {
-	bool init = ns_init && (!strcmp(ns, "pid") || !strcmp(ns, "ipc") || !strcmp(ns, "uts"));
+	bool init = ns_init && (!strcmp(ns, "pid") || !strcmp(ns, "ipc") || !strcmp(ns, "uts") ||
+				!strcmp(ns, "mnt"));
 	char self[64];
 	int ret;
 

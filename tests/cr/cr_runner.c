@@ -20,7 +20,7 @@
  *                       come back in new pid, ipc and uts namespaces under our init with
  *                       its pid inside and the dumped host name; both must pass
  *   --launched          `hactl run --pidns` starts the victim as a service does, pid 2
- *                       under our init in new pid, ipc and uts namespaces (the runner
+ *                       under our init in new pid, ipc, uts and mount namespaces (the runner
  *                       names its host); `hactl dump -t INIT` kills it, `hactl restore`
  *                       (no --pidns: the image says so) must bring back a new init with
  *                       the victim at its pid inside, the same /proc state (threads
@@ -234,7 +234,7 @@ static int check_pidns_copy(struct test *t, pid_t init, pid_t pid, pid_t *copy)
 		fclose(f);
 	if (inner != pid)
 		return why(t, "copy %d is pid %d inside its namespace, not %d", *copy, inner, pid);
-	for (const char *const *ns = (const char *const[]){ "pid", "ipc", "uts", NULL }; *ns; ns++)
+	for (const char *const *ns = (const char *const[]){ "pid", "ipc", "uts", "mnt", NULL }; *ns; ns++)
 		if (!ns_differs(*copy, *ns))
 			return why(t, "copy %d shares our %s namespace", *copy, *ns);
 	return 0;
@@ -428,7 +428,7 @@ static int check_service_copy(struct test *t, const struct service *orig, const 
 			   copy->init);
 	if (inner_pid(copy->pid) != orig->inner)
 		return why(t, "the restored victim is pid %d inside, was %d", inner_pid(copy->pid), orig->inner);
-	for (const char *const *ns = (const char *const[]){ "pid", "ipc", "uts", NULL }; *ns; ns++)
+	for (const char *const *ns = (const char *const[]){ "pid", "ipc", "uts", "mnt", NULL }; *ns; ns++)
 		if (!ns_differs(copy->pid, *ns) || (orig->pid != copy->pid && cr_pid_alive(orig->pid) &&
 						     !ns_differs_from(copy->pid, orig->pid, *ns)))
 			return why(t, "the restored victim %d shares a %s namespace", copy->pid, *ns);

@@ -310,7 +310,7 @@ int eng_restore_pids(const char *dir, const struct eng_restore_opts *opts, pid_t
 
 /* ---- launch (engine/launch.c) ---------------------------------------------------- */
 struct eng_launch_opts {
-	bool pidns;		/* new pid, ipc and uts namespaces under a minimal init of ours */
+	bool pidns;		/* new pid, ipc, uts and mount namespaces under a minimal init of ours */
 	const char *user;	/* NULL: the caller's credentials; else its uid, gid and groups */
 	const char *cwd;	/* NULL: "/" */
 	const char *const *env;	/* NULL: PATH, HOME, USER and LANG only */
