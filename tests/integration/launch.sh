@@ -1,13 +1,14 @@
 #!/bin/bash
 # launch.sh HACTL: `hactl run` (eng_launch), the way hacd starts a guarded service.
 #
-# With --pidns the service is pid 2 under our init (pid 1) in new pid, ipc and uts
-# namespaces; it holds only stdin (/dev/null) and stdout/stderr (the log), whatever
+# With --pidns the service is pid 2 under our init (pid 1) in new pid, ipc, uts and
+# mount namespaces (its /proc shows itself as pid 2); it holds only stdin (/dev/null) and stdout/stderr (the log), whatever
 # hactl had open; --wait exits with the service's status; a missing program and an
 # unknown user fail with the step named and leave nothing running. A launched service is
 # dumped through its init and restored into new namespaces with its pids inside; a
-# foreign pid namespace, orphans under our init and SysV objects in its ipc namespace are
-# refused with the service left running.
+# foreign pid namespace, orphans under our init and SysV semaphores in its ipc namespace
+# are refused with the service left running; its SysV shared memory segments (ipcmk)
+# come back with their ids, keys, modes and sizes, and dump again from the copy.
 set -euo pipefail
 
 HACTL=$1
@@ -37,19 +38,20 @@ trap cleanup EXIT
 # An extra fd the service must not inherit.
 exec 7>"$T/leak"
 out=$("$HACTL" run --pidns --log "$T/svc.log" -- /bin/sh -c \
-	'echo pid=$$; ls /proc/self/fd; echo started; exec sleep 30')
+	'echo pid=$$; read s _ </proc/self/stat; echo self=$s; ls /proc/self/fd; echo started; exec sleep 30')
 INIT=$(echo "$out" | awk '{print $2}')
 SVC=$(echo "$out" | awk '{print $4}')
 [ "$INIT" -gt 0 ] && [ "$SVC" -gt 0 ] && [ "$INIT" != "$SVC" ] || fail "pids: $out"
 for i in $(seq 200); do grep -q started "$T/svc.log" 2>/dev/null && break; sleep 0.1; done
 grep -qx 'pid=2' "$T/svc.log" || fail "service is not pid 2 inside: $(cat "$T/svc.log")"
+grep -qx 'self=2' "$T/svc.log" || fail "the service's /proc/self is not itself: $(cat "$T/svc.log")"
 grep -q "^NSpid:[[:space:]]*$SVC[[:space:]]*2\$" /proc/$SVC/status || fail "NSpid: $(grep NSpid /proc/$SVC/status)"
 # ls itself opens fd 3 for /proc/self/fd: 0 1 2 3 and nothing else.
 fds=$(grep -x '[0-9]*' "$T/svc.log" | tr '\n' ' ')
 [ "$fds" = "0 1 2 3 " ] || fail "service fds: $fds"
 [ "$(readlink /proc/$SVC/fd/0)" = /dev/null ] || fail "stdin not /dev/null"
 [ "$(ls /proc/$INIT/fd | wc -l)" = 0 ] || fail "init holds fds: $(ls -l /proc/$INIT/fd)"
-for ns in pid ipc uts; do
+for ns in pid ipc uts mnt; do
 	[ "$(readlink /proc/$SVC/ns/$ns)" != "$(readlink /proc/self/ns/$ns)" ] || fail "$ns ns shared"
 done
 [ "$(readlink /proc/$SVC/ns/net)" = "$(readlink /proc/self/ns/net)" ] || fail "net ns not shared"
@@ -95,9 +97,13 @@ SVC=$(echo "$out" | awk '$4 == "service" {print $5}')
 [ "$(inner "$SVC")" = 2 ] || fail "restored service is pid $(inner "$SVC") inside"
 CHILD=$(awk '{print $1}' /proc/$SVC/task/$SVC/children)
 [ "$(inner "$CHILD")" = 3 ] || fail "restored child is pid $(inner "$CHILD") inside"
-for ns in pid ipc uts; do
+for ns in pid ipc uts mnt; do
 	[ "$(readlink /proc/$SVC/ns/$ns)" != "$(readlink /proc/self/ns/$ns)" ] || fail "restored: $ns ns shared"
 done
+# Its /proc is its own again: pid 3 inside is its child.
+[ "$(awk '{print $2}' /proc/$SVC/root/proc/3/stat 2>/dev/null)" = "(sleep)" ] ||
+	fail "restored: the service's /proc does not show its child as pid 3"
+
 # A checkpoint of the restored service, by its own pid this time.
 "$HACTL" dump -t "$SVC" -D "$T/img2" --leave-running >/dev/null || fail "dump of the restored service"
 kill -0 "$SVC" || fail "the restored service did not survive dump --leave-running"
@@ -146,9 +152,34 @@ refused "$INIT" "$SVC" "$T/img4" "init $INIT .* has 2 children" "orphan under in
 kill -KILL "$INIT"
 INIT=
 
-# SysV objects in the service's ipc namespace: refused by kind.
+# SysV semaphores in the service's ipc namespace: refused by kind.
 launch "$T/ipc.log" /bin/sh -c 'ipcmk -S 1 >/dev/null && echo started; exec sleep 1000'
 refused "$INIT" "$SVC" "$T/img5" "holds 1 SysV semaphore sets" "SysV semaphores"
+kill -KILL "$INIT"
+INIT=
+
+# SysV shared memory made by ipcmk, attached by nobody: the segments come back in the
+# new ipc namespace as ipcs shows them (ids, keys, owner, modes, sizes), and the copy
+# dumps again. The segment made and removed first moves the ids off a fresh
+# namespace's.
+launch "$T/shm.log" /bin/sh -c 'ipcrm -m "$(ipcmk -M 4096 | awk "{print \$NF}")" &&
+	ipcmk -M 8192 -p 0640 >/dev/null && ipcmk -M 100 >/dev/null && echo started; exec sleep 1000'
+shm_list() { nsenter -t "$1" -i ipcs -m | awk '$2 ~ /^[0-9]+$/'; }
+before=$(shm_list "$SVC")
+[ "$(echo "$before" | wc -l)" = 2 ] || fail "ipcmk segments: $before"
+"$HACTL" dump -t "$INIT" -D "$T/img6" >/dev/null || fail "dump of a service with SysV segments"
+INIT=
+out=$("$HACTL" restore -D "$T/img6" --detach)
+INIT=$(echo "$out" | awk '$1 == "restored" {print $3}')
+SVC=$(echo "$out" | awk '$4 == "service" {print $5}')
+[ -n "$SVC" ] || fail "restore with SysV segments: $out"
+after=$(shm_list "$SVC")
+[ "$before" = "$after" ] || fail "SysV segments differ after restore: before
+$before
+after
+$after"
+"$HACTL" dump -t "$SVC" -D "$T/img7" --leave-running >/dev/null || fail "dump of the restored SysV segments"
+"$HACTL" image verify "$T/img7" >/dev/null || fail "image verify of the restored SysV segments"
 kill -KILL "$INIT"
 INIT=
 echo "launch: ok"
