@@ -102,22 +102,16 @@ int eng__blob_read(int fd, const char *name, uint32_t gen, uint64_t off, uint64_
 
 /* ---- verify ------------------------------------------------------------------------ */
 
-struct vblob {
-	uint32_t pack;
-	uint64_t off, xxh3;
-	uint32_t last_page;	/* highest page any run uses */
-};
-
 static int cmp_vblob(const void *a, const void *b)
 {
-	const struct vblob *x = a, *y = b;
+	const struct eng__blob_ref *x = a, *y = b;
 
 	if (x->pack != y->pack)
 		return x->pack < y->pack ? -1 : 1;
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
-static int collect(int gfd, uint32_t id, struct vblob **v, size_t *n, size_t *cap)
+static int collect(int gfd, uint32_t id, struct eng__blob_ref **v, size_t *n, size_t *cap)
 {
 	struct eng_img *img;
 	ProtobufCMessage *m;
@@ -138,7 +132,7 @@ static int collect(int gfd, uint32_t id, struct vblob **v, size_t *n, size_t *ca
 					*v = p, *cap = c;
 			}
 			if (!ret)
-				(*v)[(*n)++] = (struct vblob){ e->pack, e->offset, e->xxh3,
+				(*v)[(*n)++] = (struct eng__blob_ref){ e->pack, e->offset, e->xxh3,
 							       e->blob_page + (uint32_t)e->nr_pages - 1 };
 		}
 		protobuf_c_message_free_unpacked(m, NULL);
@@ -147,12 +141,43 @@ static int collect(int gfd, uint32_t id, struct vblob **v, size_t *n, size_t *ca
 	return ret < 0 ? ret : 0;
 }
 
+int eng__gen_blob_refs(int gfd, const char *path, struct eng__blob_ref **out, size_t *nr)
+{
+	struct eng__blob_ref *v = NULL;
+	struct eng__img_dir d;
+	size_t n = 0, cap = 0;
+	int ret;
+
+	*out = NULL;
+	*nr = 0;
+	/* The generation's pids: its pagemap files. */
+	ret = eng__img_dir_open(path, &d);
+	for (int i = 0; !ret && i < d.n; i++) {
+		enum eng_img_kind kind;
+		uint32_t id;
+
+		if (!eng__img_parse_name(d.ents[i]->d_name, &kind, &id) && kind == ENG_IMG_PAGEMAP)
+			ret = collect(gfd, id, &v, &n, &cap);
+	}
+	if (!ret || d.ents)
+		eng__img_dir_close(&d);
+	if (ret) {
+		free(v);
+		return ret;
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_vblob);
+	*out = v;
+	*nr = n;
+	return 0;
+}
+
 int eng_store_verify(const char *store_dir, uint32_t gen, struct eng_image_stats *st)
 {
 	struct eng_image_stats local;
 	char path[4200];
-	struct vblob *v = NULL;
-	size_t n = 0, cap = 0;
+	struct eng__blob_ref *v = NULL;
+	size_t n = 0;
 	uint8_t *cbuf = NULL, *out = NULL;
 	int ret, gfd = -1, pfd = -1;
 	uint32_t cur_pack = 0, *g;
@@ -177,23 +202,7 @@ int eng_store_verify(const char *store_dir, uint32_t gen, struct eng_image_stats
 	gfd = ha_dir_open(path, false);
 	if (gfd < 0)
 		return gfd;
-	/* The generation's pids: its pagemap files. */
-	{
-		struct eng__img_dir d;
-
-		ret = eng__img_dir_open(path, &d);
-		for (int i = 0; !ret && i < d.n; i++) {
-			enum eng_img_kind kind;
-			uint32_t id;
-
-			if (!eng__img_parse_name(d.ents[i]->d_name, &kind, &id) && kind == ENG_IMG_PAGEMAP)
-				ret = collect(gfd, id, &v, &n, &cap);
-		}
-		if (!ret || d.ents)
-			eng__img_dir_close(&d);
-	}
-	if (n)
-		qsort(v, n, sizeof(*v), cmp_vblob);
+	ret = eng__gen_blob_refs(gfd, path, &v, &n);
 	cbuf = malloc(eng__blob_cbound());
 	out = malloc(TRK_BLOB_PAGES * ENG_PAGE_SIZE);
 	if (!ret && (!cbuf || !out))

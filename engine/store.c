@@ -20,7 +20,8 @@
  *
  *   pack file (little-endian), appended by one generation only, immutable once that
  *   generation is committed; later generations refer to its blobs:
- *     header  64 bytes: u32 "HAPK", u32 version 1, u32 pack number (= generation), 0...
+ *     header  64 bytes: u32 "HAPK", u32 version 1, u32 pack number (= generation), u32 0,
+ *             u64 random nonce (identifies this pack among other nodes' of its number), 0...
  *     blob    32 bytes: u32 "BLOB", u32 nr_pages (1-256), u32 clen, u32 pack number,
  *                       u64 XXH3-64 of the clen bytes that follow, u64 0
  *             clen bytes: one zstd frame of nr_pages * 4096 bytes

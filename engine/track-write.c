@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 #include <xxhash.h>
 #include <zstd.h>
@@ -175,6 +176,11 @@ static int write_pack(struct eng_track *t, const uint8_t *buf, struct writer *w)
 	eng__put32(hdr, PACK_MAGIC);
 	eng__put32(hdr + 4, PACK_VERSION);
 	eng__put32(hdr + 8, t->gen);
+	/* A nonce: another node's pack of the same number (after a failover both nodes
+	 * write one) differs in its first 4 KiB, never punched, which replication compares
+	 * (eng_store_pack_ident). Zero when the kernel has no entropy to give yet. */
+	if (getrandom(hdr + 16, 8, GRND_NONBLOCK) != 8)
+		memset(hdr + 16, 0, 8);
 	unlinkat(t->st.packs_fd, w->name, 0);	/* a failed attempt's, if any */
 	w->fd = openat(t->st.packs_fd, w->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (w->fd < 0)

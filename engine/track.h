@@ -58,6 +58,14 @@ struct eng__blob_hdr {
 int eng__blob_read(int fd, const char *name, uint32_t gen, uint64_t off, uint64_t want_xxh3,
 		   void *cbuf, void *out, struct eng__blob_hdr *h);
 size_t eng__blob_cbound(void);
+/* Every blob a pagemap of the generation directory gfd (at path, for messages) names,
+ * sorted by (pack, offset); a blob named by several runs appears once per run. */
+struct eng__blob_ref {
+	uint32_t pack;
+	uint64_t off, xxh3;
+	uint32_t last_page;	/* highest page the run uses */
+};
+int eng__gen_blob_refs(int gfd, const char *path, struct eng__blob_ref **v, size_t *n);
 /* Open packs/pack-N.pack of the store a generation dirfd lives in (via ".."). */
 int eng__pack_open(int gen_dirfd, uint32_t pack);
 

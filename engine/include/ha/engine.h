@@ -412,6 +412,58 @@ int eng_store_delete(const char *store_dir, uint32_t gen, uint64_t *bytes_freed)
 /* The same, through a tracker that holds the lock (retention while tracking). Deleting
  * its newest generation makes its next one full (nothing older may be trusted). */
 int eng_track_delete(struct eng_track *t, uint32_t gen, uint64_t *bytes_freed);
+/*
+ * Shipping store generations to a standby (engine/store-recv.c). A pack is named by
+ * its number and identified by its size and ident (XXH3-64 of its first 4 KiB, never
+ * punched, holding a random nonce): the standby holds another node's pack of the same
+ * number after a failover, and must never append to it.
+ */
+struct eng_store_pack {
+	uint32_t num;
+	uint64_t size;
+	uint64_t ident;
+};
+int eng_store_pack_ident(int fd, uint64_t size, uint64_t *ident);
+/* The packs generation gen's page maps name, increasing (malloc'ed; free it). */
+int eng_store_gen_packs(const char *store_dir, uint32_t gen, struct eng_store_pack **packs, size_t *n);
+
+/*
+ * The receiving side: a store opened (created if missing) and locked like a writer's,
+ * one generation at a time:
+ *   eng_store_rx_open       -EBUSY while another writer (the agent's worker deleting a
+ *                           generation) holds the lock: try again shortly
+ *   eng_store_rx_pack_have  bytes of the sender's pack already here (0..size);
+ *                           -ESTALE when this store holds another node's pack of that
+ *                           number: retire (eng_store_rx_delete) the generations from
+ *                           that number on, then ask again
+ *   eng_store_rx_begin      makes .gen-N.tmp/; the caller writes the metadata files
+ *                           into the returned directory fd (and fsyncs each)
+ *   eng_store_rx_pack_write appends the next bytes of a pack (in order, from `have`)
+ *   eng_store_rx_commit     checks the received packs (size, header, ident), the
+ *                           images' checksums, and every blob the page maps name
+ *                           (received ones whole, held ones by header), then makes it
+ *                           durable and renames it to gen-N/
+ *   eng_store_rx_abort      drops .gen-N.tmp/; partial packs stay, to be resumed
+ */
+struct eng_store_rx;
+struct eng_store_rx_stats {
+	uint64_t blobs;			/* distinct blobs checked */
+	uint64_t bytes_checked;		/* blob bytes read and hashed (received packs) */
+	uint64_t bytes_headers;		/* blob bytes trusted by their header (held packs) */
+	uint32_t packs_received;
+};
+int eng_store_rx_open(const char *store_dir, struct eng_store_rx **out);
+void eng_store_rx_close(struct eng_store_rx *r);
+int eng_store_rx_has_gen(struct eng_store_rx *r, uint32_t gen);
+int eng_store_rx_list(struct eng_store_rx *r, uint32_t **gens, size_t *n);
+int eng_store_rx_delete(struct eng_store_rx *r, uint32_t gen);
+int eng_store_rx_pack_have(struct eng_store_rx *r, const struct eng_store_pack *p, uint64_t *have);
+int eng_store_rx_begin(struct eng_store_rx *r, uint32_t gen, int *dirfd);
+int eng_store_rx_pack_write(struct eng_store_rx *r, const struct eng_store_pack *p, uint64_t off,
+			    const void *buf, size_t len);
+int eng_store_rx_commit(struct eng_store_rx *r, const struct eng_store_pack *packs, size_t n,
+			struct eng_store_rx_stats *st);
+void eng_store_rx_abort(struct eng_store_rx *r);
 /* @@track-end */
 
 #endif
