@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 
 #include "catalog-int.h"
 
@@ -514,6 +515,18 @@ int cat_gen_lost(struct cat *c, int64_t gen)
 err:
 	cat__rollback(c);
 	return ret;
+}
+
+int cat_gen_retire(struct cat *c, int64_t gen, const char *why)
+{
+	struct cat_gen g;
+	char msg[CAT_MSG_MAX];
+	int ret;
+
+	if ((ret = cat_gen_get(c, gen, &g)) || (ret = cat_gen_lost(c, gen)))
+		return ret;
+	snprintf(msg, sizeof(msg), "generation %lld retired: %s", (long long)gen, why);
+	return cat_event_add(c, g.service, LOG_WARNING, "diverged", msg);
 }
 
 /* ---- start-up recovery ------------------------------------------------------------ */

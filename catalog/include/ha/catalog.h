@@ -35,6 +35,7 @@
  *   pending -> failed     cat_recover           same, for every pending one, at start-up
  *   complete -> pruned    cat_retention_apply   its pack references dropped
  *   complete -> pruned    cat_gen_lost          same (its data was found missing)
+ *   complete -> pruned    cat_gen_retire        same, and a "diverged" event
  *   failed, pruned -> (row deleted)  cat_retention_apply, after policy.forget_after_s
  * Any other transition is refused with -EINVAL (and by a trigger in the database).
  * On a standby, a received generation is begun with cat_gen_begin_from() and committed
@@ -175,6 +176,9 @@ int cat_gen_fail(struct cat *c, int64_t gen);
 /* complete -> pruned, outside retention: its data is gone (a page store generation a
  * power loss took back after the catalog committed it). The caller logs an event. */
 int cat_gen_lost(struct cat *c, int64_t gen);
+/* complete -> pruned, with a "diverged" event saying why: a standby's generation that
+ * is not part of the history its active peer now ships (after a failover). */
+int cat_gen_retire(struct cat *c, int64_t gen, const char *why);
 
 int cat_gen_get(struct cat *c, int64_t gen, struct cat_gen *out);
 /* The complete generation of `service` whose page-store number is `store_gen`: -ENOENT. */

@@ -90,6 +90,37 @@ static void test_store_gen(void **state)
 	assert_int_equal(cat_verify(t->c), 0);
 }
 
+/* A standby's generation outside its active peer's history: pruned, said in an event,
+ * and its store number free for the peer's generation. */
+static void test_retire(void **state)
+{
+	struct tctx *t = *state;
+	struct cat_gen_stats st;
+	struct cat_event *ev;
+	struct cat_gen g;
+	int64_t mine, theirs, found;
+	size_t n;
+
+	assert_int_equal(cat_gen_begin(t->c, t->svc, 0, &mine), 0);
+	t_stats(mine, &st);
+	st.store_gen = 3;
+	assert_int_equal(cat_gen_commit(t->c, mine, &st), 0);
+	assert_int_equal(cat_gen_retire(t->c, mine, "diverged: test"), 0);
+	assert_int_equal(cat_gen_get(t->c, mine, &g), 0);
+	assert_int_equal(g.state, CAT_GEN_PRUNED);
+	assert_int_equal(cat_gen_find_store(t->c, t->svc, 3, &found), -ENOENT);
+	assert_int_equal(cat_gen_retire(t->c, mine, "again"), -EINVAL);
+	assert_int_equal(cat_event_last(t->c, t->svc, 1, &ev, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(ev[0].kind, "diverged");
+	assert_non_null(strstr(ev[0].message, "diverged: test"));
+	free(ev);
+	assert_int_equal(cat_gen_begin_from(t->c, t->svc, 0, "alpha", 3, &theirs), 0);
+	assert_int_equal(cat_gen_commit(t->c, theirs, &st), 0);
+	assert_int_equal(cat_gen_retire(t->c, 999, "none"), -ENOENT);
+	assert_int_equal(cat_verify(t->c), 0);
+}
+
 /* A batch is one transaction: all of it lands, or (after a failure) none of it. */
 static void test_batch(void **state)
 {
@@ -420,6 +451,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_invalid_transitions, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_batch, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_store_gen, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_retire, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_parents, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_list_order, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_received, t_setup, t_teardown),
