@@ -59,9 +59,10 @@
 #include <xxhash.h>
 
 #include "ha/catalog.h"
+#include "ha/engine.h"
 #include "replica-int.h"
 
-enum rstate { R_TLS, R_HELLO, R_IDLE, R_DATA, R_COMMIT, R_REFUSED, R_CLOSING };
+enum rstate { R_TLS, R_HELLO, R_IDLE, R_BUSY, R_DATA, R_COMMIT, R_REFUSED, R_CLOSING };
 
 struct rconn {
 	struct rep_server *s;
@@ -85,6 +86,14 @@ struct rconn {
 	uint64_t bytes, linked;
 	bool refused_timer;
 	uint8_t *peer_role;		/* per o.services[]: as heard (enum rep_role) */
+	/* A page-store generation (offer->store_gen > 0): the store, locked while it is
+	 * received; its packs, what we held of each, the one being appended. */
+	struct eng_store_rx *rx;
+	struct eng_store_pack *packs;
+	uint64_t *pack_have;
+	size_t pcur;
+	uint64_t pwritten;
+	struct event *busy;		/* the store was locked by another writer: retry */
 };
 
 /* What we last heard from a peer about a service, for rep_server_status(). */
@@ -182,6 +191,16 @@ static void gen_abort(struct rconn *c)
 			    (long long)c->local, cat_errmsg(s->o.cat));
 	}
 	c->local = 0;
+	eng_store_rx_close(c->rx);	/* drops .gen-N.tmp; partial packs stay, resumable */
+	c->rx = NULL;
+	free(c->packs);
+	free(c->pack_have);
+	c->packs = NULL;
+	c->pack_have = NULL;
+	c->pcur = 0;
+	c->pwritten = 0;
+	if (c->busy)
+		event_del(c->busy);
 	/* Unreferenced once sealed: GC removes what is left of its directory. */
 	if (c->pack && cat_pack_seal(s->o.cat, c->pack, 0))
 		LOG(s, LOG_ERR, "catalog: sealing pack %lld: %s", (long long)c->pack,
@@ -211,6 +230,8 @@ static void conn_free(struct rconn *c)
 	if (c->bev)
 		bufferevent_free(c->bev);
 	XXH3_freeState(c->xs);
+	if (c->busy)
+		event_free(c->busy);
 	free(c->peer_role);
 	free(c);
 }
@@ -286,7 +307,20 @@ static int file_next(struct rconn *c)
 		close(c->fd);
 		c->fd = -1;
 	}
-	c->st = c->cur < c->n_need ? R_DATA : R_COMMIT;
+	if (c->cur < c->n_need) {
+		c->st = R_DATA;
+		return 0;
+	}
+	/* Then the tail of each pack we lack (none in a plain generation). */
+	while (c->offer && c->pcur < c->offer->n_packs &&
+	       c->pack_have[c->pcur] >= c->packs[c->pcur].size)
+		c->pcur++;
+	if (c->offer && c->pcur < c->offer->n_packs) {
+		c->pwritten = c->pack_have[c->pcur];
+		c->st = R_DATA;
+		return 0;
+	}
+	c->st = R_COMMIT;
 	return 0;
 }
 
@@ -302,21 +336,18 @@ static bool same_file(int prevfd, const RepFile *f)
 	return !rep__file_xxh3(prevfd, f->name, &h, &size) && h == f->xxh3 && size == f->size;
 }
 
-static int plan_files(struct rconn *c, int64_t sid)
+/* prev: the directory of our newest generation of the same kind, NULL: none. */
+static int plan_files(struct rconn *c, const char *prev)
 {
-	struct rep_server *s = c->s;
 	const RepOffer *o = c->offer;
-	struct cat_gen prev;
-	char path[PATH_MAX];
 	int prevfd = -1;
 
 	c->need = calloc(o->n_files, sizeof(*c->need));
 	if (!c->need)
 		return -ENOMEM;
 	/* Images are never modified once committed, so a hard link is a safe copy. */
-	if (!cat_gen_latest_complete(s->o.cat, sid, &prev) &&
-	    !rep_gen_path(path, sizeof(path), s->o.store, o->service, prev.id))
-		prevfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (prev)
+		prevfd = open(prev, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	for (size_t i = 0; i < o->n_files; i++) {
 		if (same_file(prevfd, o->files[i]) &&
 		    !linkat(prevfd, o->files[i]->name, c->dirfd, o->files[i]->name, 0)) {
@@ -328,6 +359,162 @@ static int plan_files(struct rconn *c, int64_t sid)
 	if (prevfd >= 0)
 		close(prevfd);
 	return 0;
+}
+
+/* ---- page-store generations (v3) ------------------------------------------------ */
+
+static void on_busy(evutil_socket_t fd, short what, void *arg);
+
+/* Another writer (the agent's worker deleting a generation) holds the store: take the
+ * offer up again shortly, reading nothing meanwhile. Never written without the lock. */
+static int store_busy(struct rconn *c)
+{
+	struct timeval tv = { 0, 100000 };
+
+	if (!c->busy && !(c->busy = evtimer_new(c->s->base, on_busy, c)))
+		return gen_refuse(c, "out of memory");
+	c->st = R_BUSY;
+	bufferevent_disable(c->bev, EV_READ);
+	evtimer_add(c->busy, &tv);
+	return 0;
+}
+
+/*
+ * Our generations from `from` on are not the sender's history (after a failover, this
+ * node took numbers the new active node now uses): out of the catalog (pruned, with a
+ * "diverged" event) and out of the store, which frees our packs of those numbers.
+ */
+static int retire_from(struct rconn *c, int64_t sid, uint32_t from)
+{
+	struct rep_server *s = c->s;
+	const RepOffer *o = c->offer;
+	struct cat_gen *g = NULL;
+	uint32_t *gens = NULL;
+	size_t n = 0;
+	char why[256];
+	int ret;
+
+	snprintf(why, sizeof(why), "diverged: peer %s now ships its own store generation %u "
+		 "(its %lld) and the ones after", c->peer, from, (long long)o->gen);
+	if (cat_gen_list(s->o.cat, sid, CAT_GEN_MASK(CAT_GEN_COMPLETE), 0, &g, &n))
+		return gen_refuse(c, "catalog: %s", cat_errmsg(s->o.cat));
+	for (size_t i = 0; i < n; i++) {
+		if (g[i].stats.store_gen < from)
+			continue;
+		LOG(s, LOG_WARNING, "service %s: generation %lld (store %lld, from %s) is not in "
+		    "peer %s's history: retired", o->service, (long long)g[i].id,
+		    (long long)g[i].stats.store_gen, g[i].origin[0] ? g[i].origin : "this node",
+		    c->peer);
+		if (cat_gen_retire(s->o.cat, g[i].id, why)) {
+			free(g);
+			return gen_refuse(c, "catalog: %s", cat_errmsg(s->o.cat));
+		}
+	}
+	free(g);
+	if ((ret = eng_store_rx_list(c->rx, &gens, &n)))
+		return gen_refuse(c, "page store: %s", eng_last_error());
+	for (size_t i = 0; i < n && !ret; i++)
+		if (gens[i] >= from)
+			ret = eng_store_rx_delete(c->rx, gens[i]);
+	free(gens);
+	if (ret)
+		return gen_refuse(c, "page store: retiring diverged generations: %s",
+				  eng_last_error());
+	return 0;
+}
+
+/* What we hold of each offered pack; *diverge: the lowest number that is not the
+ * sender's (its pack, or the generation itself), 0 when none. */
+static int store_haves(struct rconn *c, int64_t sid, uint32_t *diverge)
+{
+	const RepOffer *o = c->offer;
+	int64_t local;
+	int ret;
+
+	*diverge = 0;
+	/* Offered generation N is not here from this peer (cat_gen_find_origin said so):
+	 * a gen-N here is someone else's. */
+	if (eng_store_rx_has_gen(c->rx, o->store_gen) ||
+	    !cat_gen_find_store(c->s->o.cat, sid, o->store_gen, &local))
+		*diverge = o->store_gen;
+	for (size_t k = 0; k < o->n_packs; k++) {
+		ret = eng_store_rx_pack_have(c->rx, &c->packs[k], &c->pack_have[k]);
+		if (ret == -ESTALE && (!*diverge || c->packs[k].num < *diverge))
+			*diverge = c->packs[k].num;
+		else if (ret && ret != -ESTALE)
+			return gen_refuse(c, "page store: %s", eng_last_error());
+	}
+	return 0;
+}
+
+static int offer_store(struct rconn *c, int64_t sid, int64_t parent)
+{
+	struct rep_server *s = c->s;
+	const RepOffer *o = c->offer;
+	RepMsg r = REP_MSG__INIT;
+	RepHave h = REP_HAVE__INIT;
+	char sdir[PATH_MAX], prev[PATH_MAX];
+	struct cat_gen *g = NULL;
+	size_t n = 0;
+	uint32_t diverge;
+	int ret, dirfd;
+
+	if (snprintf(c->svcdir, sizeof(c->svcdir), "%s/%s", s->o.store, o->service) >=
+		    (int)sizeof(c->svcdir) || rep_store_path(sdir, sizeof(sdir), s->o.store, o->service))
+		return gen_refuse(c, "store path too long");
+	if (rep__mkdir_p(c->svcdir, 0700))
+		return gen_refuse(c, "creating %s: %s", c->svcdir, strerror(errno));
+	ret = eng_store_rx_open(sdir, &c->rx);
+	if (ret == -EBUSY)
+		return store_busy(c);
+	if (ret)
+		return gen_refuse(c, "page store: %s", eng_last_error());
+	c->packs = calloc(o->n_packs + 1, sizeof(*c->packs));
+	c->pack_have = calloc(o->n_packs + 1, sizeof(*c->pack_have));
+	if (!c->packs || !c->pack_have)
+		return gen_refuse(c, "out of memory");
+	for (size_t k = 0; k < o->n_packs; k++)
+		c->packs[k] = (struct eng_store_pack){ o->packs[k]->num, o->packs[k]->size,
+						       o->packs[k]->ident };
+	if (store_haves(c, sid, &diverge))
+		return -EBADMSG;
+	if (diverge) {
+		if (retire_from(c, sid, diverge) || store_haves(c, sid, &diverge))
+			return -EBADMSG;
+		if (diverge)
+			return gen_refuse(c, "store generation or pack %u of another node is still "
+					  "here after retiring ours", diverge);
+	}
+	if (cat_gen_begin_from(s->o.cat, sid, parent, c->peer, o->gen, &c->local))
+		return gen_refuse(c, "catalog: %s", cat_errmsg(s->o.cat));
+	if (eng_store_rx_begin(c->rx, o->store_gen, &dirfd) || (c->dirfd = dup(dirfd)) < 0)
+		return gen_refuse(c, "page store: %s", eng_last_error());
+	if (snprintf(c->tmp, sizeof(c->tmp), "%s/.gen-%08u.tmp", sdir, o->store_gen) >=
+	    (int)sizeof(c->tmp))
+		return gen_refuse(c, "store path too long");
+	/* Metadata files equal to those of our newest store generation are linked. */
+	prev[0] = 0;
+	if (!cat_gen_list(s->o.cat, sid, CAT_GEN_MASK(CAT_GEN_COMPLETE), 0, &g, &n)) {
+		for (size_t i = 0; i < n && !prev[0]; i++)
+			if (g[i].stats.store_gen > 0 && g[i].stats.store_gen <= REP_STORE_GEN_MAX &&
+			    eng_store_gen_path(sdir, (uint32_t)g[i].stats.store_gen, prev, sizeof(prev)))
+				prev[0] = 0;
+		free(g);
+	}
+	if (plan_files(c, prev[0] ? prev : NULL))
+		return gen_refuse(c, "out of memory");
+	h.service = o->service;
+	h.has_gen = 1;
+	h.gen = o->gen;
+	h.need = c->need;
+	h.n_need = c->n_need;
+	h.pack_have = c->pack_have;
+	h.n_pack_have = o->n_packs;
+	r.have = &h;
+	rep__send(c->bev, &r);
+	bufferevent_set_timeouts(c->bev, &xfer_timeout, NULL);
+	c->cur = c->pcur = 0;
+	return file_next(c);
 }
 
 static int on_offer(struct rconn *c, RepMsg *m)
@@ -376,6 +563,8 @@ static int on_offer(struct rconn *c, RepMsg *m)
 	if (o->parent && !cat_gen_find_origin(s->o.cat, c->peer, o->parent, &existing) &&
 	    !cat_gen_get(s->o.cat, existing, &g) && g.state == CAT_GEN_COMPLETE)
 		parent = existing;
+	if (o->store_gen)
+		return offer_store(c, sid, parent);
 	if (cat_gen_begin_from(s->o.cat, sid, parent, c->peer, o->gen, &c->local))
 		return gen_refuse(c, "catalog: %s", cat_errmsg(s->o.cat));
 	/*
@@ -402,8 +591,15 @@ static int on_offer(struct rconn *c, RepMsg *m)
 		return gen_refuse(c, "creating %s: %s", c->svcdir, strerror(e));
 	}
 	c->dirfd = open(c->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (c->dirfd < 0 || plan_files(c, sid))
-		return gen_refuse(c, "opening %s: %s", c->tmp, strerror(errno));
+	{
+		struct cat_gen prev;
+		char path[PATH_MAX];
+		bool have_prev = !cat_gen_latest_complete(s->o.cat, sid, &prev) &&
+				 !rep_gen_path(path, sizeof(path), s->o.store, o->service, prev.id);
+
+		if (c->dirfd < 0 || plan_files(c, have_prev ? path : NULL))
+			return gen_refuse(c, "opening %s: %s", c->tmp, strerror(errno));
+	}
 	h.need = c->need;
 	h.n_need = c->n_need;
 	r.have = &h;
@@ -415,12 +611,45 @@ static int on_offer(struct rconn *c, RepMsg *m)
 	return file_next(c);
 }
 
+/* The next bytes of the pack in turn: checked in transit, appended (invariant 3). */
+static int on_pack_data(struct rconn *c, const RepData *d)
+{
+	const struct eng_store_pack *p;
+
+	if (!c->rx || c->cur < c->n_need || c->pcur >= c->offer->n_packs ||
+	    d->pack != c->pcur || d->offset != c->pwritten)
+		return gen_refuse(c, "Data for pack index %u at offset %llu, expected %s %zu at %llu",
+				  d->pack, (unsigned long long)d->offset,
+				  c->cur < c->n_need ? "file" : "pack",
+				  c->cur < c->n_need ? (size_t)c->need[c->cur] : c->pcur,
+				  (unsigned long long)(c->cur < c->n_need ? c->written : c->pwritten));
+	p = &c->packs[c->pcur];
+	if (d->data.len > p->size - c->pwritten)
+		return gen_refuse(c, "Data runs past the end of pack %u (%llu bytes)", p->num,
+				  (unsigned long long)p->size);
+	if (XXH3_64bits(d->data.data, d->data.len) != d->xxh3)
+		return gen_refuse(c, "Data for pack %u at offset %llu: checksum mismatch (damaged in "
+				  "transit)", p->num, (unsigned long long)d->offset);
+	if (eng_store_rx_pack_write(c->rx, p, d->offset, d->data.data, d->data.len))
+		return gen_refuse(c, "page store: %s", eng_last_error());
+	c->pwritten += d->data.len;
+	c->bytes += d->data.len;
+	if (c->pwritten < p->size)
+		return 0;
+	c->pcur++;
+	return file_next(c);
+}
+
 static int on_data(struct rconn *c, const RepData *d)
 {
 	const RepFile *f;
 
 	if (c->st != R_DATA)
 		return -EPROTO;
+	if (d->has_pack)
+		return on_pack_data(c, d);
+	if (c->cur >= c->n_need)
+		return gen_refuse(c, "Data for file %u, expected pack data", d->file);
 	f = c->offer->files[c->need[c->cur]];
 	if (d->file != c->need[c->cur] || d->offset != c->written)
 		return gen_refuse(c, "Data for file %u at offset %llu, expected file %u at %llu",
@@ -455,17 +684,88 @@ static int on_data(struct rconn *c, const RepData *d)
 	return file_next(c);
 }
 
+/* Both kinds, once durable and COMPLETE here: log, Ack, status, callback. */
+static void consistent(struct rconn *c, const char *what)
+{
+	struct rep_server *s = c->s;
+	int64_t local = c->local, origin = c->offer->gen;
+	char service[REP_NAME_MAX + 1];
+
+	/* The Ack tells the sender it is safe here: durable first (catalog.c DURABILITY). */
+	if (cat_sync(s->o.cat))
+		LOG(s, LOG_ERR, "%s", cat_errmsg(s->o.cat));
+	LOG(s, LOG_INFO, "service %s: generation %lld from %s consistent here as %lld "
+	    "(%llu bytes received, %s)", c->offer->service, (long long)origin, c->peer,
+	    (long long)local, (unsigned long long)c->bytes, what);
+	send_ack(c, c->offer->service, origin, NULL);
+	{
+		struct rlag *l = lag_get(s, c->peer, c->offer->service, true);
+
+		if (l) {
+			l->held = origin;
+			l->held_us = c->offer->committed_us;
+			l->lag = c->offer->newer;
+			if (origin >= l->active_newest) {
+				l->active_newest = origin;
+				l->active_newest_us = c->offer->committed_us;
+			}
+		}
+	}
+	snprintf(service, sizeof(service), "%s", c->offer->service);
+	c->local = c->pack = 0;	/* committed: gen_abort must leave them */
+	c->tmp[0] = 0;
+	gen_abort(c);
+	c->st = R_IDLE;
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	if (s->o.on_consistent)
+		s->o.on_consistent(s->o.opaque, c->peer, service, local, origin);
+}
+
+/* A page-store generation: every check in eng_store_rx_commit, then the catalog. */
+static int commit_store(struct rconn *c)
+{
+	struct rep_server *s = c->s;
+	struct cat_gen_stats st = { 0 };
+	struct eng_store_rx_stats es;
+	char what[256];
+
+	if (fsync(c->dirfd))
+		return gen_refuse(c, "fsync %s: %s", c->tmp, strerror(errno));
+	if (eng_store_rx_commit(c->rx, c->packs, c->offer->n_packs, &es))
+		return gen_refuse(c, "page store: %s", eng_last_error());
+	st.pause_us = c->offer->pause_us;
+	st.bytes_new = (int64_t)c->bytes;
+	for (size_t k = 0; k < c->offer->n_packs; k++)
+		st.bytes_total += (int64_t)c->packs[k].size;
+	st.checksum = c->offer->checksum;
+	st.store_gen = c->offer->store_gen;
+	if (cat_gen_commit(s->o.cat, c->local, &st)) {
+		char msg[256];
+
+		snprintf(msg, sizeof(msg), "%s", cat_errmsg(s->o.cat));
+		/* No row names it: not a generation of ours. */
+		eng_store_rx_delete(c->rx, c->offer->store_gen);
+		return gen_refuse(c, "catalog: %s", msg);
+	}
+	snprintf(what, sizeof(what), "store generation %u, %u of %zu packs received, %llu "
+		 "blobs checked: %llu bytes read, %llu by header", c->offer->store_gen,
+		 es.packs_received, c->offer->n_packs, (unsigned long long)es.blobs,
+		 (unsigned long long)es.bytes_checked, (unsigned long long)es.bytes_headers);
+	consistent(c, what);
+	return 0;
+}
+
 static int on_commit(struct rconn *c, const RepCommit *cm)
 {
 	struct rep_server *s = c->s;
 	struct cat_gen_stats st = { 0 };
 	char final[PATH_MAX];
-	int64_t local = c->local, origin = c->offer ? c->offer->gen : 0;
-	char service[REP_NAME_MAX + 1];
 
 	if (c->st != R_COMMIT || strcmp(cm->service, c->offer->service) ||
 	    cm->gen != c->offer->gen)
 		return c->offer ? gen_refuse(c, "Commit out of turn") : -EPROTO;
+	if (c->rx)
+		return commit_store(c);
 	if (rep_gen_path(final, sizeof(final), s->o.store, c->offer->service, c->local))
 		return gen_refuse(c, "store path too long");
 	if (fsync(c->dirfd))
@@ -488,34 +788,13 @@ static int on_commit(struct rconn *c, const RepCommit *cm)
 		rep__rmtree(final);
 		return gen_refuse(c, "catalog: %s", cat_errmsg(s->o.cat));
 	}
-	/* The Ack tells the sender it is safe here: durable first (catalog.c DURABILITY). */
-	if (cat_sync(s->o.cat))
-		LOG(s, LOG_ERR, "%s", cat_errmsg(s->o.cat));
-	LOG(s, LOG_INFO, "service %s: generation %lld from %s consistent here as %lld "
-	    "(%llu bytes received, %llu of %zu files linked from the previous one)",
-	    c->offer->service, (long long)origin, c->peer, (long long)local,
-	    (unsigned long long)c->bytes, (unsigned long long)c->linked, c->offer->n_files);
-	send_ack(c, c->offer->service, origin, NULL);
 	{
-		struct rlag *l = lag_get(s, c->peer, c->offer->service, true);
+		char what[128];
 
-		if (l) {
-			l->held = origin;
-			l->held_us = c->offer->committed_us;
-			l->lag = c->offer->newer;
-			if (origin >= l->active_newest) {
-				l->active_newest = origin;
-				l->active_newest_us = c->offer->committed_us;
-			}
-		}
+		snprintf(what, sizeof(what), "%llu of %zu files linked from the previous one",
+			 (unsigned long long)c->linked, c->offer->n_files);
+		consistent(c, what);
 	}
-	snprintf(service, sizeof(service), "%s", c->offer->service);
-	c->local = c->pack = 0;	/* committed: gen_abort must leave them */
-	gen_abort(c);
-	c->st = R_IDLE;
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
-	if (s->o.on_consistent)
-		s->o.on_consistent(s->o.opaque, c->peer, service, local, origin);
 	return 0;
 }
 
@@ -630,7 +909,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 	RepMsg *m;
 	int ret;
 
-	while (c->st != R_CLOSING && (ret = rep__recv(bev, &m, err, sizeof(err))) != 0) {
+	while (c->st != R_CLOSING && c->st != R_BUSY &&
+	       (ret = rep__recv(bev, &m, err, sizeof(err))) != 0) {
 		if (ret < 0) {
 			LOG(c->s, LOG_ERR, "peer %s (%s): bad message: %s: closing", c->peer,
 			    c->addr, err);
@@ -652,6 +932,25 @@ static void on_read(struct bufferevent *bev, void *arg)
 			bufferevent_set_timeouts(bev, &tv, NULL);
 		}
 	}
+}
+
+/* The store was busy: take the offer up again, then whatever arrived meanwhile. */
+static void on_busy(evutil_socket_t fd, short what, void *arg)
+{
+	struct rconn *c = arg;
+	RepMsg *m = c->offer_msg;
+
+	c->offer_msg = NULL;
+	c->offer = NULL;
+	c->st = R_IDLE;
+	bufferevent_enable(c->bev, EV_READ);
+	if (on_offer(c, m) && c->st != R_REFUSED) {
+		conn_close_soon(c);
+		return;
+	}
+	if (c->st == R_BUSY)
+		return;
+	on_read(c->bev, c);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)

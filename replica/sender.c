@@ -33,6 +33,10 @@
  *  2. Data is read from the files at the time it is sent and checked against the sizes
  *     announced in the Offer: a file that changed under us fails the generation here,
  *     before the peer could take it for consistent (the peer checks XXH3 as well).
+ *     Packs of a page-store generation likewise: the agent may delete older generations
+ *     meanwhile, which punches holes only in blobs no remaining generation uses (never
+ *     ones of this generation, in SENDING state, which retention keeps), so the bytes
+ *     it names read the same; a pack shorter than announced fails the generation.
  *  3. At most about 1 MiB of frames wait in the output buffer (write watermark): memory
  *     stays flat whatever the generation's size, and the token bucket paces the socket.
  */
@@ -58,6 +62,7 @@
 #include <xxhash.h>
 
 #include "ha/catalog.h"
+#include "ha/engine.h"
 #include "replica-int.h"
 
 #define OUT_HIGH (1u << 20)
@@ -91,6 +96,12 @@ struct rep_sender {
 	size_t n_need, cur;
 	int fd;
 	uint64_t off;
+	/* A page-store generation: its store, packs and what the peer holds of each. */
+	uint32_t store_gen;
+	char store[PATH_MAX];
+	struct eng_store_pack *packs;
+	size_t n_packs, pcur;
+	uint64_t *pack_have;
 	uint8_t *chunk;
 	int64_t *peer_newest;		/* per o.services[]: newest the peer holds */
 	uint8_t *peer_role;		/* per o.services[]: its role, as heard on this
@@ -172,6 +183,12 @@ static void gen_reset(struct rep_sender *s)
 	s->need = NULL;
 	s->n_need = s->cur = 0;
 	s->off = 0;
+	free(s->packs);
+	free(s->pack_have);
+	s->packs = NULL;
+	s->pack_have = NULL;
+	s->n_packs = s->pcur = 0;
+	s->store_gen = 0;
 }
 
 static int64_t *peer_newest(struct rep_sender *s, const char *service)
@@ -338,11 +355,30 @@ static int list_files(struct rep_sender *s, const char *path)
 	return ret;
 }
 
+/* A page-store generation: the files of STORE/gen-N and the packs it names. */
+static int store_gen_files(struct rep_sender *s, const char *service, uint32_t sg, char *path,
+			   size_t len)
+{
+	int ret = rep_store_path(s->store, sizeof(s->store), s->o.store, service);
+
+	if (ret || (ret = eng_store_gen_path(s->store, sg, path, len)))
+		return ret;
+	if ((ret = list_files(s, path)))
+		return ret;
+	if ((ret = eng_store_gen_packs(s->store, sg, &s->packs, &s->n_packs))) {
+		LOG(s, LOG_ERR, "service %s store generation %u: %s", service, sg, eng_last_error());
+		return ret;
+	}
+	s->store_gen = sg;
+	return 0;
+}
+
 static void offer_next(struct rep_sender *s)
 {
 	RepMsg m = REP_MSG__INIT;
 	RepOffer o = REP_OFFER__INIT;
 	RepFile **pf = NULL;
+	RepPack *pk = NULL, **ppk = NULL;
 	struct cat_gen g;
 	char path[PATH_MAX];
 	int ret;
@@ -366,8 +402,12 @@ static void offer_next(struct rep_sender *s)
 			pop(s, -ENOENT);
 			continue;
 		}
-		if ((ret = rep_gen_path(path, sizeof(path), s->o.store, q->service, q->gen)) ||
-		    (ret = list_files(s, path))) {
+		if (g.stats.store_gen > 0 && g.stats.store_gen <= REP_STORE_GEN_MAX)
+			ret = store_gen_files(s, q->service, (uint32_t)g.stats.store_gen, path,
+					      sizeof(path));
+		else if (!(ret = rep_gen_path(path, sizeof(path), s->o.store, q->service, q->gen)))
+			ret = list_files(s, path);
+		if (ret) {
 			LOG(s, LOG_ERR, "service %s generation %lld: reading %s: %s", q->service,
 			    (long long)q->gen, path, strerror(-ret));
 			pop(s, -ENOENT);
@@ -381,10 +421,27 @@ static void offer_next(struct rep_sender *s)
 		return;
 	}
 	pf = malloc(s->n_files * sizeof(*pf));
-	if (!pf) {
+	pk = calloc(s->n_packs + 1, sizeof(*pk));
+	ppk = calloc(s->n_packs + 1, sizeof(*ppk));
+	if (!pf || !pk || !ppk) {
+		free(pf);
+		free(pk);
+		free(ppk);
 		pop(s, -ENOMEM);
 		return;
 	}
+	for (size_t i = 0; i < s->n_packs; i++) {
+		rep_pack__init(&pk[i]);
+		pk[i].has_num = pk[i].has_size = pk[i].has_ident = 1;
+		pk[i].num = s->packs[i].num;
+		pk[i].size = s->packs[i].size;
+		pk[i].ident = s->packs[i].ident;
+		ppk[i] = &pk[i];
+	}
+	o.has_store_gen = s->store_gen > 0;
+	o.store_gen = s->store_gen;
+	o.packs = ppk;
+	o.n_packs = s->n_packs;
 	for (size_t i = 0; i < s->n_files; i++)
 		pf[i] = &s->files[i];
 	o.service = s->head->service;
@@ -400,9 +457,74 @@ static void offer_next(struct rep_sender *s)
 	m.offer = &o;
 	rep__send(s->bev, &m);
 	free(pf);
+	free(pk);
+	free(ppk);
 	peer_state(s, g.id, CAT_PEER_SENDING);
 	s->st = S_OFFERED;
 	wait_answer(s, true);
+}
+
+/*
+ * The source of the next Data frame: the needed file in turn, then the next pack with a
+ * missing tail. Opens it (s->fd, s->off) and returns its index and size through *idx,
+ * *size, *is_pack; 1 when everything was sent, 0, or -errno.
+ */
+static int next_source(struct rep_sender *s, uint32_t *idx, uint64_t *size, bool *is_pack)
+{
+	char name[PATH_MAX + 64];
+	struct stat sb;
+
+	for (;;) {
+		if (s->cur < s->n_need) {
+			const RepFile *f = &s->files[s->need[s->cur]];
+
+			if (s->fd < 0) {
+				s->fd = openat(s->dirfd, f->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+				s->off = 0;
+				if (s->fd < 0) {
+					LOG(s, LOG_ERR, "service %s generation %lld: %s: %s",
+					    s->head->service, (long long)s->head->gen, f->name,
+					    strerror(errno));
+					return -errno;
+				}
+			}
+			if (s->off < f->size) {
+				*idx = s->need[s->cur];
+				*size = f->size;
+				*is_pack = false;
+				return 0;
+			}
+		} else if (s->pcur < s->n_packs) {
+			const struct eng_store_pack *p = &s->packs[s->pcur];
+
+			if (s->fd < 0 && s->pack_have[s->pcur] < p->size) {
+				snprintf(name, sizeof(name), "%s/packs/pack-%08u.pack", s->store, p->num);
+				s->fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+				s->off = s->pack_have[s->pcur];
+				if (s->fd < 0 || fstat(s->fd, &sb) || (uint64_t)sb.st_size != p->size) {
+					LOG(s, LOG_ERR, "service %s generation %lld: %s: %s", s->head->service,
+					    (long long)s->head->gen, name, s->fd < 0 ? strerror(errno) :
+					    "its size changed since the offer");
+					return -EIO;
+				}
+			}
+			if (s->fd >= 0 && s->off < p->size) {
+				*idx = (uint32_t)s->pcur;
+				*size = p->size;
+				*is_pack = true;
+				return 0;
+			}
+		} else {
+			return 1;
+		}
+		if (s->fd >= 0)
+			close(s->fd);
+		s->fd = -1;
+		if (s->cur < s->n_need)
+			s->cur++;
+		else
+			s->pcur++;
+	}
 }
 
 /* Queue Data frames while the output buffer has room; then the Commit. */
@@ -413,11 +535,16 @@ static int pump(struct rep_sender *s)
 	while (s->st == S_DATA && evbuffer_get_length(out) < OUT_HIGH) {
 		RepMsg m = REP_MSG__INIT;
 		RepData d = REP_DATA__INIT;
-		const RepFile *f;
+		uint64_t size = 0;
+		uint32_t idx = 0;
+		bool is_pack = false;
 		size_t want;
 		ssize_t n;
+		int ret = next_source(s, &idx, &size, &is_pack);
 
-		if (s->cur == s->n_need) {
+		if (ret < 0)
+			return ret;
+		if (ret) {
 			RepCommit c = REP_COMMIT__INIT;
 
 			c.service = s->head->service;
@@ -429,37 +556,33 @@ static int pump(struct rep_sender *s)
 			wait_answer(s, true);
 			break;
 		}
-		f = &s->files[s->need[s->cur]];
-		if (s->fd < 0) {
-			s->fd = openat(s->dirfd, f->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-			s->off = 0;
-			if (s->fd < 0) {
-				LOG(s, LOG_ERR, "service %s generation %lld: %s: %s",
-				    s->head->service, (long long)s->head->gen, f->name,
-				    strerror(errno));
-				return -errno;
-			}
-		}
-		if (s->off == f->size) {
-			close(s->fd);
-			s->fd = -1;
-			s->cur++;
-			continue;
-		}
-		want = f->size - s->off < REP_CHUNK ? (size_t)(f->size - s->off) : REP_CHUNK;
+		want = size - s->off < REP_CHUNK ? (size_t)(size - s->off) : REP_CHUNK;
 		n = pread(s->fd, s->chunk, want, (off_t)s->off);
 		if (n != (ssize_t)want) {
-			LOG(s, LOG_ERR, "service %s generation %lld: %s changed while being sent",
-			    s->head->service, (long long)s->head->gen, f->name);
+			if (is_pack)
+				LOG(s, LOG_ERR, "service %s generation %lld: pack %u changed while "
+				    "being sent", s->head->service, (long long)s->head->gen,
+				    s->packs[idx].num);
+			else
+				LOG(s, LOG_ERR, "service %s generation %lld: %s changed while being "
+				    "sent", s->head->service, (long long)s->head->gen,
+				    s->files[idx].name);
 			return -EIO;
 		}
-		d.has_file = d.has_offset = d.has_data = d.has_xxh3 = 1;
-		d.file = s->need[s->cur];
+		if (is_pack) {
+			d.has_pack = 1;
+			d.pack = idx;
+		} else {
+			d.has_file = 1;
+			d.file = idx;
+		}
+		d.has_offset = d.has_data = d.has_xxh3 = 1;
 		d.offset = s->off;
 		d.data.data = s->chunk;
 		d.data.len = want;
 		d.xxh3 = XXH3_64bits(s->chunk, want);
-		if (s->o.test_corrupt_at && s->o.test_corrupt_at >= s->off &&
+		if (s->o.test_corrupt_at && (is_pack || !s->n_packs) &&
+		    s->o.test_corrupt_at >= s->off &&
 		    s->o.test_corrupt_at < s->off + want)
 			s->chunk[s->o.test_corrupt_at - s->off] ^= 0x10;
 		m.data = &d;
@@ -530,9 +653,24 @@ static int on_have(struct rep_sender *s, const RepHave *h)
 			    s->o.peer, i, h->need[i], s->n_files);
 			return -EPROTO;
 		}
+	if (h->n_pack_have != s->n_packs) {
+		LOG(s, LOG_ERR, "peer %s: Have: %zu pack sizes, we offered %zu packs", s->o.peer,
+		    h->n_pack_have, s->n_packs);
+		return -EPROTO;
+	}
+	for (size_t i = 0; i < h->n_pack_have; i++)
+		if (h->pack_have[i] > s->packs[i].size) {
+			LOG(s, LOG_ERR, "peer %s: Have: holds %llu bytes of pack %u, ours has %llu",
+			    s->o.peer, (unsigned long long)h->pack_have[i], s->packs[i].num,
+			    (unsigned long long)s->packs[i].size);
+			return -EPROTO;
+		}
+	s->pack_have = malloc((s->n_packs + 1) * sizeof(*s->pack_have));
 	s->need = malloc((h->n_need + 1) * sizeof(*s->need));
-	if (!s->need)
+	if (!s->need || !s->pack_have)
 		return -ENOMEM;
+	memcpy(s->pack_have, h->pack_have, s->n_packs * sizeof(*s->pack_have));
+	s->pcur = 0;
 	memcpy(s->need, h->need, h->n_need * sizeof(*s->need));
 	s->n_need = h->n_need;
 	s->cur = 0;

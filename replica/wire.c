@@ -49,6 +49,13 @@ int rep_gen_path(char *buf, size_t len, const char *store, const char *service, 
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
+int rep_store_path(char *buf, size_t len, const char *store, const char *service)
+{
+	int n = snprintf(buf, len, "%s/%s/store", store, service);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
 const char *rep__msg_name(const RepMsg *m)
 {
 	if (m->hello)
@@ -135,6 +142,28 @@ static int check_offer(const RepOffer *o, char *err, size_t errlen)
 		if (!f->has_xxh3)
 			BAD("Offer: files[%zu] (%s): xxh3 missing", i, f->name);
 	}
+	/* v3: the packs of a page-store generation. Numbers are checked here because
+	 * they become file names on the standby (pack-NNNNNNNN.pack). */
+	if (o->n_packs && !o->store_gen)
+		BAD("Offer: packs without a store_gen");
+	if (o->store_gen > REP_STORE_GEN_MAX)
+		BAD("Offer: store_gen %u above %u", o->store_gen, REP_STORE_GEN_MAX);
+	if (o->n_packs > REP_FILES_MAX)
+		BAD("Offer: %zu packs, at most %u", o->n_packs, REP_FILES_MAX);
+	for (size_t i = 0; i < o->n_packs; i++) {
+		const RepPack *p = o->packs[i];
+
+		if (!p->has_num || !p->num || p->num > o->store_gen)
+			BAD("Offer: packs[%zu]: number %u not in 1..store_gen (%u)", i, p->num,
+			    o->store_gen);
+		if (i && p->num <= o->packs[i - 1]->num)
+			BAD("Offer: packs[%zu]: number %u not increasing", i, p->num);
+		if (!p->has_size || p->size < REP_PACK_SIZE_MIN || p->size > REP_FILE_SIZE_MAX)
+			BAD("Offer: packs[%zu] (pack %u): size missing or not in %u..%llu", i, p->num,
+			    REP_PACK_SIZE_MIN, (unsigned long long)REP_FILE_SIZE_MAX);
+		if (!p->has_ident)
+			BAD("Offer: packs[%zu] (pack %u): ident missing", i, p->num);
+	}
 	names = malloc(o->n_files * sizeof(*names));
 	if (!names)
 		BAD("Offer: out of memory");
@@ -160,6 +189,13 @@ static int check_have(const RepHave *h, char *err, size_t errlen)
 		BAD("Have: %zu files needed, at most %u", h->n_need, REP_FILES_MAX);
 	if (h->present && h->n_need)
 		BAD("Have: present, yet files needed");
+	if (h->n_pack_have > REP_FILES_MAX)
+		BAD("Have: %zu pack_have, at most %u", h->n_pack_have, REP_FILES_MAX);
+	if (h->present && h->n_pack_have)
+		BAD("Have: present, yet pack bytes listed");
+	for (size_t i = 0; i < h->n_pack_have; i++)
+		if (h->pack_have[i] > REP_FILE_SIZE_MAX)
+			BAD("Have: pack_have[%zu] above %llu", i, (unsigned long long)REP_FILE_SIZE_MAX);
 	for (size_t i = 0; i < h->n_need; i++) {
 		if (h->need[i] >= REP_FILES_MAX)
 			BAD("Have: need[%zu] = %u out of range", i, h->need[i]);
@@ -171,8 +207,10 @@ static int check_have(const RepHave *h, char *err, size_t errlen)
 
 static int check_data(const RepData *d, char *err, size_t errlen)
 {
-	if (!d->has_file || d->file >= REP_FILES_MAX)
-		BAD("Data: file index missing or out of range");
+	if (d->has_file == d->has_pack)
+		BAD("Data: %s of file and pack set, expected one", d->has_file ? "both" : "none");
+	if ((d->has_file && d->file >= REP_FILES_MAX) || (d->has_pack && d->pack >= REP_FILES_MAX))
+		BAD("Data: file or pack index out of range");
 	if (!d->has_offset || d->offset >= REP_FILE_SIZE_MAX)
 		BAD("Data: offset missing or out of range");
 	if (!d->has_data || !d->data.len || d->data.len > REP_CHUNK)

@@ -6,6 +6,11 @@
  *
  *   hacd-replica-test -f CONF add SERVICE DIR    DIR (e.g. from hactl dump) becomes the
  *                                                 next complete generation; prints its id
+ *   hacd-replica-test -f CONF add-store SERVICE N generation N of the service's page store
+ *                                                 (<state_dir>/services/SERVICE/store, e.g.
+ *                                                 from hactl dump --track) becomes the next
+ *                                                 complete generation; prints its id
+ *   hacd-replica-test -f CONF events SERVICE     prints "KIND MESSAGE" of its events
  *   hacd-replica-test -f CONF serve              the standby: receive until SIGTERM
  *   hacd-replica-test -f CONF push PEER [--once] [--fail-fast] [--corrupt-at N]
  *                                                 ship every complete generation to PEER;
@@ -105,6 +110,42 @@ static int cmd_add(struct drv *d, const char *service, const char *dir)
 cat_err:
 	fprintf(stderr, "catalog: %s\n", cat_errmsg(d->cat));
 	return 1;
+}
+
+static int cmd_add_store(struct drv *d, const char *service, const char *num)
+{
+	struct cat_gen_stats st = { 0 };
+	struct cat_gen prev;
+	int64_t sid, gen, parent = 0;
+
+	st.store_gen = strtoll(num, NULL, 10);
+	if (cat_service_ensure(d->cat, service, &sid))
+		goto cat_err;
+	if (!cat_gen_latest_complete(d->cat, sid, &prev))
+		parent = prev.id;
+	if (cat_gen_begin(d->cat, sid, parent, &gen) || cat_gen_commit(d->cat, gen, &st))
+		goto cat_err;
+	printf("%lld\n", (long long)gen);
+	return 0;
+cat_err:
+	fprintf(stderr, "catalog: %s\n", cat_errmsg(d->cat));
+	return 1;
+}
+
+static int cmd_events(struct drv *d, const char *service)
+{
+	struct cat_event *ev;
+	size_t n;
+	int64_t sid;
+
+	if (cat_service_ensure(d->cat, service, &sid) || cat_event_last(d->cat, sid, 100, &ev, &n)) {
+		fprintf(stderr, "catalog: %s\n", cat_errmsg(d->cat));
+		return 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		printf("%s %s\n", ev[i].kind, ev[i].message);
+	free(ev);
+	return 0;
 }
 
 static void on_signal(evutil_socket_t fd, short what, void *arg)
@@ -284,7 +325,7 @@ static int cmd_query(struct drv *d, const char *what, const char *service)
 	struct cat_gen *g;
 	size_t n, complete = 0, pending = 0;
 	int64_t sid;
-	char dir[PATH_MAX];
+	char dir[PATH_MAX + 512];
 
 	if (cat_service_ensure(d->cat, service, &sid) ||
 	    cat_gen_list(d->cat, sid, 0, 0, &g, &n)) {
@@ -307,6 +348,9 @@ static int cmd_query(struct drv *d, const char *what, const char *service)
 			return 1;
 		}
 		rep_gen_path(dir, sizeof(dir), d->store, service, g[i].id);
+		if (g[i].stats.store_gen)
+			snprintf(dir, sizeof(dir), "%.3000s/%s/store/gen-%08lld", d->store, service,
+				 (long long)g[i].stats.store_gen);
 		printf("%lld %s %s %lld\n", (long long)g[i].id, dir,
 		       g[i].origin[0] ? g[i].origin : "-", (long long)g[i].origin_gen);
 	}
@@ -338,7 +382,8 @@ cat_err:
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: hacd-replica-test -f CONF add SERVICE DIR | serve | push PEER "
+	fprintf(f, "usage: hacd-replica-test -f CONF add SERVICE DIR | add-store SERVICE N | "
+		"events SERVICE | serve | push PEER "
 		"[--once] [--fail-fast] [--corrupt-at N] | newest SERVICE | count SERVICE | "
 		"role SERVICE [active|standby]\n");
 }
@@ -383,6 +428,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "add") && optind + 2 == argc)
 		ret = cmd_add(&d, argv[optind], argv[optind + 1]);
+	else if (!strcmp(cmd, "add-store") && optind + 2 == argc)
+		ret = cmd_add_store(&d, argv[optind], argv[optind + 1]);
+	else if (!strcmp(cmd, "events") && optind + 1 == argc)
+		ret = cmd_events(&d, argv[optind]);
 	else if (!strcmp(cmd, "serve") && optind == argc)
 		ret = cmd_serve(&d);
 	else if (!strcmp(cmd, "push") && optind + 1 == argc)

@@ -12,7 +12,8 @@
 #     CA for a node beta does not know (mallory), are refused with a clear log line;
 #     beta's catalog is untouched.
 #  2b. Hand-written frames from alpha's certificate: a path-traversal file name, an
-#     oversized length field, a frame that does not decode, a transfer cut inside a frame:
+#     oversized length field, a frame that does not decode, a transfer cut inside a frame,
+#     a page-store offer naming a pack numbered above its generation:
 #     each refused with a log line naming it; beta's catalog untouched.
 #  3. A byte flipped in flight (the sender's test hook, after checksumming) is refused:
 #     nothing new is marked consistent, no .part directory remains.
@@ -170,7 +171,7 @@ ctx.load_cert_chain(tls + '/alpha.crt', tls + '/alpha.key')
 ctx.load_verify_locations(tls + '/ca.crt')
 def session(payload):
     s = ctx.wrap_socket(socket.create_connection(('10.77.0.2', 7788), 5), server_hostname='beta')
-    s.sendall(frame(f(1, f(1, 2) + f(2, 'alpha') + f(3, f(1, 'victim')))))
+    s.sendall(frame(f(1, f(1, 3) + f(2, 'alpha') + f(3, f(1, 'victim')))))  # protocol v3
     n = struct.unpack('>I', s.recv(4))[0]
     while n:
         n -= len(s.recv(n))
@@ -184,13 +185,17 @@ session(frame(b'\xff' * 40))
 session(frame(f(7, f(1, f(1, 'victim') + f(3, 9)))))
 session(frame(f(2, f(1, 'victim') + f(2, 98) + f(7, good_file))) +
         frame(f(4, f(1, 0) + f(2, 0) + f(3, b'x' * 300) + f(4, 1)))[:120])
+# a page-store generation naming a pack above its own number (it becomes a file name)
+session(frame(f(2, f(1, 'victim') + f(2, 97) + f(7, good_file) + f(12, 4) +
+                f(13, f(1, 12345678) + f(2, 4096) + f(3, 1)))))
 PY
 sleep 0.3
 for why in "bad message: Offer: files.name is not a plain name" \
 	   "bad message: length field says 2147483647 bytes" \
 	   "bad message: frame of 40 bytes does not decode" \
 	   "bad message: Roles: services\[0\].role is 9, not a role" \
-	   "connection lost while receiving service victim generation 98"; do
+	   "connection lost while receiving service victim generation 98" \
+	   "bad message: Offer: packs\[0\]: number 12345678 not in 1..store_gen (4)"; do
 	grep -q "$why" "$T/beta.log" || fail "beta did not log: $why"
 done
 [ "$(B count victim)" = "complete 1 pending 0" ] || fail "beta after hostile frames: $(B count victim)"

@@ -21,6 +21,15 @@
  *                                   checksum matched, every byte and directory was
  *                                   fsynced and the catalog says COMPLETE)
  *
+ * Page-store generations (v3; catalog stats.store_gen = N > 0) live in the service's
+ * page store <store>/<service>/store (engine/store.c): the Offer names the files of
+ * STORE/gen-N and the packs its page map refers to (number, size, ident); the Have says
+ * per pack how many bytes the standby holds, and Data carries only the missing files and
+ * the missing tail of each pack. The standby assembles them with the sender's numbers
+ * (engine eng_store_rx_*), retiring first its own generations from the first number
+ * where its history and the sender's part (after a failover), and checks every blob
+ * the generation's page map names before its catalog says consistent.
+ *
  * A generation lives in a directory of files, <store>/<service>/gen-<id> (the ids are
  * each node's own catalog ids; hacd's store is <state_dir>/services, the layout its
  * checkpoints use too). The standby writes a received one under
@@ -41,13 +50,16 @@
 struct event_base;
 struct cat;
 
-/* 2: roles in Hello, and the Roles message (a v1 peer would choke on it). */
-#define REP_PROTO_VERSION 2
+/* 2: roles in Hello, and the Roles message (a v1 peer would choke on it).
+ * 3: page-store generations: packs in Offer, pack_have in Have, pack Data. */
+#define REP_PROTO_VERSION 3
 #define REP_CHUNK (256u << 10)		/* data bytes per Data message */
 #define REP_FRAME_MAX (REP_CHUNK + 4096u)	/* longest frame either side accepts */
 #define REP_FILES_MAX 4096u		/* files per generation */
 #define REP_FILE_SIZE_MAX (1ull << 40)	/* bytes per file */
 #define REP_NAME_MAX 128u		/* names on the wire, without the NUL */
+#define REP_STORE_GEN_MAX 99999999u	/* store numbers have 8 digits (engine/store.c) */
+#define REP_PACK_SIZE_MIN 64u		/* a pack's header */
 
 typedef void (*rep_log_fn)(int prio, const char *msg, void *opaque);
 
@@ -72,6 +84,8 @@ bool rep_name_valid(const char *name);
 
 /* <store>/<service>/gen-<gen> into buf; -ENAMETOOLONG when it does not fit. */
 int rep_gen_path(char *buf, size_t len, const char *store, const char *service, int64_t gen);
+/* <store>/<service>/store, the service's page store, into buf. */
+int rep_store_path(char *buf, size_t len, const char *store, const char *service);
 
 /*
  * Decode and check one frame payload (after the length prefix) the way a receiver does.
@@ -182,7 +196,8 @@ struct rep_sender_opts {
 	rep_peer_role_fn on_peer_role;	/* may be NULL */
 	void *opaque;
 	/* Test hook: flip one bit of the data byte at this offset of every file sent
-	 * (after its checksum was taken), as a link that damages data would. 0 = off. */
+	 * (after its checksum was taken), as a link that damages data would; in a
+	 * page-store generation, of every pack sent instead (its files are left). 0 = off. */
 	uint64_t test_corrupt_at;
 };
 
@@ -191,7 +206,7 @@ struct rep_sender_status {
 	size_t queued;			/* generations waiting, incl. the one in flight */
 	int64_t acked_gen;		/* newest generation the peer acknowledged, 0 = none */
 	int64_t acked_us;		/* when (CLOCK_REALTIME us) */
-	uint64_t bytes_sent;		/* file data sent since start */
+	uint64_t bytes_sent;		/* file and pack data sent since start */
 };
 
 struct rep_sender;

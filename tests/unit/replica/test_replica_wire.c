@@ -134,6 +134,85 @@ static void test_have_data(void **state)
 	expect_refused(&m, "Data: 0 bytes");
 }
 
+/* v3: a page-store generation's packs, what the standby holds of them, their Data. */
+static void test_store(void **state)
+{
+	RepMsg m = REP_MSG__INIT;
+	RepOffer o = REP_OFFER__INIT;
+	RepFile f = REP_FILE__INIT, *pf[1] = { &f };
+	RepPack p[2] = { REP_PACK__INIT, REP_PACK__INIT }, *pp[2] = { &p[0], &p[1] };
+	RepHave h = REP_HAVE__INIT;
+	RepData d = REP_DATA__INIT;
+	uint64_t have[2] = { 64, 100 };
+	uint8_t byte = 1;
+
+	o.service = "victim";
+	o.has_gen = 1;
+	o.gen = 9;
+	o.files = pf;
+	o.n_files = 1;
+	f.name = "pagemap-1.img";
+	f.has_size = f.has_xxh3 = 1;
+	o.has_store_gen = 1;
+	o.store_gen = 5;
+	o.packs = pp;
+	o.n_packs = 2;
+	for (int i = 0; i < 2; i++) {
+		p[i].has_num = p[i].has_size = p[i].has_ident = 1;
+		p[i].num = (uint32_t)(2 * i + 3);
+		p[i].size = 4096;
+	}
+	m.offer = &o;
+	assert_int_equal(check(&m), 0);
+	p[0].num = 0;
+	expect_refused(&m, "Offer: packs[0]: number 0 not in 1..store_gen (5)");
+	p[0].num = 6;
+	expect_refused(&m, "Offer: packs[0]: number 6 not in 1..store_gen (5)");
+	p[0].num = 5;
+	expect_refused(&m, "Offer: packs[1]: number 5 not increasing");
+	p[0].num = 3;
+	p[1].size = REP_FILE_SIZE_MAX + 1;
+	expect_refused(&m, "Offer: packs[1] (pack 5): size missing or not in");
+	p[1].size = 10;
+	expect_refused(&m, "Offer: packs[1] (pack 5): size missing or not in");
+	p[1].size = 4096;
+	p[1].has_ident = 0;
+	expect_refused(&m, "Offer: packs[1] (pack 5): ident missing");
+	p[1].has_ident = 1;
+	o.store_gen = REP_STORE_GEN_MAX + 1;
+	expect_refused(&m, "Offer: store_gen 100000000 above 99999999");
+	o.store_gen = 0;
+	o.has_store_gen = 0;
+	expect_refused(&m, "Offer: packs without a store_gen");
+
+	m.offer = NULL;
+	m.have = &h;
+	h.service = "victim";
+	h.has_gen = 1;
+	h.gen = 9;
+	h.pack_have = have;
+	h.n_pack_have = 2;
+	assert_int_equal(check(&m), 0);
+	have[1] = REP_FILE_SIZE_MAX + 1;
+	expect_refused(&m, "Have: pack_have[1] above");
+	have[1] = 1;
+	h.has_present = h.present = 1;
+	expect_refused(&m, "Have: present, yet pack bytes listed");
+
+	m.have = NULL;
+	m.data = &d;
+	d.has_offset = d.has_data = d.has_xxh3 = 1;
+	d.data.data = &byte;
+	d.data.len = 1;
+	expect_refused(&m, "Data: none of file and pack set");
+	d.has_file = d.has_pack = 1;
+	expect_refused(&m, "Data: both of file and pack set");
+	d.has_file = 0;
+	assert_int_equal(check(&m), 0);
+	d.pack = REP_FILES_MAX;
+	expect_refused(&m, "Data: file or pack index out of range");
+}
+
 static void test_frame(void **state)
 {
 	RepMsg m = REP_MSG__INIT;
@@ -165,6 +244,9 @@ static void test_gen_path(void **state)
 	assert_int_equal(rep_gen_path(buf, sizeof(buf), "/s", "svc", 12), 0);
 	assert_string_equal(buf, "/s/svc/gen-12");
 	assert_int_equal(rep_gen_path(buf, 8, "/s", "svc", 12), -ENAMETOOLONG);
+	assert_int_equal(rep_store_path(buf, sizeof(buf), "/s", "svc"), 0);
+	assert_string_equal(buf, "/s/svc/store");
+	assert_int_equal(rep_store_path(buf, 8, "/s", "svc"), -ENAMETOOLONG);
 }
 
 int main(void)
@@ -173,6 +255,7 @@ int main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_offer),
 		cmocka_unit_test(test_have_data),
+		cmocka_unit_test(test_store),
 		cmocka_unit_test(test_frame),
 		cmocka_unit_test(test_gen_path),
 	};
