@@ -133,7 +133,8 @@ int eng_store_gen_packs(const char *store_dir, uint32_t gen, struct eng_store_pa
 		free(p);
 		return ret;
 	}
-	qsort(p, np, sizeof(*p), cmp_pack);
+	if (np)
+		qsort(p, np, sizeof(*p), cmp_pack);
 	*out = p;
 	*nr = np;
 	return 0;

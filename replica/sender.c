@@ -669,9 +669,11 @@ static int on_have(struct rep_sender *s, const RepHave *h)
 	s->need = malloc((h->n_need + 1) * sizeof(*s->need));
 	if (!s->need || !s->pack_have)
 		return -ENOMEM;
-	memcpy(s->pack_have, h->pack_have, s->n_packs * sizeof(*s->pack_have));
+	if (s->n_packs)
+		memcpy(s->pack_have, h->pack_have, s->n_packs * sizeof(*s->pack_have));
 	s->pcur = 0;
-	memcpy(s->need, h->need, h->n_need * sizeof(*s->need));
+	if (h->n_need)
+		memcpy(s->need, h->need, h->n_need * sizeof(*s->need));
 	s->n_need = h->n_need;
 	s->cur = 0;
 	s->st = S_DATA;
