@@ -44,6 +44,19 @@ static inline socklen_t zdtm_scratch_sock(struct sockaddr_un *sa, const char *na
 	return offsetof(struct sockaddr_un, sun_path) + strlen(sa->sun_path) + 1;
 }
 
+/* Accepts one connection on listener l and echoes it until EOF; then exits. */
+static inline void __attribute__((noreturn)) zdtm_echo_one(int l)
+{
+	int c = accept(l, NULL, NULL);
+	char buf[64];
+	ssize_t n;
+
+	while (c >= 0 && (n = read(c, buf, sizeof(buf))) > 0)
+		if (write(c, buf, n) != n)
+			break;
+	_exit(0);
+}
+
 /*
  * serve(arg, ready) in a grandchild that we orphan: it writes one byte on ready once it
  * serves, and must end by itself (alarm) should the test go wrong. Returns once that

@@ -11,9 +11,7 @@ static socklen_t len;
 
 static void __attribute__((noreturn)) echo_server(void *arg, int ready)
 {
-	int l = socket(AF_UNIX, SOCK_STREAM, 0), c;
-	char buf[64];
-	ssize_t n;
+	int l = socket(AF_UNIX, SOCK_STREAM, 0);
 
 	(void)arg;
 	if (l < 0 || bind(l, (const void *)&sa, len) || listen(l, 1))
@@ -21,11 +19,7 @@ static void __attribute__((noreturn)) echo_server(void *arg, int ready)
 	if (write(ready, "r", 1) != 1)
 		_exit(1);
 	close(ready);
-	c = accept(l, NULL, NULL);
-	while (c >= 0 && (n = read(c, buf, sizeof(buf))) > 0)
-		if (write(c, buf, n) != n)
-			break;
-	_exit(0);
+	zdtm_echo_one(l);
 }
 
 int main(void)
