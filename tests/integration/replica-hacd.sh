@@ -210,13 +210,6 @@ for _ in $(seq 200); do
 	sleep 0.05
 done
 grep -q "^ok [1-9]" "$T/result" || fail "victim after failover to beta: $(cat "$T/result" 2>/dev/null)"
-kill -TERM "$APID" "$BPID"
-wait "$APID" || fail "hacd alpha exit status"
-wait "$BPID" || fail "hacd beta exit status"
-APID=
-BPID=
-for n in alpha beta; do
-	"$HACTL" catalog verify "$T/$n/catalog.db" > "$T/verify.log" 2>&1 ||
-		fail "$n's catalog: $(cat "$T/verify.log")"
-done
+rep_hacds_stop alpha beta
+rep_catalogs_verify alpha beta
 echo "PASS: generations $g1..$g3 replicated by hacd, failed over to beta, $gb back to alpha: $(cat "$T/result")"

@@ -10,6 +10,8 @@
 #                            and name each other; the caller appends its services
 #   rep_fail MSG...          FAIL: MSG, the tail of every $T/*.log, exit 1
 #   rep_nodes_kill NSA NSB   kill -9 every process in both namespaces, reap, delete them
+#   rep_hacds_stop NODE...   SIGTERM the hacd of each NODE (APID, BPID): each must exit 0
+#   rep_catalogs_verify NODE...   hactl catalog verify of each NODE's catalog
 
 rep_nodes() {
 	ip netns add "$1"
@@ -73,6 +75,21 @@ rep_nodes_kill() {
 	done
 	wait 2>/dev/null || true
 	rep_nodes_del "$1" "$2"
+}
+
+rep_hacds_stop() {
+	for n in "$@"; do
+		if [ "$n" = alpha ]; then p=$APID; APID=; else p=$BPID; BPID=; fi
+		kill -TERM "$p"
+		wait "$p" || fail "hacd $n exit status $?"
+	done
+}
+
+rep_catalogs_verify() {
+	for n in "$@"; do
+		"$HACTL" catalog verify "$T/$n/catalog.db" > "$T/verify.out" 2>&1 ||
+			fail "$n's catalog: $(cat "$T/verify.out")"
+	done
 }
 
 # hacd of node NODE (alpha or beta) in namespace NS, from $T/NODE.conf, logging to

@@ -225,14 +225,7 @@ grep -q "peer beta runs it now: this node comes back standby" "$T/alpha.log" ||
 ip netns exec "$NSA" python3 "$PY" ping $PORT && fail "redis runs on alpha too"
 echo "alpha back as standby: holds beta's generation $back"
 ctl beta status redis
-kill -TERM "$APID" "$BPID"
-wait "$APID" || fail "hacd alpha exit status"
-wait "$BPID" || fail "hacd beta exit status"
-APID=
-BPID=
-for n in alpha beta; do
-	"$HACTL" catalog verify "$T/$n/catalog.db" > "$T/verify.out" 2>&1 ||
-		fail "$n's catalog: $(cat "$T/verify.out")"
-done
+rep_hacds_stop alpha beta
+rep_catalogs_verify alpha beta
 echo "PASS: redis failed over from alpha to beta with every acknowledged key up to" \
 	"generation $g; alpha came back standby"

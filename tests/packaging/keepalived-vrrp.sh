@@ -185,5 +185,8 @@ v=$(kv beta dump)
 role_state beta "active running" || fail "beta: $(ctl beta status kv)"
 until_ok 10 "beta has not the virtual address" has_vip beta vb
 grep -q "restoring generation" "$T/beta.log" || fail "beta's hacd did not restore a generation"
+# Both catalogs sound: alpha's after the kill -9, beta's after a clean stop.
+rep_hacds_stop beta
+rep_catalogs_verify alpha beta
 echo "$(at) ok - alpha killed: beta MASTER after $(( tm - t0 )) ms, kv answers there with key1..key3" \
 	"$(( ta - t0 )) ms after the kill ($(( ta - tm )) ms after MASTER)"
