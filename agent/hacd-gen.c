@@ -576,6 +576,11 @@ void svc_ckpt_done(struct svc *s, const Hacd__WorkerReply *rep)
 	int64_t gen = s->gen;
 	int ret = rep ? rep->status : -ECHILD;
 
+	/* A worker that died may have committed a store generation first: no row will
+	 * name it, the next STORE_GC deletes it. */
+	if (!rep && !s->pack && svc_has_store(s))
+		s->store_gc_due = true;
+
 	if (!ret && !s->pack && (!rep->has_store_gen || !rep->store_gen)) {
 		svc_event(s, LOG_ERR, "checkpoint", "generation %lld: the worker named no store "
 			  "generation", (long long)gen);

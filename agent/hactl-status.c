@@ -21,6 +21,15 @@
 #include "hactl.h"
 
 
+/* 1.5 KiB, 12.0 MiB: small generations would all read 0.0 MiB. */
+static void fmt_size(uint64_t b, char *buf, size_t len)
+{
+	if (b < 1048576)
+		snprintf(buf, len, "%.1f KiB", b / 1024.0);
+	else
+		snprintf(buf, len, "%.1f MiB", b / 1048576.0);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: hactl status [SERVICE] [--json] [-s SOCKET] [-f CONFIG]\n"
@@ -65,11 +74,14 @@ static void print_text(const Hactl__CtlStatus *st)
 			char age[32];
 
 			ctl_fmt_duration(s->last_age_us, age, sizeof(age));
+			char bn[32], bt[32];
+
 			/* New against total: what incremental checkpoints save. */
-			printf("  %s   last: generation %lld, %s ago, pause %.1f ms, %.1f MiB new "
-			       "of %.1f MiB\n", bar, (long long)s->last_generation, age,
-			       s->last_pause_us / 1000.0, s->last_bytes_new / 1048576.0,
-			       s->last_bytes / 1048576.0);
+			fmt_size(s->last_bytes_new, bn, sizeof(bn));
+			fmt_size(s->last_bytes, bt, sizeof(bt));
+			printf("  %s   last: generation %lld, %s ago, pause %.1f ms, %s new of %s\n",
+			       bar, (long long)s->last_generation, age, s->last_pause_us / 1000.0, bn,
+			       bt);
 		}
 		if (s->has_next_checkpoint_us) {
 			ctl_fmt_duration(s->next_checkpoint_us, iv, sizeof(iv));

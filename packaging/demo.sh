@@ -60,6 +60,7 @@ service "counter" {
   interval = "500ms"
   keep = 20
   restart = "restore"
+  checkpoint = "incremental"
 }
 CONF
 build/agent/hacd -f "$work/hacd.conf" 2>"$work/hacd.log" &

@@ -181,7 +181,7 @@ print("ok - incremental: first generation %.1f MiB new, the next %d %s KiB new e
       "/".join("%.0f" % (x["bytes_new"] / 1024) for x in rest), rest[-1]["bytes_total"] / 2**20,
       "/".join("%.1f" % (x["pause_us"] / 1e3) for x in g)))
 PY
-"$HACTL" -s "$SOCK" status heap | grep -q "MiB new of" || fail "status: no new/total"
+"$HACTL" -s "$SOCK" status heap | grep -q "iB new of [0-9.]* MiB" || fail "status: no new/total"
 
 # ---- 2. exact restore and rollback ----------------------------------------------------
 req "touch 16" > /dev/null
@@ -274,6 +274,30 @@ N1=$(complete | wc -l)
 wait_complete $((N1 + 1))
 settled_check "after the kill"
 echo "ok - [${SECONDS}s] hacd killed mid-checkpoint: store generation $ORPHAN (never committed) deleted at restart, catalog and store consistent"
+# ---- 5. the worker killed mid-checkpoint --------------------------------------------------
+# (If the service was frozen or held the parasite, it dies too and hacd restores it.)
+KILLED=
+for _ in $(seq 60); do
+	n=$(ls "$STORE/packs" | sed -n 's/^pack-0*\([0-9][0-9]*\)\.pack$/\1/p' | sort -n | tail -1)
+	if [ -n "$n" ] && [ ! -d "$STORE/gen-$(printf %08d "$n")" ]; then
+		W=$(pgrep -P "$PID" -x "hacd-w heap" || true)
+		[ -n "$W" ] && kill -KILL "$W" && KILLED=$W && break
+	fi
+	req "touch 64" > /dev/null
+	sleep 0.02
+done
+[ -n "$KILLED" ] || fail "never caught the worker mid-checkpoint"
+N2=$(complete | awk '{print $1}' | sort -n | tail -1)
+for _ in $(seq 600); do
+	[ "$(complete | awk '{print $1}' | sort -n | tail -1)" -gt "$((N2 + 1))" ] && break
+	sleep 0.1
+done
+[ "$(complete | awk '{print $1}' | sort -n | tail -1)" -gt "$((N2 + 1))" ] ||
+	fail "no checkpoints after the worker's kill"
+wait_up
+settled_check "after the worker's kill"
+echo "ok - [${SECONDS}s] worker $KILLED killed mid-checkpoint: restarted, checkpoints go on, catalog and store consistent"
+
 # Figures: each launch or restore begins with a full generation (logged at info).
 grep -o "generation [0-9]* complete (store generation [0-9]*, full).*" "$LOG" |
 	sed 's/^/# /' || true
