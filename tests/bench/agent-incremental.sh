@@ -93,12 +93,15 @@ st = [x for x in json.load(open(sys.argv[2]))["services"] if x["name"] == sys.ar
 def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, int(len(v) * p))] if v else 0
-p = [x["pause_us"] / 1e3 for x in g]
+# The first generation (taken while the data was still loading, and full in both
+# modes) apart: the steady state is what follows.
+p = [x["pause_us"] / 1e3 for x in g[1:]]
 later = [x["bytes_new"] / 2**20 for x in g[1:]]
-print("%-11s %-5s %3d gens  pause p50 %7.1f  p99 %7.1f  max %7.1f ms   stored/gen p50 %8.3f MiB"
-      " (first %6.1f)  refers to %6.1f MiB  missed %d" %
+print("%-11s %-5s %3d gens  pause p50 %6.1f  p99 %6.1f  max %6.1f ms (first %6.1f)  "
+      "stored/gen p50 %8.3f MiB (first %6.1f)  refers to %6.1f MiB  missed %d" %
       (sys.argv[3], sys.argv[4], len(g), pct(p, .5), pct(p, .99), max(p or [0]),
-       pct(later, .5), g[0]["bytes_new"] / 2**20 if g else 0,
+       g[0]["pause_us"] / 1e3 if g else 0, pct(later, .5),
+       g[0]["bytes_new"] / 2**20 if g else 0,
        g[-1]["bytes_total"] / 2**20 if g else 0, st.get("missed", 0)))
 PY
 	done

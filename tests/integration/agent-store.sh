@@ -138,6 +138,7 @@ agree() {
 	case $extra in ''|*' '*) return 1;; esac
 	[ "$(pending)" -ge 1 ] && [ "$extra" -gt "$(echo "$want" | awk '{print $NF}')" ]
 }
+# settled_check WHAT [noverify]: noverify skips the (slow, 64 MiB each) image verify.
 settled_check() {
 	local g
 	for _ in $(seq 50); do
@@ -148,6 +149,7 @@ settled_check() {
 	done
 	agree || fail "$1: store generations [$(store_gens | tr '\n' ' ')], catalog's complete ones [$(cat_complete | awk '{print $2}' | sort -n | tr '\n' ' ')]"
 	for g in $(store_gens); do
+		[ "${2:-}" = noverify ] && break
 		"$HACTL" image verify -D "$STORE" --generation "$g" > "$T/verify" 2>&1 ||
 			fail "$1: store generation $g: $(cat "$T/verify")"
 	done
@@ -222,14 +224,14 @@ print(sum(1 for g in json.load(sys.stdin)["generations"]
           if g["state"] in ("complete", "pruned") and g["id"] > int(sys.argv[1])))' "$N0")" -ge 10 ] && break
 	sleep 0.2
 done
-settled_check "keep = 3"
+settled_check "keep = 3" noverify
 # Retention runs once a second: at 300 ms a few more may be complete for a moment.
 [ "$(complete | wc -l)" -le 7 ] || fail "keep = 3: $(complete | wc -l) complete generations"
 DU=$(du -sk --apparent-size "$STORE/packs" | cut -f1)
 DUB=$(du -sk "$STORE/packs" | cut -f1)
 [ "$DUB" -lt $(((MIB * 1024) * 3 / 2 + 8192)) ] ||
 	fail "keep = 3: packs use $DUB KiB on disk for a $MIB MiB heap: pruned data not freed"
-echo "ok - [${SECONDS}s] keep = 3: the store holds exactly the catalog's $(complete | wc -l) complete generations, each verified; packs ${DUB} KiB on disk (${DU} KiB apparent) for a $MIB MiB heap"
+echo "ok - [${SECONDS}s] keep = 3: the store holds exactly the catalog's $(complete | wc -l) complete generations; packs ${DUB} KiB on disk (${DU} KiB apparent) for a $MIB MiB heap"
 
 # ---- 4. hacd killed while its worker writes a generation -----------------------------------
 ORPHAN=
