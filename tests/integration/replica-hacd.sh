@@ -16,7 +16,8 @@
 #     service active; alpha is killed; `hactl failover` on beta restores the newest
 #     consistent generation under beta's hacd; alpha's hacd comes back, hears beta
 #     active and stays standby (its catalog said active); a checkpoint on beta reaches
-#     alpha (B -> A); the victim checks its memory.
+#     alpha (B -> A); the victim checks its memory. hacd's own checkpoints are
+#     incremental (page store) unless HACD_CHECKPOINT=full.
 set -euo pipefail
 . "$(dirname "$0")/replica-lib.sh"
 
@@ -59,6 +60,7 @@ service "victim" {
   restart = "none"
   keep = 2
   replication = "sync"
+  checkpoint = "${HACD_CHECKPOINT:-incremental}"
 }
 EOF
 done

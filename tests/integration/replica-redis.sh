@@ -5,6 +5,7 @@
 # each with its own hacd, config, state directory and certificate. Run it in a pid
 # namespace of its own (ctest does: unshare --pid --fork --mount-proc), where this script
 # is init and reaps what a kill -9 orphans, so that redis's pid is free on beta at once.
+# Generations are incremental (page store) unless HACD_CHECKPOINT=full.
 #  1. hacd on alpha launches redis-server (`hactl promote --force`: the first start of
 #     a new cluster); 100,000 keys are loaded and a writer adds keys one by one, logging
 #     when redis acknowledged each. alpha checkpoints every second and its generations
@@ -73,6 +74,7 @@ service "redis" {
   interval = "1s"
   keep = 4
   stop_timeout = "2s"
+  checkpoint = "${HACD_CHECKPOINT:-incremental}"
 }
 EOF
 done
