@@ -369,6 +369,11 @@ static int store_gen_files(struct rep_sender *s, const char *service, uint32_t s
 		LOG(s, LOG_ERR, "service %s store generation %u: %s", service, sg, eng_last_error());
 		return ret;
 	}
+	if (s->n_packs > REP_PACKS_MAX) {
+		LOG(s, LOG_ERR, "service %s store generation %u names %zu packs, the protocol "
+		    "carries %u: not sent", service, sg, s->n_packs, REP_PACKS_MAX);
+		return -E2BIG;
+	}
 	s->store_gen = sg;
 	return 0;
 }
@@ -455,10 +460,18 @@ static void offer_next(struct rep_sender *s)
 	o.n_files = s->n_files;
 	lag_facts(s, o.service, g.id, &o);
 	m.offer = &o;
-	rep__send(s->bev, &m);
+	ret = rep__send(s->bev, &m);
 	free(pf);
 	free(pk);
 	free(ppk);
+	if (ret) {
+		LOG(s, LOG_ERR, "service %s generation %lld: its offer (%zu files, %zu packs) does "
+		    "not fit a frame: not sent to %s", s->head->service, (long long)g.id,
+		    s->n_files, s->n_packs, s->o.peer);
+		pop(s, ret);
+		offer_next(s);
+		return;
+	}
 	peer_state(s, g.id, CAT_PEER_SENDING);
 	s->st = S_OFFERED;
 	wait_answer(s, true);

@@ -148,8 +148,8 @@ static int check_offer(const RepOffer *o, char *err, size_t errlen)
 		BAD("Offer: packs without a store_gen");
 	if (o->store_gen > REP_STORE_GEN_MAX)
 		BAD("Offer: store_gen %u above %u", o->store_gen, REP_STORE_GEN_MAX);
-	if (o->n_packs > REP_FILES_MAX)
-		BAD("Offer: %zu packs, at most %u", o->n_packs, REP_FILES_MAX);
+	if (o->n_packs > REP_PACKS_MAX)
+		BAD("Offer: %zu packs, at most %u", o->n_packs, REP_PACKS_MAX);
 	for (size_t i = 0; i < o->n_packs; i++) {
 		const RepPack *p = o->packs[i];
 
@@ -189,8 +189,8 @@ static int check_have(const RepHave *h, char *err, size_t errlen)
 		BAD("Have: %zu files needed, at most %u", h->n_need, REP_FILES_MAX);
 	if (h->present && h->n_need)
 		BAD("Have: present, yet files needed");
-	if (h->n_pack_have > REP_FILES_MAX)
-		BAD("Have: %zu pack_have, at most %u", h->n_pack_have, REP_FILES_MAX);
+	if (h->n_pack_have > REP_PACKS_MAX)
+		BAD("Have: %zu pack_have, at most %u", h->n_pack_have, REP_PACKS_MAX);
 	if (h->present && h->n_pack_have)
 		BAD("Have: present, yet pack bytes listed");
 	for (size_t i = 0; i < h->n_pack_have; i++)
@@ -209,7 +209,7 @@ static int check_data(const RepData *d, char *err, size_t errlen)
 {
 	if (d->has_file == d->has_pack)
 		BAD("Data: %s of file and pack set, expected one", d->has_file ? "both" : "none");
-	if ((d->has_file && d->file >= REP_FILES_MAX) || (d->has_pack && d->pack >= REP_FILES_MAX))
+	if ((d->has_file && d->file >= REP_FILES_MAX) || (d->has_pack && d->pack >= REP_PACKS_MAX))
 		BAD("Data: file or pack index out of range");
 	if (!d->has_offset || d->offset >= REP_FILE_SIZE_MAX)
 		BAD("Data: offset missing or out of range");

@@ -60,6 +60,10 @@ struct cat;
 #define REP_NAME_MAX 128u		/* names on the wire, without the NUL */
 #define REP_STORE_GEN_MAX 99999999u	/* store numbers have 8 digits (engine/store.c) */
 #define REP_PACK_SIZE_MIN 64u		/* a pack's header */
+/* Packs one store generation may name: its Offer (~25 bytes a pack) must fit a frame.
+ * A service whose live pages are spread over more packs cannot be shipped (the sender
+ * says so); its store would need compacting. */
+#define REP_PACKS_MAX 8192u
 
 typedef void (*rep_log_fn)(int prio, const char *msg, void *opaque);
 

@@ -209,7 +209,7 @@ static void test_store(void **state)
 	expect_refused(&m, "Data: both of file and pack set");
 	d.has_file = 0;
 	assert_int_equal(check(&m), 0);
-	d.pack = REP_FILES_MAX;
+	d.pack = REP_PACKS_MAX;
 	expect_refused(&m, "Data: file or pack index out of range");
 }
 
