@@ -24,7 +24,7 @@
  *   (once)            eng__pidns_resolve            a foreign pid namespace, orphans
  *                                                   under our init, SysV sem/msg
  *   SCAN              eng__tree_scan                (a zombie root)
- *                     eng__tree_check               a session whose leader exited
+ *                     eng__tree_check               a session led from outside the tree
  *   PRECHECK          eng__task_precheck            namespaces, tracer, stopped
  *                     eng__files_precheck           sockets, pipes, anon inodes, ttys...
  *                     eng__unix_precheck            unix peers outside the tree

@@ -194,7 +194,8 @@ struct eng__tree {
 
 /* The root and every process below it, as /proc shows them now. */
 int eng__tree_scan(pid_t root, struct eng__tree *t);
-/* Refuses a tree restore cannot build (a session whose leader exited). */
+/* Refuses a tree restore cannot build (a session led from outside the tree or by a
+ * process of it its members' parent is not in). */
 int eng__tree_check(const struct eng__tree *t);
 /* Step by step, for a tree frozen from the top: the root alone, then the children of
  * p[i] appended (p[i] must be stopped for the list to hold); re-read p[i]'s state. */

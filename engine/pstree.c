@@ -18,6 +18,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,10 +139,33 @@ static int walk(struct eng__tree *t, pid_t pid, int depth)
 }
 
 /*
+ * p is in another session than its parent pp: it was reparented to pp (a child
+ * subreaper) after the session's leader exited, as a double-forked daemon is. Restore
+ * makes that session again with a helper that takes the leader's pid, calls setsid(),
+ * forks p and exits (rst-tree.c). That needs the leader to be gone for good, not alive
+ * elsewhere in the tree or outside it.
+ */
+static int orphan_session(const struct eng__tree *t, const struct eng__tree_proc *p,
+			  const struct eng__tree_proc *pp)
+{
+	for (int i = 0; i < t->n; i++)
+		if (t->p[i].pid == p->sid)
+			return pr_errno(-ENOTSUP, "pid %d: in session %d, whose leader is in the tree, but its parent %d "
+					"is in session %d: not supported yet", p->pid, p->sid, pp->pid, pp->sid);
+	if (p->sid <= 0 || !kill(p->sid, 0) || errno != ESRCH)
+		return pr_errno(-ENOTSUP, "pid %d: in session %d, led from outside the tree, but its parent %d is "
+				"in session %d: not supported", p->pid, p->sid, pp->pid, pp->sid);
+	if (p->zombie)
+		return pr_errno(-ENOTSUP, "pid %d: a zombie in session %d whose leader exited: not supported yet",
+				p->pid, p->sid);
+	pr_debug("pid %d: in session %d whose leader exited (its parent %d is in session %d)", p->pid, p->sid,
+		 pp->pid, pp->sid);
+	return 0;
+}
+
+/*
  * What restore cannot build yet, refused before anything is touched (restore checks the
- * same in rst-images.c, but a checkpoint that cannot come back must not be taken): a
- * process in a session it does not lead and its parent is not in was reparented after
- * its session leader exited, as a double-forked daemon is; no fork order gives it back.
+ * same in rst-images.c, but a checkpoint that cannot come back must not be taken).
  */
 int eng__tree_check(const struct eng__tree *t)
 {
@@ -153,10 +177,12 @@ int eng__tree_check(const struct eng__tree *t)
 
 			if (pp->pid != p->ppid)
 				continue;
-			if (p->sid != p->pid && p->sid != pp->sid)
-				return pr_errno(-ENOTSUP, "pid %d: in session %d, its parent %d in session %d "
-						"(reparented after its session leader exited): not supported yet",
-						p->pid, p->sid, pp->pid, pp->sid);
+			if (p->sid != p->pid && p->sid != pp->sid) {
+				int ret = orphan_session(t, p, pp);
+
+				if (ret)
+					return ret;
+			}
 			break;
 		}
 	}

@@ -98,6 +98,7 @@ struct restore {
 	pid_t *seen;		/* every traced task we saw: killed on failure */
 	size_t nr_seen, cap_seen;
 	size_t born, joined, ready, trapped_procs;
+	size_t gone;		/* session helpers about to exit (RST_MSG_GONE) */
 };
 
 /* The thread's id in its own (innermost) pid namespace, from /proc/TID/status NSpid. */
@@ -182,6 +183,9 @@ static int on_msg(struct restore *r, const struct rst_msg *m)
 	case RST_MSG_JOINED:
 		r->joined++;
 		return 0;
+	case RST_MSG_GONE:
+		r->gone++;
+		return 0;
 	case RST_MSG_READY:
 		i = proc_by_pid(r, m->pid);
 		if (i < 0 || r->rp[i].ready || !m->region)
@@ -222,6 +226,11 @@ static int died(struct restore *r, pid_t w, int st)
 
 	if (ret)
 		return ret;
+	/* A session helper is traced (rst-tree.c) and ends on purpose, after saying so. */
+	if (code == 0 && r->gone) {
+		r->gone--;
+		return 0;
+	}
 	if (code > 100 && code - 100 < (int)(sizeof(step_names) / sizeof(step_names[0])) && step_names[code - 100])
 		return pr_errno(-EIO, "restore of pid %d failed in the restorer: %s", inner_tid(w) > 0 ? inner_tid(w) : w,
 				step_names[code - 100]);

@@ -26,6 +26,8 @@ struct rst_pipe;
 struct rst_proc {
 	pid_t pid;
 	int parent;		/* index in rst_ctx.procs; -1: the root */
+	int via;		/* index in rst_ctx.helpers of the session helper that forks
+				 * it for its parent; -1: its parent forks it */
 	bool zombie;		/* pst only: a child that exits with pst->exit_status */
 	ImgPstreeEntry *pst;
 	ImgCore *core;
@@ -43,15 +45,19 @@ struct rst_proc {
 
 /* A process group whose leader had exited: a helper with the leader's pid, forked by
  * `host` (the parent of its first member), makes the group, and exits once every
- * member has joined. */
+ * member has joined. A session helper (a session whose leader had exited, as a
+ * double-forked daemon's): the same, but it calls setsid() and forks the session's
+ * members itself (rst_proc.via), which are reparented to the host (a child subreaper)
+ * when it exits. */
 struct rst_helper {
-	pid_t pgid;
+	pid_t pgid;		/* and the session id, for a session helper */
 	int host;		/* index in rst_ctx.procs */
+	bool session;
 };
 
 /* What every restored process tells hactl over the shared status pipe; one write
  * each, below PIPE_BUF, so messages never interleave. */
-enum { RST_MSG_FAIL = 1, RST_MSG_BORN, RST_MSG_JOINED, RST_MSG_READY };
+enum { RST_MSG_FAIL = 1, RST_MSG_BORN, RST_MSG_JOINED, RST_MSG_READY, RST_MSG_GONE };
 struct rst_msg {
 	int32_t pid;		/* the sender's pid in its own namespace */
 	uint32_t kind;

@@ -135,10 +135,50 @@ static int find_proc(const struct rst_ctx *c, uint32_t pid)
 }
 
 /*
+ * procs[i] is in a session neither it nor its parent leads: reparented to its parent
+ * (a child subreaper) after the session's leader exited. A session helper with the
+ * leader's pid makes the session again and forks it (rst-tree.c); its group must be
+ * the session's own or its own (a group inside whose leader also exited would need a
+ * helper of its own in that session: not supported yet).
+ */
+static int session_helper(struct rst_ctx *c, size_t i)
+{
+	struct rst_proc *p = &c->procs[i];
+	const ImgPstreeEntry *e = p->pst;
+	size_t k = 0;
+
+	if (find_proc(c, e->sid) >= 0 || !e->sid)
+		return pr_errno(-ENOTSUP, "pid %u: in session %u, which its parent %u is not in, and whose leader "
+				"is %s: not supported yet", e->pid, e->sid, e->ppid,
+				e->sid ? "in the tree" : "outside the tree");
+	if (p->zombie)
+		return pr_errno(-ENOTSUP, "pid %u: a zombie in session %u, whose leader exited: not supported yet",
+				e->pid, e->sid);
+	if (e->pgid != e->sid && e->pgid != e->pid && find_proc(c, e->pgid) < 0)
+		return pr_errno(-ENOTSUP, "pid %u: in process group %u of session %u, both of whose leaders exited: "
+				"not supported yet", e->pid, e->pgid, e->sid);
+	while (k < c->nr_helpers && c->helpers[k].pgid != (pid_t)e->sid)
+		k++;
+	if (k < c->nr_helpers && (!c->helpers[k].session || c->helpers[k].host != p->parent))
+		return pr_errno(-ENOTSUP, "pid %u: session %u, whose leader exited, has members under several "
+				"parents (or its id is a group's too): not supported yet", e->pid, e->sid);
+	if (k == c->nr_helpers) {
+		void *n = realloc(c->helpers, (k + 1) * sizeof(*c->helpers));
+
+		if (!n)
+			return -ENOMEM;
+		c->helpers = n;
+		c->helpers[c->nr_helpers++] = (struct rst_helper){ e->sid, p->parent, true };
+	}
+	p->via = k;
+	return 0;
+}
+
+/*
  * The tree as restore can build it: parents before children, and every session and
  * group reachable from where its members are forked. A process's session is its
- * parent's unless it leads its own (one it joined by being reparented is not
- * restorable yet); a session or group led from outside the tree is the root's (the
+ * parent's unless it leads its own or it was reparented after its session's leader
+ * exited (a session helper, below); a session or group led from outside the tree is the root's (the
  * restored tree stays in the restorer's own). A group whose leader is gone gets a
  * helper (struct rst_helper).
  */
@@ -148,6 +188,8 @@ static int check_tree(struct rst_ctx *c)
 
 	if (root->ppid || root->zombie)
 		return pr_errno(-EINVAL, "pstree.img: the first entry, pid %u, is not a live root", root->pid);
+	for (size_t i = 0; i < c->nr_procs; i++)
+		c->procs[i].via = -1;
 	for (size_t i = 0; i < c->nr_procs; i++) {
 		struct rst_proc *p = &c->procs[i];
 		const ImgPstreeEntry *e = p->pst;
@@ -168,9 +210,12 @@ static int check_tree(struct rst_ctx *c)
 			return pr_errno(-EINVAL, "pstree.img: pid %u: parent %u is not a live process listed before it",
 					e->pid, e->ppid);
 		pe = c->procs[p->parent].pst;
-		if (e->sid != e->pid && e->sid != pe->sid)
-			return pr_errno(-ENOTSUP, "pid %u: in session %u, its parent %u in session %u (it was reparented "
-					"after its session leader exited): not supported yet", e->pid, e->sid, pe->pid, pe->sid);
+		if (e->sid != e->pid && e->sid != pe->sid) {
+			int r = session_helper(c, i);
+
+			if (r)
+				return r;
+		}
 		if (e->pgid && e->pgid != root->pgid && find_proc(c, e->pgid) < 0) {
 			size_t k = 0;
 
@@ -182,7 +227,7 @@ static int check_tree(struct rst_ctx *c)
 				if (!n)
 					return -ENOMEM;
 				c->helpers = n;
-				c->helpers[c->nr_helpers++] = (struct rst_helper){ e->pgid, p->parent };
+				c->helpers[c->nr_helpers++] = (struct rst_helper){ e->pgid, p->parent, false };
 			}
 		}
 	}

@@ -8,7 +8,8 @@
  * helper) has reported on the shared status pipe:
  *
  *   BORN    setsid() if it leads a session, setpgid(0, 0) if it leads a group, then
- *           fork its children (clone3 set_tid) and the helpers it hosts; say BORN
+ *           fork its children (clone3 set_tid) and the helpers it hosts (a session
+ *           helper forks the members of its session itself); say BORN
  *   JOINED  (after phase pipe 0) join its group when another process leads it: every
  *           group exists by now, led by its process or by a helper; say JOINED
  *   GO      (after phase pipe 1) helpers exit and are reaped by their host; zombies
@@ -271,6 +272,31 @@ static int fork_one(struct rst_ctx *c, size_t i)
 	return 0;
 }
 
+/*
+ * A session helper: the leader of a session that had lost it. It forks the session's
+ * members (traced, as hactl must see them start, hence traced itself) and exits on GO,
+ * telling hactl first so that the exit of a traced task is not taken for a failure;
+ * its members are reparented to its host, a child subreaper.
+ */
+static void __attribute__((noreturn)) session_main(struct rst_ctx *c, int k)
+{
+	pid_t sid = c->helpers[k].pgid;
+
+	if (setsid() < 0) {
+		(void)pr_errno(-errno, "helper %d of session %d: setsid", sid, sid);
+		fail(c);
+	}
+	for (size_t i = 1; i < c->nr_procs; i++)
+		if (c->procs[i].via == k && fork_one(c, i))
+			fail(c);
+	send_msg(c, RST_MSG_BORN, NULL);
+	wait_phase(c, 0);
+	send_msg(c, RST_MSG_JOINED, NULL);
+	wait_phase(c, 1);
+	send_msg(c, RST_MSG_GONE, NULL);
+	_exit(0);
+}
+
 /* Our children, in dump order, and the helpers we host. */
 static int fork_children(struct rst_ctx *c)
 {
@@ -278,10 +304,17 @@ static int fork_children(struct rst_ctx *c)
 
 	for (size_t i = 0; i < c->nr_helpers && !ret; i++) {
 		pid_t pgid = c->helpers[i].pgid, pid;
+		bool session = c->helpers[i].session;
 
 		if (c->helpers[i].host != c->me)
 			continue;
-		pid = rst__clone_pid(pgid, CLONE_UNTRACED);
+		/* Its members come to us when it exits only if we are a subreaper. */
+		if (session && !c->proc.core->child_subreaper)
+			return pr_errno(-ENOTSUP, "pid %d: the parent of members of session %d (whose leader exited) "
+					"is no child subreaper", c->proc.pid, pgid);
+		pid = rst__clone_pid(pgid, session ? 0 : CLONE_UNTRACED);
+		if (pid == 0 && session)
+			session_main(c, i);
 		if (pid == 0)
 			minor_main(c, NULL, pgid);
 		if (pid < 0)
@@ -289,7 +322,7 @@ static int fork_children(struct rst_ctx *c)
 				       pgid, errno == EEXIST ? ": the pid is in use by another process" : "");
 	}
 	for (size_t i = 1; i < c->nr_procs && !ret; i++)
-		if (c->procs[i].parent == c->me)
+		if (c->procs[i].parent == c->me && c->procs[i].via < 0)
 			ret = fork_one(c, i);
 	return ret;
 }

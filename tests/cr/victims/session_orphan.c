@@ -1,8 +1,9 @@
 /*
  * A double-forked daemon's shape: A starts a session, forks B and exits, so B is
- * reparented to us (a child subreaper) while staying in A's session. No fork order
- * rebuilds that, so the dump must refuse it up front, naming B and its session, and
- * leave the tree running rather than take a checkpoint that cannot be restored.
+ * reparented to us (a child subreaper) while staying in A's session and group, whose
+ * leader is gone. Restore makes the session again with a helper at A's pid that forks
+ * B and exits (rst-tree.c). After restore B is still in session and group A, still our
+ * child, and ends when we tell it to.
  */
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -40,11 +41,13 @@ int main(void)
 	zdtm_check(read(p[0], &b, sizeof(b)) == sizeof(b) && b > 0, "no pid from A");
 	close(p[0]);
 	zdtm_check(getsid(b) == a, "B %d: session %d, want the exited A's %d", b, getsid(b), a);
-	/* bad_pid: the process the refusal must name, where fd victims give bad_fd. */
-	zdtm_ready("bad_pid=%d kind=session", b);
+	zdtm_check(getpgid(b) == a, "B %d: group %d, want the exited A's %d", b, getpgid(b), a);
+	zdtm_ready("child=%d session=%d", b, a);
 	while (!zdtm_stop)
 		zdtm_sleep_ms(5);
-	zdtm_check(getsid(b) == a, "B %d left its session", b);
+	zdtm_check(getsid(b) == a, "B %d left its session: %d, want %d", b, getsid(b), a);
+	zdtm_check(getpgid(b) == a, "B %d left its group: %d, want %d", b, getpgid(b), a);
+	zdtm_check(kill(a, 0) < 0 && errno == ESRCH, "the session helper %d is still there", a);
 	kill(b, SIGTERM);
 	st = zdtm_reap(b);
 	zdtm_check(WIFEXITED(st) && !WEXITSTATUS(st), "B %d ended with %#x", b, st);
