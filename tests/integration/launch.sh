@@ -180,6 +180,19 @@ after
 $after"
 "$HACTL" dump -t "$SVC" -D "$T/img7" --leave-running >/dev/null || fail "dump of the restored SysV segments"
 "$HACTL" image verify "$T/img7" >/dev/null || fail "image verify of the restored SysV segments"
+# Incremental checkpoints (what hacd takes) keep them too.
+"$HACTL" dump -t "$SVC" -D "$T/store2" --track --count 2 --interval 100 >/dev/null 2>"$T/track2.err" ||
+	fail "tracked dump of the SysV segments: $(cat "$T/track2.err")"
+kill -KILL "$INIT"
+out=$("$HACTL" restore -D "$T/store2" --detach)
+INIT=$(echo "$out" | awk '$1 == "restored" {print $3}')
+SVC=$(echo "$out" | awk '$4 == "service" {print $5}')
+[ -n "$SVC" ] || fail "restore of the store with SysV segments: $out"
+after=$(shm_list "$SVC")
+[ "$before" = "$after" ] || fail "SysV segments differ after restore from the store: before
+$before
+after
+$after"
 kill -KILL "$INIT"
 INIT=
 echo "launch: ok"
