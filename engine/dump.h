@@ -257,6 +257,7 @@ struct eng__vma_dump {
 	int shm_kind;		/* ImgShmemKind: a shared object (shmem.c), 0: none */
 	uint32_t shm;		/* its id, from eng__shm_collect */
 	bool tracked;		/* registered with our pre-copy uffd (mem-precopy.c) */
+	bool planned;		/* plan_one() succeeded: the fields above are its answer */
 };
 
 struct eng__page_run {

@@ -448,7 +448,7 @@ static int collect_fd(pid_t pid, int dirfd, struct eng__files_dump *fd, int nr)
 	if (!ret)
 		ret = check_fd(pid, p);
 	if (!ret)
-		ret = eng__parse_fdinfo(pid, nr, &fi);
+		ret = eng__parse_fdinfo(pid, nr, p->fdinfo, &fi);	/* read once, by probe_fd */
 	if (ret)
 		goto out;
 	file = shared_file(pid, fd, p);

@@ -294,15 +294,20 @@ static int plan_one(pid_t pid, struct eng__vma_dump *d)
 	return plan_file(pid, d, shared_anon);
 }
 
+static void plan_free(struct eng__vma_dump *vmas, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(vmas[i].v.path);
+		free(vmas[i].path);
+		if (vmas[i].file_fd >= 0)
+			close(vmas[i].file_fd);
+	}
+	free(vmas);
+}
+
 void eng__vma_plan_free(struct eng__mem_dump *md)
 {
-	for (int i = 0; i < md->nr_vmas; i++) {
-		free(md->vmas[i].v.path);
-		free(md->vmas[i].path);
-		if (md->vmas[i].file_fd >= 0)
-			close(md->vmas[i].file_fd);
-	}
-	free(md->vmas);
+	plan_free(md->vmas, md->nr_vmas);
 	md->vmas = NULL;
 	md->nr_vmas = 0;
 }
@@ -354,23 +359,67 @@ static int read_vmas(pid_t pid, struct eng__mem_dump *md, struct eng__vma **out,
 	return ret;
 }
 
+/*
+ * The plan of a mapping whose line is the same as in the previous plan of this dump
+ * (a few ms earlier, same process), flags included: take that one's answer over rather
+ * than asking again. Planning a file mapping costs an open of map_files, a stat and a
+ * readlink; a process with its libraries has dozens, and the last plan is made frozen.
+ * The line names the object (device, inode, and " (deleted)" once it is unlinked or
+ * replaced), its offset and protection; what plan_one() decides depends on nothing
+ * else, and a file_fd taken over is the same object's. 1 when taken over.
+ */
+static int plan_again(struct eng__vma_dump *old, int nr_old, int *k, struct eng__vma_dump *d)
+{
+	struct eng__vma_dump *o;
+
+	while (*k < nr_old && old[*k].v.start < d->v.start)
+		(*k)++;
+	if (*k == nr_old)
+		return 0;
+	o = &old[*k];
+	if (!o->planned || !same_line(&o->v, &d->v) || o->v.vmflags != d->v.vmflags ||
+	    o->v.pkey != d->v.pkey || o->tracked != d->tracked)	/* check_flags() reads it */
+		return 0;
+	d->kind = o->kind;
+	d->flags = o->flags;
+	d->madv = o->madv;
+	d->path = o->path;
+	d->dev = o->dev;
+	d->ino = o->ino;
+	d->unlinked = o->unlinked;
+	d->src = o->src;
+	d->data_end = o->data_end;
+	d->file_fd = o->file_fd;
+	d->shm_kind = o->shm_kind;
+	d->planned = true;
+	o->path = NULL;
+	o->file_fd = -1;
+	return 1;
+}
+
 int eng__vma_plan(pid_t pid, struct eng__mem_dump *md)
 {
+	struct eng__vma_dump *old = md->vmas;
 	struct eng__vma *v;
-	int n, ret;
+	int n, ret, nr_old = md->nr_vmas, k = 0;
 
-	eng__vma_plan_free(md);
+	md->vmas = NULL;
+	md->nr_vmas = 0;
 	ret = read_vmas(pid, md, &v, &n);
-	if (ret)
-		return ret;
-	if (!n) {
+	if (!ret && !n) {
 		free(v);
-		return pr_errno(-EINVAL, "pid %d has no address space (a kernel thread?)", pid);
+		ret = pr_errno(-EINVAL, "pid %d has no address space (a kernel thread?)", pid);
 	}
-	md->vmas = calloc(n, sizeof(*md->vmas));
-	if (!md->vmas) {
-		eng__vmas_free(v, n);
-		return -ENOMEM;
+	if (!ret) {
+		md->vmas = calloc(n, sizeof(*md->vmas));
+		if (!md->vmas) {
+			eng__vmas_free(v, n);
+			ret = -ENOMEM;
+		}
+	}
+	if (ret) {
+		plan_free(old, nr_old);
+		return ret;
 	}
 	for (int i = 0; i < n; i++) {
 		/* [vsyscall] lives above user space: the kernel provides it everywhere. */
@@ -392,12 +441,19 @@ int eng__vma_plan(pid_t pid, struct eng__mem_dump *md)
 		md->nr_vmas++;
 	}
 	free(v);
-	for (int i = 0; i < md->nr_vmas; i++) {
-		ret = plan_one(pid, &md->vmas[i]);
-		if (ret)
-			return ret;
+	/* For tests and timing: every mapping planned from scratch. */
+	if (getenv("HA_TEST_NO_PLAN_REUSE"))
+		k = nr_old;
+	for (int i = 0; i < md->nr_vmas && !ret; i++) {
+		struct eng__vma_dump *d = &md->vmas[i];
+
+		if (plan_again(old, nr_old, &k, d))
+			continue;
+		ret = plan_one(pid, d);
+		d->planned = !ret;
 	}
-	return 0;
+	plan_free(old, nr_old);
+	return ret;
 }
 
 /* ---- mm fields -------------------------------------------------------------------- */

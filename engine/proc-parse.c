@@ -459,17 +459,13 @@ int eng__parse_limits(pid_t pid, struct eng__rlimit out[ENG_NR_RLIMITS])
 	return 0;
 }
 
-int eng__parse_fdinfo(pid_t pid, int fd, struct eng__fdinfo *fi)
+int eng__parse_fdinfo(pid_t pid, int fd, const char *info, struct eng__fdinfo *fi)
 {
-	char name[48], *buf, *p;
-	int ret, seen = 0;
+	const char *p;
+	int seen = 0;
 
-	snprintf(name, sizeof(name), "fdinfo/%d", fd);
-	ret = eng__proc_read(pid, name, &buf, NULL);
-	if (ret)
-		return ret;
 	memset(fi, 0, sizeof(*fi));
-	for (p = buf; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+	for (p = info; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
 		if (!strncmp(p, "pos:", 4))
 			fi->pos = strtoull(p + 4, NULL, 10), seen |= 1;
 		else if (!strncmp(p, "flags:", 6))
@@ -477,7 +473,6 @@ int eng__parse_fdinfo(pid_t pid, int fd, struct eng__fdinfo *fi)
 		else if (!strncmp(p, "mnt_id:", 7))
 			fi->mnt_id = atoi(p + 7), seen |= 4;
 	}
-	free(buf);
 	if (seen != 7)
 		return pr_errno(-EPROTO, "pid %d: /proc/%d/fdinfo/%d: no pos, flags or mnt_id", pid, pid, fd);
 	return 0;

@@ -104,13 +104,13 @@ struct eng__rlimit {
 };
 int eng__parse_limits(pid_t pid, struct eng__rlimit out[ENG_NR_RLIMITS]);
 
-/* /proc/PID/fdinfo/FD: the lines every fd has. */
+/* /proc/PID/fdinfo/FD: the lines every fd has, from its text (info). */
 struct eng__fdinfo {
 	uint64_t pos;
 	uint32_t flags;		/* f_flags, with O_CLOEXEC when the fd has FD_CLOEXEC */
 	int mnt_id;
 };
-int eng__parse_fdinfo(pid_t pid, int fd, struct eng__fdinfo *fi);
+int eng__parse_fdinfo(pid_t pid, int fd, const char *info, struct eng__fdinfo *fi);
 
 /* /proc/PID/timers: one POSIX timer. Sorted by id. */
 struct eng__ptimer {
