@@ -279,18 +279,23 @@ int eng_seize(pid_t pid, struct eng_victim **out)
 	eng__clear_error();
 	if (pid <= 0 || pid == getpid())
 		return pr_errno(-EINVAL, "pid %d: cannot seize that process", pid);
-	ret = check_leader(pid);
-	if (ret)
-		return ret;
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
 	v->pid = pid;
 	v->sock = -1;
 	v->remote_sock = -1;
+	/* pidfd_open() without PIDFD_THREAD refuses a thread that is not a group leader
+	 * (EINVAL): the check costs nothing more, where reading status took ~25 us of the
+	 * pause. check_leader() only says whose thread it is. */
 	v->pidfd = syscall(SYS_pidfd_open, pid, 0);
 	if (v->pidfd < 0) {
-		ret = pr_errno(-errno, "pid %d: pidfd_open", pid);
+		int err = errno;
+
+		ret = err == EINVAL ? check_leader(pid) : 0;
+		if (!ret)
+			ret = err == ESRCH ? pr_errno(-ESRCH, "pid %d: no such process", pid)
+					   : pr_errno(-err, "pid %d: pidfd_open", pid);
 		free(v);
 		return ret;
 	}

@@ -267,12 +267,20 @@ static int collect_thread(struct eng_victim *v, struct eng__task_dump *td, int i
 		return -ENOMEM;
 	memcpy(t->xstate, et->xstate, et->xstate_len);
 	t->xstate_len = et->xstate_len;
-	snprintf(name, sizeof(name), "task/%d/comm", t->tid);
-	ret = read_comm(v->pid, name, t->comm);
-	if (!ret)
-		ret = eng_thread_rseq(v, i, &t->rseq);
+	ret = eng_thread_rseq(v, i, &t->rseq);
 	if (!ret)
 		ret = peek_signals(t->tid, false, &t->pending, &t->nr_pending);
+	if (ret)
+		return ret;
+	/* /proc/PID/comm and status are the leader's own (proc_pid_status() of the group
+	 * leader): collect_proc() read them already, frozen, two /proc reads ago. */
+	if (t->tid == v->pid) {
+		memcpy(t->comm, td->comm, sizeof(t->comm));
+		t->seccomp_mode = td->status.seccomp;
+		return t->seccomp_mode == SECCOMP_MODE_FILTER_ ? collect_seccomp(td, t) : 0;
+	}
+	snprintf(name, sizeof(name), "task/%d/comm", t->tid);
+	ret = read_comm(v->pid, name, t->comm);
 	if (!ret)
 		ret = eng__parse_status(v->pid, t->tid, &st);
 	if (ret)
