@@ -49,6 +49,9 @@ static void exec_victim(char *const argv[], int ready)
 	    dup2(ready, 3) < 0)
 		_exit(126);
 	syscall(SYS_close_range, 4, ~0u, 0);
+	/* its files (victim_incr.c, filer) go with the work directory */
+	if (chdir(workdir))
+		_exit(126);
 	setenv("HA_READY_FD", "3", 1);
 	execv(argv[0], argv);
 	_exit(127);

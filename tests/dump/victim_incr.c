@@ -15,6 +15,16 @@
  *                        half in turn filled whole, or dropped whole with
  *                        MADV_DONTNEED, which leaves no page table at all there (a
  *                        tracker must see those pages gone: they read back as zeros)
+ *   filer                what the dumper may take over from its previous look instead
+ *                        of asking again (track.c, mem-dump.c plan_again): a window of
+ *                        4 pages mapped MAP_FIXED|MAP_SHARED from memfd A or memfd B
+ *                        in turn (same place, size and offset: only the inode tells),
+ *                        each stamped through the mapping (the other keeps its stamp,
+ *                        read through its fd); a private map of regular file X or Y
+ *                        at another fixed place, page 0 written (copy-on-write) and
+ *                        page 1 the file's own; fd 100 a pipe or /dev/null in turn;
+ *                        the SIGUSR2 handler one of two. Restored, each must be the
+ *                        one recorded at that generation's freeze.
  *   forker               on SIGUSR1 (the runner sends it between two generations, so
  *                        that no dump catches the short-lived child): fork; the child
  *                        writes to a few pages (its own copies) and exits at once; the
@@ -24,9 +34,11 @@
  * records: a page the tracker missed holds an older version than recorded, a page it
  * took from a later generation a newer one.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "../cr/zdtm.h"
@@ -150,6 +162,140 @@ static void *thp(void *arg)
 	return NULL;
 }
 
+#define WIN_PAGES 4
+#define FDN 100
+static int mfd[2];			/* memfds A and B */
+static char fpath[2][64];		/* files X and Y, in the runner's work directory */
+static int ffd[2];
+static uint8_t *win, *pwin;		/* the shared window, the private file window */
+static volatile uint64_t win_stamp[2], pwin_stamp;
+static volatile int win_which, pwin_which, fdn_pipe, usr2_which;
+static volatile uint64_t filer_ops;
+
+static void on_usr2_a(int sig) { (void)sig; }
+static void on_usr2_b(int sig) { (void)sig; }
+
+static void map_win(int which, uint64_t s)
+{
+	if (mmap(win, WIN_PAGES * 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, mfd[which], 0) == MAP_FAILED)
+		zdtm_fail("mmap of memfd %d: %m", which);
+	for (int i = 0; i < WIN_PAGES * 4096 / 8; i++)
+		((uint64_t *)win)[i] = s;
+	win_stamp[which] = s;
+	win_which = which;
+}
+
+static void map_pwin(int which, uint64_t s)
+{
+	if (mmap(pwin, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, ffd[which], 0) == MAP_FAILED)
+		zdtm_fail("mmap of %s: %m", fpath[which]);
+	for (int i = 0; i < 4096 / 8; i++)
+		((uint64_t *)pwin)[i] = s;
+	pwin_stamp = s;
+	pwin_which = which;
+}
+
+static void *filer(void *arg)
+{
+	uint64_t s = 1;
+
+	(void)arg;
+	while (!zdtm_stop) {
+		switch (filer_ops % 4) {
+		case 0:
+			map_win(!win_which, s++ << 8 | 0xa);
+			break;
+		case 1:
+			map_pwin(!pwin_which, s++ << 8 | 0xb);
+			break;
+		case 2: {
+			int p[2], now = !fdn_pipe;
+
+			if (now) {
+				if (pipe(p) || dup2(p[0], FDN) < 0)
+					zdtm_fail("pipe onto fd %d: %m", FDN);
+				close(p[0]), close(p[1]);
+			} else {
+				int n = open("/dev/null", O_RDONLY);
+
+				if (n < 0 || dup2(n, FDN) < 0)
+					zdtm_fail("/dev/null onto fd %d: %m", FDN);
+				close(n);
+			}
+			fdn_pipe = now;
+			break;
+		}
+		default: {
+			struct sigaction sa = { .sa_handler = usr2_which ? on_usr2_a : on_usr2_b };
+
+			if (sigaction(SIGUSR2, &sa, NULL))
+				zdtm_fail("sigaction: %m");
+			usr2_which = !usr2_which;
+		}
+		}
+		filer_ops++;
+		zdtm_sleep_ms(7);
+	}
+	return NULL;
+}
+
+static void filer_setup(void)
+{
+	uint8_t page[4096];
+
+	for (int k = 0; k < 2; k++) {
+		mfd[k] = memfd_create(k ? "incr-b" : "incr-a", 0);
+		if (mfd[k] < 0 || ftruncate(mfd[k], WIN_PAGES * 4096))
+			zdtm_fail("memfd: %m");
+		snprintf(fpath[k], sizeof(fpath[k]), "incr-file-%d-%c", (int)getpid(), k ? 'Y' : 'X');
+		ffd[k] = open(fpath[k], O_RDWR | O_CREAT | O_TRUNC, 0600);
+		memset(page, k ? 'Y' : 'X', sizeof(page));
+		if (ffd[k] < 0 || write(ffd[k], page, 4096) != 4096 || write(ffd[k], page, 4096) != 4096)
+			zdtm_fail("%s: %m", fpath[k]);
+	}
+	win = mmap(NULL, WIN_PAGES * 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	pwin = mmap(NULL, 2 * 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (win == MAP_FAILED || pwin == MAP_FAILED)
+		zdtm_fail("mmap: %m");
+	map_win(1, 1), map_win(0, 2);
+	map_pwin(0, 3);
+	{
+		int n = open("/dev/null", O_RDONLY);
+
+		if (n < 0 || dup2(n, FDN) < 0)
+			zdtm_fail("/dev/null onto fd %d: %m", FDN);
+		close(n);
+	}
+	signal(SIGUSR2, on_usr2_a);
+	usr2_which = 0;
+}
+
+static void filer_check(void)
+{
+	struct sigaction sa;
+	struct stat st;
+	uint64_t w;
+
+	for (int i = 0; i < WIN_PAGES * 4096 / 8; i++)
+		if (((uint64_t *)win)[i] != win_stamp[win_which])
+			zdtm_fail("window word %d: %#lx, memfd %c recorded with %#lx", i,
+				  (unsigned long)((uint64_t *)win)[i], 'A' + win_which,
+				  (unsigned long)win_stamp[win_which]);
+	if (pread(mfd[!win_which], &w, 8, 4096) != 8 || w != win_stamp[!win_which])
+		zdtm_fail("memfd %c (unmapped) holds %#lx, recorded %#lx", 'A' + !win_which, (unsigned long)w,
+			  (unsigned long)win_stamp[!win_which]);
+	if (((uint64_t *)pwin)[5] != pwin_stamp)
+		zdtm_fail("private file window page 0: %#lx, recorded %#lx", (unsigned long)((uint64_t *)pwin)[5],
+			  (unsigned long)pwin_stamp);
+	if (pwin[4096 + 17] != (pwin_which ? 'Y' : 'X'))
+		zdtm_fail("private file window page 1: '%c', the file mapped is %s", pwin[4096 + 17],
+			  fpath[pwin_which]);
+	if (fstat(FDN, &st) || (fdn_pipe ? !S_ISFIFO(st.st_mode) : !S_ISCHR(st.st_mode)))
+		zdtm_fail("fd %d is not the %s recorded", FDN, fdn_pipe ? "pipe" : "/dev/null");
+	if (sigaction(SIGUSR2, NULL, &sa) || sa.sa_handler != (usr2_which ? on_usr2_b : on_usr2_a))
+		zdtm_fail("SIGUSR2 handler %p is not the one recorded", (void *)sa.sa_handler);
+}
+
 static void *forker(void *arg)
 {
 	struct timespec ts = { 0, 100000000 };
@@ -216,7 +362,7 @@ static void check(void)
 int main(int argc, char **argv)
 {
 	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 16;
-	pthread_t th[5];
+	pthread_t th[6];
 	uint8_t *h;
 	sigset_t usr1;
 
@@ -239,12 +385,15 @@ int main(int argc, char **argv)
 	pthread_create(&th[2], NULL, mapper, NULL);
 	pthread_create(&th[3], NULL, forker, NULL);
 	pthread_create(&th[4], NULL, thp, NULL);
+	filer_setup();
+	pthread_create(&th[5], NULL, filer, NULL);
 	zdtm_ready("mem=%p pages=%lu", (void *)mem, (unsigned long)pages);
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < 6; i++)
 		pthread_join(th[i], NULL);
 	check();
-	printf("pass: %lu+%lu page writes, %lu mapping changes, %lu huge fills and drops, %lu forks\n",
-	       (unsigned long)writes[0], (unsigned long)writes[1], (unsigned long)mapper_ops,
-	       (unsigned long)thp_ops, (unsigned long)forks);
+	filer_check();
+	printf("pass: %lu+%lu page writes, %lu mapping changes, %lu huge fills and drops, %lu forks, "
+	       "%lu file, fd and handler changes\n", (unsigned long)writes[0], (unsigned long)writes[1],
+	       (unsigned long)mapper_ops, (unsigned long)thp_ops, (unsigned long)forks, (unsigned long)filer_ops);
 	zdtm_pass();
 }
