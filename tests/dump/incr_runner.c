@@ -281,10 +281,14 @@ static pid_t run_hactl(const char *hactl, pid_t victim, const char *store, const
 	snprintf(pid, sizeof(pid), "%d", victim);
 	c = fork();
 	if (!c) {
-		int null = open("/dev/null", O_WRONLY);
+		char log[128];
+		int null = open("/dev/null", O_WRONLY), err;
 
+		/* what it said, for a failure's inspection (the directory is kept then) */
+		snprintf(log, sizeof(log), "%s/hactl.log", workdir);
+		err = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		dup2(null, 1);
-		dup2(null, 2);
+		dup2(err >= 0 ? err : null, 2);
 		execl(hactl, hactl, "dump", "-t", pid, "-D", store, "--track", "--count", count, "--interval", "20",
 		      (char *)NULL);
 		_exit(127);
