@@ -451,6 +451,31 @@ static int check_blobs(struct eng_store_rx *r, const struct eng_store_pack *pack
 	return ret;
 }
 
+/* After generation gen is committed: a partial pack numbered up to gen that it did not
+ * need will never be resumed (a later generation needs no pack an earlier one did not
+ * name, but its own), so it goes. */
+static void drop_dead_partials(struct eng_store_rx *r, uint32_t gen)
+{
+	int dfd = dup(r->st.packs_fd);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	struct dirent *de;
+	unsigned num;
+
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		return;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)))
+		if (sscanf(de->d_name, ".recv-%8u-", &num) == 1 && num <= gen) {
+			pr_info("%s/packs/%s: a partial pack no generation will need: removed", r->st.path,
+				de->d_name);
+			unlinkat(r->st.packs_fd, de->d_name, 0);
+		}
+	closedir(d);
+}
+
 int eng_store_rx_commit(struct eng_store_rx *r, const struct eng_store_pack *packs, size_t np,
 			struct eng_store_rx_stats *st)
 {
@@ -515,6 +540,8 @@ int eng_store_rx_commit(struct eng_store_rx *r, const struct eng_store_pack *pac
 		ret = pr_errno(-errno, "%s: fsync", path);
 	if (!ret)
 		ret = eng__store_commit_gen(&r->st, r->gen);
+	if (!ret)
+		drop_dead_partials(r, r->gen);
 	if (!ret) {
 		close(r->tmp_fd);
 		r->tmp_fd = -1;

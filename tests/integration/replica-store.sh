@@ -197,6 +197,7 @@ read -r _ b3dir origin ogen <<< "$(B newest victim)"
 [ "$origin $ogen" = "alpha 3" ] || fail "beta's newest is $origin $ogen"
 [ "$b3dir" = "$(gendir "$BST" 3)" ] || fail "beta's newest is at $b3dir"
 cmp -s "$(pack "$AST" 3)" "$(pack "$BST" 3)" || fail "pack 3 differs on beta"
+[ -z "$(find "$BST/packs" -name '.recv-*')" ] || fail "partial packs left on beta: $(ls -a "$BST/packs")"
 s3=$(sent "$T/push3.out")
 echo "divergence: beta's own generation 3 retired; $s3 bytes sent for alpha's (pack $P3)"
 

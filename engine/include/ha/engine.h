@@ -442,7 +442,8 @@ int eng_store_gen_packs(const char *store_dir, uint32_t gen, struct eng_store_pa
  *   eng_store_rx_commit     checks the received packs (size, header, ident), the
  *                           images' checksums, and every blob the page maps name
  *                           (received ones whole, held ones by header), then makes it
- *                           durable and renames it to gen-N/
+ *                           durable and renames it to gen-N/; partial packs numbered up
+ *                           to N that it did not need are dropped (none later will)
  *   eng_store_rx_abort      drops .gen-N.tmp/; partial packs stay, to be resumed
  */
 struct eng_store_rx;
