@@ -123,7 +123,7 @@ static int one(const char *victim, int mib, int permille, int interval_ms, doubl
 	struct eng_track *tr;
 	struct eng_restore_opts ro = { 0 };
 	pid_t pid, rp;
-	int ret = 0, k = 0, windows = 0;
+	int ret = 0, k = 0, windows = 0, nr_ratio = 0;
 
 	snprintf(ctr, sizeof(ctr), "%s/counter", workdir);
 	snprintf(store, sizeof(store), "%s/store-%d-%d-%d", workdir, mib, permille, interval_ms);
@@ -174,8 +174,9 @@ static int one(const char *victim, int mib, int permille, int interval_ms, doubl
 			}
 			pause[k] = st.pause_us / 1e3;
 			/* memcpy of what the freeze copied, in ms */
-			ratio[k] = st.pages_frozen ? st.pause_us / 1e3 / (st.pages_frozen * 4096.0 / (memcpy_gbps * 1e9) * 1e3)
-						   : 0;
+			if (st.pages_frozen)	/* a generation that copied nothing frozen has no ratio */
+				ratio[nr_ratio++] = st.pause_us / 1e3 /
+						    (st.pages_frozen * 4096.0 / (memcpy_gbps * 1e9) * 1e3);
 			pre_us += st.precopy_us;
 			rounds += st.precopy_rounds;
 			frozen_pages += st.pages_frozen;
@@ -198,9 +199,9 @@ static int one(const char *victim, int mib, int permille, int interval_ms, doubl
 		       "max %.2f ms (catch-up generations: mean %.2f ms)\n", k, windows, per_window, l0, load1(), p50,
 		       p99, max, catchup / windows);
 		printf("  pre-copy %.1f ms, %.1f rounds; %.1f pages frozen; %.2f MiB per generation (raw %.2f MiB, "
-		       "ratio %.2f); pause / memcpy(frozen bytes) p50 %.0fx\n", pre_us / k / 1e3, rounds / k,
-		       frozen_pages / k, bytes / k / 1048576.0, raw / k / 1048576.0, bytes ? raw / bytes : 0,
-		       bench_pct(ratio, k, 50));
+		       "ratio %.2f); pause / memcpy(frozen bytes) p50 %.0fx over the %d that copied pages frozen\n",
+		       pre_us / k / 1e3, rounds / k, frozen_pages / k, bytes / k / 1048576.0, raw / k / 1048576.0,
+		       bytes ? raw / bytes : 0, nr_ratio ? bench_pct(ratio, nr_ratio, 50) : 0, nr_ratio);
 		printf("  target work rate: %.0f/s untracked, %.0f/s tracked, interleaved (slowdown %.1f%%)\n", off, on,
 		       off > 0 ? (1 - on / off) * 100 : 0);
 		t = bench_now_us();
