@@ -59,6 +59,12 @@ void eng__log(int level, const char *fmt, ...)
 		fprintf(stderr, "<%d>hacd: %s\n", level, buf);
 }
 
+void eng__keep_error(const char *msg)
+{
+	if (!last_error[0])
+		snprintf(last_error, sizeof(last_error), "%s", msg);
+}
+
 void eng__clear_error(void)
 {
 	last_error[0] = 0;

@@ -10,6 +10,9 @@ void eng__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 
 /* Between on and off, errors and warnings of this thread are expected and harmless
  * (a live pass racing the process's munmap): logged as debug, not kept. Nests. */
 void eng__log_quiet(bool on);
+/* Keep msg as this thread's error when it has none, without logging it again (the
+ * thread that met it did): for errors met by a helper thread. */
+void eng__keep_error(const char *msg);
 /* Forget the kept error: called at the start of each public operation. */
 void eng__clear_error(void);
 /* Where the pause goes: with debug logging on, eng__tmark() notes the time of a step

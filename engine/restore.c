@@ -11,7 +11,10 @@
  *   all BORN: phase 0 -----------------> join groups: JOINED
  *   all JOINED: phase 1 ---------------> zombies and helpers exit;
  *                                        files: fds at their numbers
- *                                        memory: premap, fill + check pages
+ *                                        memory: premap, userfaultfd over the
+ *   fill every page (rst-fill.c): <----- anonymous slots; FILL, SIGSTOP itself
+ *   workers read, check, decompress,
+ *   UFFDIO_COPY; PTRACE_CONT ----------> (one worker: the process fills itself)
  *                                        task: sigactions, umask, cwd, root, rlimits
  *                                        READY ---- point of no return ----
  *                                        restorer: unmap hactl, mremap into place,
@@ -87,6 +90,10 @@ struct rproc {
 	size_t trapped;		/* threads on their final int3 */
 	bool ready;		/* READY received */
 	unsigned long region, region_len;
+	bool fill_asked;	/* FILL received: its slots' base and uffd number */
+	unsigned long fill_rsv;
+	int fill_uffd;
+	pid_t fill_stopped;	/* its outer pid once stopped for the fill */
 };
 
 struct restore {
@@ -186,6 +193,14 @@ static int on_msg(struct restore *r, const struct rst_msg *m)
 	case RST_MSG_GONE:
 		r->gone++;
 		return 0;
+	case RST_MSG_FILL:
+		i = proc_by_pid(r, m->pid);
+		if (i < 0 || r->rp[i].fill_asked || r->c.fill_workers < 2)
+			return pr_errno(-EPROTO, "a FILL from pid %d that is not expected", m->pid);
+		r->rp[i].fill_asked = true;
+		r->rp[i].fill_rsv = m->region;
+		r->rp[i].fill_uffd = (int)m->region_len;
+		return 0;
 	case RST_MSG_READY:
 		i = proc_by_pid(r, m->pid);
 		if (i < 0 || r->rp[i].ready || !m->region)
@@ -194,6 +209,7 @@ static int on_msg(struct restore *r, const struct rst_msg *m)
 		r->rp[i].region = m->region;
 		r->rp[i].region_len = m->region_len;
 		r->ready++;
+		pr_debug("restore: pid %d ready: %.*s", m->pid, (int)sizeof(m->text), m->text);
 		return 0;
 	}
 	return pr_errno(-EPROTO, "message %u from pid %d", m->kind, m->pid);
@@ -265,6 +281,15 @@ static int drain_waits(struct restore *r)
 				return ret;
 			continue;
 		}
+		/* A process stopped itself for its fill (it said FILL before): held until done. */
+		if (!ev && sig == SIGSTOP && r->c.fill_workers > 1) {
+			int i = proc_by_pid(r, inner_tid(w));
+
+			if (i >= 0 && !r->rp[i].fill_stopped && !r->rp[i].ready) {
+				r->rp[i].fill_stopped = w;
+				continue;
+			}
+		}
 		/* Fork and clone events, new tasks' first stops: go on. A real signal (all
 		 * are blocked, so a fault) is delivered and ends the process. */
 		ptrace(PTRACE_CONT, w, 0, ev ? 0 : sig);
@@ -280,6 +305,56 @@ static int release_phase(struct restore *r, int phase)
 	if (!b || ha_write_full(r->phase[phase][1], b, n))
 		ret = pr_errno(b ? -errno : -ENOMEM, "starting restore phase %d", phase);
 	free(b);
+	return ret;
+}
+
+/*
+ * Put every page of process i from here, with c.fill_workers threads (rst-fill.c says
+ * why): its userfaultfd taken with pidfd_getfd, its slots where its premap put them.
+ */
+static int fill_proc(struct restore *r, size_t i)
+{
+	const struct rst_proc *p = &r->c.procs[i];
+	struct rproc *rp = &r->rp[i];
+	unsigned long *slots = calloc(p->nr_vmas + 1, sizeof(*slots));
+	bool *reg = calloc(p->nr_vmas + 1, sizeof(*reg));
+	struct rst_fill_args a = { .p = p, .slots = slots, .dirfd = r->c.dirfd, .uffd = -1, .registered = reg,
+				   .remote = rp->fill_stopped, .workers = r->c.fill_workers };
+	struct rst_times t = { 0 };
+	uint64_t t0 = rst__now_us();
+	int pidfd = -1, ret = 0;
+
+	if (!slots || !reg)
+		ret = -ENOMEM;
+	if (!ret && rp->fill_uffd >= 0) {
+		pidfd = syscall(SYS_pidfd_open, rp->fill_stopped, 0);
+		a.uffd = pidfd < 0 ? -1 : syscall(SYS_pidfd_getfd, pidfd, rp->fill_uffd, 0);
+		if (a.uffd < 0)
+			ret = pr_errno(-errno, "pid %d: taking its userfaultfd (fd %d)", p->pid, rp->fill_uffd);
+	}
+	if (!ret) {
+		rst__plan_slots(p, slots);
+		for (size_t k = 0; k < p->nr_vmas; k++) {
+			slots[k] += rp->fill_rsv;
+			reg[k] = a.uffd >= 0 && rst__slot_uffd(p->vmas[k]);
+		}
+		ret = rst__fill(&a, &t);
+	}
+	if (!ret)
+		pr_debug("restore: pid %d filled by %d workers in %lu us (summed over workers: read+check %lu, unpack "
+			 "%lu, copy %lu; %lu MiB read, %lu MiB filled)", p->pid, a.workers,
+			 (unsigned long)(rst__now_us() - t0), (unsigned long)t.fill_read, (unsigned long)t.fill_unpack,
+			 (unsigned long)t.fill_copy, (unsigned long)(t.bytes_read >> 20),
+			 (unsigned long)(t.bytes_filled >> 20));
+	if (a.uffd >= 0)
+		close(a.uffd);
+	if (pidfd >= 0)
+		close(pidfd);
+	free(slots);
+	free(reg);
+	rp->fill_asked = false;
+	if (!ret && ptrace(PTRACE_CONT, rp->fill_stopped, 0, 0))
+		ret = pr_errno(-errno, "pid %d: resuming it after its fill", p->pid);
 	return ret;
 }
 
@@ -302,6 +377,9 @@ static int run_tree(struct restore *r)
 			p1 = true;
 			ret = release_phase(r, 1);
 		}
+		for (size_t i = 0; i < r->c.nr_procs && !ret; i++)
+			if (r->rp[i].fill_asked && r->rp[i].fill_stopped > 0)
+				ret = fill_proc(r, i);
 	}
 	return ret;
 }
@@ -514,10 +592,21 @@ static void kill_all(struct restore *r)
 			;
 }
 
-static int setup(struct restore *r, const char *dir)
+/* Fill workers: the caller's choice, else HACD_RESTORE_WORKERS, else one per online CPU
+ * up to 8 (memory bandwidth, not CPUs, is the limit beyond that). */
+static int fill_workers(const struct eng_restore_opts *opts)
+{
+	const char *env = getenv("HACD_RESTORE_WORKERS");
+	long n = opts && opts->fill_workers ? opts->fill_workers : env ? atol(env) : sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 8 && !(opts && opts->fill_workers) && !env ? 8 : n > 64 ? 64 : (int)n;
+}
+
+static int setup(struct restore *r, const char *dir, const struct eng_restore_opts *opts)
 {
 	int ret = rst__load(&r->c, dir);
 
+	r->c.fill_workers = fill_workers(opts);
 	if (!ret)
 		ret = check_cpu(&r->c);
 	if (!ret)
@@ -585,6 +674,7 @@ int eng_restore_pids(const char *dir, const struct eng_restore_opts *opts, pid_t
 {
 	struct restore r = { .go = { -1, -1 }, .status = { -1, -1 }, .phase = { { -1, -1 }, { -1, -1 } } };
 	char gen_dir[4200];
+	uint64_t t0 = rst__now_us(), t_load = 0, t_tree = 0;
 	int ret;
 
 	eng__clear_error();
@@ -595,9 +685,10 @@ int eng_restore_pids(const char *dir, const struct eng_restore_opts *opts, pid_t
 			return ret;
 		dir = gen_dir;
 	}
-	ret = setup(&r, dir);
+	ret = setup(&r, dir, opts);
 	if (ret)
 		goto out;
+	t_load = rst__now_us();
 	fflush(NULL);
 	/* A tree dumped in its own pid namespace has the ids it saw there: only a new one
 	 * gives them back. */
@@ -619,9 +710,13 @@ int eng_restore_pids(const char *dir, const struct eng_restore_opts *opts, pid_t
 		ret = pr_errno(-errno, "starting the restore");
 	if (!ret)
 		ret = run_tree(&r);
+	t_tree = rst__now_us();
 	if (!ret)
 		ret = finish_all(&r);
 	if (!ret) {
+		pr_debug("restore of %s: %lu us: images loaded and checked %lu, tree up to every thread trapped %lu, "
+			 "finish %lu", dir, (unsigned long)(rst__now_us() - t0), (unsigned long)(t_load - t0),
+			 (unsigned long)(t_tree - t_load), (unsigned long)(rst__now_us() - t_tree));
 		*out = r.init ? r.init : r.root;
 		if (root)
 			*root = r.root;

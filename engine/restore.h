@@ -57,11 +57,13 @@ struct rst_helper {
 
 /* What every restored process tells hactl over the shared status pipe; one write
  * each, below PIPE_BUF, so messages never interleave. */
-enum { RST_MSG_FAIL = 1, RST_MSG_BORN, RST_MSG_JOINED, RST_MSG_READY, RST_MSG_GONE };
+enum { RST_MSG_FAIL = 1, RST_MSG_BORN, RST_MSG_JOINED, RST_MSG_READY, RST_MSG_GONE, RST_MSG_FILL };
 struct rst_msg {
 	int32_t pid;		/* the sender's pid in its own namespace */
 	uint32_t kind;
-	uint64_t region, region_len;	/* READY: the restorer's region, for hactl to unmap */
+	/* READY: the restorer's region, for hactl to unmap; FILL: the premapped slots'
+	 * base and the userfaultfd's fd number (-1: none), then the sender stops itself */
+	uint64_t region, region_len;
 	char text[232];		/* FAIL: the error */
 };
 
@@ -77,6 +79,8 @@ struct rst_ctx {
 	/* In a restored process: its own entry, a copy of procs[me]. */
 	struct rst_proc proc;
 	int me;
+	/* Fill workers (rst-fill.c): more than one, hactl fills each process. */
+	int fill_workers;
 	/* Pipes every restored process inherits (the ends they use). */
 	int status_w, phase_r[2];
 	/* Open file descriptions used by several processes, opened once by the root
@@ -96,6 +100,13 @@ struct rst_ctx {
 	struct rst_usk *usks;		/* sk-unix.c: every unix socket, made by the root */
 	size_t nr_usks;
 
+	/* In the new process: where its time went (us), sent to hactl with READY and
+	 * logged there with -v (its own stderr is the checkpoint's by then). */
+	struct rst_times {
+		uint64_t files, premap, fill, fill_read, fill_unpack, fill_copy, protect, task;
+		uint64_t bytes_read, bytes_filled;
+	} t;
+
 	/* Filled in the new process by rst-mem.c for the restorer. */
 	unsigned long region, region_len;	/* the restorer and its args */
 	unsigned long rsv, rsv_len;		/* everything we premapped */
@@ -103,6 +114,8 @@ struct rst_ctx {
 };
 
 int rst__load(struct rst_ctx *c, const char *dir);
+/* CLOCK_MONOTONIC in microseconds. */
+uint64_t rst__now_us(void);
 void rst__free(struct rst_ctx *c);
 
 /* rst-tree.c: in a restored process, from its birth to the restorer. */
@@ -137,8 +150,24 @@ int rst__files_shared(struct rst_ctx *c);
 int rst__files(struct rst_ctx *c, int *keep_fds, int nr_keep);
 int rst__task_prepare(struct rst_ctx *c);
 int rst__mem_prepare(struct rst_ctx *c);
+/* Each VMA's slot offset in the premap (vdso parts: none), and the premap's length;
+ * whether a VMA's slot is filled through the userfaultfd when there is one. */
+unsigned long rst__plan_slots(const struct rst_proc *p, unsigned long *off);
+bool rst__slot_uffd(const ImgVma *v);
 /* Jump into the restorer: never returns. */
 void rst__mem_jump(struct rst_ctx *c) __attribute__((noreturn));
+
+/* rst-fill.c: put every page run of p into its slot (see there). */
+struct rst_fill_args {
+	const struct rst_proc *p;	/* its pages image open */
+	const unsigned long *slots;	/* each VMA's premapped address in the restored process */
+	int dirfd;			/* the image directory (a store generation's: its packs) */
+	int uffd;			/* registered over the anonymous private slots, or -1 */
+	const bool *registered;		/* per VMA: its slot is in uffd */
+	pid_t remote;			/* the restored process, 0: the slots are ours */
+	int workers;			/* threads, ours included */
+};
+int rst__fill(const struct rst_fill_args *a, struct rst_times *t);
 
 /* In hactl, tracing the new process at its final int3 stops. */
 int rst__thread_finish(const struct rst_proc *p, size_t i, pid_t tid);

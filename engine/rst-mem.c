@@ -1,6 +1,6 @@
 /*
  * Restore, memory: premap every VMA of the checkpoint in a free stretch of address
- * space, fill it from the page images (checking each run's XXH3), and lay out the
+ * space, fill it from the page images (rst-fill.c, every run checked), and lay out the
  * restorer region; the restorer then only has to unmap hactl and mremap things into
  * place. mremap moves page tables, not data, so the frozen copy is done exactly once.
  *
@@ -14,31 +14,29 @@
  * below a MAP_GROWSDOWN slot.
  */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
-#include <xxhash.h>
-#include <zstd.h>
 
 #include "blob-restorer.h"
 #include "ha/engine.h"
 #include "log.h"
 #include "restore.h"
-#include "track.h"
 
 #define PAGE 4096ul
 #define TASK_TOP 0x7ffffffff000ul
 #define GUARD_GAP (1ul << 20)
 #define PMD (2ul << 20)
 #define LOW_LIMIT (1ul << 32)
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
 
 struct range {
 	unsigned long s, e;
@@ -215,262 +213,80 @@ static int premap_vma(struct rst_ctx *c, const ImgVma *v, unsigned long slot)
 	return 0;
 }
 
-/*
- * One run, in chunks small enough to stay in cache: fault the chunk in as one batch
- * (not one fault per 4 KiB inside pread), read it, and hash it while it is still hot.
- * Memory bandwidth, not the disk, is what a restore from the page cache spends.
- */
-#define CHUNK (2ul << 20)
-static int read_run(struct eng_img *pages, uint64_t off, char *dst, unsigned long len, uint64_t *sum)
+bool rst__slot_uffd(const ImgVma *v)
 {
-	XXH3_state_t *st = XXH3_createState();
-	int ret = 0;
-
-	if (!st)
-		return -ENOMEM;
-	XXH3_64bits_reset(st);
-	for (unsigned long done = 0; done < len && !ret; done += CHUNK) {
-		unsigned long n = len - done < CHUNK ? len - done : CHUNK;
-
-		madvise(dst + done, n, MADV_POPULATE_WRITE);
-		ret = eng_img_read_raw(pages, off + done, dst + done, n);
-		if (!ret)
-			XXH3_64bits_update(st, dst + done, n);
-	}
-	*sum = XXH3_64bits_digest(st);
-	XXH3_freeState(st);
-	return ret;
-}
-
-/* Where run e lands in our premapped slots, or -EINVAL when it is in no VMA. */
-static int run_dst(struct rst_proc *p, const unsigned long *slots, size_t i, size_t *vi, char **dst)
-{
-	const ImgPagemapEntry *e = p->pm[i];
-	unsigned long len = e->nr_pages * PAGE;
-
-	while (*vi < p->nr_vmas && p->vmas[*vi]->end <= e->vaddr)
-		(*vi)++;
-	if (*vi == p->nr_vmas || e->vaddr < p->vmas[*vi]->start || e->vaddr + len > p->vmas[*vi]->end ||
-	    is_vdso_part(p->vmas[*vi]))
-		return pr_errno(-EINVAL, "pagemap-%d.img: entry %zu: run %#lx+%lu pages is outside every VMA",
-				p->pid, i, (unsigned long)e->vaddr, (unsigned long)e->nr_pages);
-	*dst = (char *)slots[*vi] + (e->vaddr - p->vmas[*vi]->start);
-	return 0;
+	return !is_vdso_part(v) && !v->has_shm && !(v->flags & MAP_SHARED) &&
+	       (v->flags & MAP_ANONYMOUS || !v->path || !v->path[0]);
 }
 
 /*
- * Runs in a page store's packs (engine/store.c), in blob order: each blob is read
- * and its compressed bytes checked against the XXH3 the page map and its header both
- * carry, then decompressed straight into place when the run is the whole blob, else
- * into a cache of recent blobs: an address range of a late generation interleaves
- * runs of every older generation's blobs, each of which must be decompressed once, not
- * once per run. The zstd frame is the only check after decompression: the page bytes
- * are not hashed again.
+ * Anonymous private slots go into a userfaultfd so that the fill puts each page with
+ * UFFDIO_COPY (rst-fill.c): allocated and copied, never zeroed first. All of them or
+ * none (hactl, filling from outside, must know which are). -1: none.
  */
-#define BLOB_CACHE 16
-
-struct blob_cache {
-	uint32_t pack[BLOB_CACHE];	/* 0: empty */
-	uint64_t off[BLOB_CACHE], used[BLOB_CACHE], tick;
-	uint32_t nr_pages[BLOB_CACHE];
-	uint8_t *buf[BLOB_CACHE];
-};
-
-struct pack_fill {
-	struct rst_ctx *c;
-	const unsigned long *slots;
-	size_t first, last;
-	int err;
-	struct blob_cache bc;
-	uint8_t *cbuf;
-	ZSTD_DCtx *dctx;
-	int fd;
-	uint32_t fd_pack;
-};
-
-static int cached(struct blob_cache *bc, uint32_t pack, uint64_t off)
+static int uffd_register(struct rst_ctx *c, const unsigned long *slots)
 {
-	for (int k = 0; k < BLOB_CACHE; k++)
-		if (bc->pack[k] == pack && bc->off[k] == off) {
-			bc->used[k] = ++bc->tick;
-			return k;
-		}
-	return -1;
-}
+	struct rst_proc *p = &c->proc;
+	struct uffdio_api api = { .api = UFFD_API };
+	int uffd = syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
 
-/* The least recently used slot, its buffer allocated: -1 when out of memory. */
-static int victim_slot(struct blob_cache *bc)
-{
-	int v = 0;
-
-	for (int k = 1; k < BLOB_CACHE; k++)
-		if (bc->used[k] < bc->used[v])
-			v = k;
-	if (!bc->buf[v] && !(bc->buf[v] = malloc(TRK_BLOB_PAGES * PAGE)))
+	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api)) {
+		pr_debug("pid %d: no userfaultfd (%s): pages are zeroed before they are filled", p->pid,
+			 strerror(errno));
+		if (uffd >= 0)
+			close(uffd);
 		return -1;
-	bc->pack[v] = 0;
-	return v;
-}
-
-static int fill_one_pack_run(struct pack_fill *f, size_t i, size_t *vi)
-{
-	struct rst_proc *p = &f->c->proc;
-	const ImgPagemapEntry *e = p->pm[i];
-	struct eng__blob_hdr h;
-	char name[64], *dst;
-	size_t r, want;
-	int ret = run_dst(p, f->slots, i, vi, &dst), k;
-
-	if (ret)
-		return ret;
-	madvise(dst, e->nr_pages * PAGE, MADV_POPULATE_WRITE);
-	k = cached(&f->bc, e->pack, e->offset);
-	if (k >= 0) {
-		if (e->blob_page + e->nr_pages > f->bc.nr_pages[k])
-			return pr_errno(-EBADMSG, "pagemap-%d.img: entry %zu: pages [%u, +%lu) of a %u-page blob",
-					p->pid, i, e->blob_page, (unsigned long)e->nr_pages, f->bc.nr_pages[k]);
-		memcpy(dst, f->bc.buf[k] + (size_t)e->blob_page * PAGE, e->nr_pages * PAGE);
-		return 0;
 	}
-	eng__store_pack_name(e->pack, name, sizeof(name));
-	if (f->fd < 0 || f->fd_pack != e->pack) {
-		if (f->fd >= 0)
-			close(f->fd);
-		f->fd = eng__pack_open(f->c->dirfd, e->pack);
-		f->fd_pack = e->pack;
-		if (f->fd < 0)
-			return f->fd;
-	}
-	ret = eng__blob_read(f->fd, name, 0, e->offset, e->xxh3, f->cbuf, NULL, &h);
-	if (ret)
-		return ret;
-	if (e->blob_page + e->nr_pages > h.nr_pages)
-		return pr_errno(-EBADMSG, "pagemap-%d.img: entry %zu: pages [%u, +%lu) of a %u-page blob", p->pid, i,
-				e->blob_page, (unsigned long)e->nr_pages, h.nr_pages);
-	want = (size_t)h.nr_pages * PAGE;
-	if (!e->blob_page && e->nr_pages == h.nr_pages) {
-		r = ZSTD_decompressDCtx(f->dctx, dst, want, f->cbuf, h.clen);
-	} else {
-		k = victim_slot(&f->bc);
-		if (k < 0)
-			return -ENOMEM;
-		r = ZSTD_decompressDCtx(f->dctx, f->bc.buf[k], want, f->cbuf, h.clen);
-		if (!ZSTD_isError(r) && r == want) {
-			memcpy(dst, f->bc.buf[k] + (size_t)e->blob_page * PAGE, e->nr_pages * PAGE);
-			f->bc.pack[k] = e->pack;
-			f->bc.off[k] = e->offset;
-			f->bc.nr_pages[k] = h.nr_pages;
-			f->bc.used[k] = ++f->bc.tick;
+	for (size_t i = 0; i < p->nr_vmas; i++) {
+		const ImgVma *v = p->vmas[i];
+		struct uffdio_register r = { .range = { slots[i], v->end - v->start }, .mode = UFFDIO_REGISTER_MODE_MISSING };
+
+		if (rst__slot_uffd(v) && ioctl(uffd, UFFDIO_REGISTER, &r)) {
+			pr_debug("pid %d: mapping %#lx: UFFDIO_REGISTER: %s: pages are zeroed before they are filled",
+				 p->pid, (unsigned long)v->start, strerror(errno));
+			close(uffd);	/* unregisters what was */
+			return -1;
 		}
 	}
-	if (ZSTD_isError(r) || r != want)
-		return pr_errno(-EBADMSG, "%s offset %lu: blob does not decompress to its %u pages", name,
-				(unsigned long)e->offset, h.nr_pages);
-	return 0;
-}
-
-static int cmp_blob_order(const void *a, const void *b, void *arg)
-{
-	ImgPagemapEntry **pm = arg;
-	const ImgPagemapEntry *x = pm[*(const size_t *)a], *y = pm[*(const size_t *)b];
-
-	if (x->pack != y->pack)
-		return x->pack < y->pack ? -1 : 1;
-	if (x->offset != y->offset)
-		return x->offset < y->offset ? -1 : 1;
-	return x->vaddr < y->vaddr ? -1 : x->vaddr > y->vaddr;
-}
-
-/* The first VMA that ends above addr (run_dst goes on from there). */
-static size_t first_vma_after(const struct rst_proc *p, uint64_t addr)
-{
-	size_t lo = 0, hi = p->nr_vmas;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-
-		if (p->vmas[mid]->end <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-static void *fill_pack_runs(void *arg)
-{
-	struct pack_fill *f = arg;
-	size_t vi = 0, n = 0, *order = NULL;
-
-	f->cbuf = malloc(eng__blob_cbound());
-	f->dctx = ZSTD_createDCtx();
-	f->fd = -1;
-	f->err = f->cbuf && f->dctx ? 0 : -ENOMEM;
-	/* Blob by blob (pack, offset), not address by address: a late generation's
-	 * addresses interleave blobs of every older generation, more than any cache
-	 * holds; in blob order each is decompressed once. */
-	order = f->err ? NULL : malloc((f->last - f->first + 1) * sizeof(*order));
-	if (!f->err && !order)
-		f->err = -ENOMEM;
-	for (size_t i = f->first; order && i < f->last; i++)
-		if (f->c->proc.pm[i]->flags & IMG_PAGEMAP_FLAG__PM_IN_PACK)
-			order[n++] = i;
-	if (n)
-		qsort_r(order, n, sizeof(*order), cmp_blob_order, f->c->proc.pm);
-	for (size_t k = 0; k < n && !f->err; k++) {
-		vi = first_vma_after(&f->c->proc, f->c->proc.pm[order[k]]->vaddr);
-		f->err = fill_one_pack_run(f, order[k], &vi);
-	}
-	free(order);
-	if (f->fd >= 0)
-		close(f->fd);
-	free(f->cbuf);
-	for (int k = 0; k < BLOB_CACHE; k++)
-		free(f->bc.buf[k]);
-	memset(&f->bc, 0, sizeof(f->bc));
-	ZSTD_freeDCtx(f->dctx);
-	return NULL;
+	return uffd;
 }
 
 /*
- * One thread: the restore traces this process with PTRACE_O_TRACECLONE from its start
- * (rst-tree.c), and a helper thread's exit would read as a restored task dying.
+ * Filled by hactl's workers (rst-fill.c says why there): tell it where the slots are
+ * and which fd the userfaultfd is, and stop until it has put every page. A SIGSTOP
+ * cannot be blocked; hactl, our tracer, takes its stop and lets us go without it. If
+ * the fill fails hactl kills us with the rest of the tree.
  */
-static int fill_packs(struct rst_ctx *c, const unsigned long *slots)
+static int filled_by_hactl(struct rst_ctx *c, int uffd)
 {
-	struct pack_fill f = { .c = c, .slots = slots, .first = 0, .last = c->proc.nr_pm };
+	struct rst_msg m = { .pid = getpid(), .kind = RST_MSG_FILL, .region = c->rsv, .region_len = (uint64_t)uffd };
 
-	fill_pack_runs(&f);
-	return f.err;
+	if (write(c->status_w, &m, sizeof(m)) != sizeof(m))
+		return pr_errno(-errno, "pid %d: asking hactl for the fill", c->proc.pid);
+	syscall(SYS_tgkill, getpid(), getpid(), SIGSTOP);
+	return 0;
 }
 
-/* Page runs are sorted by address, like the VMAs: walk both together. */
+/* The uffd is closed once filled, which unregisters every slot: nothing may touch a
+ * registered page that was not filled (a zero page) before that, or it would wait for
+ * a fault handler forever (UFFD_USER_MODE_ONLY: a kernel access fails instead). */
 static int fill_pages(struct rst_ctx *c, const unsigned long *slots)
 {
 	struct rst_proc *p = &c->proc;
-	size_t vi = 0;
+	bool *reg = calloc(p->nr_vmas + 1, sizeof(*reg));
+	struct rst_fill_args a = { .p = p, .slots = slots, .dirfd = c->dirfd, .registered = reg, .workers = 1 };
+	int ret;
 
-	for (size_t i = 0; i < p->nr_pm; i++) {
-		const ImgPagemapEntry *e = p->pm[i];
-		unsigned long len = e->nr_pages * PAGE;
-		uint64_t sum;
-		char *dst;
-		int ret;
-
-		if (!(e->flags & IMG_PAGEMAP_FLAG__PM_IN_PAGES))
-			continue;	/* zero, from the file, or in a pack: below */
-		ret = run_dst(p, slots, i, &vi, &dst);
-		if (ret)
-			return ret;
-		ret = read_run(p->pages, e->offset, dst, len, &sum);
-		if (ret)
-			return ret;
-		if (sum != e->xxh3)
-			return pr_errno(-EBADMSG, "pages-%d.img: run at %#lx (%lu pages, offset %lu): checksum mismatch",
-					p->pid, (unsigned long)e->vaddr, (unsigned long)e->nr_pages,
-					(unsigned long)e->offset);
-	}
-	return fill_packs(c, slots);
+	if (!reg)
+		return -ENOMEM;
+	a.uffd = uffd_register(c, slots);
+	for (size_t i = 0; i < p->nr_vmas; i++)
+		reg[i] = a.uffd >= 0 && rst__slot_uffd(p->vmas[i]);
+	ret = c->fill_workers > 1 ? filled_by_hactl(c, a.uffd) : rst__fill(&a, &c->t);
+	if (a.uffd >= 0)
+		close(a.uffd);
+	free(reg);
+	return ret;
 }
 
 static void apply_madvise(const ImgVma *v, unsigned long slot)
@@ -725,8 +541,7 @@ static int fill_mm(struct rst_ctx *c, struct bump *b)
 	return 0;
 }
 
-/* Slot offsets for every VMA and the total premap size (vdso parts get no slot). */
-static unsigned long plan_slots(const struct rst_proc *p, unsigned long *off)
+unsigned long rst__plan_slots(const struct rst_proc *p, unsigned long *off)
 {
 	unsigned long at = 0;
 
@@ -795,7 +610,7 @@ int rst__mem_prepare(struct rst_ctx *c)
 		ret = plan_vdso(c, cur_vdso, vmv, &nr_vmv, keep, &nr_keep, &scratch_len);
 	if (ret)
 		goto out;
-	slots_len = plan_slots(p, off);
+	slots_len = rst__plan_slots(p, off);
 	rlen = region_size(p);
 	c->rsv_len = slots_len + page_up(scratch_len) + rlen;
 	ret = find_gap(c, mine, nr_mine, c->rsv_len, &c->rsv);
@@ -806,13 +621,18 @@ int rst__mem_prepare(struct rst_ctx *c)
 		ret = pr_errno(-errno, "reserving %lu bytes at %#lx", c->rsv_len, c->rsv);
 		goto out;
 	}
+	c->t.premap = rst__now_us();
 	for (size_t i = 0; i < p->nr_vmas && !ret; i++) {
 		off[i] += c->rsv;
 		if (!is_vdso_part(p->vmas[i]))
 			ret = premap_vma(c, p->vmas[i], off[i]);
 	}
+	c->t.fill = rst__now_us();
+	c->t.premap = c->t.fill - c->t.premap;
 	if (!ret)
 		ret = fill_pages(c, off);
+	c->t.protect = rst__now_us();
+	c->t.fill = c->t.protect - c->t.fill;
 	for (size_t i = 0; i < p->nr_vmas && !ret; i++) {
 		const ImgVma *v = p->vmas[i];
 
@@ -822,6 +642,7 @@ int rst__mem_prepare(struct rst_ctx *c)
 			ret = pr_errno(-errno, "mprotect of the premapped %#lx", (unsigned long)v->start);
 		apply_madvise(v, off[i]);
 	}
+	c->t.protect = rst__now_us() - c->t.protect;
 	if (ret)
 		goto out;
 

@@ -49,6 +49,14 @@
 
 #define RSEQ_SIG_ 0x53053053
 
+uint64_t rst__now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000ull + ts.tv_nsec / 1000;
+}
+
 pid_t rst__clone_pid(pid_t pid, unsigned long flags)
 {
 	pid_t tid = pid;
@@ -74,8 +82,17 @@ static void send_msg(struct rst_ctx *c, uint32_t kind, const char *text)
 	if (text)
 		snprintf(m.text, sizeof(m.text), "%s", text);
 	if (kind == RST_MSG_READY) {
+		const struct rst_times *t = &c->t;
+
 		m.region = c->region;
 		m.region_len = c->region_len;
+		snprintf(m.text, sizeof(m.text),
+			 "files %lu, premap %lu, fill %lu (read+check %lu, unpack %lu, copy %lu; %lu MiB read, "
+			 "%lu MiB filled), protect %lu, task %lu us",
+			 (unsigned long)t->files, (unsigned long)t->premap, (unsigned long)t->fill,
+			 (unsigned long)t->fill_read, (unsigned long)t->fill_unpack, (unsigned long)t->fill_copy,
+			 (unsigned long)(t->bytes_read >> 20), (unsigned long)(t->bytes_filled >> 20),
+			 (unsigned long)t->protect, (unsigned long)t->task);
 	}
 	if (write(c->status_w, &m, sizeof(m)) != sizeof(m))
 		_exit(1);
@@ -401,7 +418,9 @@ void rst__proc_main(struct rst_ctx *c, int me, int go_fd)
 	/* Shared objects' fds move with these (rst-mem.c maps them, memfds reopen them). */
 	c->keep[RST_KEEP_DIR] = c->dirfd;
 	c->keep[RST_KEEP_STATUS] = c->status_w;
+	c->t.files = rst__now_us();
 	ret = rst__files(c, c->keep, RST_KEEP_SHM + c->nr_shm);
+	c->t.files = rst__now_us() - c->t.files;
 	c->dirfd = c->keep[RST_KEEP_DIR];
 	c->status_w = c->keep[RST_KEEP_STATUS];
 	if (ret)
@@ -411,8 +430,10 @@ void rst__proc_main(struct rst_ctx *c, int me, int go_fd)
 		fail(c);
 	eng_img_close(c->proc.pages);
 	rst__shm_close(c);
+	c->t.task = rst__now_us();
 	if (rst__task_prepare(c))
 		fail(c);
+	c->t.task = rst__now_us() - c->t.task;
 	/* hactl unmaps the restorer at the end: tell it where. */
 	send_msg(c, RST_MSG_READY, NULL);
 	close(c->dirfd);

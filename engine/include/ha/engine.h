@@ -292,6 +292,9 @@ struct eng_restore_opts {
 	bool pidns;		/* into a new pid namespace, under an init of ours */
 	uint32_t generation;	/* dir is a page store (eng_track): this generation, 0 the
 				 * newest complete one; ignored for a plain image dir */
+	int fill_workers;	/* threads putting pages in place; 0: HACD_RESTORE_WORKERS from
+				 * the environment, else one per online CPU (at most 8); 1: each
+				 * process fills itself */
 };
 /* Restore the checkpoint in `dir` as a child of the caller, with its PID and TIDs
  * (with pidns: inside a new pid namespace under a minimal init, and *pid is the init).
