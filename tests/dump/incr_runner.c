@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "ha/engine.h"
+#include "pagemap.pb-c.h"
 #include "runner.h"
 
 static char workdir[64];
@@ -126,9 +127,9 @@ static pid_t root_of(pid_t init)
  * pid namespace: pid_max is 32768 here and the machine busy, so the dumped pids (of a
  * forked child too, since dumps take the whole tree) may well be taken meanwhile.
  */
-static int restore_and_check(const char *store, uint32_t gen)
+static int restore_and_check_with(const char *store, uint32_t gen, int workers)
 {
-	struct eng_restore_opts o = { .generation = gen, .pidns = true };
+	struct eng_restore_opts o = { .generation = gen, .pidns = true, .fill_workers = workers };
 	pid_t init, root, w;
 	int st;
 
@@ -154,6 +155,11 @@ static int restore_and_check(const char *store, uint32_t gen)
 	}
 	kill_wait(init);
 	return fail("generation %u: the restored victim did not finish", gen);
+}
+
+static int restore_and_check(const char *store, uint32_t gen)
+{
+	return restore_and_check_with(store, gen, 0);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -415,6 +421,138 @@ static int mode_corrupt(const char *hactl, char *victim, const char *mib)
 	return ret;
 }
 
+static int cmp_blob(const void *a, const void *b)
+{
+	const uint64_t *x = a, *y = b;
+
+	return x[0] != y[0] ? (x[0] < y[0] ? -1 : 1) : x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+/* The blob halfway through those generation gen of pid's pages come from. */
+static int middle_blob(const char *store, uint32_t gen, pid_t pid, uint32_t *pack, uint64_t *off)
+{
+	char dir[4200];
+	struct eng_img *img = NULL;
+	ProtobufCMessage *m;
+	uint64_t (*b)[2] = NULL;
+	size_t n = 0, cap = 0;
+	int dirfd = -1, ret;
+
+	ret = eng_store_gen_path(store, gen, dir, sizeof(dir));
+	if (!ret && (dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		ret = -errno;
+	if (!ret)
+		ret = eng_img_open(dirfd, ENG_IMG_PAGEMAP, pid, &img);
+	if (!ret && (ret = eng_img_read(img, &img_pagemap_head__descriptor, &m)) == 1) {
+		protobuf_c_message_free_unpacked(m, NULL);
+		while ((ret = eng_img_read(img, &img_pagemap_entry__descriptor, &m)) == 1) {
+			const ImgPagemapEntry *e = (const ImgPagemapEntry *)m;
+
+			if ((e->flags & IMG_PAGEMAP_FLAG__PM_IN_PACK) && n == cap) {
+				cap = cap ? cap * 2 : 1024;
+				b = realloc(b, cap * sizeof(*b));
+			}
+			if ((e->flags & IMG_PAGEMAP_FLAG__PM_IN_PACK) && b) {
+				b[n][0] = e->pack;
+				b[n++][1] = e->offset;
+			}
+			protobuf_c_message_free_unpacked(m, NULL);
+		}
+	}
+	eng_img_close(img);
+	if (dirfd >= 0)
+		close(dirfd);
+	if (ret || !n) {
+		free(b);
+		return fail("generation %u: no blob found in its page map: %s", gen, eng_last_error());
+	}
+	qsort(b, n, sizeof(*b), cmp_blob);
+	*pack = b[n / 2][0];
+	*off = b[n / 2][1];
+	free(b);
+	return 0;
+}
+
+/*
+ * The fill with several workers (engine/rst-fill.c): a victim of MIB MiB written over
+ * n generations, whose newest generation takes its pages from blobs of every older one,
+ * restored with 4 workers (more than this machine's CPUs, so that they interleave) and
+ * a middle one with 1 (the process fills itself); each checks every page itself. Then a
+ * byte of a blob the newest generation uses, halfway through its blobs, is damaged: the
+ * restore of the newest must fail, naming the pack and offset, and leave no process
+ * behind.
+ */
+static int mode_fill(char *victim, const char *mib, int n)
+{
+	char *argv[] = { victim, (char *)mib, NULL }, store[128], pack[256], want[64];
+	uint32_t bpack = 0;
+	uint64_t boff = 0;
+	struct eng_track *t;
+	uint32_t *gens;
+	size_t nr;
+	int ret = 0, fd;
+	pid_t pid;
+	off_t at;
+	uint8_t b;
+
+	snprintf(store, sizeof(store), "%s/store", workdir);
+	pid = start_victim(argv);
+	if (pid < 0)
+		return 1;
+	usleep(100000);
+	if (eng_track_open(pid, store, NULL, &t)) {
+		kill_wait(pid);
+		return fail("eng_track_open: %s", eng_last_error());
+	}
+	for (int i = 0; i < n && !ret; i++) {
+		struct eng_track_stats st;
+
+		usleep(100000);
+		if (eng_track_checkpoint(t, NULL, &st))
+			ret = fail("generation %d: %s", i + 1, eng_last_error());
+	}
+	eng_track_close(t);
+	kill_wait(pid);
+	if (ret)
+		return ret;
+	if (eng_store_list(store, &gens, &nr) || nr != (size_t)n)
+		return fail("%zu generations in the store, expected %d", nr, n);
+	ret = restore_and_check_with(store, gens[nr - 1], 4);
+	if (!ret)
+		printf("generation %u: restored with 4 fill workers, passed its own check\n", gens[nr - 1]);
+	if (!ret)
+		ret = restore_and_check_with(store, gens[nr / 2], 1);
+	if (!ret)
+		printf("generation %u: restored filling itself, passed its own check\n", gens[nr / 2]);
+	if (!ret)
+		ret = middle_blob(store, gens[nr - 1], pid, &bpack, &boff);
+	snprintf(pack, sizeof(pack), "%s/packs/pack-%08u.pack", store, bpack);
+	fd = ret ? -1 : open(pack, O_RDWR);
+	at = boff + 32 + 1;	/* in the compressed data, after the blob's header (track.h) */
+	if (!ret && (fd < 0 || pread(fd, &b, 1, at) != 1 || (b ^= 0x40, pwrite(fd, &b, 1, at) != 1)))
+		ret = fail("%s: %m", pack);
+	if (fd >= 0)
+		close(fd);
+	snprintf(want, sizeof(want), "pack-%08u.pack offset %lu", bpack, (unsigned long)boff);
+	if (!ret) {
+		struct eng_restore_opts o = { .generation = gens[nr - 1], .pidns = true, .fill_workers = 4 };
+		pid_t r;
+
+		if (!eng_restore(store, &o, &r)) {
+			kill_wait(r);
+			ret = fail("restore of generation %u succeeded with a damaged pack", gens[nr - 1]);
+		} else if (!strstr(eng_last_error(), want)) {
+			ret = fail("the failed restore's error does not name the pack and offset: %s", eng_last_error());
+		} else if (waitpid(-1, NULL, WNOHANG) > 0) {
+			ret = fail("a failed restore left a process behind");
+		} else {
+			printf("restore with a damaged blob refused: %s\n", eng_last_error());
+		}
+	}
+	free(gens);
+	return ret;
+}
+
 static int rm_one(const char *p, const struct stat *s, int f, struct FTW *w)
 {
 	(void)s, (void)f, (void)w;
@@ -440,6 +578,8 @@ int main(int argc, char **argv)
 		ret = mode_crash(argv[2], argv[3], argv[4]);
 	else if (!strcmp(argv[1], "corrupt") && argc == 5)
 		ret = mode_corrupt(argv[2], argv[3], argv[4]);
+	else if (!strcmp(argv[1], "fill") && argc == 5)
+		ret = mode_fill(argv[2], argv[3], atoi(argv[4]));
 	else
 		goto usage;
 	if (!ret)
@@ -449,6 +589,7 @@ int main(int argc, char **argv)
 	return ret;
 usage:
 	fprintf(stderr, "usage: incr_runner track VICTIM MIB N MS [uffd-wp|hash|full]\n"
-			"       incr_runner crash|corrupt HACTL VICTIM MIB\n");
+			"       incr_runner crash|corrupt HACTL VICTIM MIB\n"
+			"       incr_runner fill VICTIM MIB N\n");
 	return 64;
 }
