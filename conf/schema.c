@@ -46,7 +46,7 @@ const struct conf__key conf__keys[] = {
 	{ CONF__SERVICE, "restart", CONF__T_ENUM, "restore", restart_choices },
 	{ CONF__SERVICE, "replication", CONF__T_ENUM, "async", replication_choices },
 	{ CONF__SERVICE, "precopy", CONF__T_BOOL, "yes", NULL },
-	{ CONF__SERVICE, "checkpoint", CONF__T_ENUM, "full", checkpoint_choices },
+	{ CONF__SERVICE, "checkpoint", CONF__T_ENUM, "incremental", checkpoint_choices },
 	{ CONF__SERVICE, "stop_timeout", CONF__T_DURATION, "10s", NULL },
 	{ CONF__PEER, "address", CONF__T_ADDRESS, NULL, NULL },
 	{ CONF__PEER, "bandwidth", CONF__T_SIZE, NULL, NULL },

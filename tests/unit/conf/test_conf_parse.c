@@ -64,7 +64,7 @@ static const char full_fmt[] =
 	"  user = \"daemon\"\n"
 	"  restart = \"scratch\"\n"					/* 20 */
 	"  replication = \"sync\"\n"
-	"  precopy = false; checkpoint = \"incremental\"\n"
+	"  precopy = false; checkpoint = \"full\"\n"
 	"  stop_timeout = \"1m\"\n"
 	"}\n"
 	"service \"web\" {\n"						/* 25 */
@@ -98,7 +98,7 @@ static void check_cache(const struct conf_service *s)
 	assert_int_equal(s->restart, CONF_RESTART_SCRATCH);
 	assert_int_equal(s->replication, CONF_REPLICATION_SYNC);
 	assert_false(s->precopy);
-	assert_int_equal(s->checkpoint, CONF_CHECKPOINT_INCREMENTAL);
+	assert_int_equal(s->checkpoint, CONF_CHECKPOINT_FULL);
 	assert_int_equal(s->stop_timeout_us, 60000000);
 	assert_string_equal(s->file, "t.conf");
 	assert_int_equal(s->line, 13);
@@ -184,7 +184,7 @@ static void test_defaults(void **state)
 	assert_int_equal(s->restart, CONF_RESTART_RESTORE);
 	assert_int_equal(s->replication, CONF_REPLICATION_ASYNC);
 	assert_true(s->precopy);
-	assert_int_equal(s->checkpoint, CONF_CHECKPOINT_FULL);
+	assert_int_equal(s->checkpoint, CONF_CHECKPOINT_INCREMENTAL);
 	assert_int_equal(s->stop_timeout_us, 10000000);
 	conf_free(c);
 }
