@@ -220,10 +220,13 @@ struct eng__pidns {
 };
 /* Which tree dumping pid means: itself, or (our init, or the init's only child) the
  * init's child and everything below it. Refuses a foreign init, orphans under ours,
- * deeper namespaces and SysV objects in the init's ipc namespace. */
+ * deeper namespaces, SysV semaphores and queues in the init's ipc namespace and mounts
+ * the service made in its mount namespace. */
 int eng__pidns_resolve(pid_t pid, struct eng__pidns *ns);
 /* In our init, in its new mount namespace: /proc of its pid namespace; -errno. */
 int eng__ns_mount_proc(void);
+/* ns-mounts.c: refuses a mount the service made in our init's mount namespace. */
+int eng__ns_check_mounts(pid_t init);
 /* 1 when processes a and b (0: ourselves) share namespace ns ("pid", "ipc"...), 0 when
  * not, or -errno. */
 int eng__ns_same(pid_t a, pid_t b, const char *ns);

@@ -30,6 +30,8 @@
  * 3. The ipc namespace holds no SysV semaphores or message queues (they are not
  *    dumped yet, and a new namespace at restore would lose them silently): refused,
  *    naming the kind. Shared memory segments are dumped (sysv-shm.c).
+ * 4. The mount namespace holds no mount the service made (they are not dumped, and a
+ *    restore would come back without them): refused, naming it (ns-mounts.c).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -357,6 +359,8 @@ int eng__pidns_resolve(pid_t pid, struct eng__pidns *ns)
 	ns->init = init;
 	ns->root = child;
 	ret = probe(ns);
+	if (!ret)
+		ret = eng__ns_check_mounts(init);
 	if (!ret)
 		pr_debug("pid %d: the tree of %d in the pid namespace of our init %d (host name %s)", pid, child,
 			 init, ns->hostname);

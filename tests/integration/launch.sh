@@ -6,7 +6,8 @@
 # hactl had open; --wait exits with the service's status; a missing program and an
 # unknown user fail with the step named and leave nothing running. A launched service is
 # dumped through its init and restored into new namespaces with its pids inside; a
-# foreign pid namespace, orphans under our init and SysV semaphores in its ipc namespace
+# foreign pid namespace, orphans under our init, SysV semaphores in its ipc namespace and
+# mounts the service made in its mount namespace
 # are refused with the service left running; its SysV shared memory segments (ipcmk)
 # come back with their ids, keys, modes and sizes, and dump again from the copy.
 set -euo pipefail
@@ -155,6 +156,15 @@ INIT=
 # SysV semaphores in the service's ipc namespace: refused by kind.
 launch "$T/ipc.log" /bin/sh -c 'ipcmk -S 1 >/dev/null && echo started; exec sleep 1000'
 refused "$INIT" "$SVC" "$T/img5" "holds 1 SysV semaphore sets" "SysV semaphores"
+kill -KILL "$INIT"
+INIT=
+
+# A mount the service made in its own mount namespace: not checkpointed, so refused,
+# naming it (a restore would silently come back without it).
+mkdir -p "$T/mnt"
+launch "$T/mount.log" /bin/sh -c "mount -t tmpfs svc-tmp '$T/mnt' && echo started; exec sleep 1000"
+refused "$INIT" "$SVC" "$T/img6" "$T/mnt (tmpfs) was mounted inside the service's mount namespace" \
+	"a mount made by the service"
 kill -KILL "$INIT"
 INIT=
 
