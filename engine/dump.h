@@ -223,7 +223,9 @@ struct eng__pidns {
  * deeper namespaces, SysV semaphores and queues in the init's ipc namespace and mounts
  * the service made in its mount namespace. */
 int eng__pidns_resolve(pid_t pid, struct eng__pidns *ns);
-/* In our init, in its new mount namespace: /proc of its pid namespace; -errno. */
+/* In our init, in its new mount namespace: /proc of its pid namespace, mounted with
+ * this source so that ns-mounts.c can tell it from proc mounts copied from hacd's; -errno. */
+#define ENG_NS_PROC_SOURCE "hacd-proc"
 int eng__ns_mount_proc(void);
 /* ns-mounts.c: refuses a mount the service made in our init's mount namespace. */
 int eng__ns_check_mounts(pid_t init);

@@ -7,9 +7,13 @@
  * clone, plus one proc mount over /proc. Everything mounted after that proc mount is
  * the service's. Mount ids of /proc/PID/mountinfo are reused and say nothing about
  * order; the 64-bit unique ids of listmount(2)/statmount(2) (Linux 6.8, another
- * namespace's by NS_GET_MNTNS_ID since 6.11) only grow. So: find our proc mount (the
- * first proc mount at /proc stacked on another mount at /proc: the copy of the host's),
- * and refuse any mount whose unique id is higher, naming it.
+ * namespace's by NS_GET_MNTNS_ID since 6.11) only grow. So: find our proc mount, and
+ * refuse any mount whose unique id is higher, naming it. Ours is the one whose source
+ * is "hacd-proc" (eng__ns_mount_proc): hacd's own namespace may hold stacked proc mounts
+ * too (`unshare --mount-proc`), copied into the service's with ids in tree order, so
+ * the position alone does not tell ours. A namespace made before the source was set
+ * (or a kernel whose statmount lacks sb_source, before 6.11): the topmost proc mount at
+ * /proc, which is ours unless the service stacked one itself.
  *
  * Comparing mount tables instead would refuse falsely whenever the host's mounts change
  * after the launch (`ip netns add` and `del` do), and host changes never reach the
@@ -45,6 +49,7 @@
 #define HA_STATMOUNT_MNT_BASIC 0x2
 #define HA_STATMOUNT_MNT_POINT 0x10
 #define HA_STATMOUNT_FS_TYPE 0x20
+#define HA_STATMOUNT_SB_SOURCE 0x200
 
 struct ha_mnt_id_req {
 	uint32_t size, spare;
@@ -62,13 +67,14 @@ struct ha_statmount {
 	uint64_t mnt_attr, mnt_propagation, mnt_peer_group, mnt_master, propagate_from;
 	uint32_t mnt_root, mnt_point;
 	uint64_t mnt_ns_id;
-	uint64_t spare2[49];
+	uint32_t fs_subtype, sb_source;
+	uint64_t spare2[48];
 	char str[];
 };
 
 struct mnt {
 	uint64_t id, parent;
-	char point[256], type[32];
+	char point[256], type[32], source[32];
 };
 
 #define MNT_MAX 4096
@@ -78,7 +84,8 @@ static int stat_one(uint64_t ns_id, uint64_t id, struct ha_statmount *sm, struct
 {
 	struct ha_mnt_id_req q = {
 		.size = HA_MNT_ID_REQ_SIZE_VER1, .mnt_id = id, .mnt_ns_id = ns_id,
-		.param = HA_STATMOUNT_MNT_BASIC | HA_STATMOUNT_MNT_POINT | HA_STATMOUNT_FS_TYPE,
+		.param = HA_STATMOUNT_MNT_BASIC | HA_STATMOUNT_MNT_POINT | HA_STATMOUNT_FS_TYPE |
+			 HA_STATMOUNT_SB_SOURCE,
 	};
 	const uint64_t need = HA_STATMOUNT_MNT_BASIC | HA_STATMOUNT_MNT_POINT | HA_STATMOUNT_FS_TYPE;
 
@@ -92,15 +99,10 @@ static int stat_one(uint64_t ns_id, uint64_t id, struct ha_statmount *sm, struct
 	m->parent = sm->mnt_parent_id;
 	snprintf(m->point, sizeof(m->point), "%s", sm->str + sm->mnt_point);
 	snprintf(m->type, sizeof(m->type), "%s", sm->str + sm->fs_type);
+	m->source[0] = 0;
+	if ((sm->mask & HA_STATMOUNT_SB_SOURCE) && sm->sb_source < sm->size - sizeof(*sm))
+		snprintf(m->source, sizeof(m->source), "%s", sm->str + sm->sb_source);
 	return 0;
-}
-
-static const struct mnt *find(const struct mnt *m, long n, uint64_t id)
-{
-	for (long i = 0; i < n; i++)
-		if (m[i].id == id)
-			return &m[i];
-	return NULL;
 }
 
 int eng__ns_check_mounts(pid_t init)
@@ -166,12 +168,18 @@ int eng__ns_check_mounts(pid_t init)
 			goto out;
 		}
 	}
-	for (long i = 0; i < n; i++) {
-		const struct mnt *below = find(m, n, m[i].parent);
-
-		if (m[i].id && !strcmp(m[i].point, "/proc") && !strcmp(m[i].type, "proc") && below &&
-		    below != &m[i] && !strcmp(below->point, "/proc") && (!ours || m[i].id < ours))
+	for (long i = 0; i < n; i++)
+		if (m[i].id && !strcmp(m[i].point, "/proc") && !strcmp(m[i].type, "proc") &&
+		    !strcmp(m[i].source, ENG_NS_PROC_SOURCE) && (!ours || m[i].id < ours))
 			ours = m[i].id;
+	if (!ours) {
+		for (long i = 0; i < n; i++)
+			if (m[i].id && !strcmp(m[i].point, "/proc") && !strcmp(m[i].type, "proc") &&
+			    m[i].id > ours)
+				ours = m[i].id;
+		if (ours)
+			pr_info("init %d: no /proc of source %s (an older hacd made the namespace): "
+				"the topmost proc mount is taken for ours", init, ENG_NS_PROC_SOURCE);
 	}
 	if (!ours) {
 		ret = eng__refuse("init %d: its mount namespace has no /proc of ours over the host's: "
