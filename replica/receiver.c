@@ -721,13 +721,61 @@ static void consistent(struct rconn *c, const char *what)
 		s->o.on_consistent(s->o.opaque, c->peer, service, local, origin);
 }
 
+/*
+ * A standby's store: once a received generation is committed and the retention it
+ * triggers (on_consistent) has pruned older rows, delete every store generation no
+ * complete row names, so their pack data is freed (eng_store_delete). No worker runs
+ * for a standby service, so this is the only place its store shrinks. After the
+ * commit, never before: the new generation's blobs must count as referenced. Busy (a
+ * tracker or another connection holds the lock): the next commit tries again.
+ */
+static void store_gc(struct rep_server *s, const char *service)
+{
+	char sdir[PATH_MAX];
+	struct eng_store_rx *rx = NULL;
+	struct cat_gen *g = NULL;
+	uint32_t *gens = NULL;
+	size_t n = 0, ng = 0;
+	int64_t sid;
+
+	if (rep_store_path(sdir, sizeof(sdir), s->o.store, service) ||
+	    cat_service_ensure(s->o.cat, service, &sid) || eng_store_rx_open(sdir, &rx))
+		return;
+	if (cat_gen_list(s->o.cat, sid, CAT_GEN_MASK(CAT_GEN_COMPLETE), 0, &g, &n)) {
+		LOG(s, LOG_ERR, "service %s: store gc: catalog: %s", service, cat_errmsg(s->o.cat));
+		goto out;
+	}
+	if (eng_store_rx_list(rx, &gens, &ng)) {
+		LOG(s, LOG_ERR, "service %s: store gc: %s", service, eng_last_error());
+		goto out;
+	}
+	for (size_t i = 0; i < ng; i++) {
+		bool named = false;
+
+		for (size_t k = 0; k < n && !named; k++)
+			named = g[k].stats.store_gen == gens[i];
+		if (named)
+			continue;
+		if (eng_store_rx_delete(rx, gens[i]))
+			LOG(s, LOG_WARNING, "service %s: deleting store generation %u: %s", service,
+			    gens[i], eng_last_error());
+		else
+			LOG(s, LOG_INFO, "service %s: store generation %u deleted: no complete "
+			    "generation names it", service, gens[i]);
+	}
+out:
+	free(gens);
+	free(g);
+	eng_store_rx_close(rx);
+}
+
 /* A page-store generation: every check in eng_store_rx_commit, then the catalog. */
 static int commit_store(struct rconn *c)
 {
 	struct rep_server *s = c->s;
 	struct cat_gen_stats st = { 0 };
 	struct eng_store_rx_stats es;
-	char what[256];
+	char what[256], service[REP_NAME_MAX + 1];
 
 	if (fsync(c->dirfd))
 		return gen_refuse(c, "fsync %s: %s", c->tmp, strerror(errno));
@@ -751,7 +799,9 @@ static int commit_store(struct rconn *c)
 		 "blobs checked: %llu bytes read, %llu by header", c->offer->store_gen,
 		 es.packs_received, c->offer->n_packs, (unsigned long long)es.blobs,
 		 (unsigned long long)es.bytes_checked, (unsigned long long)es.bytes_headers);
+	snprintf(service, sizeof(service), "%s", c->offer->service);
 	consistent(c, what);
+	store_gc(s, service);
 	return 0;
 }
 

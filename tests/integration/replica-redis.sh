@@ -167,6 +167,33 @@ echo "link cut 10 s: beta held generation $before, caught up with $after" \
 grep -c "connection lost while receiving" "$T/beta.log" > /dev/null ||
 	echo "(the cut fell between two transfers)"
 
+# keep = 4 on beta too: its store holds exactly the generations its catalog still calls
+# complete (the receiver deletes what retention pruned), a handful, not all received.
+if [ "${HACD_CHECKPOINT:-incremental}" = incremental ]; then
+	beta_rows() {
+		python3 - "$T/beta/catalog.db" <<'PYEOF'
+import sqlite3, sys
+db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+print(" ".join(str(r[0]) for r in db.execute(
+    "SELECT g.store_gen FROM generation g JOIN service s ON s.id = g.service WHERE "
+    "s.name = 'redis' AND g.state = 'complete' AND g.store_gen IS NOT NULL ORDER BY 1")))
+PYEOF
+	}
+	beta_dirs() {
+		find "$T/beta/services/redis/store" -maxdepth 1 -name 'gen-*' -printf '%f\n' |
+			sed 's/^gen-0*//' | sort -n | tr '\n' ' ' | sed 's/ $//'
+	}
+	for _ in $(seq 100); do
+		rows=$(beta_rows)
+		dirs=$(beta_dirs)
+		[ "$rows" = "$dirs" ] && break
+		sleep 0.1
+	done
+	[ "$rows" = "$dirs" ] || fail "beta's store ($dirs) is not its complete generations ($rows)"
+	[ "$(echo "$dirs" | wc -w)" -le 6 ] || fail "beta's store keeps pruned generations: $dirs"
+	echo "beta's store holds its complete generations only: $dirs"
+fi
+
 phase "kill alpha"
 # --- 3. alpha dies; failover on beta --------------------------------------------------------
 # caught up: beta at most one generation behind as alpha counts it (beta's own count is
