@@ -471,7 +471,8 @@ int cat__gen_end(struct cat *c, int64_t gen, enum cat_gen_state to, int64_t now)
 	return cat__exec(c, st, "dropping a generation's pack references");
 }
 
-int cat_gen_fail(struct cat *c, int64_t gen)
+/* One edge of the state machine out of `from` into an end state, in one transaction. */
+static int gen_end(struct cat *c, int64_t gen, enum cat_gen_state from, enum cat_gen_state to)
 {
 	enum cat_gen_state state;
 	int ret;
@@ -481,12 +482,13 @@ int cat_gen_fail(struct cat *c, int64_t gen)
 		return ret;
 	if ((ret = gen_state(c, gen, &state, NULL)))
 		goto err;
-	if (state != CAT_GEN_PENDING) {
-		ret = cat__err(c, -EINVAL, "generation %lld is %s: only a pending generation "
-			       "can fail", (long long)gen, cat_gen_state_name(state));
+	if (state != from) {
+		ret = cat__err(c, -EINVAL, "generation %lld is %s: only a %s generation can become "
+			       "%s", (long long)gen, cat_gen_state_name(state),
+			       cat_gen_state_name(from), cat_gen_state_name(to));
 		goto err;
 	}
-	if ((ret = cat__gen_end(c, gen, CAT_GEN_FAILED, cat__now(c))))
+	if ((ret = cat__gen_end(c, gen, to, cat__now(c))))
 		goto err;
 	return cat__commit(c);
 err:
@@ -494,27 +496,14 @@ err:
 	return ret;
 }
 
+int cat_gen_fail(struct cat *c, int64_t gen)
+{
+	return gen_end(c, gen, CAT_GEN_PENDING, CAT_GEN_FAILED);
+}
+
 int cat_gen_lost(struct cat *c, int64_t gen)
 {
-	enum cat_gen_state state;
-	int ret;
-
-	cat__clear(c);
-	if ((ret = cat__begin(c)))
-		return ret;
-	if ((ret = gen_state(c, gen, &state, NULL)))
-		goto err;
-	if (state != CAT_GEN_COMPLETE) {
-		ret = cat__err(c, -EINVAL, "generation %lld is %s, not complete", (long long)gen,
-			       cat_gen_state_name(state));
-		goto err;
-	}
-	if ((ret = cat__gen_end(c, gen, CAT_GEN_PRUNED, cat__now(c))))
-		goto err;
-	return cat__commit(c);
-err:
-	cat__rollback(c);
-	return ret;
+	return gen_end(c, gen, CAT_GEN_COMPLETE, CAT_GEN_PRUNED);
 }
 
 int cat_gen_retire(struct cat *c, int64_t gen, const char *why)
