@@ -167,28 +167,37 @@ int cat_gen_latest_complete(struct cat *c, int64_t service, struct cat_gen *out)
 	return ret;
 }
 
+/* Step `st` for at most one id: 0 with *id, -ENOENT (no message), or an error naming
+ * `what`. Resets `st`. */
+static int one_id(struct cat *c, sqlite3_stmt *st, int64_t *id, const char *what)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW)
+		*id = sqlite3_column_int64(st, 0);
+	cat__done(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : cat__sqlerr(c, rc, what);
+}
+
 int cat_gen_find_store(struct cat *c, int64_t service, int64_t store_gen, int64_t *gen)
 {
 	static const char sql[] = "SELECT id FROM generation WHERE service = ?1 AND "
 				  "store_gen = ?2 AND state = 'complete'";
 	sqlite3_stmt *st;
-	int rc, ret;
+	int ret;
 
 	cat__clear(c);
 	if ((ret = cat__stmt(c, sql, &st)))
 		return ret;
 	sqlite3_bind_int64(st, 1, service);
 	sqlite3_bind_int64(st, 2, store_gen);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*gen = sqlite3_column_int64(st, 0);
-	cat__done(st);
-	if (rc == SQLITE_ROW)
-		return 0;
-	if (rc == SQLITE_DONE)
-		return cat__err(c, -ENOENT, "service %lld has no complete generation %lld in "
-				"its page store", (long long)service, (long long)store_gen);
-	return cat__sqlerr(c, rc, "finding a page-store generation");
+	ret = one_id(c, st, gen, "finding a page-store generation");
+	if (ret == -ENOENT)
+		cat__err(c, ret, "service %lld has no complete generation %lld in its page store",
+			 (long long)service, (long long)store_gen);
+	return ret;
 }
 
 int cat_gen_find_origin(struct cat *c, const char *origin, int64_t origin_gen, int64_t *gen)
@@ -196,23 +205,17 @@ int cat_gen_find_origin(struct cat *c, const char *origin, int64_t origin_gen, i
 	static const char sql[] = "SELECT id FROM generation WHERE origin = ?1 AND "
 				  "origin_gen = ?2 AND state IN ('pending', 'complete')";
 	sqlite3_stmt *st;
-	int rc, ret;
+	int ret;
 
 	cat__clear(c);
 	if ((ret = cat__check_name(c, "origin", origin)) || (ret = cat__stmt(c, sql, &st)))
 		return ret;
 	sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, origin_gen);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*gen = sqlite3_column_int64(st, 0);
-	cat__done(st);
-	if (rc == SQLITE_ROW)
-		return 0;
-	if (rc == SQLITE_DONE)
-		return cat__err(c, -ENOENT, "no generation %lld from %s", (long long)origin_gen,
-				origin);
-	return cat__sqlerr(c, rc, "finding a received generation");
+	ret = one_id(c, st, gen, "finding a received generation");
+	if (ret == -ENOENT)
+		cat__err(c, ret, "no generation %lld from %s", (long long)origin_gen, origin);
+	return ret;
 }
 
 int cat_gen_list(struct cat *c, int64_t service, unsigned states, size_t limit,
@@ -391,23 +394,18 @@ static int store_gen_free(struct cat *c, int64_t gen, int64_t store_gen)
 		"o.state = 'complete'";
 	sqlite3_stmt *st;
 	int64_t other = 0;
-	int rc, ret;
+	int ret;
 
 	if ((ret = cat__stmt(c, sql, &st)))
 		return ret;
 	sqlite3_bind_int64(st, 1, gen);
 	sqlite3_bind_int64(st, 2, store_gen);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		other = sqlite3_column_int64(st, 0);
-	cat__done(st);
-	if (rc == SQLITE_ROW)
+	ret = one_id(c, st, &other, "checking a store generation");
+	if (!ret)
 		return cat__err(c, -EEXIST, "generation %lld: store generation %lld is already "
 				"complete generation %lld of its service", (long long)gen,
 				(long long)store_gen, (long long)other);
-	if (rc != SQLITE_DONE)
-		return cat__sqlerr(c, rc, "checking a store generation");
-	return 0;
+	return ret == -ENOENT ? 0 : ret;
 }
 
 int cat_gen_commit(struct cat *c, int64_t gen, const struct cat_gen_stats *s)
