@@ -147,7 +147,8 @@ struct svc {
 	uint64_t store_gc_retry_us;
 	/* restore in flight, or wanted once the service is stopped */
 	int64_t restore_gen;		/* 0: latest complete */
-	bool want_ckpt;			/* asked by hactl checkpoint */
+	bool want_ckpt;			/* asked by hactl checkpoint, or a tick waiting */
+	bool tick_waits;		/* a due tick waits for a STORE_GC to end */
 	bool retention_due;		/* committed since the last retention round */
 	int after_stop;			/* SVC_AFTER_*: what a purposeful stop leads to */
 	bool stop_pending;		/* stop once the op in flight ends */
