@@ -209,6 +209,15 @@ void cat__done(sqlite3_stmt *st)
 	sqlite3_clear_bindings(st);
 }
 
+uint64_t cat_vm_steps(struct cat *c, bool reset)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < c->nr_stmts; i++)
+		n += (uint64_t)sqlite3_stmt_status(c->stmts[i].st, SQLITE_STMTSTATUS_VM_STEP, reset);
+	return n;
+}
+
 int cat__exec(struct cat *c, sqlite3_stmt *st, const char *what)
 {
 	int rc = sqlite3_step(st);

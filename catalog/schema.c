@@ -14,7 +14,8 @@
  *
  * Migration 1 is the single-node catalog, migration 2 adds replication and the event log,
  * migration 3 the services' roles (active, standby), migration 4 the page-store
- * generation number of each generation.
+ * generation number of each generation, migration 5 an index that keeps lookups by
+ * state independent of how much history a service has.
  * They were written together; the split exists so that the upgrade path is exercised by
  * the tests from the first day instead of from the first upgrade.
  */
@@ -158,8 +159,18 @@ static const char migration_4[] =
 	"CREATE UNIQUE INDEX generation_store ON generation(service, store_gen)\n"
 	"	WHERE store_gen IS NOT NULL AND state = 'complete';\n";
 
+/*
+ * Migration 5: generations by service and state. A service checkpointed every second
+ * leaves 86400 pruned rows a day until they are forgotten (the agent's FORGET_AFTER_S),
+ * and every lookup of a service's complete or pending generations (retention each
+ * second, the store GC, the sender, status) used to walk all of them through
+ * generation_service. ended_us last: forgetting takes the old ones as a range.
+ */
+static const char migration_5[] =
+	"CREATE INDEX generation_state ON generation(service, state, ended_us);\n";
+
 static const char *const migrations[] = { migration_1, migration_2, migration_3,
-					   migration_4 };
+					   migration_4, migration_5 };
 #define NR_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 int cat_schema_version(void)

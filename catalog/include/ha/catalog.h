@@ -55,6 +55,7 @@
 #define HA_CATALOG_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define CAT_NAME_MAX 128	/* service, peer and origin names, with the NUL */
@@ -103,6 +104,10 @@ int cat_batch_end(struct cat *c);
  * and cat_sync_path() do the same from another thread, which must not use `c`.
  */
 int cat_sync(struct cat *c);
+
+/* The sqlite VM steps the catalog's statements took since the last reset: what a query
+ * costs, counted the same on any machine (tests hold hot queries to it). */
+uint64_t cat_vm_steps(struct cat *c, bool reset);
 void cat_wal_path(const struct cat *c, char *buf, size_t len);
 int cat_sync_path(const char *wal_path);
 /* No automatic WAL checkpoints in commits on `c` (each one fsyncs twice); the caller
