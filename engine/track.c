@@ -35,6 +35,8 @@
  * not register (the process's own uffd), shared and deleted-file ones (pages written
  * through other mappings are invisible to markers). After a fork, or a failed
  * generation (whose pack is gone), every slot is dropped: the next generation is full.
+ * A scan that fails part-way (a mapping replaced under a live round) has re-armed
+ * pages it never returned: the rest of its range loses its slots (lose_range).
  *
  * Methods: uffd-wp as above; hash (no uffd): every present page is copied while frozen
  * and only pages whose XXH3 differs from the slot's are stored; full: every page
@@ -50,6 +52,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,6 +333,21 @@ static void clear_range(struct eng__area *a, uint64_t from, uint64_t to)
 }
 
 /*
+ * A PAGEMAP_SCAN(WP_MATCHING) that fails has re-armed the written pages it walked
+ * before failing, and returned none of them: their markers no longer say that they
+ * changed. That happens under a live round when the process replaced the upper part of
+ * a mapping since our plan (two registered mappings merged into one; the new one is
+ * not registered: EPERM where it starts). Forget what we hold for the rest of the
+ * range, so that every page present there is copied again (the frozen pass walks an
+ * incomplete area whole).
+ */
+static void lose_range(struct eng__area *a, uint64_t from, uint64_t to)
+{
+	clear_range(a, from, to);
+	a->complete = false;
+}
+
+/*
  * One PAGEMAP_SCAN walk of mapping vma: present (or swapped), not the zero page, not a
  * file page of a private file map; written ones re-armed when the mapping is ours.
  * Copy what was written or has no data yet; with `frozen`, forget what is gone.
@@ -357,9 +375,13 @@ static int scan_vma(struct eng_track *t, struct eng__mem_dump *md, int vma, bool
 	do {
 		long n = ioctl(t->pm_fd, PAGEMAP_SCAN, &arg);
 
-		if (n < 0)
-			return pr_errno(-errno, "pid %d: PAGEMAP_SCAN of %#lx-%#lx", t->pid,
+		if (n < 0) {
+			int err = -errno;
+
+			lose_range(a, arg.start, d->v.end);
+			return pr_errno(err, "pid %d: PAGEMAP_SCAN of %#lx-%#lx", t->pid,
 					(unsigned long)d->v.start, (unsigned long)d->v.end);
+		}
 		for (long k = 0; k < n; k++) {
 			/* Unregistered pages have no marker: they read as written. */
 			bool written = !wp || (reg[k].categories & PAGE_IS_WRITTEN);
@@ -382,8 +404,10 @@ static int scan_vma(struct eng_track *t, struct eng__mem_dump *md, int vma, bool
 				}
 				if (want) {
 					ret = stage(md, a, vma, x, y - x);
-					if (ret)
+					if (ret) {
+						lose_range(a, x, d->v.end);
 						return ret;
+					}
 					*nr += (y - x) / PG;
 				}
 				x = y;
@@ -494,14 +518,20 @@ static int scan_written(struct eng_track *t, struct eng__mem_dump *md, int vma, 
 	do {
 		long n = ioctl(t->pm_fd, PAGEMAP_SCAN, &arg);
 
-		if (n < 0)
-			return pr_errno(-errno, "pid %d: PAGEMAP_SCAN of %#lx-%#lx", t->pid,
+		if (n < 0) {
+			int err = -errno;
+
+			lose_range(a, arg.start, d->v.end);
+			return pr_errno(err, "pid %d: PAGEMAP_SCAN of %#lx-%#lx", t->pid,
 					(unsigned long)d->v.start, (unsigned long)d->v.end);
+		}
 		for (long k = 0; k < n; k++) {
 			int ret = stage(md, a, vma, reg[k].start, reg[k].end - reg[k].start);
 
-			if (ret)
+			if (ret) {
+				lose_range(a, reg[k].start, d->v.end);
 				return ret;
+			}
 			*nr += (reg[k].end - reg[k].start) / PG;
 		}
 		arg.start = arg.walk_end;
@@ -557,7 +587,9 @@ static int live_round(struct eng_track *t, struct eng__mem_dump *md, uint64_t *n
 		if (scannable(&md->vmas[i]) && md->vmas[i].tracked) {
 			ret = fast_ok(t, md, i) ? scan_written(t, md, i, area_of(t, md->vmas[i].v.start), nr)
 						: scan_vma(t, md, i, false, nr);
-			if (ret == -EPERM)	/* unmapped or remapped meanwhile */
+			/* Unmapped or remapped meanwhile: what the scan had re-armed is
+			 * forgotten (lose_range), the frozen pass copies it. */
+			if (ret == -EPERM)
 				ret = 0;
 		}
 	if (!ret && *nr)
@@ -565,6 +597,29 @@ static int live_round(struct eng_track *t, struct eng__mem_dump *md, uint64_t *n
 	if (!ret)
 		ret = eng__track_absorb(t, md);
 	return ret;
+}
+
+/*
+ * For tests (HA_TEST_TRACK_LIVE_SIGNAL=N): between the plan of the live rounds and
+ * their first scan, send the process signal N and wait until it has stopped itself
+ * (raise(SIGSTOP) once it has changed what the test wants changed), then let it go on.
+ * What a process may do there at any moment on a busy machine, a test does on purpose.
+ */
+static void live_hook(struct eng_track *t)
+{
+	const char *s = getenv("HA_TEST_TRACK_LIVE_SIGNAL");
+	int sig = s ? atoi(s) : 0;
+
+	if (sig <= 0 || kill(t->pid, sig))
+		return;
+	for (int i = 0; i < 60000; i++) {
+		struct eng__stat st;
+
+		if (eng__parse_stat(t->pid, 0, &st) || st.state == 'T')
+			break;
+		usleep(1000);
+	}
+	kill(t->pid, SIGCONT);
 }
 
 int eng__track_live(struct eng_track *t, struct eng__mem_dump *md)
@@ -584,6 +639,7 @@ int eng__track_live(struct eng_track *t, struct eng__mem_dump *md)
 		ret = arm_stopped(t, md);
 	if (ret)
 		return ret;
+	live_hook(t);
 	eng__log_quiet(true);
 	/* hash and full: nothing tells what changed; everything is copied while frozen. */
 	for (int r = 0, fails = 0; !ret && t->uffd >= 0 && r < max; r++) {

@@ -16,6 +16,9 @@
  *          one byte of a pack flipped: verify fails naming the generation, the pack
  *          and the offset; restore of that generation fails and leaves no process;
  *          generations not using that blob still restore.
+ *   hook VICTIM_LOST replace|cowdrop
+ *          victim_lost changes its memory between the plan and the scans of a live
+ *          round (see there); both generations restore and pass.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -553,6 +556,60 @@ static int mode_fill(char *victim, const char *mib, int n)
 	return ret;
 }
 
+/*
+ * Two generations of victim_lost (MODE replace or cowdrop): between the plan of the
+ * second one's live rounds and their first scan the tracker signals the victim, which
+ * changes its memory and stops until the tracker goes on (HA_TEST_TRACK_LIVE_SIGNAL).
+ * Both generations verify and restore, each passing the victim's own check.
+ */
+static int mode_hook(char *victim, const char *what)
+{
+	char *argv[] = { victim, (char *)what, NULL }, store[128];
+	struct eng_track_stats st[2];
+	struct eng_track *t;
+	uint32_t *gens;
+	size_t nr;
+	pid_t pid;
+	int ret = 0;
+
+	snprintf(store, sizeof(store), "%s/store", workdir);
+	pid = start_victim(argv);
+	if (pid < 0)
+		return 1;
+	if (eng_track_open(pid, store, NULL, &t)) {
+		kill_wait(pid);
+		return fail("eng_track_open: %s", eng_last_error());
+	}
+	for (int i = 0; i < 2 && !ret; i++) {
+		if (i)
+			setenv("HA_TEST_TRACK_LIVE_SIGNAL", "12", 1);	/* SIGUSR2 */
+		if (eng_track_checkpoint(t, NULL, &st[i]))
+			ret = fail("generation %d: %s", i + 1, eng_last_error());
+		unsetenv("HA_TEST_TRACK_LIVE_SIGNAL");
+	}
+	eng_track_close(t);
+	kill_wait(pid);
+	if (ret) {
+		show_log();
+		return ret;
+	}
+	printf("%s: generation 2 copied %lu pages live, %lu frozen, wrote %lu\n", what,
+	       (unsigned long)st[1].pages_precopied, (unsigned long)st[1].pages_frozen,
+	       (unsigned long)st[1].pages_written);
+	if (eng_store_list(store, &gens, &nr) || nr != 2)
+		return fail("%zu generations in the store, expected 2: %s", nr, eng_last_error());
+	for (size_t k = 0; k < nr && !ret; k++) {
+		if (eng_store_verify(store, gens[k], NULL))
+			ret = fail("verify of generation %u: %s", gens[k], eng_last_error());
+		else
+			ret = restore_and_check(store, gens[k]);
+		if (!ret)
+			printf("generation %u: verified, restored, passed its own check\n", gens[k]);
+	}
+	free(gens);
+	return ret;
+}
+
 static int rm_one(const char *p, const struct stat *s, int f, struct FTW *w)
 {
 	(void)s, (void)f, (void)w;
@@ -580,6 +637,8 @@ int main(int argc, char **argv)
 		ret = mode_corrupt(argv[2], argv[3], argv[4]);
 	else if (!strcmp(argv[1], "fill") && argc == 5)
 		ret = mode_fill(argv[2], argv[3], atoi(argv[4]));
+	else if (!strcmp(argv[1], "hook") && argc == 4)
+		ret = mode_hook(argv[2], argv[3]);
 	else
 		goto usage;
 	if (!ret)
@@ -590,6 +649,7 @@ int main(int argc, char **argv)
 usage:
 	fprintf(stderr, "usage: incr_runner track VICTIM MIB N MS [uffd-wp|hash|full]\n"
 			"       incr_runner crash|corrupt HACTL VICTIM MIB\n"
-			"       incr_runner fill VICTIM MIB N\n");
+			"       incr_runner fill VICTIM MIB N\n"
+			"       incr_runner hook VICTIM_LOST replace|cowdrop\n");
 	return 64;
 }
