@@ -36,7 +36,9 @@
  * through other mappings are invisible to markers). After a fork, or a failed
  * generation (whose pack is gone), every slot is dropped: the next generation is full.
  * A scan that fails part-way (a mapping replaced under a live round) has re-armed
- * pages it never returned: the rest of its range loses its slots (lose_range).
+ * pages it never returned: the rest of its range loses its slots (lose_range). In a
+ * private file map, a page not present is copied every time: a copied-on-write page
+ * dropped by MADV_DONTNEED leaves a marker that reads "swapped, not written".
  *
  * Methods: uffd-wp as above; hash (no uffd): every present page is copied while frozen
  * and only pages whose XXH3 differs from the slot's are stored; full: every page
@@ -358,7 +360,8 @@ static int scan_vma(struct eng_track *t, struct eng__mem_dump *md, int vma, bool
 	const struct eng__vma_dump *d = &md->vmas[vma];
 	struct eng__area *a = area_of(t, d->v.start);
 	bool wp = t->uffd >= 0 && d->tracked && eng__track_owns(t, d->v.start, d->v.end);
-	uint64_t skip = PAGE_IS_PFNZERO | (d->src == ENG_PG_SCAN_COW ? PAGE_IS_FILE : 0);
+	bool cow = d->src == ENG_PG_SCAN_COW;
+	uint64_t skip = PAGE_IS_PFNZERO | (cow ? PAGE_IS_FILE : 0);
 	uint64_t seen = d->v.start;
 	struct page_region reg[SCAN_VEC];
 	struct pm_scan_arg arg = {
@@ -366,7 +369,7 @@ static int scan_vma(struct eng_track *t, struct eng__mem_dump *md, int vma, bool
 		.start = d->v.start, .end = d->v.end, .vec = (uintptr_t)reg, .vec_len = SCAN_VEC,
 		.category_inverted = skip, .category_mask = skip,
 		.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
-		.return_mask = PAGE_IS_WRITTEN,
+		.return_mask = PAGE_IS_WRITTEN | (cow ? PAGE_IS_PRESENT : 0),
 	};
 
 	if (!a || a->end != d->v.end)
@@ -383,8 +386,13 @@ static int scan_vma(struct eng_track *t, struct eng__mem_dump *md, int vma, bool
 					(unsigned long)d->v.start, (unsigned long)d->v.end);
 		}
 		for (long k = 0; k < n; k++) {
-			/* Unregistered pages have no marker: they read as written. */
-			bool written = !wp || (reg[k].categories & PAGE_IS_WRITTEN);
+			/* Unregistered pages have no marker: they read as written. In a private
+			 * file map, a copied-on-write page we armed and the process then dropped
+			 * (MADV_DONTNEED) leaves a marker that reads as swapped and not written,
+			 * while the process now sees the file's page there: a page not present
+			 * there is copied every time (a swapped-out one too). */
+			bool written = !wp || (reg[k].categories & PAGE_IS_WRITTEN) ||
+				       (cow && !(reg[k].categories & PAGE_IS_PRESENT));
 
 			if (frozen && reg[k].start > seen)
 				clear_range(a, seen, reg[k].start);
