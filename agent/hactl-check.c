@@ -22,22 +22,6 @@ static void check_usage(FILE *f)
 		   "  probe what this kernel supports; exit 0 when the engine has all it needs\n");
 }
 
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = *s;
-
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
-}
-
 static void print_text(const struct eng_kerndat *kd)
 {
 	for (int i = 0; i < ENG_KD_NR; i++) {
@@ -58,15 +42,15 @@ static void print_json_items(const struct eng_kerndat *kd)
 		const char *ename = it->err ? strerrorname_np(-it->err) : NULL;
 
 		printf("    {\"name\": ");
-		json_str(stdout, it->name);
+		ctl_json_str(stdout, it->name);
 		printf(", \"ok\": %s, \"required\": %s, \"value\": ", it->ok ? "true" : "false",
 		       it->required ? "true" : "false");
-		json_str(stdout, it->value);
+		ctl_json_str(stdout, it->value);
 		printf(", \"detail\": ");
-		json_str(stdout, it->detail);
+		ctl_json_str(stdout, it->detail);
 		printf(", \"errno\": ");
 		if (ename)
-			json_str(stdout, ename);
+			ctl_json_str(stdout, ename);
 		else
 			printf(it->err ? "%d" : "null", -it->err);
 		printf("}%s\n", i + 1 < ENG_KD_NR ? "," : "");
@@ -78,7 +62,7 @@ static void print_json_items(const struct eng_kerndat *kd)
 static void print_json_values(const struct eng_kerndat *kd)
 {
 	printf("  \"values\": {\n    \"cgroup2_mount\": ");
-	json_str(stdout, kd->cgroup2_mnt);
+	ctl_json_str(stdout, kd->cgroup2_mnt);
 	printf(",\n    \"uffd_features\": %" PRIu64 ",\n", kd->uffd_features);
 	printf("    \"mm_map_size\": %u,\n", kd->mm_map_size);
 	printf("    \"vvar_size\": %" PRIu64 ",\n    \"vvar_vclock_size\": %" PRIu64
@@ -103,11 +87,11 @@ static void print_json(const struct eng_kerndat *kd)
 		if (!kd->items[i].required || kd->items[i].ok)
 			continue;
 		printf("%s", first ? "" : ", ");
-		json_str(stdout, kd->items[i].name);
+		ctl_json_str(stdout, kd->items[i].name);
 		first = false;
 	}
 	printf("],\n  \"dirty_method\": ");
-	json_str(stdout, eng_dirty_method_name(kd->dirty_method));
+	ctl_json_str(stdout, eng_dirty_method_name(kd->dirty_method));
 	printf(",\n");
 	print_json_items(kd);
 	print_json_values(kd);

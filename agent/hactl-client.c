@@ -23,7 +23,8 @@ const char *ctl_opt_socket;
 const char *ctl_opt_config = CONF_DEFAULT_PATH;
 bool ctl_opt_json;
 
-int ctl_exit_unreachable(int err)
+/* Exit code for a failed ctl_call(): 3 when no hacd listens there, else 69. */
+static int ctl_exit_unreachable(int err)
 {
 	/* No socket file, or a file nobody listens on (a crashed hacd's): not running. */
 	if (err == -ENOENT || err == -ECONNREFUSED)
@@ -48,7 +49,7 @@ void ctl_json_str(FILE *f, const char *s)
 }
 
 /* The socket to use, copied into buf: see the file comment for the order. */
-void ctl_socket_path(const char *opt, const char *conf_path, char *buf, size_t len)
+static void ctl_socket_path(const char *opt, const char *conf_path, char *buf, size_t len)
 {
 	const char *env = getenv("HACD_SOCKET");
 	struct conf *conf;
@@ -89,8 +90,9 @@ static int ctl_connect(const char *path, int timeout_s)
 	return fd;
 }
 
-int ctl_call(const char *path, const Hactl__CtlRequest *req, Hactl__CtlReply **rep,
-	     int timeout_s, char *err, size_t errlen)
+/* One request, one reply. 0, or -errno with err saying what failed. */
+static int ctl_call(const char *path, const Hactl__CtlRequest *req, Hactl__CtlReply **rep,
+		    int timeout_s, char *err, size_t errlen)
 {
 	uint8_t out[CTL_REQ_MAX];
 	uint8_t *in = NULL;
@@ -133,6 +135,23 @@ out:
 	free(in);
 	close(fd);
 	return ret;
+}
+
+int ctl_request(const char *sock, const char *conf, Hactl__CtlRequest *req, int timeout_s,
+		Hactl__CtlReply **rep)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1], err[512];
+	int ret;
+
+	ctl_socket_path(sock, conf, path, sizeof(path));
+	req->has_version = req->has_type = 1;
+	req->version = CTL_API_VERSION;
+	ret = ctl_call(path, req, rep, timeout_s, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "hactl: %s\n", err);
+		return ctl_exit_unreachable(ret);
+	}
+	return CTL_EXIT_OK;
 }
 
 /* "1h 02m 03s", "4m 05s", "250ms": compact, like drbdadm's ages. */

@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "ha/agent.h"
@@ -250,7 +249,6 @@ int ctl_cmd_status(int argc, char **argv)
 	Hactl__CtlRequest req = HACTL__CTL_REQUEST__INIT;
 	Hactl__CtlReply *rep = NULL;
 	const char *sock = ctl_opt_socket, *conf = ctl_opt_config, *service = NULL;
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1], err[512];
 	bool json = ctl_opt_json;
 	int ret;
 
@@ -264,16 +262,11 @@ int ctl_cmd_status(int argc, char **argv)
 		fprintf(stderr, "hactl status: invalid service name '%s'\n", service);
 		return CTL_EXIT_USAGE;
 	}
-	ctl_socket_path(sock, conf, path, sizeof(path));
-	req.has_version = req.has_type = 1;
-	req.version = CTL_API_VERSION;
 	req.type = HACTL__CTL_TYPE__CTL_TYPE_STATUS;
 	req.service = (char *)service;
-	ret = ctl_call(path, &req, &rep, CTL_TIMEOUT_S, err, sizeof(err));
-	if (ret) {
-		fprintf(stderr, "hactl: %s\n", err);
-		return ctl_exit_unreachable(ret);
-	}
+	ret = ctl_request(sock, conf, &req, CTL_TIMEOUT_S, &rep);
+	if (ret)
+		return ret;
 	if (rep->status || !rep->status_info) {
 		fprintf(stderr, "hactl: hacd: %s\n", rep->error ? rep->error : "no status");
 		ret = CTL_EXIT_FAIL;

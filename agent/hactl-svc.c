@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/un.h>
 #include <time.h>
 
 #include "ha/conf.h"
@@ -188,22 +187,31 @@ static void gen_text(const Hactl__CtlGeneration *g)
 	printf("\n");
 }
 
-/* Send one request; on success *rep is the reply (status 0). Returns an exit code. */
-static int call(const struct svc_args *a, Hactl__CtlRequest *req, int timeout_s,
-		Hactl__CtlReply **rep)
+/*
+ * What every command here shares: its arguments parsed into *a, a request of this
+ * type carrying them sent, and hacd's reply judged. On success *rep is the reply
+ * (status 0), or NULL after --help. Returns an exit code.
+ */
+static int request(int argc, char **argv, bool want_service, Hactl__CtlType type,
+		   int timeout_s, struct svc_args *a, Hactl__CtlReply **rep)
 {
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1], err[512];
+	Hactl__CtlRequest req = HACTL__CTL_REQUEST__INIT;
+	int ret = parse(argc, argv, a, want_service);
 
-	ctl_socket_path(a->sock, a->conf, path, sizeof(path));
-	req->has_version = req->has_type = 1;
-	req->version = CTL_API_VERSION;
-	req->service = (char *)a->service;
-	int ret = ctl_call(path, req, rep, timeout_s, err, sizeof(err));
-
-	if (ret) {
-		fprintf(stderr, "hactl: %s\n", err);
-		return ctl_exit_unreachable(ret);
-	}
+	*rep = NULL;
+	if (ret)
+		return ret > 0 ? CTL_EXIT_OK : usage(argv[0], stderr);
+	req.type = type;
+	req.service = (char *)a->service;
+	req.has_limit = a->limit > 0;
+	req.limit = a->limit;
+	req.has_generation = a->generation > 0;
+	req.generation = a->generation;
+	req.has_force = a->force;
+	req.force = a->force;
+	ret = ctl_request(a->sock, a->conf, &req, timeout_s, rep);
+	if (ret)
+		return ret;
 	if ((*rep)->status) {
 		if (a->json) {
 			printf("{\"api_version\":%u,\"status\":%d,\"error\":", (*rep)->api_version,
@@ -220,24 +228,24 @@ static int call(const struct svc_args *a, Hactl__CtlRequest *req, int timeout_s,
 	return CTL_EXIT_OK;
 }
 
+/* The opening of a --json answer about the service, up to its name. */
+static void json_head(const Hactl__CtlReply *rep, const struct svc_args *a)
+{
+	printf("{\"api_version\":%u,\"service\":", rep->api_version);
+	ctl_json_str(stdout, a->service);
+}
+
 int ctl_cmd_list(int argc, char **argv)
 {
-	Hactl__CtlRequest req = HACTL__CTL_REQUEST__INIT;
 	Hactl__CtlReply *rep;
 	struct svc_args a = { 0 };
-	int ret = parse(argc, argv, &a, true);
+	int ret = request(argc, argv, true, HACTL__CTL_TYPE__CTL_TYPE_LIST, CTL_TIMEOUT_S, &a,
+			  &rep);
 
-	if (ret)
-		return ret > 0 ? CTL_EXIT_OK : usage(argv[0], stderr);
-	req.type = HACTL__CTL_TYPE__CTL_TYPE_LIST;
-	req.has_limit = a.limit > 0;
-	req.limit = a.limit;
-	ret = call(&a, &req, CTL_TIMEOUT_S, &rep);
-	if (ret)
+	if (!rep)
 		return ret;
 	if (a.json) {
-		printf("{\"api_version\":%u,\"service\":", rep->api_version);
-		ctl_json_str(stdout, a.service);
+		json_head(rep, &a);
 		printf(",\"generations\":[");
 		for (size_t i = 0; i < rep->n_generations; i++) {
 			printf("%s", i ? "," : "");
@@ -256,26 +264,17 @@ int ctl_cmd_list(int argc, char **argv)
 static int wait_cmd(int argc, char **argv, Hactl__CtlType type)
 {
 	struct timespec t0, t1;
-	Hactl__CtlRequest req = HACTL__CTL_REQUEST__INIT;
 	Hactl__CtlReply *rep;
 	struct svc_args a = { 0 };
-	int ret = parse(argc, argv, &a, true);
+	int ret;
 
-	if (ret)
-		return ret > 0 ? CTL_EXIT_OK : usage(argv[0], stderr);
-	req.type = type;
-	req.has_generation = a.generation > 0;
-	req.generation = a.generation;
-	req.has_force = a.force;
-	req.force = a.force;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ret = call(&a, &req, CTL_WAIT_TIMEOUT_S, &rep);
-	if (ret)
+	ret = request(argc, argv, true, type, CTL_WAIT_TIMEOUT_S, &a, &rep);
+	if (!rep)
 		return ret;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (a.json) {
-		printf("{\"api_version\":%u,\"service\":", rep->api_version);
-		ctl_json_str(stdout, a.service);
+		json_head(rep, &a);
 		printf(",\"generation\":");
 		if (rep->generation)
 			gen_json(rep->generation);
@@ -340,23 +339,16 @@ int ctl_cmd_log(int argc, char **argv)
 {
 	static const char *const levels[] = { "emerg", "alert", "crit", "err", "warning",
 					      "notice", "info", "debug" };
-	Hactl__CtlRequest req = HACTL__CTL_REQUEST__INIT;
 	Hactl__CtlReply *rep;
 	struct svc_args a = { 0 };
-	int ret = parse(argc, argv, &a, true);
+	int ret = request(argc, argv, true, HACTL__CTL_TYPE__CTL_TYPE_LOG, CTL_TIMEOUT_S, &a,
+			  &rep);
 	char t[80];
 
-	if (ret)
-		return ret > 0 ? CTL_EXIT_OK : usage(argv[0], stderr);
-	req.type = HACTL__CTL_TYPE__CTL_TYPE_LOG;
-	req.has_limit = a.limit > 0;
-	req.limit = a.limit;
-	ret = call(&a, &req, CTL_TIMEOUT_S, &rep);
-	if (ret)
+	if (!rep)
 		return ret;
 	if (a.json) {
-		printf("{\"api_version\":%u,\"service\":", rep->api_version);
-		ctl_json_str(stdout, a.service);
+		json_head(rep, &a);
 		printf(",\"events\":[");
 	}
 	for (size_t i = 0; i < rep->n_events; i++) {
@@ -388,16 +380,12 @@ int ctl_cmd_log(int argc, char **argv)
 
 int ctl_cmd_reload(int argc, char **argv)
 {
-	Hactl__CtlRequest req = HACTL__CTL_REQUEST__INIT;
 	Hactl__CtlReply *rep;
 	struct svc_args a = { 0 };
-	int ret = parse(argc, argv, &a, false);
+	int ret = request(argc, argv, false, HACTL__CTL_TYPE__CTL_TYPE_RELOAD, CTL_TIMEOUT_S, &a,
+			  &rep);
 
-	if (ret)
-		return ret > 0 ? CTL_EXIT_OK : usage(argv[0], stderr);
-	req.type = HACTL__CTL_TYPE__CTL_TYPE_RELOAD;
-	ret = call(&a, &req, CTL_TIMEOUT_S, &rep);
-	if (ret)
+	if (!rep)
 		return ret;
 	if (a.json)
 		printf("{\"api_version\":%u,\"status\":0}\n", rep->api_version);

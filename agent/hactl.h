@@ -30,12 +30,13 @@ extern const char *ctl_opt_socket;
 extern const char *ctl_opt_config;
 extern bool ctl_opt_json;
 
-void ctl_socket_path(const char *opt, const char *conf_path, char *buf, size_t len);
-/* One request, one reply. 0, or -errno with err saying what failed. */
-int ctl_call(const char *path, const Hactl__CtlRequest *req, Hactl__CtlReply **rep,
-	     int timeout_s, char *err, size_t errlen);
-/* Exit code for a failed ctl_call(): 3 when no hacd listens there, else 69. */
-int ctl_exit_unreachable(int err);
+/*
+ * One request to hacd at the socket chosen from sock and conf (see hactl-client.c),
+ * its version set here; hacd's reply in *rep. 0, or the exit code (3 or 69) with the
+ * reason printed. The reply's own status is the caller's to judge.
+ */
+int ctl_request(const char *sock, const char *conf, Hactl__CtlRequest *req, int timeout_s,
+		Hactl__CtlReply **rep);
 void ctl_json_str(FILE *f, const char *s);
 void ctl_fmt_duration(uint64_t us, char *buf, size_t len);
 
