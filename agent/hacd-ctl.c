@@ -77,11 +77,17 @@ static void client_free(struct ctl_client *c)
 	free(c);
 }
 
-static int reply_send(int fd, Hactl__CtlReply *rep)
+/* rep to fd, with our API version, this status and (when it failed) why. */
+static int reply_send(int fd, Hactl__CtlReply *rep, int status, const char *error)
 {
 	uint8_t buf[CTL_REPLY_MAX];
-	size_t len = hactl__ctl_reply__get_packed_size(rep);
+	size_t len;
 
+	rep->has_api_version = rep->has_status = 1;
+	rep->api_version = CTL_API_VERSION;
+	rep->status = status;
+	rep->error = (char *)error;
+	len = hactl__ctl_reply__get_packed_size(rep);
 	if (len > sizeof(buf))
 		return -EMSGSIZE;
 	hactl__ctl_reply__pack(rep, buf);
@@ -94,11 +100,21 @@ static int reply_error(int fd, int status, const char *msg)
 {
 	Hactl__CtlReply rep = HACTL__CTL_REPLY__INIT;
 
-	rep.has_api_version = rep.has_status = 1;
-	rep.api_version = CTL_API_VERSION;
-	rep.status = status;
-	rep.error = (char *)msg;
-	return reply_send(fd, &rep);
+	return reply_send(fd, &rep, status, msg);
+}
+
+/*
+ * A repeated message field of a reply: n zeroed messages of sz bytes behind the n
+ * pointers to them that protobuf-c wants, in one block that one free() releases.
+ * NULL when n is 0 or memory is short.
+ */
+static void *msg_vec(size_t n, size_t sz)
+{
+	void **v = n ? calloc(n, sizeof(*v) + sz) : NULL;
+
+	for (size_t i = 0; v && i < n; i++)
+		v[i] = (char *)(v + n) + i * sz;
+	return v;
 }
 
 static const char *target_name(enum conf_target t)
@@ -197,10 +213,20 @@ static void gen_to_msg(const struct cat_gen *g, Hactl__CtlGeneration *m)
 #define CTL_LOG_DEFAULT	50
 #define CTL_LOG_MAX	200
 
+static void event_to_msg(const struct cat_event *e, Hactl__CtlEvent *m)
+{
+	hactl__ctl_event__init(m);
+	m->has_ts_us = m->has_level = 1;
+	m->ts_us = e->ts_us;
+	m->level = e->level;
+	m->kind = (char *)e->kind;
+	m->message = (char *)e->message;
+}
+
 static int reply_list(struct hacd *d, int fd, const struct svc *sv, const Hactl__CtlRequest *req)
 {
 	Hactl__CtlReply rep = HACTL__CTL_REPLY__INIT;
-	Hactl__CtlGeneration *m = NULL, **pm = NULL;
+	Hactl__CtlGeneration **m;
 	struct cat_gen *g = NULL;
 	size_t n = 0, lim = req->limit && req->limit < CTL_LIST_MAX ? req->limit : CTL_LIST_MAX;
 	int ret;
@@ -208,29 +234,21 @@ static int reply_list(struct hacd *d, int fd, const struct svc *sv, const Hactl_
 	ret = cat_gen_list(d->cat, sv->cat_id, 0, lim, &g, &n);
 	if (ret)
 		return reply_error(fd, ret, cat_errmsg(d->cat));
-	ret = -ENOMEM;
-	if (n && (!(m = calloc(n, sizeof(*m))) || !(pm = calloc(n, sizeof(*pm)))))
-		goto out;
-	for (size_t i = 0; i < n; i++) {
-		gen_to_msg(&g[i], &m[i]);
-		pm[i] = &m[i];
-	}
-	rep.has_api_version = rep.has_status = 1;
-	rep.api_version = CTL_API_VERSION;
+	m = msg_vec(n, sizeof(**m));
+	for (size_t i = 0; m && i < n; i++)
+		gen_to_msg(&g[i], m[i]);
 	rep.n_generations = n;
-	rep.generations = pm;
-	ret = reply_send(fd, &rep);
-out:
+	rep.generations = m;
+	ret = n && !m ? -ENOMEM : reply_send(fd, &rep, 0, NULL);
 	free(g);
 	free(m);
-	free(pm);
 	return ret;
 }
 
 static int reply_log(struct hacd *d, int fd, const struct svc *sv, const Hactl__CtlRequest *req)
 {
 	Hactl__CtlReply rep = HACTL__CTL_REPLY__INIT;
-	Hactl__CtlEvent *m = NULL, **pm = NULL;
+	Hactl__CtlEvent **m;
 	struct cat_event *e = NULL;
 	size_t n = 0, lim = req->limit ? req->limit : CTL_LOG_DEFAULT;
 	int ret;
@@ -240,27 +258,14 @@ static int reply_log(struct hacd *d, int fd, const struct svc *sv, const Hactl__
 	ret = cat_event_last(d->cat, sv->cat_id, lim, &e, &n);
 	if (ret)
 		return reply_error(fd, ret, cat_errmsg(d->cat));
-	ret = -ENOMEM;
-	if (n && (!(m = calloc(n, sizeof(*m))) || !(pm = calloc(n, sizeof(*pm)))))
-		goto out;
-	for (size_t i = 0; i < n; i++) {
-		hactl__ctl_event__init(&m[i]);
-		m[i].has_ts_us = m[i].has_level = 1;
-		m[i].ts_us = e[i].ts_us;
-		m[i].level = e[i].level;
-		m[i].kind = e[i].kind;
-		m[i].message = e[i].message;
-		pm[i] = &m[i];
-	}
-	rep.has_api_version = rep.has_status = 1;
-	rep.api_version = CTL_API_VERSION;
+	m = msg_vec(n, sizeof(**m));
+	for (size_t i = 0; m && i < n; i++)
+		event_to_msg(&e[i], m[i]);
 	rep.n_events = n;
-	rep.events = pm;
-	ret = reply_send(fd, &rep);
-out:
+	rep.events = m;
+	ret = n && !m ? -ENOMEM : reply_send(fd, &rep, 0, NULL);
 	free(e);
 	free(m);
-	free(pm);
 	return ret;
 }
 
@@ -270,17 +275,12 @@ void hacd_ctl_reply_done(int fd, int status, const char *error, struct cat *cat,
 	Hactl__CtlGeneration m;
 	struct cat_gen g;
 
-	rep.has_api_version = rep.has_status = 1;
-	rep.api_version = CTL_API_VERSION;
-	rep.status = status;
-	if (status)
-		rep.error = (char *)(error && *error ? error : strerror(-status));
 	if (!status && cat && gen > 0 && !cat_gen_get(cat, gen, &g)) {
 		gen_to_msg(&g, &m);
 		rep.generation = &m;
 	}
 	/* The client may be gone: nothing to do about it. */
-	reply_send(fd, &rep);
+	reply_send(fd, &rep, status, status ? (error && *error ? error : strerror(-status)) : NULL);
 }
 
 /* Checkpoint and rollback answer later, on a dup of the client's socket. */
@@ -481,10 +481,8 @@ static int reply_status(struct hacd *d, int fd, const Hactl__CtlRequest *req)
 		st.n_peers = conf->n_peers;
 		st.peers = ppeers;
 	}
-	rep.has_api_version = rep.has_status = 1;
-	rep.api_version = CTL_API_VERSION;
 	rep.status_info = &st;
-	ret = reply_send(fd, &rep);
+	ret = reply_send(fd, &rep, 0, NULL);
 out:
 	free(svc);
 	free(psvc);
