@@ -161,6 +161,48 @@ static inline int zdtm_tkill(pid_t tid, int sig)
 	return (int)syscall(SYS_tgkill, zdtm_getpid(), tid, sig);
 }
 
+/*
+ * Turns between the processes of a tree victim: one byte over a pipe. A read or a
+ * write that the dump or the restore interrupts is done again.
+ */
+static inline void zdtm_turn_wait(int fd)
+{
+	ssize_t r;
+	char b;
+
+	while ((r = read(fd, &b, 1)) != 1)
+		zdtm_check(r < 0 && errno == EINTR, "pid %d: read: %zd %m", zdtm_getpid(), r);
+}
+
+static inline void zdtm_turn_give(int fd)
+{
+	ssize_t r;
+
+	while ((r = write(fd, "x", 1)) != 1)
+		zdtm_check(r < 0 && errno == EINTR, "pid %d: write: %zd %m", zdtm_getpid(), r);
+}
+
+/*
+ * fork() with a pipe each way for the turns: 0 in the child, the child's pid in the
+ * parent; *in and *out are this side's ends, the other side's are closed here.
+ */
+static inline pid_t zdtm_fork_turns(int *in, int *out)
+{
+	int p2c[2], c2p[2];
+	pid_t pid;
+
+	if (pipe(p2c) || pipe(c2p))
+		zdtm_fail("pipe: %m");
+	pid = fork();
+	if (pid < 0)
+		zdtm_fail("fork: %m");
+	close(pid ? p2c[0] : p2c[1]);
+	close(pid ? c2p[1] : c2p[0]);
+	*in = pid ? c2p[0] : p2c[0];
+	*out = pid ? p2c[1] : c2p[1];
+	return pid;
+}
+
 /* Sleep, shrugging off EINTR: for loops, not for the blocking tests. */
 static inline void zdtm_sleep_ms(long ms)
 {

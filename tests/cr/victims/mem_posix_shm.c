@@ -20,22 +20,6 @@
 #define NAMED 8
 #define GONE 6
 
-static void rd(int fd)
-{
-	char b;
-
-	while (read(fd, &b, 1) != 1)
-		if (errno != EINTR)
-			zdtm_fail("pid %d: read: %m", zdtm_getpid());
-}
-
-static void wr(int fd)
-{
-	while (write(fd, "x", 1) != 1)
-		if (errno != EINTR)
-			zdtm_fail("pid %d: write: %m", zdtm_getpid());
-}
-
 static bool page_is(const unsigned char *p, uint64_t seed)
 {
 	unsigned char want[PG];
@@ -55,13 +39,13 @@ static void __attribute__((noreturn)) child(const char *name, unsigned char *n, 
 	close(fd);
 	zdtm_fill(own + 4 * PG, 2 * PG, 20);
 	zdtm_fill(g + 2 * PG, PG, 21);
-	wr(out);
-	rd(in);		/* after restore: the parent wrote named page 6, gone page 3 */
+	zdtm_turn_give(out);
+	zdtm_turn_wait(in);		/* after restore: the parent wrote named page 6, gone page 3 */
 	zdtm_check(page_is(n + 6 * PG, 30) && page_is(own + 6 * PG, 30), "child: named page 6 not seen");
 	zdtm_check(page_is(g + 3 * PG, 31), "child: the unlinked object's page 3 not seen");
 	zdtm_fill(own + 7 * PG, PG, 40);
 	zdtm_fill(g + 4 * PG, PG, 41);
-	wr(out);
+	zdtm_turn_give(out);
 	exit(0);
 }
 
@@ -69,7 +53,7 @@ int main(void)
 {
 	char name[256], gone[256], self[64], link[512];
 	unsigned char *n, *g;
-	int fd, gfd, p2c[2], c2p[2], st;
+	int fd, gfd, in, out, st;
 	uint64_t s_parent, s_child, s_gone;
 	ssize_t len;
 	pid_t pid;
@@ -86,23 +70,16 @@ int main(void)
 		zdtm_fail("shm_open: %m");
 	n = mmap(NULL, NAMED * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	g = mmap(NULL, GONE * PG, PROT_READ | PROT_WRITE, MAP_SHARED, gfd, 0);
-	if (n == MAP_FAILED || g == MAP_FAILED || shm_unlink(gone) || pipe(p2c) || pipe(c2p))
+	if (n == MAP_FAILED || g == MAP_FAILED || shm_unlink(gone))
 		zdtm_fail("setup: %m");
 	close(fd);
 	close(gfd);
 	zdtm_fill(n, 4 * PG, 10);
 	zdtm_fill(g, 2 * PG, 11);
-	pid = fork();
-	if (pid < 0)
-		zdtm_fail("fork: %m");
-	if (pid == 0) {
-		close(p2c[1]);
-		close(c2p[0]);
-		child(name, n, g, p2c[0], c2p[1]);
-	}
-	close(p2c[0]);
-	close(c2p[1]);
-	rd(c2p[0]);
+	pid = zdtm_fork_turns(&in, &out);
+	if (pid == 0)
+		child(name, n, g, in, out);
+	zdtm_turn_wait(in);
 	s_parent = zdtm_csum(n, 4 * PG);
 	s_child = zdtm_csum(n + 4 * PG, 2 * PG);
 	s_gone = zdtm_csum(g, 3 * PG);
@@ -121,8 +98,8 @@ int main(void)
 	zdtm_check(strstr(link, " (deleted)") && strstr(link, "-gone-"), "the unlinked object reads %s", link);
 	zdtm_fill(n + 6 * PG, PG, 30);
 	zdtm_fill(g + 3 * PG, PG, 31);
-	wr(p2c[1]);
-	rd(c2p[0]);
+	zdtm_turn_give(out);
+	zdtm_turn_wait(in);
 	zdtm_check(page_is(n + 7 * PG, 40), "the child's write to named page 7 is not seen");
 	zdtm_check(page_is(g + 4 * PG, 41), "the child's write to the unlinked object is not seen");
 	st = zdtm_reap(pid);

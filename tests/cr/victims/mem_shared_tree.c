@@ -14,62 +14,39 @@
 #define PG 4096ul
 #define NPG 16
 
-static void rd(int fd, char *b)
-{
-	while (read(fd, b, 1) != 1)
-		if (errno != EINTR)
-			zdtm_fail("pid %d: read: %m", zdtm_getpid());
-}
-
-static void wr(int fd)
-{
-	while (write(fd, "x", 1) != 1)
-		if (errno != EINTR)
-			zdtm_fail("pid %d: write: %m", zdtm_getpid());
-}
-
 static void __attribute__((noreturn)) child(unsigned char *a, int in, int out, uint64_t sum)
 {
 	unsigned char want[PG];
-	char b;
 
 	zdtm_child_init();
 	zdtm_fill(a + 8 * PG, 4 * PG, 2);
-	wr(out);
-	rd(in, &b);	/* the parent's turn, after restore */
+	zdtm_turn_give(out);
+	zdtm_turn_wait(in);	/* the parent's turn, after restore */
 	zdtm_check(zdtm_csum(a, 8 * PG) == sum, "child: pages 0-7 changed");
 	zdtm_fill(want, PG, 12);
 	zdtm_check(!memcmp(a + 12 * PG, want, PG), "child: the parent's write to page 12 is not seen");
 	zdtm_fill(a + 13 * PG, PG, 13);
-	wr(out);
+	zdtm_turn_give(out);
 	exit(0);
 }
 
 int main(void)
 {
 	unsigned char *a, *a2, *a3, want[PG];
-	int p2c[2], c2p[2], st;
+	int in, out, st;
 	uint64_t sum, sum8;
 	pid_t pid;
-	char b;
 
 	zdtm_init();
 	a = mmap(NULL, NPG * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (a == MAP_FAILED || pipe(p2c) || pipe(c2p))
+	if (a == MAP_FAILED)
 		zdtm_fail("setup: %m");
 	zdtm_fill(a, 8 * PG, 1);
 	sum = zdtm_csum(a, 8 * PG);
-	pid = fork();
-	if (pid < 0)
-		zdtm_fail("fork: %m");
-	if (pid == 0) {
-		close(p2c[1]);
-		close(c2p[0]);
-		child(a, p2c[0], c2p[1], sum);
-	}
-	close(p2c[0]);
-	close(c2p[1]);
-	rd(c2p[0], &b);
+	pid = zdtm_fork_turns(&in, &out);
+	if (pid == 0)
+		child(a, in, out, sum);
+	zdtm_turn_wait(in);
 	sum8 = zdtm_csum(a + 8 * PG, 4 * PG);
 	/* Two more mappings of the same object: all of it, and pages 4-7 of it. */
 	a2 = mremap(a, 0, NPG * PG, MREMAP_MAYMOVE);
@@ -87,8 +64,8 @@ int main(void)
 	zdtm_check(!memcmp(a2, a, NPG * PG), "the second mapping is not the same object");
 	zdtm_check(!memcmp(a3, a + 4 * PG, 4 * PG), "the mapping at offset 4 pages is not the same object");
 	zdtm_fill(a + 12 * PG, PG, 12);
-	wr(p2c[1]);
-	rd(c2p[0], &b);
+	zdtm_turn_give(out);
+	zdtm_turn_wait(in);
 	zdtm_fill(want, PG, 13);
 	zdtm_check(!memcmp(a + 13 * PG, want, PG), "the child's write to page 13 is not seen");
 	zdtm_check(!memcmp(a2 + 13 * PG, want, PG), "the child's write is not seen in the second mapping");

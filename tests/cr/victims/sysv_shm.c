@@ -19,22 +19,6 @@
 #define SZ_A (10 * PG)
 #define SZ_B (3 * PG + 100)	/* not a page multiple: shm_segsz must stay as it was */
 
-static void rd(int fd)
-{
-	char b;
-
-	while (read(fd, &b, 1) != 1)
-		if (errno != EINTR)
-			zdtm_fail("pid %d: read: %m", zdtm_getpid());
-}
-
-static void wr(int fd)
-{
-	while (write(fd, "x", 1) != 1)
-		if (errno != EINTR)
-			zdtm_fail("pid %d: write: %m", zdtm_getpid());
-}
-
 static void check_segment(int id, size_t size, unsigned long nattch, const char *what)
 {
 	struct shmid_ds ds;
@@ -59,8 +43,8 @@ static void __attribute__((noreturn)) child(unsigned char *a, unsigned char *b, 
 	if (b == (void *)-1)
 		zdtm_fail("child: shmat B read-only: %m");
 	zdtm_fill(a + 4 * PG, 4 * PG, 2);
-	wr(out);
-	rd(in);		/* after restore */
+	zdtm_turn_give(out);
+	zdtm_turn_wait(in);		/* after restore */
 	zdtm_check(zdtm_csum(a, 4 * PG) == sum_a, "child: pages 0-3 of A changed");
 	/* Its first page is the parent's to write now. */
 	zdtm_check(zdtm_csum(b + PG, SZ_B - PG) == sum_b, "child: B changed");
@@ -69,8 +53,8 @@ static void __attribute__((noreturn)) child(unsigned char *a, unsigned char *b, 
 	zdtm_check(!memcmp(a + 8 * PG, want, PG), "child: the parent's write to A page 8 is not seen");
 	zdtm_check(b[5] == 0x5a, "child: the parent's write to B is not seen");
 	zdtm_fill(a + 9 * PG, PG, 9);
-	wr(out);
-	rd(in);
+	zdtm_turn_give(out);
+	zdtm_turn_wait(in);
 	zdtm_check(!shmdt(b) && !shmdt(a), "child: shmdt: %m");
 	exit(0);
 }
@@ -78,7 +62,7 @@ static void __attribute__((noreturn)) child(unsigned char *a, unsigned char *b, 
 int main(void)
 {
 	key_t key = 0x48430000 | (getpid() & 0xffff);
-	int ida, idb, p2c[2], c2p[2], st;
+	int ida, idb, in, out, st;
 	unsigned char *a, *b, want[PG];
 	uint64_t sum_a, sum_a4, sum_b, sum_b1;
 	pid_t pid;
@@ -91,7 +75,7 @@ int main(void)
 			zdtm_fail("a short-lived segment: %m");
 	ida = shmget(key, SZ_A, IPC_CREAT | IPC_EXCL | 0640);
 	idb = shmget(IPC_PRIVATE, SZ_B, IPC_CREAT | 0640);
-	if (ida < 0 || idb < 0 || pipe(p2c) || pipe(c2p))
+	if (ida < 0 || idb < 0)
 		zdtm_fail("shmget: %m");
 	a = shmat(ida, NULL, 0);
 	b = shmat(idb, NULL, 0);
@@ -102,17 +86,10 @@ int main(void)
 	sum_a = zdtm_csum(a, 4 * PG);
 	sum_b = zdtm_csum(b, SZ_B);
 	sum_b1 = zdtm_csum(b + PG, SZ_B - PG);
-	pid = fork();
-	if (pid < 0)
-		zdtm_fail("fork: %m");
-	if (pid == 0) {
-		close(p2c[1]);
-		close(c2p[0]);
-		child(a, b, idb, p2c[0], c2p[1], sum_a, sum_b1);
-	}
-	close(p2c[0]);
-	close(c2p[1]);
-	rd(c2p[0]);
+	pid = zdtm_fork_turns(&in, &out);
+	if (pid == 0)
+		child(a, b, idb, in, out, sum_a, sum_b1);
+	zdtm_turn_wait(in);
 	sum_a4 = zdtm_csum(a + 4 * PG, 4 * PG);
 	check_segment(ida, SZ_A, 2, "A before");
 	zdtm_ready("child=%d ida=%d idb=%d", pid, ida, idb);
@@ -126,11 +103,11 @@ int main(void)
 	zdtm_check(zdtm_csum(b, SZ_B) == sum_b, "B changed");
 	zdtm_fill(a + 8 * PG, PG, 8);
 	b[5] = 0x5a;
-	wr(p2c[1]);
-	rd(c2p[0]);
+	zdtm_turn_give(out);
+	zdtm_turn_wait(in);
 	zdtm_fill(want, PG, 9);
 	zdtm_check(!memcmp(a + 9 * PG, want, PG), "the child's write to A page 9 is not seen");
-	wr(p2c[1]);
+	zdtm_turn_give(out);
 	st = zdtm_reap(pid);
 	zdtm_check(WIFEXITED(st) && !WEXITSTATUS(st), "child ended with %#x", st);
 	check_segment(ida, SZ_A, 1, "A after the child");

@@ -17,35 +17,19 @@
 #define SZ_C (6 * PG)
 #define SZ_D (5 * PG)
 
-static void rd(int fd)
-{
-	char b;
-
-	while (read(fd, &b, 1) != 1)
-		if (errno != EINTR)
-			zdtm_fail("pid %d: read: %m", zdtm_getpid());
-}
-
-static void wr(int fd)
-{
-	while (write(fd, "x", 1) != 1)
-		if (errno != EINTR)
-			zdtm_fail("pid %d: write: %m", zdtm_getpid());
-}
-
 static void __attribute__((noreturn)) child(unsigned char *c, int in, int out)
 {
 	unsigned char want[PG];
 
 	zdtm_child_init();
 	zdtm_fill(c + 2 * PG, 2 * PG, 2);
-	wr(out);
-	rd(in);		/* after restore */
+	zdtm_turn_give(out);
+	zdtm_turn_wait(in);		/* after restore */
 	zdtm_fill(want, PG, 4);
 	zdtm_check(!memcmp(c + 4 * PG, want, PG), "child: the parent's write to C page 4 is not seen");
 	zdtm_fill(c + 5 * PG, PG, 5);
-	wr(out);
-	rd(in);
+	zdtm_turn_give(out);
+	zdtm_turn_wait(in);
 	zdtm_check(!shmdt(c), "child: shmdt C: %m");
 	exit(0);
 }
@@ -53,7 +37,7 @@ static void __attribute__((noreturn)) child(unsigned char *c, int in, int out)
 int main(void)
 {
 	key_t key = 0x48440000 | (getpid() & 0xffff);
-	int idc, idd, p2c[2], c2p[2], st;
+	int idc, idd, in, out, st;
 	unsigned char *c, *d, want[PG];
 	struct shmid_ds ds;
 	uint64_t sum_c, sum_d;
@@ -66,7 +50,7 @@ int main(void)
 			zdtm_fail("a short-lived segment: %m");
 	idc = shmget(IPC_PRIVATE, SZ_C, IPC_CREAT | 0600);
 	idd = shmget(key, SZ_D, IPC_CREAT | IPC_EXCL | 0604);
-	if (idc < 0 || idd < 0 || pipe(p2c) || pipe(c2p))
+	if (idc < 0 || idd < 0)
 		zdtm_fail("shmget: %m");
 	c = shmat(idc, NULL, 0);
 	d = shmat(idd, NULL, 0);
@@ -77,17 +61,10 @@ int main(void)
 	sum_d = zdtm_csum(d, SZ_D);
 	if (shmdt(d) || shmctl(idd, SHM_LOCK, NULL) || shmctl(idc, IPC_RMID, NULL))
 		zdtm_fail("shmdt/SHM_LOCK/IPC_RMID: %m");
-	pid = fork();
-	if (pid < 0)
-		zdtm_fail("fork: %m");
-	if (pid == 0) {
-		close(p2c[1]);
-		close(c2p[0]);
-		child(c, p2c[0], c2p[1]);
-	}
-	close(p2c[0]);
-	close(c2p[1]);
-	rd(c2p[0]);
+	pid = zdtm_fork_turns(&in, &out);
+	if (pid == 0)
+		child(c, in, out);
+	zdtm_turn_wait(in);
 	sum_c = zdtm_csum(c, 4 * PG);
 	zdtm_ready("child=%d idc=%d idd=%d", pid, idc, idd);
 	while (!zdtm_stop)
@@ -108,11 +85,11 @@ int main(void)
 	zdtm_check(zdtm_csum(d, SZ_D) == sum_d, "D: contents changed");
 	zdtm_check(!shmdt(d), "D: shmdt: %m");
 	zdtm_fill(c + 4 * PG, PG, 4);
-	wr(p2c[1]);
-	rd(c2p[0]);
+	zdtm_turn_give(out);
+	zdtm_turn_wait(in);
 	zdtm_fill(want, PG, 5);
 	zdtm_check(!memcmp(c + 5 * PG, want, PG), "the child's write to C page 5 is not seen");
-	wr(p2c[1]);
+	zdtm_turn_give(out);
 	st = zdtm_reap(pid);
 	zdtm_check(WIFEXITED(st) && !WEXITSTATUS(st), "child ended with %#x", st);
 	zdtm_check(!shmdt(c), "shmdt C: %m");
