@@ -36,19 +36,13 @@ VPID=
 fail() { rep_fail "$@"; }
 
 cleanup() {
-	for p in $APID $BPID $VPID; do
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
+	rep_kill "$APID" "$BPID" "$VPID"
 	rep_nodes_del "$NSA" "$NSB"
 	rm -rf "$T"
 }
 trap cleanup EXIT
 
-rep_nodes "$NSA" "$NSB" 10.78.0
-rep_ca "$T/tls" ca
-rep_cert "$T/tls" alpha ca
-rep_cert "$T/tls" beta ca
+rep_setup 10.78.0
 
 # Both nodes listen and name each other: replication can run either way.
 for n in alpha beta; do
@@ -75,22 +69,11 @@ wait_beta_holds() {
 	fail "beta does not hold alpha's generation $1: $("$DRV" -f "$T/beta.conf" newest victim || true)"
 }
 
-(cd "$T" && exec setsid "$VICTIM" "$T/result" 16 </dev/null >/dev/null 2>&1) &
-VPID=$!
-for _ in $(seq 200); do
-	grep -q ready "$T/result" 2>/dev/null && break
-	sleep 0.05
-done
-grep -q ready "$T/result" || fail "victim not ready"
-dump() {
-	rm -rf "$T/dump"
-	"$HACTL" dump -t "$VPID" -D "$T/dump" "$@" > /dev/null || fail "hactl dump"
-	"$DRV" -f "$T/alpha.conf" add victim "$T/dump"
-}
+rep_victim VPID "$T/result" 16
 
 # --- 1. backlog shipped by hacd ---------------------------------------------------------
-g1=$(dump --leave-running)
-g2=$(dump --leave-running)
+g1=$(rep_dump --leave-running)
+g2=$(rep_dump --leave-running)
 "$DRV" -f "$T/alpha.conf" role victim active
 start_hacd beta "$NSB"
 start_hacd alpha "$NSA"
@@ -153,7 +136,7 @@ for _ in $(seq 100); do
 done
 "$HACTL" status -s "$T/alpha.sock" victim --json | grep -q '"sync_state":"1 peer(s) not connected' ||
 	fail "alpha's status without beta: $("$HACTL" status -s "$T/alpha.sock" victim)"
-g3=$(dump)
+g3=$(rep_dump)
 wait "$VPID" 2>/dev/null || true
 VDEAD=$VPID
 VPID=
@@ -207,11 +190,7 @@ grep -q "peer beta runs it now: this node comes back standby" "$T/alpha.log" ||
 [ "$("$DRV" -f "$T/alpha.conf" newest victim | cut -d' ' -f3-)" = "beta $gb" ] ||
 	fail "alpha did not receive beta's generation $gb: $("$DRV" -f "$T/alpha.conf" newest victim)"
 kill -TERM "$VDEAD" || fail "restored victim is not running"
-for _ in $(seq 200); do
-	[ -s "$T/result" ] && break
-	sleep 0.05
-done
-grep -q "^ok [1-9]" "$T/result" || fail "victim after failover to beta: $(cat "$T/result" 2>/dev/null)"
+rep_victim_ok "$T/result" "after failover to beta"
 rep_hacds_stop alpha beta
 rep_catalogs_verify alpha beta
 echo "PASS: generations $g1..$g3 replicated by hacd, failed over to beta, $gb back to alpha: $(cat "$T/result")"

@@ -1,3 +1,4 @@
+# shellcheck shell=dash
 # replica-lib.sh: sourced by the replication scenarios (replica-*.sh). Two nodes as two
 # network namespaces joined by a veth pair, addresses only inside them, and the test
 # certificates, made here with openssl (no key is ever committed).
@@ -12,6 +13,25 @@
 #   rep_nodes_kill NSA NSB   kill -9 every process in both namespaces, reap, delete them
 #   rep_hacds_stop NODE...   SIGTERM the hacd of each NODE (APID, BPID): each must exit 0
 #   rep_catalogs_verify NODE...   hactl catalog verify of each NODE's catalog
+#   rep_certs                $T/tls: CA ca, certificates alpha and beta of it
+#   rep_setup NET            nodes $NSA and $NSB on NET (rep_nodes), and rep_certs
+#   rep_kill PID...          kill -9 and reap each PID (empty ones skipped; never fails)
+#   rep_drv_conf NODE STATE CERT ALPHA BETA PIDFILE [BANDWIDTH]
+#                            the driver's config of NODE on stdout: STATE under $T,
+#                            CERT's certificate, one service "victim" (PIDFILE); beta
+#                            listens at BETA and names alpha at ALPHA, alpha names beta
+#   rep_start_beta NS        the driver serving as beta in NS ("": here), $T/beta.conf,
+#                            output in $T/beta.out and .log; returns once it listens,
+#                            its pid in SERVE_PID
+#   rep_victim VAR RESULT MIB   $VICTIM RESULT MIB in a session of its own, in $T, its
+#                            pid in VAR at once; returns once it reports ready in RESULT
+#   rep_dump [ARGS...]       hactl dump ARGS of $VPID into $T/dump, added to alpha's
+#                            catalog with the driver: the generation on stdout
+#   rep_victim_ok RESULT WHAT   the victim's verdict in RESULT (after its SIGTERM) is
+#                            ok, or FAIL: victim WHAT
+#   rep_wait N CMD...        CMD until it succeeds, at most N times 0.05 s apart;
+#                            returns 1 when it never did
+# They use the caller's $T, $DRV, $HACTL, $VICTIM and fail().
 
 rep_nodes() {
 	ip netns add "$1"
@@ -105,4 +125,81 @@ start_hacd() { # start_hacd NODE NS
 	done
 	[ -S "$T/$1.sock" ] || fail "hacd $1: no control socket"
 	if [ "$1" = alpha ]; then APID=$pid; else BPID=$pid; fi
+}
+
+rep_certs() {
+	rep_ca "$T/tls" ca
+	rep_cert "$T/tls" alpha ca
+	rep_cert "$T/tls" beta ca
+}
+
+rep_setup() {
+	rep_nodes "$NSA" "$NSB" "$1"
+	rep_certs
+}
+
+rep_kill() {
+	for p in "$@"; do
+		[ -n "$p" ] || continue
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+}
+
+rep_drv_conf() {
+	cat <<EOF
+node = "$1"
+state_dir = "$T/$2"
+control_socket = "$T/$2.sock"
+tls { ca = "$T/tls/ca.crt"; cert = "$T/tls/$3.crt"; key = "$T/tls/$3.key" }
+service "victim" {
+  pidfile = "$6"
+}
+EOF
+	if [ "$1" = beta ]; then
+		echo "listen = \"$5\""
+		echo "peer \"alpha\" { address = \"$4\" }"
+	else
+		echo "peer \"beta\" { address = \"$5\"${7:+; bandwidth = \"$7\"} }"
+	fi
+}
+
+rep_start_beta() {
+	# Not through a function of ours: SERVE_PID must be the driver itself.
+	if [ -n "$1" ]; then
+		ip netns exec "$1" "$DRV" -f "$T/beta.conf" serve >> "$T/beta.out" 2>> "$T/beta.log" &
+	else
+		"$DRV" -f "$T/beta.conf" serve >> "$T/beta.out" 2>> "$T/beta.log" &
+	fi
+	# shellcheck disable=SC2034  # the caller's, for its cleanup
+	SERVE_PID=$!
+	rep_wait 100 grep -qs listening "$T/beta.out" || fail "beta does not listen"
+}
+
+rep_victim() {
+	(cd "$T" && exec setsid "$VICTIM" "$2" "$3" </dev/null >/dev/null 2>&1) &
+	eval "$1=\$!"
+	rep_wait 200 grep -qs ready "$2" || fail "victim not ready"
+}
+
+rep_dump() {
+	rm -rf "$T/dump"
+	# shellcheck disable=SC2153  # the caller's victim
+	"$HACTL" dump -t "$VPID" -D "$T/dump" "$@" > /dev/null || fail "hactl dump"
+	"$DRV" -f "$T/alpha.conf" add victim "$T/dump"
+}
+
+rep_victim_ok() {
+	rep_wait 200 test -s "$1" || true
+	grep -q "^ok [1-9]" "$1" || fail "victim $2: $(cat "$1" 2>/dev/null)"
+}
+
+rep_wait() {
+	rep_n=$1
+	shift
+	for _ in $(seq "$rep_n"); do
+		"$@" && return 0
+		sleep 0.05
+	done
+	return 1
 }

@@ -40,23 +40,15 @@ MIB=${REP_MIB:-64}
 fail() { rep_fail "$@"; }
 
 cleanup() {
-	for p in $PUSH_PID $SERVE_PID $VPID; do
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
+	rep_kill "$PUSH_PID" "$SERVE_PID" "$VPID"
 	rep_nodes_del "$NSA" "$NSB"
 	rm -rf "$T"
 }
 trap cleanup EXIT
 
-# --- two nodes -----------------------------------------------------------------------
-rep_nodes "$NSA" "$NSB" 10.77.0
-
-# --- certificates ----------------------------------------------------------------------
-rep_ca "$T/tls" ca
+# --- two nodes, their certificates and those of the intruders --------------------------
+rep_setup 10.77.0
 rep_ca "$T/tls" evilca
-rep_cert "$T/tls" alpha ca
-rep_cert "$T/tls" beta ca
 rep_cert "$T/tls" mallory ca
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=alpha" \
 	-keyout "$T/tls/evil.key" -out "$T/tls/evil.csr" 2>/dev/null
@@ -65,21 +57,7 @@ openssl x509 -req -in "$T/tls/evil.csr" -CA "$T/tls/evilca.crt" -CAkey "$T/tls/e
 
 # conf NODE STATE CERT [BANDWIDTH]
 conf() {
-	cat <<EOF
-node = "$1"
-state_dir = "$T/$2"
-control_socket = "$T/$2.sock"
-tls { ca = "$T/tls/ca.crt"; cert = "$T/tls/$3.crt"; key = "$T/tls/$3.key" }
-service "victim" {
-  pidfile = "/run/hacd-rep-victim.pid"
-}
-EOF
-	if [ "$1" = beta ]; then
-		echo 'listen = "10.77.0.2:7788"'
-		echo 'peer "alpha" { address = "10.77.0.1:7788" }'
-	else
-		echo "peer \"beta\" { address = \"10.77.0.2:7788\"${4:+; bandwidth = \"$4\"} }"
-	fi
+	rep_drv_conf "$1" "$2" "$3" 10.77.0.1:7788 10.77.0.2:7788 /run/hacd-rep-victim.pid "${4:-}"
 }
 conf alpha a alpha > "$T/alpha.conf"
 conf alpha a alpha 8M > "$T/alpha-slow.conf"
@@ -91,33 +69,10 @@ sed -i "s|$T/tls/ca.crt|$T/tls/evilca.crt|; s|$T/tls/alpha\.|$T/tls/evil.|g" "$T
 A() { ip netns exec "$NSA" "$DRV" -f "$T/$1.conf" "${@:2}"; }
 B() { ip netns exec "$NSB" "$DRV" -f "$T/beta.conf" "$@"; }
 
-start_beta() {
-	ip netns exec "$NSB" "$DRV" -f "$T/beta.conf" serve >> "$T/beta.out" 2>> "$T/beta.log" &
-	SERVE_PID=$!
-	for _ in $(seq 100); do
-		grep -q listening "$T/beta.out" 2>/dev/null && return 0
-		sleep 0.05
-	done
-	fail "beta does not listen"
-}
-
-# dump_gen [--leave-running]: one generation of the victim into alpha's catalog
-dump_gen() {
-	rm -rf "$T/dump"
-	"$HACTL" dump -t "$VPID" -D "$T/dump" "$@" > /dev/null || fail "hactl dump"
-	A alpha add victim "$T/dump"
-}
-
 # --- 1. a real generation reaches beta -----------------------------------------------------
-(cd "$T" && exec setsid "$VICTIM" "$T/result" "$MIB" </dev/null >/dev/null 2>&1) &
-VPID=$!
-for _ in $(seq 200); do
-	grep -q ready "$T/result" 2>/dev/null && break
-	sleep 0.05
-done
-grep -q ready "$T/result" || fail "victim not ready"
-g1=$(dump_gen --leave-running)
-start_beta
+rep_victim VPID "$T/result" "$MIB"
+g1=$(rep_dump --leave-running)
+rep_start_beta "$NSB"
 A alpha push beta --once > "$T/push1.out" 2> "$T/push1.log" || fail "first push"
 grep -q "ack victim $g1 ok" "$T/push1.out" || fail "generation $g1 not acknowledged"
 echo "replication, ${MIB} MiB victim: $(grep sent "$T/push1.out")"
@@ -202,7 +157,7 @@ done
 compgen -G "$T/b/services/victim/.*.part" > /dev/null && fail "a .part directory remains"
 
 # --- 3. a byte damaged in flight ------------------------------------------------------------
-g2=$(dump_gen --leave-running)
+g2=$(rep_dump --leave-running)
 A alpha push beta --once --fail-fast --corrupt-at 5000 > "$T/corrupt.out" \
 	2> "$T/corrupt.log" && fail "a damaged generation was acknowledged"
 grep -q "checksum mismatch (damaged in transit)" "$T/beta.log" ||
@@ -214,8 +169,8 @@ sleep 0.2
 compgen -G "$T/b/services/victim/.*.part" > /dev/null && fail "a .part directory remains"
 
 # --- 4. sender killed mid-transfer, then catch-up ----------------------------------------------
-g3=$(dump_gen --leave-running)
-g4=$(dump_gen)
+g3=$(rep_dump --leave-running)
+g4=$(rep_dump)
 # hactl dump killed it; reap it so that its pid is free for the restore
 wait "$VPID" 2>/dev/null || true
 VPID_DEAD=$VPID
@@ -258,7 +213,7 @@ read -r _ b4dir origin ogen <<< "$(B newest victim)"
 # beta restarted: nothing to send, the handshake says it holds g4 already
 kill -TERM "$SERVE_PID"
 wait "$SERVE_PID" || fail "beta did not exit cleanly"
-start_beta
+rep_start_beta "$NSB"
 A alpha push beta --once > "$T/again.out" 2> "$T/again.log" || fail "push after restart"
 grep -q "^sent 0 bytes" "$T/again.out" || fail "beta was sent again what it holds"
 
@@ -290,11 +245,7 @@ ip netns exec "$NSB" "$HACTL" restore -D "$b4dir" --detach > "$T/restore.log" 2>
 VPID=$VPID_DEAD
 sleep 0.3
 kill -TERM "$VPID" || fail "restored victim is not running"
-for _ in $(seq 200); do
-	[ -s "$T/result" ] && break
-	sleep 0.05
-done
-grep -q "^ok [1-9]" "$T/result" || fail "victim after restore on beta: $(cat "$T/result" 2>/dev/null)"
+rep_victim_ok "$T/result" "after restore on beta"
 VPID=
 kill -TERM "$SERVE_PID"
 wait "$SERVE_PID" || fail "beta did not exit cleanly"

@@ -51,10 +51,7 @@ trap cleanup EXIT
 now_us() { echo $(( $(date +%s%N) / 1000 )); }
 phase() { echo "[$SECONDS s] $*"; }
 
-rep_nodes "$NSA" "$NSB" 10.79.0
-rep_ca "$T/tls" ca
-rep_cert "$T/tls" alpha ca
-rep_cert "$T/tls" beta ca
+rep_setup 10.79.0
 
 mkdir -m 700 "$T/redis"
 cat > "$T/redis.conf" <<EOF
@@ -160,7 +157,7 @@ for _ in $(seq 600); do
 	[ -n "$after" ] && [ "$after" -gt "$before" ] && break
 	sleep 0.1
 done
-[ -n "$after" ] && [ "$after" -gt "$before" ] ||
+{ [ -n "$after" ] && [ "$after" -gt "$before" ]; } ||
 	fail "beta did not catch up after the link cut (holds $after, had $before)"
 echo "link cut 10 s: beta held generation $before, caught up with $after" \
 	"$(( ($(now_us) - tup) / 1000 )) ms after the link came back"

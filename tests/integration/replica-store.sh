@@ -33,44 +33,20 @@ V2PID=
 MIB=${REP_MIB:-32}
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
-fail() {
-	echo "FAIL: $*" >&2
-	for f in "$T"/*.log; do
-		[ -f "$f" ] && { echo "--- $f:" >&2; tail -n 30 "$f" >&2; }
-	done
-	exit 1
-}
+fail() { rep_fail "$@"; }
 
 cleanup() {
-	for p in $PUSH_PID $SERVE_PID $VPID $V2PID; do
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
+	rep_kill "$PUSH_PID" "$SERVE_PID" "$VPID" "$V2PID"
 	rm -rf "$T"
 }
 trap cleanup EXIT
 
-rep_ca "$T/tls" ca
-rep_cert "$T/tls" alpha ca
-rep_cert "$T/tls" beta ca
+rep_certs
 
 # conf NODE STATE [BANDWIDTH]
 conf() {
-	cat <<EOF
-node = "$1"
-state_dir = "$T/$2"
-control_socket = "$T/$2.sock"
-tls { ca = "$T/tls/ca.crt"; cert = "$T/tls/$1.crt"; key = "$T/tls/$1.key" }
-service "victim" {
-  pidfile = "/run/hacd-repst-victim.pid"
-}
-EOF
-	if [ "$1" = beta ]; then
-		echo "listen = \"127.0.0.1:$PORT\""
-		echo "peer \"alpha\" { address = \"127.0.0.1:1\" }"
-	else
-		echo "peer \"beta\" { address = \"127.0.0.1:$PORT\"${3:+; bandwidth = \"$3\"} }"
-	fi
+	rep_drv_conf "$1" "$2" "$1" 127.0.0.1:1 "127.0.0.1:$PORT" /run/hacd-repst-victim.pid \
+		"${3:-}"
 }
 conf alpha a > "$T/alpha.conf"
 conf alpha a 4M > "$T/alpha-slow.conf"
@@ -85,30 +61,8 @@ pack() { printf '%s/packs/pack-%08u.pack' "$1" "$2"; }
 gendir() { printf '%s/gen-%08u' "$1" "$2"; }
 sent() { sed -n 's/^sent \([0-9]*\) bytes.*/\1/p' "$1"; }
 
-start_beta() {
-	"$DRV" -f "$T/beta.conf" serve >> "$T/beta.out" 2>> "$T/beta.log" &
-	SERVE_PID=$!
-	for _ in $(seq 100); do
-		grep -q listening "$T/beta.out" 2>/dev/null && return 0
-		sleep 0.05
-	done
-	fail "beta does not listen"
-}
-
-# start_victim RESULT MIB: its pid in LAST_PID
-start_victim() {
-	(cd "$T" && exec setsid "$VICTIM" "$1" "$2" </dev/null >/dev/null 2>&1) &
-	LAST_PID=$!
-	for _ in $(seq 200); do
-		grep -q ready "$1" 2>/dev/null && return 0
-		sleep 0.05
-	done
-	fail "victim not ready"
-}
-
 # --- alpha: three incremental generations of a real process ----------------------------
-start_victim "$T/result" "$MIB"
-VPID=$LAST_PID
+rep_victim VPID "$T/result" "$MIB"
 mkdir -p "$T/a/services/victim"
 chmod -R 700 "$T/a"
 "$HACTL" dump -t "$VPID" -D "$AST" --track --count 3 --interval 300 --leave-running \
@@ -121,7 +75,7 @@ echo "alpha's packs: 1: $P1 bytes, 2: $P2, 3: $P3"
 
 # --- 1. killed mid-pack, resumed from the tail -------------------------------------------
 A alpha add-store victim 1 > /dev/null || fail "add-store 1"
-start_beta
+rep_start_beta ""
 "$DRV" -f "$T/alpha-slow.conf" push beta --once > "$T/slow.out" 2> "$T/slow.log" &
 PUSH_PID=$!
 part=
@@ -178,8 +132,7 @@ grep -q "Data for pack 3 at offset [0-9]*: checksum mismatch (damaged in transit
 [ ! -e "$(pack "$BST" 3)" ] || fail "beta has a pack 3 after the damage"
 
 # --- 4. divergence: beta's own generation 3 -----------------------------------------------
-start_victim "$T/result2" 4
-V2PID=$LAST_PID
+rep_victim V2PID "$T/result2" 4
 "$HACTL" dump -t "$V2PID" -D "$BST" --track --count 1 --leave-running > "$T/track2.out" \
 	2> "$T/track2.log" || fail "hactl dump --track into beta's store: $(tail -3 "$T/track2.log")"
 [ -d "$(gendir "$BST" 3)" ] || fail "beta's own generation is not number 3: $(ls "$BST")"
@@ -216,9 +169,5 @@ rm -f "$T/result"
 VPID=$(pgrep -f "^$VICTIM $T/result " | head -1 || true)
 [ -n "$VPID" ] || fail "restored victim not found"
 kill -TERM "$VPID"
-for _ in $(seq 200); do
-	[ -s "$T/result" ] && break
-	sleep 0.05
-done
-grep -q "^ok [1-9]" "$T/result" || fail "victim after restore on beta: $(cat "$T/result" 2>/dev/null)"
+rep_victim_ok "$T/result" "after restore on beta"
 echo "PASS: restored on beta from its store generation 3: $(cat "$T/result")"

@@ -80,10 +80,7 @@ has_vip() {
 	grep -q "$NET.100/" "$T/addr.log"
 }
 
-rep_nodes "$NSA" "$NSB" "$NET"
-rep_ca "$T/tls" ca
-rep_cert "$T/tls" alpha ca
-rep_cert "$T/tls" beta ca
+rep_setup "$NET"
 
 for n in alpha beta; do
 	case $n in alpha) me=1 them=2 dev=va prio=150 ;; beta) me=2 them=1 dev=vb prio=100 ;; esac
