@@ -20,6 +20,7 @@
 # killed hacd are reaped at once, not whenever this machine's init gets to them.
 #  - a bad config: exit 78 with file:line.
 set -euo pipefail
+. "$(dirname "$0")/agent-lib.sh"
 
 HACD=$1
 HACTL=$2
@@ -40,13 +41,6 @@ fail() {
 	tail -40 "$LOG" >&2 || true
 	exit 1
 }
-
-# No python here: its start takes a second at load 20, and this runs often.
-svc_pid() { local p; p=$("$HACTL" -s "$SOCK" --json status counter 2>/dev/null |
-	sed -n 's/.*"services":\[{[^]]*"pid":\([0-9]*\).*/\1/p') || true; echo "${p:-0}"; }
-# The service lives in a pid namespace of its own (hacd launches it so): its pid
-# inside, which every restore keeps, while the one status shows is new each time.
-inner_pid() { awk '/^NSpid:/ {print $NF}' "/proc/$1/status" 2>/dev/null || true; }
 
 cleanup() {
 	[ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
@@ -69,17 +63,6 @@ service "counter" {
   checkpoint = "$MODE"
 }
 CONF
-
-start_hacd() {
-	"$HACD" -f "$CONF" 2>> "$LOG" &
-	PID=$!
-	for _ in $(seq 100); do
-		[ -S "$SOCK" ] && "$HACTL" -s "$SOCK" status >/dev/null 2>&1 && return 0
-		kill -0 "$PID" 2>/dev/null || fail "hacd exited at start"
-		sleep 0.05
-	done
-	fail "no socket at $SOCK"
-}
 
 # complete_gens: ids of complete generations, newest first.
 complete_gens() { "$HACTL" -s "$SOCK" list counter --json |
@@ -132,7 +115,7 @@ end=$(last_value)
 echo "ok - rollback to generation $G: counter $before -> $min, counting on to $end"
 
 # kill -9 of the service: restored from the newest generation, same pid inside.
-P=$(svc_pid)
+P=$(svc_pid counter)
 [ "$P" -gt 0 ] || fail "no service pid"
 IP=$(inner_pid "$P")
 [ "$IP" = 2 ] || fail "service $P is pid $IP inside its namespace, not 2"
@@ -141,13 +124,13 @@ kill -KILL "$P"
 before=$(last_value)
 mark=$(lines)
 for _ in $(seq 100); do
-	S=$(svc_pid)
+	S=$(svc_pid counter)
 	[ "$S" -gt 0 ] && [ "$S" != "$P" ] && [ -n "$(values_after "$mark")" ] && break
 	sleep 0.05
 done
 first=$(values_after "$mark" | sed -n 1p)
 [ -n "$first" ] || fail "not restored after kill -9: $("$HACTL" -s "$SOCK" status)"
-S=$(svc_pid)
+S=$(svc_pid counter)
 [ "$(inner_pid "$S")" = "$IP" ] || fail "restored as $S, pid $(inner_pid "$S") inside, not $IP"
 # The newest generation is at most an interval plus a dump old: 50 ms per count.
 [ "$first" -le "$((before + 1))" ] && [ "$first" -ge "$((before - 20))" ] ||
@@ -186,7 +169,7 @@ tracer_get() { local k v; TR=0; if { while read -r k v; do
 tracer() { tracer_get "$1"; echo "$TR"; }
 CAUGHT=0
 for i in $(seq "$KILLS"); do
-	P=$(svc_pid)
+	P=$(svc_pid counter)
 	PST=$(start_time "$P")
 	W=$(worker_pid)
 	[ -n "$PST" ] && [ -n "$W" ] || fail "round $i: no service ($P) or no worker"
@@ -231,8 +214,8 @@ for i in $(seq "$KILLS"); do
 	fi
 	start_hacd
 	[ -z "$STRAY" ] || [ ! -e "$STRAY" ] || fail "round $i: $STRAY, unknown to the catalog, left"
-	[ "$(svc_pid)" = "$P" ] && [ "$(start_time "$P")" = "$PST" ] ||
-		fail "round $i: service $P not adopted as it ran (now $(svc_pid))"
+	[ "$(svc_pid counter)" = "$P" ] && [ "$(start_time "$P")" = "$PST" ] ||
+		fail "round $i: service $P not adopted as it ran (now $(svc_pid counter))"
 	# The only pending generation may be the one the new hacd has in flight: the
 	# newest. One the killed hacd left must have been failed by cat_recover.
 	# A directory belongs to a complete generation, or to the one the new hacd has

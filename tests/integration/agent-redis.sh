@@ -16,6 +16,7 @@
 #    data (the 100,000 keys, without the ones written after).
 # Run as pid 1 of its own pid namespace (CMakeLists.txt), like agent-guard.sh.
 set -euo pipefail
+. "$(dirname "$0")/agent-lib.sh"
 
 HACD=$1
 HACTL=$2
@@ -28,6 +29,7 @@ REDIS=$(command -v redis-server || true)
 T=$(mktemp -d /tmp/hacd-redis.XXXXXX)
 SOCK=$T/hactl.sock
 LOG=$T/hacd.log
+CONF=$T/hacd.conf
 PID=
 
 fail() {
@@ -49,7 +51,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 RPORT=$(free_port)
 KPORT=$(free_port)
-cat > "$T/hacd.conf" <<CONF
+cat > "$CONF" <<CONF
 node = "alpha"
 state_dir = "$T/state"
 control_socket = "$SOCK"
@@ -72,14 +74,6 @@ CONF
 rcli() { redis-cli -p "$RPORT" "$@"; }
 # kv LINE: one request to kv.py, its answer on stdout.
 kv() { "$HERE/kv.py" client "$KPORT" "$1"; }
-svc_pid() { local p; p=$("$HACTL" -s "$SOCK" --json status "$1" 2>/dev/null |
-	sed -n 's/.*"services":\[{[^]]*"pid":\([0-9]*\).*/\1/p') || true; echo "${p:-0}"; }
-# hacd launches each service in a pid namespace of its own: its pid inside, which a
-# restore keeps (the one status shows is new after each restore).
-inner_pid() { awk '/^NSpid:/ {print $NF}' "/proc/$1/status" 2>/dev/null || true; }
-# ckpt SERVICE: a checkpoint now; its generation id on stdout.
-ckpt() { local out; out=$("$HACTL" -s "$SOCK" checkpoint "$1") || fail "checkpoint $1: $out"
-	echo "$out" | sed -n 's/.*checkpointed as generation \([0-9]*\).*/\1/p'; }
 wait_up() {
 	for _ in $(seq 200); do
 		[ "$(rcli PING 2>/dev/null)" = PONG ] && [ "$(kv "get x" 2>/dev/null)" = "(nil)" ] &&
@@ -89,13 +83,7 @@ wait_up() {
 	fail "redis or kv not answering"
 }
 
-"$HACD" -f "$T/hacd.conf" 2>> "$LOG" &
-PID=$!
-for _ in $(seq 100); do
-	"$HACTL" -s "$SOCK" status > /dev/null 2>&1 && break
-	kill -0 "$PID" 2>/dev/null || fail "hacd exited at start"
-	sleep 0.05
-done
+start_hacd
 wait_up
 T0=$SECONDS
 

@@ -15,6 +15,7 @@
 #     checkpoint; the catalog verifies, and every store generation verifies.
 # Run as pid 1 of its own pid namespace (CMakeLists.txt), like agent-guard.sh.
 set -euo pipefail
+. "$(dirname "$0")/agent-lib.sh"
 
 HACD=$1
 HACTL=$2
@@ -62,32 +63,8 @@ service "heap" {
 CONF
 }
 
-start_hacd() {
-	"$HACD" -f "$CONF" 2>> "$LOG" &
-	PID=$!
-	for _ in $(seq 100); do
-		[ -S "$SOCK" ] && "$HACTL" -s "$SOCK" status >/dev/null 2>&1 && return 0
-		kill -0 "$PID" 2>/dev/null || fail "hacd exited at start"
-		sleep 0.05
-	done
-	fail "no socket at $SOCK"
-}
-
 # req LINE: one request to heap.py, its answer on stdout (empty when it does not answer).
-req() { "$PY" -c '
-import socket, sys
-try:
-    c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
-    c.sendall((sys.argv[2] + "\n").encode())
-    out = b""
-    while not out.endswith(b"\n"):
-        b = c.recv(4096)
-        if not b:
-            break
-        out += b
-    print(out.decode().strip())
-except OSError:
-    pass' "$PORT" "$1"; }
+req() { "$PY" "$HERE/linesrv.py" "$PORT" "$1" 20 || true; }
 wait_up() {
 	for _ in $(seq 600); do
 		[ -n "$(req sum)" ] && return 0
@@ -95,10 +72,6 @@ wait_up() {
 	done
 	fail "heap.py not answering"
 }
-ckpt() { local out; out=$("$HACTL" -s "$SOCK" checkpoint heap) || fail "checkpoint: $out"
-	echo "$out" | sed -n 's/.*checkpointed as generation \([0-9]*\).*/\1/p'; }
-svc_pid() { local p; p=$("$HACTL" -s "$SOCK" --json status heap 2>/dev/null |
-	sed -n 's/.*"services":\[{[^]]*"pid":\([0-9]*\).*/\1/p') || true; echo "${p:-0}"; }
 list_json() { "$HACTL" -s "$SOCK" list heap --json; }
 # Complete generations: "ID STORE_GEN" lines.
 complete() { list_json | "$PY" -c 'import json, sys
@@ -162,7 +135,7 @@ conf 500ms 20
 start_hacd
 wait_up
 # The heap is whole now (a scheduled generation may have caught it being filled).
-G0=$(ckpt)
+G0=$(ckpt heap)
 for i in 1 2 3 4 5 6; do req "touch 8" > /dev/null; sleep 0.3; done
 N=$(complete | wc -l)
 wait_complete $((N + 3))
@@ -191,16 +164,16 @@ PY
 # ---- 2. exact restore and rollback ----------------------------------------------------
 req "touch 16" > /dev/null
 S1=$(req sum)
-G1=$(ckpt)
+G1=$(ckpt heap)
 req "touch 16" > /dev/null
 S2=$(req sum)
-G2=$(ckpt)
+G2=$(ckpt heap)
 [ -n "$G1" ] && [ -n "$G2" ] && [ "$S1" != "$S2" ] || fail "checkpoints $G1 $G2, sums $S1 $S2"
-P=$(svc_pid)
+P=$(svc_pid heap)
 [ "$P" -gt 0 ] || fail "no service pid"
 kill -KILL "$P"
 for _ in $(seq 600); do
-	p=$(svc_pid)
+	p=$(svc_pid heap)
 	[ "$p" -gt 0 ] && [ "$p" != "$P" ] && [ -n "$(req sum)" ] && break
 	sleep 0.1
 done
@@ -212,7 +185,7 @@ wait_up
 req "touch 4" > /dev/null || fail "no writes after rollback"
 echo "ok - [${SECONDS}s] rollback: exactly generation $G1's heap"
 # The restored service gets a tracker of its own: its first generation is full again.
-G3=$(ckpt)
+G3=$(ckpt heap)
 "$HACTL" -s "$SOCK" log heap > "$T/log"
 
 # ---- 3. retention bounds the store ------------------------------------------------------
