@@ -11,6 +11,8 @@
 #                            and name each other; the caller appends its services
 #   rep_fail MSG...          FAIL: MSG, the tail of every $T/*.log, exit 1
 #   rep_nodes_kill NSA NSB   kill -9 every process in both namespaces, reap, delete them
+#   rep_teardown [KEEP]      rep_nodes_kill $NSA $NSB, and $T removed unless KEEP is set
+#                            (a trap on EXIT of the two-node scenarios)
 #   rep_hacds_stop NODE...   SIGTERM the hacd of each NODE (APID, BPID): each must exit 0
 #   rep_catalogs_verify NODE...   hactl catalog verify of each NODE's catalog
 #   rep_certs                $T/tls: CA ca, certificates alpha and beta of it
@@ -95,6 +97,11 @@ rep_nodes_kill() {
 	done
 	wait 2>/dev/null || true
 	rep_nodes_del "$1" "$2"
+}
+
+rep_teardown() {
+	rep_nodes_kill "$NSA" "$NSB"
+	[ -n "${1:-}" ] || rm -rf "$T"
 }
 
 rep_hacds_stop() {

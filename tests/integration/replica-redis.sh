@@ -42,11 +42,7 @@ WPID=
 
 fail() { rep_fail "$@"; }
 
-cleanup() {
-	rep_nodes_kill "$NSA" "$NSB"
-	[ -n "${REDIS_KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
+trap 'rep_teardown "${REDIS_KEEP:-}"' EXIT
 
 now_us() { echo $(( $(date +%s%N) / 1000 )); }
 phase() { echo "[$SECONDS s] $*"; }

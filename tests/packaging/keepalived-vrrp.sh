@@ -44,11 +44,7 @@ BPID=
 
 fail() { rep_fail "$@"; }
 
-cleanup() {
-	rep_nodes_kill "$NSA" "$NSB"
-	[ -n "${VRRP_KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
+trap 'rep_teardown "${VRRP_KEEP:-}"' EXIT
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 T_START=$(now_ms)
