@@ -662,7 +662,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 		goto drop;
 	}
 	c->ev = event_new(ctl->d->base, fd, EV_READ | EV_PERSIST, client_cb, c);
-	if (!c->ev || event_add(c->ev, NULL) < 0)
+	if (!c->ev || event_priority_set(c->ev, HACD_PRIO_CTL) < 0 || event_add(c->ev, NULL) < 0)
 		goto drop;
 	return;
 drop:
@@ -786,7 +786,8 @@ int hacd_ctl_open(struct hacd *d, struct hacd_ctl **out)
 	if (ret)
 		goto err;
 	ctl->ev = event_new(d->base, ctl->fd, EV_READ | EV_PERSIST, accept_cb, ctl);
-	if (!ctl->ev || event_add(ctl->ev, NULL) < 0) {
+	if (!ctl->ev || event_priority_set(ctl->ev, HACD_PRIO_CTL) < 0 ||
+	    event_add(ctl->ev, NULL) < 0) {
 		ret = -ENOMEM;
 		goto err;
 	}

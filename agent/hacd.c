@@ -190,6 +190,8 @@ static int run(struct hacd *d)
 	d->base = event_base_new();
 	if (!d->base)
 		return -ENOMEM;
+	if (event_base_priority_init(d->base, HACD_NR_PRIOS) < 0)
+		goto out;
 	for (size_t i = 0; i < 4; i++) {
 		ev[i] = evsignal_new(d->base, sigs[i], signal_cb, d);
 		if (!ev[i] || event_add(ev[i], NULL) < 0)

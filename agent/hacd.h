@@ -88,6 +88,11 @@ bool hacd_bg_amend(struct hacd *d, struct hacd_bg_job *j,
 #define HACD_NICE		(-10)
 
 /* Largest worker message: a request carries a command line, a reply an engine error. */
+/* Event priorities (libevent runs every ready event of a lower number first): a
+ * status request that arrives with 20 workers' replies is answered before their
+ * catalog commits, not after. Everything else takes the default, the middle one. */
+enum { HACD_PRIO_CTL, HACD_PRIO_DEFAULT, HACD_NR_PRIOS };
+
 #define WORKER_MSG_MAX		(64 * 1024)
 
 /* Lateness samples kept per service for the status (p50/p99). */
