@@ -48,6 +48,12 @@ void ctl_json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+void ctl_json_field(const char *key, const char *s)
+{
+	printf(",\"%s\":", key);
+	ctl_json_str(stdout, s);
+}
+
 /* The socket to use, copied into buf: see the file comment for the order. */
 static void ctl_socket_path(const char *opt, const char *conf_path, char *buf, size_t len)
 {

@@ -111,8 +111,7 @@ static void print_json(const Hactl__CtlReply *rep)
 
 	printf("{\"api_version\":%u,\"node\":", rep->api_version);
 	ctl_json_str(stdout, st->node);
-	printf(",\"config\":");
-	ctl_json_str(stdout, st->config_path);
+	ctl_json_field("config", st->config_path);
 	printf(",\"pid\":%u,\"uptime_ms\":%llu,\"services\":[", st->pid,
 	       (unsigned long long)(st->uptime_us / 1000));
 	for (size_t i = 0; i < st->n_services; i++) {
@@ -120,15 +119,12 @@ static void print_json(const Hactl__CtlReply *rep)
 
 		printf("%s{\"name\":", i ? "," : "");
 		ctl_json_str(stdout, s->name);
-		printf(",\"target\":");
-		ctl_json_str(stdout, s->target);
-		printf(",\"what\":");
-		ctl_json_str(stdout, s->what);
+		ctl_json_field("target", s->target);
+		ctl_json_field("what", s->what);
 		printf(",\"interval_ms\":%llu,\"keep\":%u",
 		       (unsigned long long)(s->interval_us / 1000), s->keep);
 		if (s->state) {
-			printf(",\"state\":");
-			ctl_json_str(stdout, s->state);
+			ctl_json_field("state", s->state);
 			printf(",\"pid\":%u,\"checkpoints\":%llu,\"failed\":%llu,\"missed\":%llu,"
 			       "\"worker_restarts\":%u,\"late_p50_us\":%llu,\"late_p99_us\":%llu",
 			       s->pid, (unsigned long long)s->checkpoints,
@@ -145,17 +141,13 @@ static void print_json(const Hactl__CtlReply *rep)
 			       (unsigned long long)s->last_bytes);
 		if (s->has_last_bytes_new)
 			printf(",\"last_bytes_new\":%llu", (unsigned long long)s->last_bytes_new);
-		if (s->checkpoint) {
-			printf(",\"checkpoint\":");
-			ctl_json_str(stdout, s->checkpoint);
-		}
+		if (s->checkpoint)
+			ctl_json_field("checkpoint", s->checkpoint);
 		if (s->has_next_checkpoint_us)
 			printf(",\"next_checkpoint_ms\":%llu",
 			       (unsigned long long)(s->next_checkpoint_us / 1000));
-		if (s->error) {
-			printf(",\"error\":");
-			ctl_json_str(stdout, s->error);
-		}
+		if (s->error)
+			ctl_json_field("error", s->error);
 		if (s->has_newest_consistent_generation)
 			printf(",\"newest_consistent_generation\":%lld,\"lag_generations\":%u,"
 			       "\"lag_seconds\":%.3f", (long long)s->newest_consistent_generation,
@@ -164,27 +156,20 @@ static void print_json(const Hactl__CtlReply *rep)
 			printf(",\"role\":");
 			/* "active (asking peers)" is active to a script */
 			ctl_json_str(stdout, !strncmp(s->role, "active", 6) ? "active" : s->role);
-			printf(",\"disk\":");
-			ctl_json_str(stdout, s->disk);
-			printf(",\"replication\":");
-			ctl_json_str(stdout, s->replication);
+			ctl_json_field("disk", s->disk);
+			ctl_json_field("replication", s->replication);
 		}
 		if (s->has_safe_generation)
 			printf(",\"safe_generation\":%lld", (long long)s->safe_generation);
-		if (s->sync_state) {
-			printf(",\"sync_state\":");
-			ctl_json_str(stdout, s->sync_state);
-		}
+		if (s->sync_state)
+			ctl_json_field("sync_state", s->sync_state);
 		printf(",\"peers\":[");
 		for (size_t j = 0; j < s->n_peers; j++) {
 			printf("%s{\"name\":", j ? "," : "");
 			ctl_json_str(stdout, s->peers[j]->name);
-			printf(",\"connection\":");
-			ctl_json_str(stdout, s->peers[j]->connection);
-			printf(",\"role\":");
-			ctl_json_str(stdout, s->peers[j]->role);
-			printf(",\"peer_disk\":");
-			ctl_json_str(stdout, s->peers[j]->peer_disk);
+			ctl_json_field("connection", s->peers[j]->connection);
+			ctl_json_field("role", s->peers[j]->role);
+			ctl_json_field("peer_disk", s->peers[j]->peer_disk);
 			printf("}");
 		}
 		printf("]}");
@@ -195,10 +180,8 @@ static void print_json(const Hactl__CtlReply *rep)
 
 		printf("%s{\"name\":", i ? "," : "");
 		ctl_json_str(stdout, p->name);
-		printf(",\"address\":");
-		ctl_json_str(stdout, p->address);
-		printf(",\"connection\":");
-		ctl_json_str(stdout, p->connection ? p->connection : "StandAlone");
+		ctl_json_field("address", p->address);
+		ctl_json_field("connection", p->connection ? p->connection : "StandAlone");
 		printf(",\"queued\":%llu,\"acked_generation\":%lld,\"bytes_sent\":%llu,"
 		       "\"standby_of\":%s}", (unsigned long long)p->queued,
 		       (long long)p->acked_generation, (unsigned long long)p->bytes_sent,

@@ -358,10 +358,8 @@ int ctl_cmd_log(int argc, char **argv)
 		if (a.json) {
 			printf("%s{\"ts_us\":%" PRId64 ",\"level\":", i ? "," : "", e->ts_us);
 			ctl_json_str(stdout, levels[lv]);
-			printf(",\"kind\":");
-			ctl_json_str(stdout, e->kind);
-			printf(",\"message\":");
-			ctl_json_str(stdout, e->message);
+			ctl_json_field("kind", e->kind);
+			ctl_json_field("message", e->message);
 			printf("}");
 			continue;
 		}

@@ -38,6 +38,8 @@ extern bool ctl_opt_json;
 int ctl_request(const char *sock, const char *conf, Hactl__CtlRequest *req, int timeout_s,
 		Hactl__CtlReply **rep);
 void ctl_json_str(FILE *f, const char *s);
+/* ,"key":"s" on stdout: one more string member of the object being printed. */
+void ctl_json_field(const char *key, const char *s);
 void ctl_fmt_duration(uint64_t us, char *buf, size_t len);
 
 /* Each gets argv with argv[0] = the subcommand name. */
