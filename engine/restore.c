@@ -22,8 +22,10 @@
  *   each thread stops on int3 <--------- rseq, comm, creds, seccomp...; int3
  *   once every thread of every process
  *   is there: munmap each restorer (a
- *   syscall from the vdso), set
- *   registers, xstate and signal masks,
+ *   syscall from the vdso), [adopted:
+ *   the root's tracker armed, see
+ *   track-adopt.c], set registers,
+ *   xstate and signal masks,
  *   detach them all -------------------> running again
  *
  * All or nothing: a failure anywhere (a FAIL message before the point of no return,
@@ -46,6 +48,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/sched.h>
+#include <linux/userfaultfd.h>
 
 #include "ha/engine.h"
 #include "dump.h"
@@ -106,6 +109,7 @@ struct restore {
 	size_t nr_seen, cap_seen;
 	size_t born, joined, ready, trapped_procs;
 	size_t gone;		/* session helpers about to exit (RST_MSG_GONE) */
+	const struct rst_adopt *adopt;	/* the root goes to a tracker (track-adopt.c) */
 };
 
 /* The thread's id in its own (innermost) pid namespace, from /proc/TID/status NSpid. */
@@ -385,8 +389,8 @@ static int run_tree(struct restore *r)
 }
 
 /* One syscall in a stopped thread, through the `syscall` instruction at ip; its
- * registers are set in full afterwards (rst__thread_finish). */
-static int remote_syscall(pid_t pid, unsigned long ip, long nr, long a1, long a2, const char *what)
+ * registers are set in full afterwards (rst__thread_finish). *rax: what it returned. */
+static int remote_call(pid_t pid, unsigned long ip, long nr, long a1, long a2, const char *what, long *rax)
 {
 	struct user_regs_struct regs;
 	int st;
@@ -403,9 +407,52 @@ static int remote_syscall(pid_t pid, unsigned long ip, long nr, long a1, long a2
 	for (int i = 0; i < 2; i++)
 		if (ptrace(PTRACE_SYSCALL, pid, 0, 0) || waitpid(pid, &st, __WALL) != pid || !WIFSTOPPED(st))
 			return pr_errno(-EIO, "pid %d: stepping %s", pid, what);
-	if (ptrace(PTRACE_GETREGS, pid, 0, &regs) || regs.rax)
-		return pr_errno(-EIO, "pid %d: %s returned %lld", pid, what, (long long)regs.rax);
+	if (ptrace(PTRACE_GETREGS, pid, 0, &regs))
+		return pr_errno(-EIO, "pid %d: PTRACE_GETREGS after %s", pid, what);
+	*rax = (long)regs.rax;
 	return 0;
+}
+
+static int remote_syscall(pid_t pid, unsigned long ip, long nr, long a1, long a2, const char *what)
+{
+	long rax;
+	int ret = remote_call(pid, ip, nr, a1, a2, what, &rax);
+
+	if (!ret && rax)
+		return pr_errno(-EIO, "pid %d: %s returned %ld", pid, what, rax);
+	return ret;
+}
+
+/*
+ * The root handed over to a tracker (struct rst_adopt): a userfaultfd made in it (the
+ * registration belongs to the mm of the caller of userfaultfd()), taken, and closed
+ * there again, so the process holds nothing new. The fill's own userfaultfd cannot be
+ * kept for this: its slots were registered MISSING only, and the restorer's mremap
+ * into place dropped the registration anyway (no UFFD_FEATURE_EVENT_REMAP). Not
+ * fatal: without it the restore is as it always was.
+ */
+static void adopt_root(struct restore *r, unsigned long ip)
+{
+	pid_t pid = r->rp[0].outer[0];
+	int pidfd = -1, uffd = -1;
+	long fd = -1, rax;
+
+	if (remote_call(pid, ip, SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY, 0,
+			"userfaultfd", &fd))
+		fd = -1;
+	else if (fd < 0)
+		pr_info("pid %d: userfaultfd in the restored process: %s", pid, strerror((int)-fd));
+	if (fd >= 0) {
+		pidfd = syscall(SYS_pidfd_open, pid, 0);
+		uffd = pidfd < 0 ? -1 : syscall(SYS_pidfd_getfd, pidfd, (int)fd, 0);
+		if (uffd < 0)
+			pr_info("pid %d: taking its userfaultfd %ld: %s", pid, fd, strerror(errno));
+		if (remote_call(pid, ip, SYS_close, fd, 0, "close", &rax) || rax)
+			pr_warn("pid %d: closing the userfaultfd %ld made in it", pid, fd);
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	r->adopt->fn(r->adopt->arg, pid, &r->c.procs[0], uffd);
 }
 
 static int finish_proc(struct restore *r, size_t i, long off, unsigned long vlen)
@@ -430,6 +477,8 @@ static int finish_proc(struct restore *r, size_t i, long off, unsigned long vlen
 	if (!ret && (i || r->init > 0) && p->core->pdeathsig)
 		ret = remote_syscall(r->rp[i].outer[0], vdso->start + off, SYS_prctl, PR_SET_PDEATHSIG,
 				     p->core->pdeathsig, "prctl(PR_SET_PDEATHSIG)");
+	if (!ret && !i && r->adopt)
+		adopt_root(r, vdso->start + off);
 	for (size_t k = 0; k < p->nr_threads && !ret; k++)
 		ret = rst__thread_finish(p, k, r->rp[i].outer[k]);
 	return ret;
@@ -672,7 +721,14 @@ int eng_restore(const char *dir, const struct eng_restore_opts *opts, pid_t *out
 
 int eng_restore_pids(const char *dir, const struct eng_restore_opts *opts, pid_t *out, pid_t *root)
 {
-	struct restore r = { .go = { -1, -1 }, .status = { -1, -1 }, .phase = { { -1, -1 }, { -1, -1 } } };
+	return eng__restore_adopt(dir, opts, out, root, NULL);
+}
+
+int eng__restore_adopt(const char *dir, const struct eng_restore_opts *opts, pid_t *out, pid_t *root,
+		       const struct rst_adopt *adopt)
+{
+	struct restore r = { .go = { -1, -1 }, .status = { -1, -1 }, .phase = { { -1, -1 }, { -1, -1 } },
+			     .adopt = adopt };
 	char gen_dir[4200];
 	uint64_t t0 = rst__now_us(), t_load = 0, t_tree = 0;
 	int ret;

@@ -21,6 +21,7 @@
 #include "ha/parasite.h"
 
 struct eng_img;
+struct eng_restore_opts;
 struct rst_pipe;
 
 struct rst_proc {
@@ -171,5 +172,19 @@ int rst__fill(const struct rst_fill_args *a, struct rst_times *t);
 
 /* In hactl, tracing the new process at its final int3 stops. */
 int rst__thread_finish(const struct rst_proc *p, size_t i, pid_t tid);
+
+/*
+ * A restore whose root is handed to a tracker before it runs (track-adopt.c): fn is
+ * called once the root's memory is in place (filled, moved, its restorer unmapped) and
+ * none of its threads has run an instruction of its own since, with the root as the
+ * caller sees it, its images (p: vmas and page map) and a userfaultfd made in it, which
+ * fn consumes. What fn returns is its own business: the restore goes on either way.
+ */
+struct rst_adopt {
+	void (*fn)(void *arg, pid_t root, const struct rst_proc *p, int uffd);
+	void *arg;
+};
+int eng__restore_adopt(const char *dir, const struct eng_restore_opts *opts, pid_t *pid, pid_t *root,
+		       const struct rst_adopt *adopt);
 
 #endif

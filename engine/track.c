@@ -936,6 +936,17 @@ err:
 	return ret;
 }
 
+int eng__track_adopt_arm(struct eng_track *t, struct eng__mem_dump *md)
+{
+	int ret = register_new(t, md);
+
+	if (!ret)
+		ret = read_children(t->pid, &t->children, &t->nr_children);
+	if (!ret)
+		fast_scan_sound();
+	return ret;
+}
+
 enum eng_dirty_method eng_track_method(const struct eng_track *t)
 {
 	return t->method;
@@ -1038,6 +1049,7 @@ int eng_track_checkpoint(struct eng_track *t, const struct eng_track_opts *opts,
 	st->bytes_written = t->pack_bytes + dir_bytes(t->st.fd, tmp);
 	st->bytes_raw = st->pages_written * PG;
 	t->st.next_gen = t->gen + 1;
+	t->slots_gen = t->gen;
 	t->reset = false;
 	st->total_us = now_us() - t0;
 	return 0;
@@ -1049,7 +1061,7 @@ int eng_track_delete(struct eng_track *t, uint32_t gen, uint64_t *bytes_freed)
 	if (!gen || gen >= t->st.next_gen)
 		return pr_errno(-ENOENT, "%s: no generation %u", t->st.path, gen);
 	/* Its blobs may be freed: the page map must not point at them any more. */
-	if (gen == t->st.next_gen - 1) {
+	if (gen == t->st.next_gen - 1 || gen == t->slots_gen) {
 		drop_all_slots(t);
 		t->reset = true;
 	}

@@ -113,6 +113,9 @@ struct eng_track {
 	struct eng_track_stats *cur;	/* of the checkpoint under way */
 	bool writing;			/* slots may point into the new pack */
 	uint64_t pack_bytes;
+	/* The generation whose page map the slots are (the last one written, or the one a
+	 * restored process was adopted from): deleting it voids them. */
+	uint32_t slots_gen;
 };
 
 /* Hooks for the dump's memory stages (md->trk set). */
@@ -127,6 +130,10 @@ int eng__track_frozen_begin(struct eng_track *t, struct eng__mem_dump *md);
 int eng__track_scan(struct eng_track *t, struct eng__mem_dump *md, int vma, int pm_fd);
 int eng__track_absorb(struct eng_track *t, struct eng__mem_dump *md);
 int eng__track_write(struct eng_track *t, int dirfd, struct eng__mem_dump *md, struct eng__imgq *q);
+/* track-adopt.c: what eng_track_open and a first generation would set up besides the
+ * uffd and the slots, for a stopped process: every scannable mapping of plan md
+ * registered (not yet write-protected), the children noted, the fast scan probed. */
+int eng__track_adopt_arm(struct eng_track *t, struct eng__mem_dump *md);
 /* dump.c: eng_dump() into dir with the tracker's hooks, leaving the process running. */
 int eng__dump_tracked(struct eng_track *t, const char *dir, struct eng_dump_stats *st);
 

@@ -19,6 +19,8 @@
  *   hook VICTIM_LOST replace|cowdrop
  *          victim_lost changes its memory between the plan and the scans of a live
  *          round (see there); both generations restore and pass.
+ *   adopt VICTIM MIB K N MS
+ *          a restored generation tracked on from itself (see mode_adopt)
  */
 #include <dirent.h>
 #include <errno.h>
@@ -610,6 +612,156 @@ static int mode_hook(char *victim, const char *what)
 	return ret;
 }
 
+/* Wait for a restored tree's init after SIGTERM to its root: the victim's verdict. */
+static int finish_restored(pid_t init, pid_t root, const char *what)
+{
+	int st;
+
+	if (kill(root, SIGTERM)) {
+		kill_wait(init);
+		return fail("%s: the restored victim is gone before its check", what);
+	}
+	for (int i = 0; i < 20000; i++) {
+		if (waitpid(init, &st, WNOHANG) == init) {
+			if (WIFEXITED(st) && !WEXITSTATUS(st))
+				return 0;
+			show_log();
+			return fail("%s: the restored victim failed its check (status %#x)", what, st);
+		}
+		usleep(1000);
+	}
+	kill_wait(init);
+	return fail("%s: the restored victim did not finish", what);
+}
+
+/* n generations of a process, every ms. */
+static int track_some(struct eng_track *t, pid_t pid, int n, int ms, int fork_at, struct eng_track_stats *st)
+{
+	uint64_t next = now_ms();
+
+	for (int i = 0; i < n; i++) {
+		while (now_ms() < next)
+			usleep(1000);
+		next += ms;
+		if (eng_track_checkpoint(t, NULL, &st[i]))
+			return fail("generation %d of %d: %s", i + 1, n, eng_last_error());
+		if (i == fork_at)
+			kill(pid, SIGUSR1);	/* the victim forks (see victim_incr.c) */
+	}
+	return 0;
+}
+
+/*
+ * A restored process comes back tracked (engine/track-adopt.c): k generations of the
+ * victim, then generation G (an older one: a rollback) restored with eng_track_restore
+ * and checkpointed n more times while it writes, maps, zaps and forks. The first of
+ * those must be incremental; generation G itself is deleted through the tracker after
+ * it (retention), and every new generation is verified and restored, each checking every
+ * page it recorded (pages untouched since G included: they come from G's blobs). The
+ * adopted process finally checks itself. For the figures, G is also restored the old
+ * way (a new tracker: its first generation stores every page).
+ */
+static int mode_adopt(char *victim, const char *mib, int k, int n, int ms)
+{
+	char *argv[] = { victim, (char *)mib, NULL }, store[128];
+	struct eng_track_stats *st = calloc(n > k ? n : k, sizeof(*st));
+	struct eng_restore_opts ro = { .pidns = true };
+	struct eng_track *t;
+	uint32_t *gens, g;
+	size_t nr, before;
+	pid_t pid, init, root;
+	int ret;
+
+	snprintf(store, sizeof(store), "%s/store", workdir);
+	pid = start_victim(argv);
+	if (pid < 0 || !st)
+		return 1;
+	usleep(100000);
+	if (eng_track_open(pid, store, NULL, &t)) {
+		kill_wait(pid);
+		return fail("eng_track_open: %s", eng_last_error());
+	}
+	ret = track_some(t, pid, k, ms, 1, st);
+	eng_track_close(t);
+	kill_wait(pid);
+	if (ret)
+		return ret;
+	if (eng_store_list(store, &gens, &nr) || nr != (size_t)k)
+		return fail("%zu generations in the store, expected %d", nr, k);
+	g = gens[nr / 2];
+	before = nr;
+	free(gens);
+	ro.generation = g;
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+	if (eng_track_restore(store, &ro, NULL, &init, &root, &t))
+		return fail("eng_track_restore of generation %u: %s", g, eng_last_error());
+	if (!t) {
+		kill_wait(init);
+		return fail("generation %u was restored but not adopted (see the log above)", g);
+	}
+	ret = track_some(t, root, 1, ms, -1, &st[0]);
+	if (!ret && st[0].full)
+		ret = fail("the first generation after the restore is full");
+	/* It writes fast (up to a third of its pages within 50 ms): what must hold under
+	 * any load is that the pages it has not written since are not stored again. */
+	if (!ret && st[0].pages_written * 10 > st[0].pages_total * 9)
+		ret = fail("the first generation after the restore stored %lu of its %lu pages",
+			   (unsigned long)st[0].pages_written, (unsigned long)st[0].pages_total);
+	if (!ret)
+		printf("adopted from generation %u: first generation %u stored %lu of %lu pages (%lu KiB), pause "
+		       "%.2f ms\n", g, st[0].generation, (unsigned long)st[0].pages_written,
+		       (unsigned long)st[0].pages_total, (unsigned long)(st[0].bytes_written >> 10),
+		       st[0].pause_us / 1e3);
+	/* Retention: G goes; the generations after it still point at its blobs. */
+	if (!ret && eng_track_delete(t, g, NULL))
+		ret = fail("eng_track_delete of generation %u: %s", g, eng_last_error());
+	if (!ret)
+		ret = track_some(t, root, n - 1, ms, n - 3, &st[1]);
+	if (!ret && st[1].full)
+		ret = fail("generation %u (after deleting %u) is full", st[1].generation, g);
+	for (int i = 1; i < n && !ret; i++)
+		printf("then generation %u: %lu of %lu pages stored%s\n", st[i].generation,
+		       (unsigned long)st[i].pages_written, (unsigned long)st[i].pages_total,
+		       st[i].full ? " (full: it forked)" : "");
+	eng_track_close(t);
+	if (ret) {
+		kill_wait(init);
+		return ret;
+	}
+	/* The adopted process itself: the restore and the arming left it whole. */
+	ret = finish_restored(init, root, "the adopted process");
+	for (int i = 0; i < n && !ret; i++) {
+		if (eng_store_verify(store, st[i].generation, NULL))
+			ret = fail("verify of generation %u: %s", st[i].generation, eng_last_error());
+		else
+			ret = restore_and_check(store, st[i].generation);
+		if (!ret)
+			printf("generation %u: verified, restored, passed its own check\n", st[i].generation);
+	}
+	/* The old way, for comparison: a new tracker on a plain restore of the same one. */
+	if (!ret && before > 1) {
+		struct eng_track_stats full;
+
+		ro.generation = st[0].generation;
+		if (eng_restore_pids(store, &ro, &init, &root) || eng_track_open(root, store, NULL, &t)) {
+			ret = fail("plain restore and track of generation %u: %s", ro.generation, eng_last_error());
+			kill_wait(init);
+		} else {
+			ret = track_some(t, root, 1, ms, -1, &full);
+			eng_track_close(t);
+			kill_wait(init);
+			if (!ret)
+				printf("without adoption: the first generation stored %lu of %lu pages (%lu KiB), "
+				       "pause %.2f ms\n", (unsigned long)full.pages_written,
+				       (unsigned long)full.pages_total, (unsigned long)(full.bytes_written >> 10),
+				       full.pause_us / 1e3);
+		}
+	}
+	free(st);
+	return ret;
+}
+
 static int rm_one(const char *p, const struct stat *s, int f, struct FTW *w)
 {
 	(void)s, (void)f, (void)w;
@@ -639,6 +791,8 @@ int main(int argc, char **argv)
 		ret = mode_fill(argv[2], argv[3], atoi(argv[4]));
 	else if (!strcmp(argv[1], "hook") && argc == 4)
 		ret = mode_hook(argv[2], argv[3]);
+	else if (!strcmp(argv[1], "adopt") && argc == 7)
+		ret = mode_adopt(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
 	else
 		goto usage;
 	if (!ret)
@@ -650,6 +804,7 @@ usage:
 	fprintf(stderr, "usage: incr_runner track VICTIM MIB N MS [uffd-wp|hash|full]\n"
 			"       incr_runner crash|corrupt HACTL VICTIM MIB\n"
 			"       incr_runner fill VICTIM MIB N\n"
-			"       incr_runner hook VICTIM_LOST replace|cowdrop\n");
+			"       incr_runner hook VICTIM_LOST replace|cowdrop\n"
+			"       incr_runner adopt VICTIM MIB K N MS\n");
 	return 64;
 }

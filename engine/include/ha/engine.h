@@ -390,6 +390,20 @@ struct eng_track_stats {
 
 int eng_track_open(pid_t pid, const char *store_dir, const struct eng_track_opts *opts,
 		   struct eng_track **out);
+/*
+ * Restore generation ropts->generation (0: the newest complete one) of the page store
+ * store_dir, as eng_restore_pids does, and go on tracking the restored root: when it
+ * resumes, its memory is that generation page for page, so *out starts from its page
+ * map and the next eng_track_checkpoint stores only the pages written since the
+ * restore (a process restored otherwise gets a full first generation). *out is NULL,
+ * with 0, when the process could not be adopted (the store locked by another writer,
+ * no uffd async write-protect, ...; logged): the restore stands, and the caller opens
+ * a tracker the usual way. topts as for eng_track_open (a forced method other than
+ * uffd-wp: no adoption).
+ */
+int eng_track_restore(const char *store_dir, const struct eng_restore_opts *ropts,
+		      const struct eng_track_opts *topts, pid_t *pid, pid_t *root,
+		      struct eng_track **out);
 /* opts NULL: those given to eng_track_open (only the rounds and zstd level may change). */
 int eng_track_checkpoint(struct eng_track *t, const struct eng_track_opts *opts,
 			 struct eng_track_stats *st);
