@@ -371,6 +371,10 @@ static void svc_restore(struct svc *s, int64_t gen)
 		svc_store_dir(s, dir, sizeof(dir));
 		req.has_store_gen = 1;
 		req.store_gen = (uint32_t)g.stats.store_gen;
+		/* The worker keeps tracking what it restores: the next generation is
+		 * incremental from this one. */
+		req.has_incremental = 1;
+		req.incremental = svc_incremental(s);
 	} else {
 		svc_gen_dir(s, g.id, dir, sizeof(dir));
 	}
@@ -398,7 +402,9 @@ static void restore_done(struct svc *s, const Hacd__WorkerReply *rep)
 			svc_set_dead(s);
 			return;
 		}
-		svc_event(s, LOG_NOTICE, "restore", "%s: done", how);
+		svc_event(s, LOG_NOTICE, "restore", "%s: done%s", how,
+			  rep->has_adopted && rep->adopted ? " (tracked from it: the next generation "
+			  "stores only what changed)" : "");
 		hacd_role_restored(s, true);
 		svc_waiters_done(s, SVC_WAIT_ROLLBACK, false, 0, NULL, gen);
 		return;

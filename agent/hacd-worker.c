@@ -35,6 +35,9 @@
  *     that generation fails and the next tick tries again; never two writers. A
  *     store generation the worker committed and hacd never did is removed by the next
  *     STORE_GC, which hacd sends before its first incremental checkpoint.
+ *     A store generation it restores for an incremental service stays tracked from
+ *     that generation (eng_track_restore): the first checkpoint after a kill -9
+ *     restore, a rollback or a promote stores only what changed since.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -249,15 +252,21 @@ static void do_restore(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep)
 	 * ours, as it was.
 	 */
 	struct eng_restore_opts o = { .pidns = false, .generation = req->store_gen };
+	struct eng_track *adopted = NULL;
 	pid_t init, pid;
 
-	/* Whatever was tracked is gone: the restored process gets a tracker of its own at
-	 * its first checkpoint. */
+	/* Whatever was tracked is gone. A store generation restored for an incremental
+	 * service comes back tracked from that generation (invariant 5): its next
+	 * generation stores only what it wrote since. Otherwise (or when the engine could
+	 * not adopt it) it gets a tracker of its own at its first checkpoint, a full one. */
 	track_drop();
 	/* A restore cut short could leave a half-restored process running. Once it is
 	 * done, the service is a process like any other: the next hacd adopts it. */
 	hold_term(true);
-	rep->status = eng_restore_pids(req->dir, &o, &init, &pid);
+	if (req->incremental && req->store_gen)
+		rep->status = eng_track_restore(req->dir, &o, NULL, &init, &pid, &adopted);
+	else
+		rep->status = eng_restore_pids(req->dir, &o, &init, &pid);
 	if (hacd_gone()) {
 		worker_log(LOG_NOTICE, "hacd died during a restore: exiting once it is done",
 			   NULL);
@@ -266,6 +275,13 @@ static void do_restore(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep)
 	hold_term(false);
 	if (rep->status)
 		return;
+	if (adopted) {
+		track = adopted;
+		track_pid = pid;
+		snprintf(track_store, sizeof(track_store), "%s", req->dir);
+		track_pidfd = (int)syscall(SYS_pidfd_open, track_pid, 0);
+		rep->has_adopted = rep->adopted = 1;
+	}
 	rep->has_init = rep->has_pid = 1;
 	rep->init = (uint32_t)init;
 	/* Under an init, the service is its child: the pid to checkpoint and signal. */

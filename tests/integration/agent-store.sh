@@ -6,7 +6,9 @@
 #  1. Generations after the first store far less than the first (hactl list --json:
 #     bytes_new), each still naming the whole heap (bytes_total).
 #  2. kill -9 of the service: hacd restores the newest generation, exactly (SHA-256 of
-#     the heap); rollback to an older one gives exactly that one's heap.
+#     the heap); rollback to an older one gives exactly that one's heap. The restored
+#     service stays tracked: the generations after a restore store only what changed,
+#     and the first one after the kill -9 rolls back exactly too.
 #  3. keep = 3 (reload), ~10 generations: the store holds exactly the catalog's complete
 #     generations (hactl image verify of each), and what is on disk (du) stays about one
 #     heap: the data of pruned generations is freed.
@@ -179,14 +181,37 @@ for _ in $(seq 600); do
 done
 [ "$(req sum)" = "$S2" ] || fail "after kill -9: heap $(req sum), not $S2 (generation $G2)"
 echo "ok - [${SECONDS}s] kill -9: restored with exactly generation $G2's heap"
+# The restored service is tracked on from the generation restored (engine/track-adopt.c):
+# the generations after it store only what changed, and restore exactly.
+req "touch 16" > /dev/null
+S3=$(req sum)
+GA=$(ckpt heap)
+out=$("$HACTL" -s "$SOCK" rollback heap -g "$GA") || fail "rollback to $GA: $out"
+wait_up
+[ "$(req sum)" = "$S3" ] || fail "after rollback to $GA (after the restore): heap $(req sum), not $S3"
+echo "ok - [${SECONDS}s] rollback: exactly generation $GA's heap (the first checkpoint after the restore)"
 out=$("$HACTL" -s "$SOCK" rollback heap -g "$G1") || fail "rollback: $out"
 wait_up
 [ "$(req sum)" = "$S1" ] || fail "after rollback to $G1: heap $(req sum), not $S1"
 req "touch 4" > /dev/null || fail "no writes after rollback"
 echo "ok - [${SECONDS}s] rollback: exactly generation $G1's heap"
-# The restored service gets a tracker of its own: its first generation is full again.
 G3=$(ckpt heap)
 "$HACTL" -s "$SOCK" log heap > "$T/log"
+grep -q "tracked from it" "$T/log" || fail "no restore was tracked from its generation: $(grep restore "$T/log")"
+list_json > "$T/list.json"
+"$PY" - "$T/list.json" "$MIB" "$G2" <<'PY' || fail "list: generations after the restores"
+import json, sys
+g = [x for x in json.load(open(sys.argv[1]))["generations"] if "committed_us" in x]
+heap, g2 = int(sys.argv[2]) << 20, int(sys.argv[3])
+after = sorted((x for x in g if x["id"] > g2), key=lambda x: x["id"])
+assert len(after) >= 2, ("too few generations after the restore", after)
+# Before adoption, each restore's first generation stored the whole heap again.
+assert all(x["bytes_new"] * 20 < heap for x in after), ("a full generation after a restore", after)
+print("ok - after a kill -9 restore and two rollbacks: %d generations of %.1f MiB, %s KiB new each "
+      "(the first after the restore: %.0f KiB, pause %.1f ms)" % (len(after), after[0]["bytes_total"] / 2**20,
+      "/".join("%.0f" % (x["bytes_new"] / 1024) for x in after), after[0]["bytes_new"] / 1024,
+      after[0]["pause_us"] / 1e3))
+PY
 
 # ---- 3. retention bounds the store ------------------------------------------------------
 conf 300ms 3
@@ -276,7 +301,8 @@ wait_up
 settled_check "after the worker's kill"
 echo "ok - [${SECONDS}s] worker $KILLED killed mid-checkpoint: restarted, checkpoints go on, catalog and store consistent"
 
-# Figures: each launch or restore begins with a full generation (logged at info).
+# Figures: each launch begins with a full generation (logged at info), and so does a
+# restore that could not be tracked on from its generation.
 grep -o "generation [0-9]* complete (store generation [0-9]*, full).*" "$LOG" |
 	sed 's/^/# /' || true
 kill -TERM "$PID"
