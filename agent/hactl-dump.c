@@ -35,15 +35,10 @@ static uint64_t mono_ms(void)
 	return t.tv_sec * 1000ull + t.tv_nsec / 1000000;
 }
 
-static int track(long pid, const char *store, long count, long interval_ms, const struct eng_track_opts *o)
+int ctl_track_run(struct eng_track *t, long count, long interval_ms)
 {
-	struct eng_track *t;
 	uint64_t next = mono_ms();
 
-	if (eng_track_open(pid, store, o, &t)) {
-		fprintf(stderr, "hactl dump: %s\n", eng_last_error());
-		return CTL_EXIT_FAIL;
-	}
 	for (long i = 0; i < count; i++) {
 		struct eng_track_stats st;
 		uint64_t now = mono_ms();
@@ -55,7 +50,7 @@ static int track(long pid, const char *store, long count, long interval_ms, cons
 		}
 		next = mono_ms() + interval_ms;
 		if (eng_track_checkpoint(t, NULL, &st)) {
-			fprintf(stderr, "hactl dump: generation %u: %s\n", st.generation, eng_last_error());
+			fprintf(stderr, "hactl: generation %u: %s\n", st.generation, eng_last_error());
 			eng_track_close(t);
 			return CTL_EXIT_FAIL;
 		}
@@ -73,6 +68,17 @@ static int track(long pid, const char *store, long count, long interval_ms, cons
 	}
 	eng_track_close(t);
 	return CTL_EXIT_OK;
+}
+
+static int track(long pid, const char *store, long count, long interval_ms, const struct eng_track_opts *o)
+{
+	struct eng_track *t;
+
+	if (eng_track_open(pid, store, o, &t)) {
+		fprintf(stderr, "hactl dump: %s\n", eng_last_error());
+		return CTL_EXIT_FAIL;
+	}
+	return ctl_track_run(t, count, interval_ms);
 }
 
 int ctl_cmd_dump(int argc, char **argv)

@@ -48,6 +48,10 @@ int ctl_cmd_inject(int argc, char **argv);
 int ctl_cmd_restore(int argc, char **argv);
 int ctl_cmd_image(int argc, char **argv);
 int ctl_cmd_dump(int argc, char **argv);
+/* hactl-dump.c: count generations of tracker t, one every interval_ms, one JSON line
+ * each on stdout; closes t. CTL_EXIT_*. */
+struct eng_track;
+int ctl_track_run(struct eng_track *t, long count, long interval_ms);
 int ctl_cmd_status(int argc, char **argv);
 int ctl_cmd_run(int argc, char **argv);
 /* hactl-svc.c */
