@@ -429,14 +429,17 @@ static int remote_syscall(pid_t pid, unsigned long ip, long nr, long a1, long a2
  * there again, so the process holds nothing new. The fill's own userfaultfd cannot be
  * kept for this: its slots were registered MISSING only, and the restorer's mremap
  * into place dropped the registration anyway (no UFFD_FEATURE_EVENT_REMAP). Not
- * fatal: without it the restore is as it always was.
+ * fatal: without it the restore is as it always was; only a uffd left in the process
+ * (its close failed) fails the restore, since no checkpoint of it could succeed.
  */
-static void adopt_root(struct restore *r, unsigned long ip)
+static int adopt_root(struct restore *r, unsigned long ip)
 {
 	pid_t pid = r->rp[0].outer[0];
-	int pidfd = -1, uffd = -1;
-	long fd = -1, rax;
+	int pidfd = -1, uffd = -1, ret = 0;
+	long fd = -1, rax = 0;
 
+	/* A failure here is not the restore's: logged, not kept as its error. */
+	eng__log_quiet(true);
 	if (remote_call(pid, ip, SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY, 0,
 			"userfaultfd", &fd))
 		fd = -1;
@@ -447,12 +450,19 @@ static void adopt_root(struct restore *r, unsigned long ip)
 		uffd = pidfd < 0 ? -1 : syscall(SYS_pidfd_getfd, pidfd, (int)fd, 0);
 		if (uffd < 0)
 			pr_info("pid %d: taking its userfaultfd %ld: %s", pid, fd, strerror(errno));
-		if (remote_call(pid, ip, SYS_close, fd, 0, "close", &rax) || rax)
-			pr_warn("pid %d: closing the userfaultfd %ld made in it", pid, fd);
+		ret = remote_call(pid, ip, SYS_close, fd, 0, "close", &rax);
 	}
+	eng__log_quiet(false);
 	if (pidfd >= 0)
 		close(pidfd);
+	/* A process left holding a userfaultfd could never be checkpointed: fail whole. */
+	if (ret || (fd >= 0 && rax)) {
+		if (uffd >= 0)
+			close(uffd);
+		return pr_errno(ret ? ret : -EIO, "pid %d: closing the userfaultfd %ld made in it", pid, fd);
+	}
 	r->adopt->fn(r->adopt->arg, pid, &r->c.procs[0], uffd);
+	return 0;
 }
 
 static int finish_proc(struct restore *r, size_t i, long off, unsigned long vlen)
@@ -478,7 +488,7 @@ static int finish_proc(struct restore *r, size_t i, long off, unsigned long vlen
 		ret = remote_syscall(r->rp[i].outer[0], vdso->start + off, SYS_prctl, PR_SET_PDEATHSIG,
 				     p->core->pdeathsig, "prctl(PR_SET_PDEATHSIG)");
 	if (!ret && !i && r->adopt)
-		adopt_root(r, vdso->start + off);
+		ret = adopt_root(r, vdso->start + off);
 	for (size_t k = 0; k < p->nr_threads && !ret; k++)
 		ret = rst__thread_finish(p, k, r->rp[i].outer[k]);
 	return ret;
