@@ -29,6 +29,7 @@ int ctl_cmd_restore(int argc, char **argv)
 		{ "track", no_argument, NULL, 'T' },
 		{ "count", required_argument, NULL, 'n' },
 		{ "interval", required_argument, NULL, 'i' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ 0 },
 	};
 	struct eng_restore_opts o = { 0 };
@@ -39,8 +40,11 @@ int ctl_cmd_restore(int argc, char **argv)
 	int opt, st;
 	pid_t pid, root;
 
-	while ((opt = getopt_long(argc, argv, "D:d", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "D:dv", opts, NULL)) != -1) {
 		switch (opt) {
+		case 'v':
+			eng_set_log(NULL, ENG_LOG_DEBUG, NULL);
+			break;
 		case 'D':
 			dir = optarg;
 			break;
@@ -103,6 +107,6 @@ int ctl_cmd_restore(int argc, char **argv)
 usage:
 	fprintf(stderr, "usage: hactl restore -D DIR|STORE [--generation G] [--detach] [--pidns]\n"
 			"       hactl restore -D STORE [--generation G] --track [--count N] [--interval MS]\n"
-			"                     [--detach] [--pidns]\n");
+			"                     [--detach] [--pidns] [-v]\n");
 	return CTL_EXIT_USAGE;
 }
