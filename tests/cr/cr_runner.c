@@ -148,16 +148,25 @@ static int restore_and_check(struct test *t, const char *img)
 	return finish(t, "restored");
 }
 
-static int run_roundtrip(struct test *t)
+/* The victim started, left to exercise its state a little, dumped (leave: and left
+ * running) into t->dir.img. */
+static int start_and_dump(struct test *t, int leave)
 {
 	int rc;
 
 	if (start(t))
 		return 1;
-	usleep(50000);		/* let it exercise its state a little */
-	rc = cr_dump(t->hactl, t->v.pid, t->dir.img, 0, t->dir.hlog, NULL);
+	usleep(50000);
+	rc = cr_dump(t->hactl, t->v.pid, t->dir.img, leave, t->dir.hlog, NULL);
 	if (rc)
-		return why(t, "hactl dump exited %d", rc);
+		return why(t, "hactl dump%s exited %d", leave ? " --leave-running" : "", rc);
+	return 0;
+}
+
+static int run_roundtrip(struct test *t)
+{
+	if (start_and_dump(t, 0))
+		return 1;
 	if (cr_wait_killed(t->v.pid, 10000))
 		return why(t, "the dumped victim was not killed");
 	if (cr_wait_pid_gone(t->v.pid, 5000))
@@ -168,15 +177,10 @@ static int run_roundtrip(struct test *t)
 static int run_leave_running(struct test *t)
 {
 	pid_t pid;
-	int rc;
 
-	if (start(t))
+	if (start_and_dump(t, 1))
 		return 1;
 	pid = t->v.pid;
-	usleep(50000);
-	rc = cr_dump(t->hactl, pid, t->dir.img, 1, t->dir.hlog, NULL);
-	if (rc)
-		return why(t, "hactl dump --leave-running exited %d", rc);
 	if (!cr_pid_alive(pid))
 		return why(t, "the victim did not survive dump --leave-running");
 	if (compare(t, "after dump --leave-running"))
@@ -247,13 +251,9 @@ static int run_pidns(struct test *t)
 	pid_t pid, init = 0, copy;
 	int rc, st;
 
-	if (start(t))
+	if (start_and_dump(t, 1))
 		return 1;
 	pid = t->v.pid;
-	usleep(50000);
-	rc = cr_dump(t->hactl, pid, t->dir.img, 1, t->dir.hlog, NULL);
-	if (rc)
-		return why(t, "hactl dump --leave-running exited %d", rc);
 	rc = cr_run(argv, t->dir.hlog, 60000, &out);
 	if (rc || !out || sscanf(out, "restored pid %d", &init) != 1 || init <= 0) {
 		free(out);
