@@ -10,7 +10,8 @@
  *                        after the page is whole. Pages chosen pseudo-randomly.
  *   mapper               a table of 8 small regions: mmap + fill, mremap (grow, often
  *                        moving), munmap, MADV_DONTNEED (must read back as zeros),
- *                        rewrite; each recorded in the table after it is done.
+ *                        rewrite; each recorded in the table after it is done. Region
+ *                        0 is mapped right above the writers' pages when that is free.
  *   thp                  4 MiB of transparent huge pages (MADV_HUGEPAGE): each 2 MiB
  *                        half in turn filled whole, or dropped whole with
  *                        MADV_DONTNEED, which leaves no page table at all there (a
@@ -25,7 +26,7 @@
  *                        page 1 the file's own; fd 100 a pipe or /dev/null in turn;
  *                        the SIGUSR2 handler one of two. Restored, each must be the
  *                        one recorded at that generation's freeze. Only with
- *                        INCR_FILER set in the environment (the incr_track tests).
+ *                        INCR_FILER set in the environment (the incr_* tests).
  *   forker               on SIGUSR1 (the runner sends it between two generations, so
  *                        that no dump catches the short-lived child): fork; the child
  *                        writes to a few pages (its own copies) and exits at once; the
@@ -109,8 +110,12 @@ static void *mapper(void *arg)
 				munmap(r->addr, r->npages * 4096);
 			r->addr = NULL;
 			r->npages = 1 + mapper_ops % 13;
-			r->addr = mmap(NULL, r->npages * 4096, PROT_READ | PROT_WRITE,
-				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			/* Region 0 right above the writers' pages when that is free: while no
+			 * tracker holds us it merges into their mapping, which the next tracker
+			 * registers whole; replacing it then pulls the ground from under a scan
+			 * of that mapping half-way (track.c, lose_range). */
+			r->addr = mmap(r == reg ? (void *)(mem + pages * 512) : NULL, r->npages * 4096,
+				       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 			if (r->addr == MAP_FAILED)
 				zdtm_fail("mmap: %m");
 			fill_region(r, s++);
@@ -394,7 +399,7 @@ int main(int argc, char **argv)
 	pthread_create(&th[2], NULL, mapper, NULL);
 	pthread_create(&th[3], NULL, forker, NULL);
 	pthread_create(&th[4], NULL, thp, NULL);
-	/* the incr_track tests set it; incr_crash and incr_corrupt test the store */
+	/* the incr_* tests of tests/dump set it */
 	if (getenv("INCR_FILER"))
 		filer_setup();
 	pthread_create(&th[5], NULL, getenv("INCR_FILER") ? filer : idle, NULL);
