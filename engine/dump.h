@@ -263,6 +263,7 @@ struct eng__vma_dump {
 	uint32_t shm;		/* its id, from eng__shm_collect */
 	bool tracked;		/* registered with our pre-copy uffd (mem-precopy.c) */
 	bool planned;		/* plan_one() succeeded: the fields above are its answer */
+	bool stale;		/* ...about another file than the maps line's: not reused */
 };
 
 struct eng__page_run {

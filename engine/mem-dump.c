@@ -179,18 +179,25 @@ static void plan_obj(struct eng__vma_dump *d, int fd, int kind)
 	d->src = d->v.shared ? ENG_PG_NONE : ENG_PG_SCAN_COW;
 }
 
-/* The mapped file's path as readlink of map_files gives it: maps escapes newlines in
- * names. " (deleted)" may also end a real name: the link count decides. */
-static int mapped_path(pid_t pid, struct eng__vma_dump *d)
+/* The mapped file's path as readlink of our fd of it gives it (maps escapes newlines
+ * in names), so that path and inode are of the one object we opened: the process may
+ * map another file there between two looks at map_files. " (deleted)" may also end a
+ * real name: the link count decides. */
+static int mapped_path(pid_t pid, struct eng__vma_dump *d, int fd)
 {
 	char name[64], *buf = malloc(PATH_MAX);
-	int ret;
+	ssize_t n;
+	int ret = 0;
 
 	if (!buf)
 		return -ENOMEM;
-	snprintf(name, sizeof(name), "map_files/%lx-%lx", (unsigned long)d->v.start,
-		 (unsigned long)d->v.end);
-	ret = eng__proc_link(pid, name, buf, PATH_MAX);
+	snprintf(name, sizeof(name), "/proc/self/fd/%d", fd);
+	n = readlink(name, buf, PATH_MAX - 1);
+	if (n < 0)
+		ret = pr_errno(-errno, "pid %d: the file mapped at %#lx: readlink %s", pid,
+			       (unsigned long)d->v.start, name);
+	else
+		buf[n] = 0;
 	if (!ret && d->unlinked && ends_with(buf, DELETED))
 		buf[strlen(buf) - strlen(DELETED)] = 0;
 	if (!ret && buf[0] != '/')
@@ -224,6 +231,10 @@ static int plan_file(pid_t pid, struct eng__vma_dump *d, bool shared_anon)
 
 	if (fd < 0)
 		return fd;
+	/* Not the object of the maps line: the process mapped another one there since we
+	 * read maps (it runs: the frozen plan is exact). Good for now, never to be taken
+	 * over by a later plan whose line is this one (plan_again). */
+	d->stale = st.st_ino != d->v.ino;
 	if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 5) && !d->v.shared) {
 		/* A private map of /dev/zero is plain anonymous memory (mmap_zero). */
 		close(fd);
@@ -252,7 +263,7 @@ static int plan_file(pid_t pid, struct eng__vma_dump *d, bool shared_anon)
 	d->dev = st.st_dev;
 	d->ino = st.st_ino;
 	d->unlinked = st.st_nlink == 0;
-	ret = mapped_path(pid, d);
+	ret = mapped_path(pid, d, fd);
 	if (ret) {
 		close(fd);
 		return ret;
@@ -377,7 +388,7 @@ static int plan_again(struct eng__vma_dump *old, int nr_old, int *k, struct eng_
 	if (*k == nr_old)
 		return 0;
 	o = &old[*k];
-	if (!o->planned || !same_line(&o->v, &d->v) || o->v.vmflags != d->v.vmflags ||
+	if (!o->planned || o->stale || !same_line(&o->v, &d->v) || o->v.vmflags != d->v.vmflags ||
 	    o->v.pkey != d->v.pkey || o->tracked != d->tracked)	/* check_flags() reads it */
 		return 0;
 	d->kind = o->kind;
