@@ -476,6 +476,12 @@ static int configure(struct cat *c)
 		return ret;
 	if ((ret = pragma(c, "PRAGMA foreign_keys = ON", NULL)))
 		return ret;
+	/* The page cache is most of hacd's heap growth: it fills as the catalog grows
+	 * (measured: sqlite's heap and malloc's in-use bytes grew alike, 2.3 KB/s with 20
+	 * services at 1 s). Named here so that its cap is ours, not a build default. The
+	 * hot queries go through indexes (migration 5); 1 MiB holds their pages. */
+	if ((ret = pragma(c, "PRAGMA cache_size = -1024", NULL)))
+		return ret;
 	/* Persistent in the file; returns the mode actually in force. */
 	if ((ret = pragma(c, "PRAGMA journal_mode = WAL", "wal")))
 		return ret;
