@@ -22,6 +22,7 @@
 #define HA_ZDTM_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -209,6 +210,35 @@ static inline void zdtm_sleep_ms(long ms)
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
 
 	nanosleep(&ts, NULL);
+}
+
+/*
+ * n threads running fn((void *)i), created with SIGTERM blocked so that the runner's
+ * SIGTERM is the main thread's to take; returns once each has added 1 to *ready.
+ */
+static inline void zdtm_threads_start(pthread_t *th, int n, void *(*fn)(void *),
+				      volatile int *ready)
+{
+	sigset_t term;
+
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &term, NULL);
+	for (long i = 0; i < n; i++)
+		if (pthread_create(&th[i], NULL, fn, (void *)i))
+			zdtm_fail("pthread_create %ld", i);
+	pthread_sigmask(SIG_UNBLOCK, &term, NULL);
+	while (__atomic_load_n(ready, __ATOMIC_SEQ_CST) < n)
+		zdtm_sleep_ms(1);
+}
+
+/* pause() until the runner's SIGTERM: anything else that ends it fails the victim. */
+static inline void zdtm_pause_for_term(void)
+{
+	int r = pause(), e = errno;
+
+	zdtm_check(r == -1 && e == EINTR && zdtm_stop, "pause ended without SIGTERM (%d %s)", r,
+		   strerror(e));
 }
 
 static inline double zdtm_now(clockid_t clk)

@@ -45,23 +45,11 @@ static void *waiter(void *arg)
 int main(void)
 {
 	pthread_t th[NR];
-	sigset_t term;
-	int r, e;
 
 	zdtm_init();
-	/* SIGTERM is for the main thread: the sleepers inherit it blocked. */
-	sigemptyset(&term);
-	sigaddset(&term, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &term, NULL);
-	for (int i = 0; i < NR; i++)
-		pthread_create(&th[i], NULL, waiter, (void *)(long)i);
-	pthread_sigmask(SIG_UNBLOCK, &term, NULL);
-	while (__atomic_load_n(&ready_count, __ATOMIC_SEQ_CST) < NR)
-		zdtm_sleep_ms(1);
+	zdtm_threads_start(th, NR, waiter, &ready_count);
 	zdtm_ready("blocks=pause blocks_all=1 wake=term threads=%d", NR + 1);
-	r = pause();
-	e = errno;
-	zdtm_check(r == -1 && e == EINTR && zdtm_stop, "pause ended without SIGTERM (%d %s)", r, strerror(e));
+	zdtm_pause_for_term();
 	__atomic_store_n(&word, 1, __ATOMIC_SEQ_CST);
 	syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, NR, NULL, NULL, 0);
 	for (int i = 0; i < NR; i++) {

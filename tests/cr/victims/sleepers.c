@@ -56,25 +56,13 @@ int main(void)
 {
 	struct sigaction sa = { .sa_handler = on_usr1 };
 	pthread_t th[NR];
-	sigset_t term;
-	int r, e;
 
 	zdtm_init();
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGUSR1, &sa, NULL);	/* no SA_RESTART: sleeps end with EINTR */
-	/* SIGTERM is for the main thread: the sleepers inherit it blocked. */
-	sigemptyset(&term);
-	sigaddset(&term, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &term, NULL);
-	for (int i = 0; i < NR; i++)
-		pthread_create(&th[i], NULL, sleeper, (void *)(long)i);
-	pthread_sigmask(SIG_UNBLOCK, &term, NULL);
-	while (__atomic_load_n(&ready_count, __ATOMIC_SEQ_CST) < NR)
-		zdtm_sleep_ms(1);
+	zdtm_threads_start(th, NR, sleeper, &ready_count);
 	zdtm_ready("blocks=pause blocks_all=1 wake=term threads=%d", NR + 1);
-	r = pause();
-	e = errno;
-	zdtm_check(r == -1 && e == EINTR && zdtm_stop, "pause ended without SIGTERM (%d %s)", r, strerror(e));
+	zdtm_pause_for_term();
 	for (int i = 0; i < NR; i++) {
 		sent[i] = 1;
 		pthread_kill(th[i], SIGUSR1);
