@@ -213,11 +213,28 @@ static int ns_differs(pid_t pid, const char *ns)
 	return ns_differs_from(pid, 0, ns);
 }
 
-/* The copy under --pidns: the init's only child, its pid inside the one dumped. */
-static int check_pidns_copy(struct test *t, pid_t init, pid_t pid, pid_t *copy)
+/* pid as its own pid namespace sees it (the last NSpid), 0 when unknown. */
+static pid_t inner_pid(pid_t pid)
 {
 	char path[64], line[256], *v;
 	pid_t inner = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "NSpid:", 6) && (v = strrchr(line, '\t')))
+			inner = atoi(v + 1);
+	if (f)
+		fclose(f);
+	return inner;
+}
+
+/* The copy under --pidns: the init's only child, its pid inside the one dumped. */
+static int check_pidns_copy(struct test *t, pid_t init, pid_t pid, pid_t *copy)
+{
+	char path[64];
+	pid_t inner;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", init, init);
@@ -229,13 +246,7 @@ static int check_pidns_copy(struct test *t, pid_t init, pid_t pid, pid_t *copy)
 		fclose(f);
 	if (*copy <= 0)
 		return why(t, "the restore's init %d has no child", init);
-	snprintf(path, sizeof(path), "/proc/%d/status", *copy);
-	f = fopen(path, "re");
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "NSpid:", 6) && (v = strrchr(line, '\t')))
-			inner = atoi(v + 1);
-	if (f)
-		fclose(f);
+	inner = inner_pid(*copy);
 	if (inner != pid)
 		return why(t, "copy %d is pid %d inside its namespace, not %d", *copy, inner, pid);
 	for (const char *const *ns = (const char *const[]){ "pid", "ipc", "uts", "mnt", NULL }; *ns; ns++)
@@ -290,22 +301,6 @@ static int run_pidns(struct test *t)
 struct service {
 	pid_t init, pid, inner;
 };
-
-static pid_t inner_pid(pid_t pid)
-{
-	char path[64], line[256], *v;
-	pid_t inner = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	f = fopen(path, "re");
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "NSpid:", 6) && (v = strrchr(line, '\t')))
-			inner = atoi(v + 1);
-	if (f)
-		fclose(f);
-	return inner;
-}
 
 /* The host name of pid's uts namespace (set it first when set is not NULL), from a
  * child that joins it. 0 when done. */
