@@ -54,6 +54,7 @@
 #include "dump.h"
 #include "log.h"
 #include "restore.h"
+#include "track.h"
 
 /* Offset of a `syscall` instruction in our vdso: the restored process has the same one. */
 static long vdso_syscall_off(unsigned long *vdso_len)
@@ -322,8 +323,9 @@ static int fill_proc(struct restore *r, size_t i)
 	struct rproc *rp = &r->rp[i];
 	unsigned long *slots = calloc(p->nr_vmas + 1, sizeof(*slots));
 	bool *reg = calloc(p->nr_vmas + 1, sizeof(*reg));
-	struct rst_fill_args a = { .p = p, .slots = slots, .dirfd = r->c.dirfd, .uffd = -1, .registered = reg,
-				   .remote = rp->fill_stopped, .workers = r->c.fill_workers };
+	struct rst_fill_args a = { .p = p, .slots = slots, .dirfd = r->c.dirfd, .dir = r->c.dir, .store = r->c.store,
+				   .gen = r->c.gen, .uffd = -1, .registered = reg, .remote = rp->fill_stopped,
+				   .workers = r->c.fill_workers };
 	struct rst_times t = { 0 };
 	uint64_t t0 = rst__now_us();
 	int pidfd = -1, ret = 0;
@@ -724,6 +726,35 @@ static int finish_all(struct restore *r)
 	return 0;
 }
 
+/* dir named as a generation of a page store itself (STORE/gen-N): STORE, and N. */
+static const char *store_of(const char *dir, char *buf, size_t len, uint32_t *gen)
+{
+	size_t n = strlen(dir);
+	const char *base;
+	unsigned g;
+	int end = 0;
+
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	if (n >= len)
+		return NULL;
+	memcpy(buf, dir, n);
+	buf[n] = 0;
+	base = strrchr(buf, '/');
+	if (sscanf(base ? base + 1 : buf, "gen-%8u%n", &g, &end) != 1 || end != 12 || (base ? base + 1 : buf)[end])
+		return NULL;
+	if (!base)
+		snprintf(buf, len, ".");
+	else if (base == buf)
+		buf[1] = 0;
+	else
+		buf[base - buf] = 0;
+	if (!eng_store_is(buf))
+		return NULL;
+	*gen = g;
+	return buf;
+}
+
 int eng_restore(const char *dir, const struct eng_restore_opts *opts, pid_t *out)
 {
 	return eng_restore_pids(dir, opts, out, NULL);
@@ -739,19 +770,26 @@ int eng__restore_adopt(const char *dir, const struct eng_restore_opts *opts, pid
 {
 	struct restore r = { .go = { -1, -1 }, .status = { -1, -1 }, .phase = { { -1, -1 }, { -1, -1 } },
 			     .adopt = adopt };
-	char gen_dir[4200];
+	char gen_dir[4200], store_dir[4200];
 	uint64_t t0 = rst__now_us(), t_load = 0, t_tree = 0;
+	const char *store = NULL;
+	uint32_t gen = opts ? opts->generation : 0;
 	int ret;
 
 	eng__clear_error();
 	/* A page store (eng_track): one of its generations, each an image directory. */
 	if (eng_store_is(dir)) {
-		ret = eng_store_gen_path(dir, opts ? opts->generation : 0, gen_dir, sizeof(gen_dir));
+		ret = eng__store_gen_find(dir, &gen, gen_dir, sizeof(gen_dir));
 		if (ret)
 			return ret;
+		store = dir;
 		dir = gen_dir;
+	} else {
+		store = store_of(dir, store_dir, sizeof(store_dir), &gen);
 	}
 	ret = setup(&r, dir, opts);
+	r.c.store = store;
+	r.c.gen = store ? gen : 0;
 	if (ret)
 		goto out;
 	t_load = rst__now_us();

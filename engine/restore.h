@@ -70,6 +70,10 @@ struct rst_msg {
 
 struct rst_ctx {
 	int dirfd;
+	/* For messages: the image directory; a page store's path and the generation
+	 * (NULL and 0 for a plain image directory). */
+	const char *dir, *store;
+	uint32_t gen;
 	ImgInventory *inv;
 	ImgFile **files;
 	size_t nr_files;
@@ -163,12 +167,17 @@ struct rst_fill_args {
 	const struct rst_proc *p;	/* its pages image open */
 	const unsigned long *slots;	/* each VMA's premapped address in the restored process */
 	int dirfd;			/* the image directory (a store generation's: its packs) */
+	const char *dir, *store;	/* for messages (rst_ctx's) */
+	uint32_t gen;
 	int uffd;			/* registered over the anonymous private slots, or -1 */
 	const bool *registered;		/* per VMA: its slot is in uffd */
 	pid_t remote;			/* the restored process, 0: the slots are ours */
 	int workers;			/* threads, ours included */
 };
 int rst__fill(const struct rst_fill_args *a, struct rst_times *t);
+/* For tests: called by a fill worker before it starts task `task` of `nr_tasks` of
+ * process `pid` (to truncate an image under a running restore, say). */
+extern void (*eng__test_fill_hook)(pid_t pid, size_t task, size_t nr_tasks);
 
 /* In hactl, tracing the new process at its final int3 stops. */
 int rst__thread_finish(const struct rst_proc *p, size_t i, pid_t tid);

@@ -13,10 +13,10 @@
  *      zeroing it first. Other slots (private file mappings' copied-on-write pages,
  *      private mappings of shared objects) are written as before.
  *   2. The work is split into tasks (a blob: read, check, decompress once, put each run
- *      that uses it; a 2 MiB chunk of a plain run; a plain run's checksum) that any
- *      number of workers take in turn. A page store's runs are taken in blob order:
- *      a late generation's address range interleaves blobs of every older generation,
- *      and each blob must be decompressed once, not once per run.
+ *      that uses it; a plain run: read, sum and put, 1 MiB at a time) that any number
+ *      of workers take in turn. A page store's runs are taken in blob order: a late
+ *      generation's address range interleaves blobs of every older generation, and
+ *      each blob must be decompressed once, not once per run.
  *   3. The workers are threads of hactl, not of the restored process (which hactl
  *      traces: a thread of its own would look like a restored task to the tracer, and
  *      would take a pid the restorer may need for a thread): hactl takes the process's
@@ -24,13 +24,23 @@
  *      process_vm_writev. A process restored by hactl alone (no workers to spare)
  *      fills itself the same way, with one worker.
  *   4. Zero pages are never touched: fresh anonymous memory reads as zero.
+ *   5. A plain pages image is mapped, and each run is summed and put a 1 MiB piece at
+ *      a time, by one worker: summing first maps the piece's pages in, so UFFDIO_COPY
+ *      then copies from page cache pages present in our page table (a piece not mapped
+ *      yet sends it down its slow path, page by page). Reading with pread into a buffer
+ *      instead cost one more copy of every byte: 60% more CPU for a 512 MiB restore
+ *      here. A mapped file truncated under us (or a failing disk) raises SIGBUS on our
+ *      own reads, which a per-thread guard turns into an error naming the file and
+ *      offset (the kernel's own reads, in UFFDIO_COPY or process_vm_writev, fail with
+ *      EFAULT).
  *
  * INVARIANTS
- *   1. Every byte put was checked: a blob's compressed bytes against the XXH3 both its
- *      header and the page map carry (then the zstd frame's own size check); a plain
- *      run's bytes against its XXH3, computed over the same mapping of the pages image
- *      the bytes are put from (images are written once and never changed in place).
- *      A failure names the file and offset, and the process is killed by hactl with
+ *   1. Every byte put is checked before the point of no return: a blob's compressed
+ *      bytes against the XXH3 both its header and the page map carry (then the zstd
+ *      frame's own size check), before any of it is put; a plain run's bytes against
+ *      its XXH3, summed over the very buffer each piece is put from, the verdict once
+ *      the run is whole. A failure names the image directory or the store and
+ *      generation, the file and the offset, and the process is killed by hactl with
  *      the rest of the tree (nothing of it ever ran).
  *   2. A page is put at most once: runs do not overlap (image-check.c), and UFFDIO_COPY
  *      onto a present page fails (EEXIST) rather than overwrite.
@@ -39,6 +49,8 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,16 +68,18 @@
 #include "track.h"
 
 #define PAGE 4096ul
-#define CHUNK (2ul << 20)
+#define BUF (TRK_BLOB_PAGES * PAGE)	/* a worker's buffer: a blob's pages, a plain piece */
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
 
-enum task_kind { T_BLOB, T_CHUNK, T_SUM };
+void (*eng__test_fill_hook)(pid_t pid, size_t task, size_t nr_tasks);
+
+enum task_kind { T_BLOB, T_RUN };
 
 struct task {
 	enum task_kind kind;
-	size_t a, b;		/* T_BLOB: order[a..b); T_CHUNK: run a, bytes [b, b + CHUNK); T_SUM: run a */
+	size_t a, b;		/* T_BLOB: order[a..b); T_RUN: run a */
 };
 
 struct fill {
@@ -77,7 +91,6 @@ struct fill {
 	size_t nr_tasks, next;		/* next: taken with an atomic add */
 	const uint8_t *map;		/* pages-PID.img, mapped whole */
 	size_t map_len;
-	bool fused;			/* one worker: a plain run is copied and summed in one pass */
 	pthread_mutex_t lock;
 	int err;
 	char why[232];
@@ -89,6 +102,7 @@ struct worker {
 	struct fill *f;
 	uint8_t *cbuf, *out;
 	ZSTD_DCtx *dctx;
+	XXH3_state_t *sum;
 	int fd;
 	uint32_t fd_pack;
 	uint64_t t_read, t_unpack, t_copy, bytes_read, bytes_filled;
@@ -156,29 +170,51 @@ static uint64_t run_dst(const struct fill *f, size_t i)
 	return f->in->slots[vi] + (e->vaddr - f->p->vmas[vi]->start);
 }
 
+/* "generation G: STORE/packs/pack-N.pack" names, for messages. */
+static void pack_path(const struct fill *f, uint32_t pack, char *buf, size_t len)
+{
+	char name[64];
+
+	eng__store_pack_name(pack, name, sizeof(name));
+	snprintf(buf, len, "%s/packs/%s", f->in->store ? f->in->store : "..", name);
+}
+
+static int pack_open(struct worker *w, uint32_t pack, const char *path)
+{
+	char name[64], rel[96];
+
+	if (w->fd >= 0 && w->fd_pack == pack)
+		return 0;
+	if (w->fd >= 0)
+		close(w->fd);
+	eng__store_pack_name(pack, name, sizeof(name));
+	/* Our own layout, a number we format: nothing read from disk becomes a path. */
+	snprintf(rel, sizeof(rel), "../packs/%s", name);
+	w->fd = openat(w->f->in->dirfd, rel, O_RDONLY | O_CLOEXEC);
+	w->fd_pack = pack;
+	if (w->fd < 0)
+		return pr_errno(-errno, "generation %u: %s: open", w->f->in->gen, path);
+	posix_fadvise(w->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	return 0;
+}
+
 /* One blob and every run that uses it (order[a..b)). */
 static int do_blob(struct worker *w, size_t a, size_t b)
 {
 	struct fill *f = w->f;
 	const ImgPagemapEntry *e0 = f->p->pm[f->order[a]];
 	struct eng__blob_hdr h;
-	char name[64];
+	char path[4200];
 	uint64_t t;
 	size_t r, want;
 	int ret;
 
-	eng__store_pack_name(e0->pack, name, sizeof(name));
-	if (w->fd < 0 || w->fd_pack != e0->pack) {
-		if (w->fd >= 0)
-			close(w->fd);
-		w->fd = eng__pack_open(f->in->dirfd, e0->pack);
-		w->fd_pack = e0->pack;
-		if (w->fd < 0)
-			return w->fd;
-		posix_fadvise(w->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	}
+	pack_path(f, e0->pack, path, sizeof(path));
+	ret = pack_open(w, e0->pack, path);
+	if (ret)
+		return ret;
 	t = us();
-	ret = eng__blob_read(w->fd, name, 0, e0->offset, e0->xxh3, w->cbuf, NULL, &h);
+	ret = eng__blob_read(w->fd, path, f->in->gen, e0->offset, e0->xxh3, w->cbuf, NULL, &h);
 	w->t_read += us() - t;
 	if (ret)
 		return ret;
@@ -187,17 +223,18 @@ static int do_blob(struct worker *w, size_t a, size_t b)
 		const ImgPagemapEntry *e = f->p->pm[f->order[k]];
 
 		if (e->blob_page + e->nr_pages > h.nr_pages)
-			return pr_errno(-EBADMSG, "pagemap-%d.img: entry %zu: pages [%u, +%lu) of a %u-page blob in %s "
-					"offset %lu", f->p->pid, f->order[k], e->blob_page, (unsigned long)e->nr_pages,
-					h.nr_pages, name, (unsigned long)e->offset);
+			return pr_errno(-EBADMSG, "generation %u: pagemap-%d.img: entry %zu: pages [%u, +%lu) of a "
+					"%u-page blob in %s offset %lu", f->in->gen, f->p->pid, f->order[k],
+					e->blob_page, (unsigned long)e->nr_pages, h.nr_pages, path,
+					(unsigned long)e->offset);
 	}
 	t = us();
 	want = (size_t)h.nr_pages * PAGE;
 	r = ZSTD_decompressDCtx(w->dctx, w->out, want, w->cbuf, h.clen);
 	w->t_unpack += us() - t;
 	if (ZSTD_isError(r) || r != want)
-		return pr_errno(-EBADMSG, "%s offset %lu: blob does not decompress to its %u pages", name,
-				(unsigned long)e0->offset, h.nr_pages);
+		return pr_errno(-EBADMSG, "generation %u: %s offset %lu: blob does not decompress to its %u pages",
+				f->in->gen, path, (unsigned long)e0->offset, h.nr_pages);
 	for (size_t k = a; k < b && !ret; k++) {
 		size_t i = f->order[k];
 		const ImgPagemapEntry *e = f->p->pm[i];
@@ -207,81 +244,119 @@ static int do_blob(struct worker *w, size_t a, size_t b)
 	return ret;
 }
 
-static int sum_mismatch(const struct fill *f, size_t i)
+/*
+ * The SIGBUS guard around our reads of the mapped pages image: the handler jumps back
+ * to the run being read when the fault is in a guarded stretch of this thread, else
+ * puts the disposition it replaced back and returns, so that the fault repeats under
+ * it. SA_NODEFER: the jump leaves no signal blocked.
+ */
+static __thread sigjmp_buf *bus_jmp;
+static __thread const void *bus_addr;
+static struct sigaction bus_old;
+
+static void on_bus(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig, (void)uc;
+	if (bus_jmp) {
+		bus_addr = si->si_addr;
+		siglongjmp(*bus_jmp, 1);
+	}
+	sigaction(SIGBUS, &bus_old, NULL);
+}
+
+/* at: where the fault was (bus_addr), or NULL: the kernel's read of src failed (EFAULT). */
+static int bus_error(const struct fill *f, size_t i, const uint8_t *at, const uint8_t *src)
 {
 	const ImgPagemapEntry *e = f->p->pm[i];
+	struct stat st;
+	long long size = fstat(f->p->pages->fd, &st) ? -1ll : (long long)st.st_size;
 
-	return pr_errno(-EBADMSG, "pages-%d.img: run at %#lx (%lu pages, offset %lu): checksum mismatch", f->p->pid,
-			(unsigned long)e->vaddr, (unsigned long)e->nr_pages, (unsigned long)e->offset);
+	/* Our memcpy into a private file mapping's slot (filling ourselves) may fault on
+	 * the destination: that mapped file is shorter than its mapping now. */
+	if (at && (at < f->map || at >= f->map + f->map_len))
+		return pr_errno(-EIO, "pid %d: SIGBUS writing the run at %#lx into its mapping (is the mapped file "
+				"shorter than the mapping?)", f->p->pid, (unsigned long)e->vaddr);
+	/* put() logged the EFAULT first: this says which file it was. */
+	eng__clear_error();
+	return pr_errno(-EIO, "%s/pages-%d.img: run at %#lx: %s offset %lu, the file is %lld bytes now (truncated "
+			"during the restore, or an I/O error)", f->in->dir, f->p->pid, (unsigned long)e->vaddr,
+			at ? "SIGBUS reading" : "the kernel could not read", (unsigned long)((at ? at : src) - f->map),
+			size);
 }
 
-/* A plain run's bytes, from the mapped pages image (offsets checked at setup). */
-static const uint8_t *plain_src(const struct fill *f, size_t i)
-{
-	return f->map + IMG_RAW_HDR_SIZE + f->p->pm[i]->offset;
-}
-
-static int do_chunk(struct worker *w, size_t i, size_t off)
-{
-	struct fill *f = w->f;
-	size_t len = f->p->pm[i]->nr_pages * PAGE, n = len - off < CHUNK ? len - off : CHUNK;
-
-	w->bytes_read += n;
-	return put(w, f->vma_of[i], run_dst(f, i) + off, plain_src(f, i) + off, n);
-}
-
-static int do_sum(struct worker *w, size_t i)
+/* A plain run, a piece at a time: summed (mapping it in), then put; the verdict on the
+ * sum once the run is whole (before the point of no return). Under the guard set by
+ * do_run(), which it lifts. */
+static int run_pieces(struct worker *w, size_t i)
 {
 	struct fill *f = w->f;
 	const ImgPagemapEntry *e = f->p->pm[i];
-	size_t len = e->nr_pages * PAGE;
-	uint64_t t = us(), sum;
+	const uint8_t *src = f->map + IMG_RAW_HDR_SIZE + e->offset;
+	size_t len = e->nr_pages * PAGE, n = 0, off;
+	uint64_t t;
 	int ret = 0;
 
-	if (!f->fused) {
-		sum = XXH3_64bits(plain_src(f, i), len);
+	XXH3_64bits_reset(w->sum);
+	for (off = 0; off < len && !ret; off += n) {
+		n = len - off < BUF ? len - off : BUF;
+		t = us();
+		XXH3_64bits_update(w->sum, src + off, n);
 		w->t_read += us() - t;
-		return sum == e->xxh3 ? 0 : sum_mismatch(f, i);
+		w->bytes_read += n;
+		ret = put(w, f->vma_of[i], run_dst(f, i) + off, src + off, n);
 	}
-	/* One worker: each chunk summed right after it was put, while it is in cache. */
-	{
-		XXH3_state_t *st = XXH3_createState();
+	bus_jmp = NULL;
+	if (ret == -EFAULT)
+		return bus_error(f, i, NULL, src + off - n);	/* shrunk between the sum and the put */
+	if (!ret && XXH3_64bits_digest(w->sum) != e->xxh3)
+		ret = pr_errno(-EBADMSG, "%s/pages-%d.img: run at %#lx (%lu pages, offset %lu): checksum mismatch",
+			       f->in->dir, f->p->pid, (unsigned long)e->vaddr, (unsigned long)e->nr_pages,
+			       (unsigned long)e->offset);
+	return ret;
+}
 
-		if (!st)
-			return -ENOMEM;
-		XXH3_64bits_reset(st);
-		for (size_t off = 0; off < len && !ret; off += CHUNK) {
-			ret = do_chunk(w, i, off);
-			t = us();
-			XXH3_64bits_update(st, plain_src(f, i) + off, len - off < CHUNK ? len - off : CHUNK);
-			w->t_read += us() - t;
-		}
-		sum = XXH3_64bits_digest(st);
-		XXH3_freeState(st);
+/* Nothing here changes after sigsetjmp: a jump back finds every variable as it was. */
+static int do_run(struct worker *w, size_t i)
+{
+	sigjmp_buf jb;
+
+	if (sigsetjmp(jb, 0)) {
+		bus_jmp = NULL;
+		return bus_error(w->f, i, bus_addr, NULL);
 	}
-	return ret ? ret : sum == e->xxh3 ? 0 : sum_mismatch(f, i);
+	bus_jmp = &jb;
+	return run_pieces(w, i);
 }
 
 static void *work(void *arg)
 {
 	struct worker *w = arg;
 	struct fill *f = w->f;
+	sigset_t bus, old;
 
+	/* A restored process fills itself with every signal blocked: a SIGBUS it raised
+	 * blocked would kill it, not reach the guard. */
+	sigemptyset(&bus);
+	sigaddset(&bus, SIGBUS);
+	pthread_sigmask(SIG_UNBLOCK, &bus, &old);
 	w->fd = -1;
 	w->cbuf = malloc(eng__blob_cbound());
-	w->out = malloc(TRK_BLOB_PAGES * PAGE);
+	w->out = malloc(BUF);
 	w->dctx = ZSTD_createDCtx();
-	if (!w->cbuf || !w->out || !w->dctx)
+	w->sum = XXH3_createState();
+	if (!w->cbuf || !w->out || !w->dctx || !w->sum)
 		failed(f, -ENOMEM);
 	while (!__atomic_load_n(&f->err, __ATOMIC_RELAXED)) {
 		size_t k = __atomic_fetch_add(&f->next, 1, __ATOMIC_RELAXED);
-		const struct task *t = &f->tasks[k];
+		const struct task *t;
 		int ret;
 
 		if (k >= f->nr_tasks)
 			break;
-		ret = t->kind == T_BLOB ? do_blob(w, t->a, t->b) : t->kind == T_CHUNK ? do_chunk(w, t->a, t->b)
-										    : do_sum(w, t->a);
+		if (eng__test_fill_hook)
+			eng__test_fill_hook(f->p->pid, k, f->nr_tasks);
+		t = &f->tasks[k];
+		ret = t->kind == T_BLOB ? do_blob(w, t->a, t->b) : do_run(w, t->a);
 		if (ret)
 			failed(f, ret);
 	}
@@ -290,6 +365,7 @@ static void *work(void *arg)
 	free(w->cbuf);
 	free(w->out);
 	ZSTD_freeDCtx(w->dctx);
+	XXH3_freeState(w->sum);
 	pthread_mutex_lock(&f->lock);
 	f->t_read += w->t_read;
 	f->t_unpack += w->t_unpack;
@@ -297,6 +373,7 @@ static void *work(void *arg)
 	f->bytes_read += w->bytes_read;
 	f->bytes_filled += w->bytes_filled;
 	pthread_mutex_unlock(&f->lock);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return NULL;
 }
 
@@ -334,8 +411,9 @@ static int find_vmas(struct fill *f)
 			vi++;
 		if (vi == p->nr_vmas || e->vaddr < p->vmas[vi]->start || e->vaddr + len > p->vmas[vi]->end ||
 		    is_vdso_part(p->vmas[vi]))
-			return pr_errno(-EINVAL, "pagemap-%d.img: entry %zu: run %#lx+%lu pages is outside every VMA",
-					p->pid, i, (unsigned long)e->vaddr, (unsigned long)e->nr_pages);
+			return pr_errno(-EINVAL, "%s: pagemap-%d.img: entry %zu: run %#lx+%lu pages is outside every "
+					"VMA", f->in->dir, p->pid, i, (unsigned long)e->vaddr,
+					(unsigned long)e->nr_pages);
 		f->vma_of[i] = vi;
 	}
 	return 0;
@@ -356,11 +434,11 @@ static int add_task(struct fill *f, size_t *cap, enum task_kind kind, size_t a, 
 	return 0;
 }
 
-/* The task list: plain runs first (sums, then chunks), then blobs in blob order. */
+/* The task list: plain runs first, then blobs in blob order. */
 static int plan(struct fill *f)
 {
 	const struct rst_proc *p = f->p;
-	size_t cap = 0, plain = 0;
+	size_t cap = 0;
 	int ret = find_vmas(f);
 
 	for (size_t i = 0; i < p->nr_pm && !ret; i++) {
@@ -371,20 +449,17 @@ static int plan(struct fill *f)
 		if (!(e->flags & IMG_PAGEMAP_FLAG__PM_IN_PAGES))
 			continue;
 		if (e->offset > p->pages->raw_size || e->nr_pages * PAGE > p->pages->raw_size - e->offset)
-			return pr_errno(-EBADMSG, "pages-%d.img: run at %#lx needs bytes [%lu, +%lu) of %lu",
-					p->pid, (unsigned long)e->vaddr, (unsigned long)e->offset,
+			return pr_errno(-EBADMSG, "%s/pages-%d.img: run at %#lx needs bytes [%lu, +%lu) of %lu",
+					f->in->dir, p->pid, (unsigned long)e->vaddr, (unsigned long)e->offset,
 					(unsigned long)(e->nr_pages * PAGE), (unsigned long)p->pages->raw_size);
-		plain++;
-		ret = add_task(f, &cap, T_SUM, i, 0);
-		for (size_t off = 0; !ret && !f->fused && off < e->nr_pages * PAGE; off += CHUNK)
-			ret = add_task(f, &cap, T_CHUNK, i, off);
+		ret = add_task(f, &cap, T_RUN, i, 0);
 	}
-	if (!ret && plain) {
+	if (!ret && f->nr_tasks) {
 		f->map_len = IMG_RAW_HDR_SIZE + p->pages->raw_size;
 		f->map = mmap(NULL, f->map_len, PROT_READ, MAP_SHARED, p->pages->fd, 0);
 		if (f->map == MAP_FAILED) {
 			f->map = NULL;
-			return pr_errno(-errno, "pages-%d.img: mmap of %zu bytes", p->pid, f->map_len);
+			return pr_errno(-errno, "%s/pages-%d.img: mmap of %zu bytes", f->in->dir, p->pid, f->map_len);
 		}
 		madvise((void *)f->map, f->map_len, MADV_SEQUENTIAL);
 	}
@@ -406,7 +481,7 @@ static int plan(struct fill *f)
 int rst__fill(const struct rst_fill_args *in, struct rst_times *times)
 {
 	const struct rst_proc *p = in->p;
-	struct fill f = { .in = in, .p = p, .fused = in->workers <= 1 };
+	struct fill f = { .in = in, .p = p };
 	int nw = in->workers < 1 ? 1 : in->workers, started = 0, ret;
 	struct worker *w = calloc(nw, sizeof(*w));
 	pthread_t *th = calloc(nw, sizeof(*th));
@@ -415,6 +490,13 @@ int rst__fill(const struct rst_fill_args *in, struct rst_times *times)
 	f.order = malloc((p->nr_pm + 1) * sizeof(*f.order));
 	f.vma_of = calloc(p->nr_pm + 1, sizeof(*f.vma_of));
 	ret = w && th && f.order && f.vma_of ? plan(&f) : -ENOMEM;
+	if (!ret && f.map) {
+		struct sigaction sa = { .sa_sigaction = on_bus, .sa_flags = SA_SIGINFO | SA_NODEFER };
+
+		sigfillset(&sa.sa_mask);
+		sigdelset(&sa.sa_mask, SIGBUS);
+		sigaction(SIGBUS, &sa, &bus_old);
+	}
 	for (int k = 0; k < nw && !ret; k++) {
 		w[k].f = &f;
 		/* Our own thread is the last worker: one worker means no thread at all. */
@@ -427,6 +509,10 @@ int rst__fill(const struct rst_fill_args *in, struct rst_times *times)
 		work(&w[nw - 1]);
 	for (int k = 0; k < started; k++)
 		pthread_join(th[k], NULL);
+	if (f.map) {
+		sigaction(SIGBUS, &bus_old, NULL);
+		munmap((void *)f.map, f.map_len);
+	}
 	if (!ret && f.err) {
 		ret = f.err;
 		/* A worker's error is in its own thread's last error: make it this one's. */
@@ -439,8 +525,6 @@ int rst__fill(const struct rst_fill_args *in, struct rst_times *times)
 		times->bytes_read += f.bytes_read;
 		times->bytes_filled += f.bytes_filled;
 	}
-	if (f.map)
-		munmap((void *)f.map, f.map_len);
 	free(f.tasks);
 	free(f.order);
 	free(f.vma_of);

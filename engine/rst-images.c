@@ -58,6 +58,7 @@ static int load_proc(struct rst_ctx *c, struct rst_proc *p)
 {
 	struct eng_img *img;
 	ImgPagemapHead *head;
+	uint64_t pages_size = 0;
 	int r;
 
 	r = eng_img_open(c->dirfd, ENG_IMG_CORE, p->pid, &img);
@@ -89,6 +90,7 @@ static int load_proc(struct rst_ctx *c, struct rst_proc *p)
 		return r;
 	r = read_one(img, &img_pagemap_head__descriptor, (void **)&head);
 	if (!r) {
+		pages_size = head->pages_size;
 		protobuf_c_message_free_unpacked(&head->base, NULL);
 		r = read_all(img, &img_pagemap_entry__descriptor, (void ***)&p->pm, &p->nr_pm);
 	}
@@ -103,7 +105,14 @@ static int load_proc(struct rst_ctx *c, struct rst_proc *p)
 	eng_img_close(img);
 	if (r)
 		return r;
-	return eng_img_open(c->dirfd, ENG_IMG_PAGES, p->pid, &p->pages);
+	r = eng_img_open(c->dirfd, ENG_IMG_PAGES, p->pid, &p->pages);
+	/* Every run was checked against pages_size (image-check.c); a shorter file would
+	 * fail the fill half way, after processes were made. */
+	if (!r && eng_img_raw_size(p->pages) != pages_size)
+		r = pr_errno(-EBADMSG, "%s/%s: %llu bytes of pages, but pagemap-%d.img's pages_size says %llu "
+			     "(truncated or replaced?)", c->dir, eng_img_name(p->pages),
+			     (unsigned long long)eng_img_raw_size(p->pages), p->pid, (unsigned long long)pages_size);
+	return r;
 }
 
 /* shmem.img is there only when the tree had shared objects. */
@@ -244,6 +253,7 @@ int rst__load(struct rst_ctx *c, const char *dir)
 	memset(c, 0, sizeof(*c));
 	c->me = -1;
 	c->status_w = c->phase_r[0] = c->phase_r[1] = -1;
+	c->dir = dir;
 	c->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c->dirfd < 0)
 		return pr_errno(-errno, "%s: cannot open the image directory", dir);

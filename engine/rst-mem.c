@@ -274,7 +274,8 @@ static int fill_pages(struct rst_ctx *c, const unsigned long *slots)
 {
 	struct rst_proc *p = &c->proc;
 	bool *reg = calloc(p->nr_vmas + 1, sizeof(*reg));
-	struct rst_fill_args a = { .p = p, .slots = slots, .dirfd = c->dirfd, .registered = reg, .workers = 1 };
+	struct rst_fill_args a = { .p = p, .slots = slots, .dirfd = c->dirfd, .dir = c->dir, .store = c->store,
+				   .gen = c->gen, .registered = reg, .workers = 1 };
 	int ret;
 
 	if (!reg)

@@ -320,6 +320,12 @@ int eng_store_list(const char *store_dir, uint32_t **gens, size_t *nr)
 
 int eng_store_gen_path(const char *store_dir, uint32_t gen, char *buf, size_t len)
 {
+	return eng__store_gen_find(store_dir, &gen, buf, len);
+}
+
+int eng__store_gen_find(const char *store_dir, uint32_t *genp, char *buf, size_t len)
+{
+	uint32_t gen = *genp;
 	char name[64];
 	uint32_t *g;
 	size_t n;
@@ -336,6 +342,7 @@ int eng_store_gen_path(const char *store_dir, uint32_t gen, char *buf, size_t le
 	if (!found)
 		return pr_errno(-ENOENT, gen ? "%s: no complete generation %u" : "%s: no complete generation%.0u",
 				store_dir, gen);
+	*genp = gen;
 	eng__store_gen_name(gen, name, sizeof(name));
 	if ((size_t)snprintf(buf, len, "%s/%s", store_dir, name) >= len)
 		return pr_errno(-ENAMETOOLONG, "%s: path too long", store_dir);

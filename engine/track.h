@@ -41,6 +41,8 @@ void eng__store_gen_name(uint32_t gen, char *buf, size_t len);
 void eng__store_pack_name(uint32_t pack, char *buf, size_t len);
 /* Rename the finished temp directory into place and make it durable. */
 int eng__store_commit_gen(struct eng__store *s, uint32_t gen);
+/* eng_store_gen_path, telling which generation 0 (the newest) was. */
+int eng__store_gen_find(const char *store_dir, uint32_t *gen, char *buf, size_t len);
 /* Remove a directory of plain files (a temp or deleted generation). */
 int eng__store_rm_dir(int dirfd, const char *name);
 /* Delete with the lock already held (eng_store_delete, eng_track_delete). */

@@ -21,12 +21,19 @@
  *          round (see there); both generations restore and pass.
  *   adopt VICTIM MIB K N MS
  *          a restored generation tracked on from itself (see mode_adopt)
+ *   fill VICTIM MIB N
+ *          N generations restored with several fill workers and with one, then a
+ *          damaged blob (see mode_fill).
+ *   truncate VICTIM MIB
+ *          a plain image's pages file truncated before and during restores (see
+ *          mode_truncate).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -521,7 +528,7 @@ static int middle_blob(const char *store, uint32_t gen, pid_t pid, uint32_t *pac
  */
 static int mode_fill(char *victim, const char *mib, int n)
 {
-	char *argv[] = { victim, (char *)mib, NULL }, store[128], pack[256], want[64];
+	char *argv[] = { victim, (char *)mib, NULL }, store[128], pack[256], want[256];
 	uint32_t bpack = 0;
 	uint64_t boff = 0;
 	struct eng_track *t;
@@ -570,7 +577,9 @@ static int mode_fill(char *victim, const char *mib, int n)
 		ret = fail("%s: %m", pack);
 	if (fd >= 0)
 		close(fd);
-	snprintf(want, sizeof(want), "pack-%08u.pack offset %lu", bpack, (unsigned long)boff);
+	/* The error names the store, the generation, the pack and the offset. */
+	snprintf(want, sizeof(want), "generation %u: %s/packs/pack-%08u.pack offset %lu", gens[nr - 1], store, bpack,
+		 (unsigned long)boff);
 	if (!ret) {
 		struct eng_restore_opts o = { .generation = gens[nr - 1], .pidns = true, .fill_workers = 4 };
 		pid_t r;
@@ -802,6 +811,111 @@ static int mode_adopt(char *victim, const char *mib, int k, int n, int ms)
 	return ret;
 }
 
+/* rst-fill.c calls it before each task of a fill (in the restoring process itself when
+ * it fills itself: a copy of ours, with the same pointer). */
+extern void (*eng__test_fill_hook)(pid_t pid, size_t task, size_t nr_tasks);
+static char trunc_path[192];
+static bool trunc_middle;	/* at the middle task, else before the first */
+
+static void truncate_pages(pid_t pid, size_t task, size_t nr_tasks)
+{
+	(void)pid;
+	/* Only the header left: every run not read yet is past the end now. */
+	if (task == (trunc_middle ? nr_tasks / 2 : 0) && truncate(trunc_path, 4096))
+		fprintf(stderr, "truncate %s: %m\n", trunc_path);
+}
+
+static int copy_file(const char *from, const char *to)
+{
+	char buf[1 << 16];
+	int in = open(from, O_RDONLY | O_CLOEXEC), out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ssize_t n = 0;
+
+	while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, n) != n)
+			n = -1;
+	if (in >= 0)
+		close(in);
+	if (out >= 0 && close(out))
+		n = -1;
+	return in < 0 || out < 0 || n < 0 ? fail("copying %s to %s: %m", from, to) : 0;
+}
+
+/* A restore that must fail, naming the pages file, and leave no process at all. */
+static int must_fail(const char *dir, int workers, const char *what, const char *want)
+{
+	struct eng_restore_opts o = { .pidns = true, .fill_workers = workers };
+	pid_t r;
+	int st;
+
+	if (!eng_restore(dir, &o, &r)) {
+		kill_wait(r);
+		return fail("%s: the restore succeeded", what);
+	}
+	if (!strstr(eng_last_error(), want))
+		return fail("%s: the error does not name %s: %s", what, want, eng_last_error());
+	r = waitpid(-1, &st, WNOHANG);
+	if (r != -1 || errno != ECHILD)
+		return fail("%s: the failed restore left a process behind (%d)", what, r);
+	printf("%s, %d worker%s: refused: %s\n", what, workers, workers > 1 ? "s" : "", eng_last_error());
+	return 0;
+}
+
+/*
+ * A plain image whose pages file shrinks: before the restore (refused while the images
+ * are loaded, before any process exists), and during it, at the fill's middle task (one
+ * worker: in the restoring process itself) and before its first (four workers: hactl's
+ * threads). Each must fail cleanly, naming the file, and leave no process; the intact
+ * image then restores and passes the victim's own check.
+ */
+static int mode_truncate(char *victim, const char *mib)
+{
+	char *argv[] = { victim, (char *)mib, NULL }, dir[128], orig[192], want[64];
+	struct eng_dump_opts d = { 0 };
+	pid_t pid;
+	int ret = 0;
+
+	snprintf(dir, sizeof(dir), "%s/img", workdir);
+	pid = start_victim(argv);
+	if (pid < 0)
+		return 1;
+	usleep(100000);
+	if (eng_dump(pid, dir, &d, NULL)) {
+		kill_wait(pid);
+		return fail("eng_dump: %s", eng_last_error());
+	}
+	kill_wait(pid);	/* killed by the dump: reaped */
+	snprintf(trunc_path, sizeof(trunc_path), "%s/pages-%d.img", dir, pid);
+	snprintf(orig, sizeof(orig), "%s/pages.orig", workdir);
+	snprintf(want, sizeof(want), "pages-%d.img", pid);
+	ret = copy_file(trunc_path, orig);
+	if (!ret && truncate(trunc_path, 4096 + 65536))
+		ret = fail("truncate: %m");
+	if (!ret)
+		ret = must_fail(dir, 2, "truncated before the restore", want);
+	if (!ret)
+		ret = copy_file(orig, trunc_path);
+	if (!ret) {
+		trunc_middle = true;
+		eng__test_fill_hook = truncate_pages;
+		ret = must_fail(dir, 1, "truncated during the fill, at its middle run", want);
+	}
+	if (!ret)
+		ret = copy_file(orig, trunc_path);
+	if (!ret) {
+		trunc_middle = false;
+		ret = must_fail(dir, 4, "truncated during the fill, before its first run", want);
+	}
+	eng__test_fill_hook = NULL;
+	if (!ret)
+		ret = copy_file(orig, trunc_path);
+	if (!ret)
+		ret = restore_and_check_with(dir, 0, 2);
+	if (!ret)
+		printf("the intact image restored with 2 workers and passed its own check\n");
+	return ret;
+}
+
 static int rm_one(const char *p, const struct stat *s, int f, struct FTW *w)
 {
 	(void)s, (void)f, (void)w;
@@ -833,6 +947,8 @@ int main(int argc, char **argv)
 		ret = mode_hook(argv[2], argv[3]);
 	else if (!strcmp(argv[1], "adopt") && argc == 7)
 		ret = mode_adopt(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
+	else if (!strcmp(argv[1], "truncate") && argc == 4)
+		ret = mode_truncate(argv[2], argv[3]);
 	else
 		goto usage;
 	if (!ret)
@@ -845,6 +961,7 @@ usage:
 			"       incr_runner crash|corrupt HACTL VICTIM MIB\n"
 			"       incr_runner fill VICTIM MIB N\n"
 			"       incr_runner hook VICTIM_LOST replace|cowdrop\n"
-			"       incr_runner adopt VICTIM MIB K N MS\n");
+			"       incr_runner adopt VICTIM MIB K N MS\n"
+			"       incr_runner truncate VICTIM MIB\n");
 	return 64;
 }
