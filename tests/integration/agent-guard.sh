@@ -120,6 +120,11 @@ P=$(svc_pid counter)
 IP=$(inner_pid "$P")
 [ "$IP" = 2 ] || fail "service $P is pid $IP inside its namespace, not 2"
 sleep 0.5
+# A checkpoint now, and the kill right after it: under load the scheduled newest
+# generation can be seconds old, and how many counts it lags is no property of hacd.
+# Restored from that generation or a newer one: at least what was printed before it.
+floor=$(last_value)
+ckpt counter > /dev/null
 kill -KILL "$P"
 before=$(last_value)
 mark=$(lines)
@@ -132,9 +137,8 @@ first=$(values_after "$mark" | sed -n 1p)
 [ -n "$first" ] || fail "not restored after kill -9: $("$HACTL" -s "$SOCK" status)"
 S=$(svc_pid counter)
 [ "$(inner_pid "$S")" = "$IP" ] || fail "restored as $S, pid $(inner_pid "$S") inside, not $IP"
-# The newest generation is at most an interval plus a dump old: 50 ms per count.
-[ "$first" -le "$((before + 1))" ] && [ "$first" -ge "$((before - 20))" ] ||
-	fail "restored counter $first, was $before when killed"
+[ "$first" -le "$((before + 1))" ] && [ "$first" -ge "$floor" ] ||
+	fail "restored counter $first, was $floor before the last checkpoint and $before when killed"
 "$HACTL" -s "$SOCK" log counter > "$T/log"; grep -q "the service ended" "$T/log" || fail "log: no death"
 echo "ok - kill -9: restored by hacd, counter $before -> $first, pid $P now $S, $IP inside"
 
