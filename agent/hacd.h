@@ -76,9 +76,9 @@ bool hacd_bg_amend(struct hacd *d, struct hacd_bg_job *j,
 		   void (*fn)(struct hacd_bg_job *, void *), void *arg);
 
 /*
- * Launch services in their own pid, ipc and uts namespaces under our init (DESIGN.md
- * 4): their pids are always free at restore, which recreates the namespaces (the
- * engine dumps such a tree through the init, with the pids it sees inside). Status
+ * Launch services in their own pid, ipc, uts and mount namespaces under our init
+ * (DESIGN.md 4): their pids are always free at restore, which recreates the namespaces
+ * (the engine dumps such a tree through the init, with the pids it sees inside). Status
  * shows the service's pid as hacd sees it: a new one after each restore, the same
  * inside.
  */

@@ -19,7 +19,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: hactl run [--pidns] [--log FILE] [--user USER] [--cwd DIR] [--wait] "
 		   "-- /abs/CMD [ARGS...]\n"
-		   "  --pidns  new pid, ipc and uts namespaces under hacd's minimal init\n"
+		   "  --pidns  new pid, ipc, uts and mount namespaces (the host's file system with a\n"
+		   "           /proc of its own) under hacd's minimal init\n"
 		   "  prints \"init PID service PID\" (hactl dump -t takes either)\n");
 }
 
