@@ -369,7 +369,7 @@ struct sync_job {
 	char wal[4096];
 	int err;
 	size_t n;
-	struct { int64_t service, gen; } gens[SYNC_GENS];
+	struct { int64_t service, gen; uint32_t store_gen; } gens[SYNC_GENS];
 };
 
 static void sync_work(struct hacd_bg_job *j)
@@ -396,9 +396,13 @@ static void sync_done(struct hacd *d, struct hacd_bg_job *j)
 
 		if (!s)
 			continue;
-		svc_gen_dir(s, sj->gens[i].gen, dir, sizeof(dir));
+		/* Where the hook finds it (hacd.h): a store generation has no gen-ID. */
+		if (sj->gens[i].store_gen)
+			svc_store_dir(s, dir, sizeof(dir));
+		else
+			svc_gen_dir(s, sj->gens[i].gen, dir, sizeof(dir));
 		for (struct hacd_gen_hook *h = d->gen_hooks; h; h = h->next)
-			h->fn(s, sj->gens[i].gen, dir, h->opaque);
+			h->fn(s, sj->gens[i].gen, dir, sj->gens[i].store_gen, h->opaque);
 	}
 }
 
@@ -409,6 +413,7 @@ static void sync_free(struct hacd_bg_job *j)
 
 struct gen_ref {
 	int64_t service, gen;
+	uint32_t store_gen;
 	bool added;
 };
 
@@ -421,14 +426,17 @@ static void sync_add(struct hacd_bg_job *j, void *arg)
 		return;
 	sj->gens[sj->n].service = r->service;
 	sj->gens[sj->n].gen = r->gen;
+	sj->gens[sj->n].store_gen = r->store_gen;
 	sj->n++;
 	r->added = true;
 }
 
-static void gen_hooks_when_durable(struct svc *s, int64_t gen)
+static void gen_hooks_when_durable(struct svc *s, int64_t gen, int64_t store_gen)
 {
 	struct hacd *d = s->d;
-	struct gen_ref r = { s->cat_id, gen, false };
+	struct gen_ref r = { s->cat_id, gen,
+			     store_gen > 0 && store_gen <= UINT32_MAX ? (uint32_t)store_gen : 0,
+			     false };
 	struct sync_job *sj;
 
 	if (!d->gen_hooks)
@@ -650,7 +658,7 @@ void svc_ckpt_done(struct svc *s, const Hacd__WorkerReply *rep)
 		else
 			hacd_log(LOG_DEBUG, "service %s: generation %lld complete, pause %lld us",
 				 s->name, (long long)gen, (long long)st.pause_us);
-		gen_hooks_when_durable(s, gen);
+		gen_hooks_when_durable(s, gen, st.store_gen);
 		/* hactl checkpoint is told only what a power loss cannot undo; rare enough
 		 * to fsync here. */
 		if (waiters_armed(s, SVC_WAIT_CHECKPOINT) && cat_sync(c))

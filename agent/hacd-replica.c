@@ -230,8 +230,10 @@ err:
 	return ret;
 }
 
-/* The checkpoint code's hook: `dir` is <store>/<service>/gen-<id>, our layout too. */
-static void gen_complete(struct svc *s, int64_t gen, const char *dir, void *opaque)
+/* The checkpoint code's hook. The sender finds the generation by its catalog id (and
+ * the store number in its row) under the same state_dir: `dir` is not needed. */
+static void gen_complete(struct svc *s, int64_t gen, const char *dir, uint32_t store_gen,
+			 void *opaque)
 {
 	hacd_replica_push(opaque, s->name, gen);
 }

@@ -186,10 +186,17 @@ struct svc {
 };
 
 /*
- * Called when a generation of `s` becomes complete, after the catalog committed it:
- * the place where replication (issue 7) hooks in. `dir` holds its images.
+ * Called when generation `gen` (catalog id) of `s` becomes complete, once the catalog's
+ * commit of it is durable: the place where replication (issue 7) hooks in. Where its
+ * data is:
+ *   store_gen 0 (checkpoint = "full"): `dir` is its image directory,
+ *     STATE_DIR/services/NAME/gen-<gen>;
+ *   store_gen N > 0 (incremental): `dir` is the service's page store (svc_store_dir):
+ *     the images are in `dir`/gen-<N, 8 digits>, the page data in `dir`/packs, and
+ *     eng_store_*, hactl image show|verify -D `dir` --generation N read it.
  */
-typedef void (*hacd_gen_hook_fn)(struct svc *s, int64_t gen, const char *dir, void *opaque);
+typedef void (*hacd_gen_hook_fn)(struct svc *s, int64_t gen, const char *dir,
+				 uint32_t store_gen, void *opaque);
 struct hacd_gen_hook {
 	hacd_gen_hook_fn fn;
 	void *opaque;
