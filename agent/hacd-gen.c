@@ -629,9 +629,13 @@ void svc_ckpt_done(struct svc *s, const Hacd__WorkerReply *rep)
 		if (ret)
 			svc_event(s, LOG_ERR, "checkpoint", "generation %lld: catalog: %s",
 				  (long long)gen, cat_errmsg(c));
+	} else if (!rep) {
+		svc_event(s, LOG_WARNING, "checkpoint", "generation %lld failed: %s",
+			  (long long)gen, s->w_abandoned ? "abandoned after checkpoint_timeout, "
+			  "its worker stopped" : "the worker died");
 	} else {
 		svc_event(s, LOG_WARNING, "checkpoint", "generation %lld failed: %s",
-			  (long long)gen, rep && rep->error ? rep->error : strerror(-ret));
+			  (long long)gen, rep->error ? rep->error : strerror(-ret));
 	}
 	if (ret) {
 		if (!cat_batch_begin(c)) {

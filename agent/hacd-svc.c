@@ -779,6 +779,7 @@ void hacd_svcs_reload(struct hacd *d)
 void hacd_svcs_reaped(struct hacd *d, pid_t pid, int status)
 {
 	struct svc *s;
+	bool abandoned;
 	int op;
 
 	TAILQ_FOREACH(s, &d->services, link)
@@ -787,11 +788,17 @@ void hacd_svcs_reaped(struct hacd *d, pid_t pid, int status)
 	if (!s)
 		return;	/* a service a dead worker left to us: its pidfd tells */
 	op = s->w_op;
+	abandoned = s->w_abandoned;
 	s->w_pid = 0;
 	hacd_worker_stop(s);
 	if (d->stopping)
 		return;
-	if (WIFSIGNALED(status) || WEXITSTATUS(status))
+	if (abandoned)
+		svc_event(s, LOG_NOTICE, "worker", "worker %d stopped (%s %d) after its checkpoint "
+			  "was abandoned: restarting it", (int)pid,
+			  WIFSIGNALED(status) ? "signal" : "status",
+			  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	else if (WIFSIGNALED(status) || WEXITSTATUS(status))
 		svc_event(s, LOG_ERR, "worker", "worker %d died (%s %d): restarting it",
 			  (int)pid, WIFSIGNALED(status) ? "signal" : "status",
 			  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
@@ -800,10 +807,35 @@ void hacd_svcs_reaped(struct hacd *d, pid_t pid, int status)
 		svc_set_dead(s);
 		return;
 	}
-	if (op)
+	if (op) {
+		/* svc_ckpt_done says why the generation failed. */
+		s->w_abandoned = abandoned;
 		svc_worker_reply(s, op, NULL);
-	else
+		s->w_abandoned = false;
+	} else {
 		svc_next(s);
+	}
+}
+
+/*
+ * At stop: a worker exits on EOF when idle, and at once after the checkpoint it is in
+ * (hacd-worker.c invariants 4 and 6; SIGTERM says so even if the EOF is not read for
+ * a while); one stuck in the engine gets SIGKILL rather than hold hacd's exit forever.
+ */
+#define WORKER_STOP_GRACE_MS	10000
+
+static void worker_reap(pid_t w)
+{
+	kill(w, SIGTERM);
+	for (int ms = 0; ms < WORKER_STOP_GRACE_MS; ms += 10) {
+		if (waitpid(w, NULL, WNOHANG) != 0)
+			return;
+		usleep(10000);
+	}
+	hacd_log(LOG_WARNING, "worker %d still running %d s after SIGTERM, stuck in the "
+		 "engine: SIGKILL", (int)w, WORKER_STOP_GRACE_MS / 1000);
+	kill(w, SIGKILL);
+	waitpid(w, NULL, 0);
 }
 
 void hacd_svcs_stop(struct hacd *d)
@@ -847,7 +879,7 @@ void hacd_svcs_stop(struct hacd *d)
 
 		svc_free(s);
 		if (w > 0)
-			waitpid(w, NULL, 0);
+			worker_reap(w);
 	}
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		;

@@ -38,6 +38,20 @@
  *     A store generation it restores for an incremental service stays tracked from
  *     that generation (eng_track_restore): the first checkpoint after a kill -9
  *     restore, a rollback or a promote stores only what changed since.
+ *  6. A checkpoint is bounded (conf checkpoint_timeout): past it, hacd abandons it and
+ *     SIGTERMs the worker. SIGTERM is held off while the engine has the service (4),
+ *     so the worker stops at the next safe point: before the engine takes the
+ *     service, or once it has cured and released it, never committing a reply. What
+ *     it wrote is cleaned as for a dead hacd (4, 5). A worker still there after
+ *     WORKER_TERM_GRACE_US is stuck inside the engine and gets SIGKILL: the kernel
+ *     detaches a tracer's tracees when it exits, and a thread stopped with its own
+ *     registers resumes untouched (interrupted syscalls restart, engine/infect.c
+ *     invariant 3). Only a thread caught running our injected code (a remote syscall
+ *     or a parasite command, a few milliseconds per dump) would resume in it and
+ *     probably die: the service's restart policy then applies. The parasite's pages
+ *     stay mapped in the service then; nothing else of ours does (the uffd dies with
+ *     the worker, the store's lock too). Either way hacd fails the generation when
+ *     the worker is gone and a new worker takes the next request.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -132,7 +146,8 @@ static void hold_term(bool hold)
 	sigprocmask(hold ? SIG_BLOCK : SIG_UNBLOCK, &term, NULL);
 }
 
-/* hacd is gone when our parent changed or its death signal waits (invariant 4). */
+/* We are to stop when hacd is gone (our parent changed, or its death signal waits) or
+ * hacd abandoned the request (the same SIGTERM): invariants 4 and 6. */
 static bool hacd_gone(void)
 {
 	sigset_t pend;
@@ -140,6 +155,50 @@ static bool hacd_gone(void)
 	if (getppid() != worker_parent)
 		return true;
 	return !sigpending(&pend) && sigismember(&pend, SIGTERM) == 1;
+}
+
+/*
+ * Tests only (tests/integration/agent-stuck.sh): HACD_TEST_STALL_CHECKPOINT=FILE makes
+ * the first checkpoint request that finds FILE hold its service seized, every thread
+ * stopped under our ptrace as in a dump stuck in the engine, for the milliseconds
+ * FILE holds (0 or nothing: until we are killed), then release it. FILE is removed
+ * first: one request stalls.
+ */
+static void test_stall(const Hacd__WorkerRequest *req)
+{
+	const char *path = getenv("HACD_TEST_STALL_CHECKPOINT");
+	struct eng_victim *v = NULL;
+	char buf[32];
+	ssize_t n;
+	long ms;
+	int fd;
+
+	if (!path || !*path || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	unlink(path);
+	buf[n > 0 ? n : 0] = 0;
+	ms = strtol(buf, NULL, 10);
+	if (eng_seize((pid_t)req->pid, &v))
+		return;
+	dprintf(STDERR_FILENO, "<%d>worker %s: test: pid %d held seized for %ld ms%s\n",
+		LOG_NOTICE, worker_name, (int)req->pid, ms, ms > 0 ? "" : " (until killed)");
+	/* By the clock: a loaded machine stretches sleeps, and the test times the
+	 * stall against the timeout and the grace. */
+	for (uint64_t end = hacd_now_us() + (uint64_t)(ms > 0 ? ms : 0) * 1000;
+	     ms <= 0 || hacd_now_us() < end;)
+		usleep(10000);
+	eng_release(v);
+}
+
+/* A safe point before the engine takes the service (invariant 6): nothing to undo. */
+static void exit_if_told(void)
+{
+	if (!hacd_gone())
+		return;
+	worker_log(LOG_NOTICE, "told to stop before the checkpoint began: exiting", NULL);
+	_exit(0);
 }
 
 /* A generation directory nobody will commit: a restarted hacd has failed it already. */
@@ -174,6 +233,8 @@ static void do_checkpoint_incr(const Hacd__WorkerRequest *req, Hacd__WorkerReply
 	int ret = 0;
 
 	hold_term(true);	/* invariant 4 */
+	test_stall(req);
+	exit_if_told();
 	if (track && (track_pid != (pid_t)req->pid || strcmp(track_store, req->dir)))
 		track_drop();
 	if (!track) {
@@ -187,10 +248,10 @@ static void do_checkpoint_incr(const Hacd__WorkerRequest *req, Hacd__WorkerReply
 	if (!ret)
 		ret = eng_track_checkpoint(track, &o, &st);
 	if (hacd_gone()) {
-		/* A generation the store committed but no hacd will: the next hacd's first
-		 * STORE_GC removes it (its catalog has no complete row for it). */
-		worker_log(LOG_NOTICE, "hacd died during a checkpoint: the service is released; "
-			   "exiting", NULL);
+		/* A generation the store committed but no hacd will: the next STORE_GC
+		 * removes it (the catalog has no complete row for it). */
+		worker_log(LOG_NOTICE, "told to stop during a checkpoint (hacd died, or it "
+			   "timed out): the service is released; exiting", NULL);
 		_exit(0);
 	}
 	hold_term(false);
@@ -225,10 +286,13 @@ static void do_checkpoint(const Hacd__WorkerRequest *req, Hacd__WorkerReply *rep
 	struct eng_dump_stats st = { 0 };
 
 	hold_term(true);	/* invariant 4: until the service is released */
+	test_stall(req);
+	exit_if_told();
 	rep->status = eng_dump((pid_t)req->pid, req->dir, &o, &st);
 	if (hacd_gone()) {
-		worker_log(LOG_NOTICE, "hacd died during a checkpoint: the service is released, "
-			   "the generation's directory removed; exiting", NULL);
+		worker_log(LOG_NOTICE, "told to stop during a checkpoint (hacd died, or it "
+			   "timed out): the service is released, the generation's directory "
+			   "removed; exiting", NULL);
 		rm_orphan_dir(req->dir);
 		_exit(0);
 	}
@@ -505,10 +569,60 @@ static void worker_cb(evutil_socket_t fd, short what, void *arg)
 		kill(s->w_pid, SIGKILL);
 		return;
 	}
+	if (s->w_abandoned) {
+		/* Invariant 6: it is being stopped, and its generation failed when it is
+		 * gone; a reply that crossed the SIGTERM changes nothing. */
+		hacd_log(LOG_INFO, "service %s: worker %d: reply to an abandoned checkpoint "
+			 "ignored", s->name, (int)s->w_pid);
+		hacd__worker_reply__free_unpacked(rep, NULL);
+		return;
+	}
+	if (s->w_timer)
+		evtimer_del(s->w_timer);
 	op = s->w_op;
 	s->w_op = 0;
 	svc_worker_reply(s, op, rep);
 	hacd__worker_reply__free_unpacked(rep, NULL);
+}
+
+/* A worker that got SIGTERM and is still there after this is stuck in the engine. */
+#define WORKER_TERM_GRACE_US	5000000
+
+/* A year stands for "never" (a huge checkpoint_timeout): libevent adds it to now. */
+#define TIMER_MAX_US		(366ull * 86400 * 1000000)
+
+static void arm_us(struct event *ev, uint64_t us)
+{
+	struct timeval tv;
+
+	if (us > TIMER_MAX_US)
+		us = TIMER_MAX_US;
+	tv.tv_sec = (time_t)(us / 1000000);
+	tv.tv_usec = (suseconds_t)(us % 1000000);
+	evtimer_add(ev, &tv);
+}
+
+/* Invariant 6: the checkpoint in flight is late, or its worker did not stop. */
+static void worker_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct svc *s = arg;
+	uint64_t waited = hacd_now_us() - s->w_sent_us;
+
+	if (!s->w_op || s->w_pid <= 0)
+		return;
+	if (!s->w_abandoned) {
+		s->w_abandoned = true;
+		svc_event(s, LOG_ERR, "checkpoint", "generation %lld: no reply from worker %d "
+			  "after %.1f s (checkpoint_timeout): abandoned; stopping the worker",
+			  (long long)s->gen, (int)s->w_pid, waited / 1e6);
+		kill(s->w_pid, SIGTERM);
+		arm_us(s->w_timer, WORKER_TERM_GRACE_US);
+		return;
+	}
+	svc_event(s, LOG_ERR, "worker", "worker %d still running %.1f s after SIGTERM, stuck "
+		  "in the engine: SIGKILL (the kernel lets the service go)", (int)s->w_pid,
+		  WORKER_TERM_GRACE_US / 1e6);
+	kill(s->w_pid, SIGKILL);
 }
 
 int hacd_worker_start(struct svc *s)
@@ -538,6 +652,7 @@ int hacd_worker_start(struct svc *s)
 	s->w_fd = sv[0];
 	s->w_pid = pid;
 	s->w_op = 0;
+	s->w_abandoned = false;
 	s->w_ev = event_new(s->d->base, sv[0], EV_READ | EV_PERSIST, worker_cb, s);
 	if (!s->w_ev || event_add(s->w_ev, NULL) < 0) {
 		hacd_worker_stop(s);
@@ -553,6 +668,9 @@ void hacd_worker_stop(struct svc *s)
 	if (s->w_ev)
 		event_free(s->w_ev);
 	s->w_ev = NULL;
+	if (s->w_timer)
+		event_free(s->w_timer);
+	s->w_timer = NULL;
 	if (s->w_fd >= 0)
 		close(s->w_fd);
 	s->w_fd = -1;
@@ -579,5 +697,16 @@ int hacd_worker_send(struct svc *s, Hacd__WorkerRequest *req)
 	}
 	s->w_op = req->op;
 	s->w_sent_us = hacd_now_us();
+	/* Invariant 6. Restores and launches are not bounded here: they end with the
+	 * service running or failed, and the restore's retries have their own clock. */
+	if (req->op == HACD__WORKER_OP__WORKER_OP_CHECKPOINT) {
+		if (!s->w_timer)
+			s->w_timer = evtimer_new(s->d->base, worker_timeout_cb, s);
+		if (s->w_timer)
+			arm_us(s->w_timer, s->cs ? s->cs->checkpoint_timeout_us : 60000000);
+		else
+			hacd_log(LOG_ERR, "service %s: no memory for its checkpoint timer: this "
+				 "checkpoint is not bounded", s->name);
+	}
 	return 0;
 }

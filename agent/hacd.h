@@ -171,6 +171,10 @@ struct svc {
 	int w_op;			/* HACD__WORKER_OP__*: in flight, 0: idle */
 	uint64_t w_sent_us;
 	unsigned w_restarts;
+	/* checkpoint_timeout of the request in flight, then the grace between the
+	 * worker's SIGTERM and its SIGKILL (hacd-worker.c invariant 6) */
+	struct event *w_timer;
+	bool w_abandoned;		/* the checkpoint in flight timed out */
 	TAILQ_HEAD(, svc_waiter) waiters;
 	TAILQ_ENTRY(svc) link;
 	/* role (hacd-role.c) */

@@ -189,11 +189,34 @@ static int build_user(struct conf__parse *p, const struct conf__sec *sec,
 	return dup_str(p, &s->user, user);
 }
 
+/*
+ * checkpoint_timeout when unset: ten intervals, and never under a minute, because a
+ * first generation stores every page (seconds per GiB compressed, more on a loaded
+ * machine): a timeout shorter than that would fail it again at every tick, and the
+ * service would never get a generation at all.
+ */
+#define CKPT_TIMEOUT_MIN_US	(60 * 1000000ull)
+#define CKPT_TIMEOUT_INTERVALS	10
+
+static uint64_t default_ckpt_timeout(uint64_t interval_us)
+{
+	uint64_t t = interval_us > INT64_MAX / CKPT_TIMEOUT_INTERVALS ? INT64_MAX
+			: interval_us * CKPT_TIMEOUT_INTERVALS;
+
+	return t < CKPT_TIMEOUT_MIN_US ? CKPT_TIMEOUT_MIN_US : t;
+}
+
 /* The values already passed their checks in schema.c: these parses cannot fail. */
 static void build_settings(const struct conf__sec *sec, struct conf_service *s)
 {
+	const char *ckpt_timeout = conf__get(sec, "checkpoint_timeout", NULL);
+
 	conf_parse_duration(conf__get(sec, "interval", NULL), &s->interval_us);
 	conf_parse_duration(conf__get(sec, "stop_timeout", NULL), &s->stop_timeout_us);
+	if (ckpt_timeout)
+		conf_parse_duration(ckpt_timeout, &s->checkpoint_timeout_us);
+	else
+		s->checkpoint_timeout_us = default_ckpt_timeout(s->interval_us);
 	conf__parse_count(conf__get(sec, "keep", NULL), &s->keep);
 	conf__parse_count(conf__get(sec, "keep_hourly", NULL), &s->keep_hourly);
 	conf__parse_count(conf__get(sec, "keep_daily", NULL), &s->keep_daily);
@@ -500,5 +523,6 @@ bool conf_service_equal(const struct conf_service *a, const struct conf_service 
 	       a->keep_hourly == b->keep_hourly && a->keep_daily == b->keep_daily &&
 	       a->restart == b->restart && a->replication == b->replication &&
 	       a->precopy == b->precopy && a->checkpoint == b->checkpoint &&
-	       a->stop_timeout_us == b->stop_timeout_us;
+	       a->stop_timeout_us == b->stop_timeout_us &&
+	       a->checkpoint_timeout_us == b->checkpoint_timeout_us;
 }

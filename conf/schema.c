@@ -48,6 +48,8 @@ const struct conf__key conf__keys[] = {
 	{ CONF__SERVICE, "precopy", CONF__T_BOOL, "yes", NULL },
 	{ CONF__SERVICE, "checkpoint", CONF__T_ENUM, "incremental", checkpoint_choices },
 	{ CONF__SERVICE, "stop_timeout", CONF__T_DURATION, "10s", NULL },
+	/* No default here: it follows the interval (build.c). */
+	{ CONF__SERVICE, "checkpoint_timeout", CONF__T_DURATION, NULL, NULL },
 	{ CONF__PEER, "address", CONF__T_ADDRESS, NULL, NULL },
 	{ CONF__PEER, "bandwidth", CONF__T_SIZE, NULL, NULL },
 	{ 0, NULL, 0, NULL, NULL },

@@ -23,7 +23,8 @@ static void check_service(const struct conf *c, const struct conf_service *s)
 
 	if (!conf_name_valid(s->name) || conf_service_find(c, s->name) != s)
 		abort();
-	if (targets != 1 || s->interval_us == 0 || s->stop_timeout_us == 0 || s->keep == 0)
+	if (targets != 1 || s->interval_us == 0 || s->stop_timeout_us == 0 || s->keep == 0 ||
+	    s->checkpoint_timeout_us == 0)
 		abort();
 	if (s->target == CONF_TARGET_COMMAND &&
 	    (!s->argc || !s->argv[0] || s->argv[s->argc] || !s->program || !s->command))

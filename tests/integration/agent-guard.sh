@@ -273,7 +273,7 @@ RPIDS=$(echo "$out" | awk '{print $3}')
 sleep 0.3
 kill -0 "$RPIDS" || fail "restored generation $G did not keep running"
 kill -KILL "$RPIDS"
-MID=$(grep -c "hacd died during a checkpoint" "$LOG" || true)
+MID=$(grep -c "told to stop during a checkpoint" "$LOG" || true)
 echo "ok - $KILLS kill -9 of hacd ($CAUGHT with the service under ptrace, $MID mid-dump by the worker's log): catalog consistent, incomplete ones cleaned, service released and adopted untouched every time, generation $G restores"
 
 printf 'node = "alpha"\nservice "x" {\n  interval = "1x"\n}\n' > "$T/bad.conf"

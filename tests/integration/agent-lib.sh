@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # agent-lib.sh: sourced by the one-node agent scenarios (agent-guard.sh, agent-store.sh,
-# agent-redis.sh). They set HACD, HACTL, CONF (hacd's config), SOCK (its
+# agent-redis.sh, agent-stuck.sh). They set HACD, HACTL, CONF (hacd's config), SOCK (its
 # control_socket), LOG (hacd's stderr) and a fail().
 #
 #   start_hacd        hacd -f $CONF in the background, its pid in PID; returns once it

@@ -88,6 +88,9 @@ struct conf_service {
 	bool precopy;			/* copy dirty pages live before freezing */
 	enum conf_checkpoint checkpoint;
 	uint64_t stop_timeout_us;	/* SIGTERM to SIGKILL grace period */
+	/* A checkpoint not answered by then is abandoned (its generation failed, the
+	 * worker stopped); default max(1 min, 10 intervals) */
+	uint64_t checkpoint_timeout_us;
 	/* Where the section starts, for messages; not compared by conf_service_equal. */
 	const char *file;
 	unsigned int line;

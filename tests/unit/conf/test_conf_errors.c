@@ -36,6 +36,11 @@ static void test_bad_duration(void **state)
 	expect_error(SVC("  stop_timeout = \"99999999999999999999h\"\n"),
 		     "t.conf:3: service \"s\": bad stop_timeout", "too large");
 	expect_error(SVC("  stop_timeout = \"2562047789h\"\n"), "t.conf:3:", "too large");
+	expect_error(SVC("  pidfile = \"/p\"\n  checkpoint_timeout = \"0ms\"\n"),
+		     "t.conf:4: service \"s\": bad checkpoint_timeout \"0ms\": must be greater "
+		     "than zero", NULL);
+	expect_error(SVC("  checkpoint_timeout = \"soon\"\n"),
+		     "t.conf:3: service \"s\": bad checkpoint_timeout", "expected a number");
 }
 
 static void test_bad_values(void **state)

@@ -65,7 +65,7 @@ static const char full_fmt[] =
 	"  restart = \"scratch\"\n"					/* 20 */
 	"  replication = \"sync\"\n"
 	"  precopy = false; checkpoint = \"full\"\n"
-	"  stop_timeout = \"1m\"\n"
+	"  stop_timeout = \"1m\"; checkpoint_timeout = \"5s\"\n"
 	"}\n"
 	"service \"web\" {\n"						/* 25 */
 	"  pidfile = \"/run/web.pid\"\n"
@@ -100,6 +100,7 @@ static void check_cache(const struct conf_service *s)
 	assert_false(s->precopy);
 	assert_int_equal(s->checkpoint, CONF_CHECKPOINT_FULL);
 	assert_int_equal(s->stop_timeout_us, 60000000);
+	assert_int_equal(s->checkpoint_timeout_us, 5000000);
 	assert_string_equal(s->file, "t.conf");
 	assert_int_equal(s->line, 13);
 }
@@ -186,6 +187,23 @@ static void test_defaults(void **state)
 	assert_true(s->precopy);
 	assert_int_equal(s->checkpoint, CONF_CHECKPOINT_INCREMENTAL);
 	assert_int_equal(s->stop_timeout_us, 10000000);
+	assert_int_equal(s->checkpoint_timeout_us, 60000000);
+	conf_free(c);
+}
+
+/* checkpoint_timeout follows the interval unless set: ten of them, at least a minute. */
+static void test_checkpoint_timeout_default(void **state)
+{
+	struct conf *c = load_ok("service \"a\" { command = \"true\"; interval = \"30s\" }\n"
+				 "service \"b\" { command = \"true\"; interval = \"5s\" }\n"
+				 "service \"c\" { command = \"true\"; interval = \"1000000000h\" }\n"
+				 "service \"d\" { command = \"true\"; interval = \"1h\";\n"
+				 "  checkpoint_timeout = \"100ms\" }\n", 0);
+
+	assert_int_equal(conf_service_find(c, "a")->checkpoint_timeout_us, 300000000);
+	assert_int_equal(conf_service_find(c, "b")->checkpoint_timeout_us, 60000000);
+	assert_true(conf_service_find(c, "c")->checkpoint_timeout_us == INT64_MAX);
+	assert_int_equal(conf_service_find(c, "d")->checkpoint_timeout_us, 100000);
 	conf_free(c);
 }
 
@@ -287,6 +305,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_checkpoint_timeout_default),
 		cmocka_unit_test(test_empty),
 		cmocka_unit_test(test_decimal),
 		cmocka_unit_test(test_equal),
