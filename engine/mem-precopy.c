@@ -92,7 +92,7 @@ static int add_armed(struct eng__precopy *pc, uint64_t start, uint64_t end)
 /* Write-protect every page of a registered range: PAGEMAP_SCAN with WP_MATCHING (3x
  * faster than UFFDIO_WRITEPROTECT here: 7 against 22 ms for 512 MiB). Registration
  * alone protects nothing: every page reads as written until then. */
-static int write_protect(int pm_fd, uint64_t start, uint64_t end)
+int eng__write_protect(int pm_fd, uint64_t start, uint64_t end)
 {
 	struct page_region reg[SCAN_VEC];
 	struct pm_scan_arg a = {
@@ -133,7 +133,7 @@ static int arm_vmas(struct eng__mem_dump *md, int pm_fd)
 				 (unsigned long)v->start, (unsigned long)v->end, strerror(errno));
 			continue;
 		}
-		ret = write_protect(pm_fd, v->start, v->end);
+		ret = eng__write_protect(pm_fd, v->start, v->end);
 		if (ret)
 			return pr_errno(ret, "pid %d: write-protecting %#lx-%#lx", md->pid,
 					(unsigned long)v->start, (unsigned long)v->end);

@@ -55,7 +55,6 @@
 #include "uapi-pagemap.h"
 
 #define PG ENG_PAGE_SIZE
-#define SCAN_VEC 512
 
 struct adopt {
 	struct eng_track *t;
@@ -64,25 +63,6 @@ struct adopt {
 	int err;
 	const char *why;	/* the step that failed */
 };
-
-/* Write-protect every page of a registered range (as mem-precopy.c arms): the scan
- * re-arms what it reports, and registration alone protects nothing. */
-static int write_protect(int pm_fd, uint64_t start, uint64_t end)
-{
-	struct page_region reg[SCAN_VEC];
-	struct pm_scan_arg a = {
-		.size = sizeof(a), .flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
-		.start = start, .end = end, .vec = (uintptr_t)reg, .vec_len = SCAN_VEC,
-		.category_mask = PAGE_IS_WRITTEN, .return_mask = PAGE_IS_WRITTEN,
-	};
-
-	do {
-		if (ioctl(pm_fd, PAGEMAP_SCAN, &a) < 0)
-			return -errno;
-		a.start = a.walk_end;	/* a full vector stops the walk there */
-	} while (a.walk_end < end);
-	return 0;
-}
 
 static int cmp_blob(const void *x, const void *y)
 {
@@ -232,7 +212,7 @@ static void adopt_cb(void *arg, pid_t pid, const struct rst_proc *p, int uffd)
 		goto out;
 	}
 	for (int i = 0; i < t->nr_armed && !ret; i++)
-		ret = write_protect(t->pm_fd, t->armed[i].start, t->armed[i].end);
+		ret = eng__write_protect(t->pm_fd, t->armed[i].start, t->armed[i].end);
 	if (ret) {
 		fail(a, ret, "write-protecting its mappings");
 		goto out;

@@ -123,6 +123,9 @@ struct eng_track {
 /* Hooks for the dump's memory stages (md->trk set). */
 bool eng__track_owns(const struct eng_track *t, uint64_t start, uint64_t end);
 bool eng__track_overlaps(const struct eng_track *t, uint64_t start, uint64_t end);
+/* Write-protect every page of a registered range (mem-precopy.c): the scan re-arms
+ * what it reports, and registration alone protects nothing. */
+int eng__write_protect(int pm_fd, uint64_t start, uint64_t end);
 int eng__track_live(struct eng_track *t, struct eng__mem_dump *md);
 int eng__track_last_round(struct eng_track *t, struct eng__mem_dump *md);
 /* A dump attempt starts over (its tree changed): what earlier attempts staged is in a

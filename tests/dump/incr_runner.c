@@ -134,6 +134,28 @@ static pid_t root_of(pid_t init)
 	return pid;
 }
 
+/* Wait for a restored tree's init after SIGTERM to its root: the victim's verdict. */
+static int finish_restored(pid_t init, pid_t root, const char *what)
+{
+	int st;
+
+	if (kill(root, SIGTERM)) {
+		kill_wait(init);
+		return fail("%s: the restored victim is gone before its check", what);
+	}
+	for (int i = 0; i < 20000; i++) {
+		if (waitpid(init, &st, WNOHANG) == init) {
+			if (WIFEXITED(st) && !WEXITSTATUS(st))
+				return 0;
+			show_log();
+			return fail("%s: the restored victim failed its check (status %#x)", what, st);
+		}
+		usleep(1000);
+	}
+	kill_wait(init);
+	return fail("%s: the restored victim did not finish", what);
+}
+
 /*
  * Restore generation gen of store, let it run, ask it to finish: its verdict. Into a new
  * pid namespace: pid_max is 32768 here and the machine busy, so the dumped pids (of a
@@ -143,6 +165,7 @@ static int restore_and_check_with(const char *store, uint32_t gen, int workers)
 {
 	struct eng_restore_opts o = { .generation = gen, .pidns = true, .fill_workers = workers };
 	pid_t init, root, w;
+	char what[32];
 	int st;
 
 	/* eng_restore waits for any child: orphans left to us (we are a subreaper) first. */
@@ -152,21 +175,12 @@ static int restore_and_check_with(const char *store, uint32_t gen, int workers)
 		return fail("restore of generation %u: %s", gen, eng_last_error());
 	usleep(150000);
 	root = root_of(init);
-	if (root <= 0 || kill(root, SIGTERM)) {
+	snprintf(what, sizeof(what), "generation %u", gen);
+	if (root <= 0) {
 		kill_wait(init);
-		return fail("generation %u: the restored victim is gone before its check", gen);
+		return fail("%s: the restored victim is gone before its check", what);
 	}
-	for (int i = 0; i < 20000; i++) {
-		if (waitpid(init, &st, WNOHANG) == init) {
-			if (WIFEXITED(st) && !WEXITSTATUS(st))
-				return 0;
-			show_log();
-			return fail("generation %u: the restored victim failed its check (status %#x)", gen, st);
-		}
-		usleep(1000);
-	}
-	kill_wait(init);
-	return fail("generation %u: the restored victim did not finish", gen);
+	return finish_restored(init, root, what);
 }
 
 static int restore_and_check(const char *store, uint32_t gen)
@@ -651,28 +665,6 @@ static int mode_hook(char *victim, const char *what)
 	}
 	free(gens);
 	return ret;
-}
-
-/* Wait for a restored tree's init after SIGTERM to its root: the victim's verdict. */
-static int finish_restored(pid_t init, pid_t root, const char *what)
-{
-	int st;
-
-	if (kill(root, SIGTERM)) {
-		kill_wait(init);
-		return fail("%s: the restored victim is gone before its check", what);
-	}
-	for (int i = 0; i < 20000; i++) {
-		if (waitpid(init, &st, WNOHANG) == init) {
-			if (WIFEXITED(st) && !WEXITSTATUS(st))
-				return 0;
-			show_log();
-			return fail("%s: the restored victim failed its check (status %#x)", what, st);
-		}
-		usleep(1000);
-	}
-	kill_wait(init);
-	return fail("%s: the restored victim did not finish", what);
 }
 
 /* n generations of a process, every ms. */
