@@ -429,8 +429,12 @@ static int mode_crash(const char *hactl, char *victim, const char *mib)
 	return ret;
 }
 
+static int middle_blob(const char *store, uint32_t gen, pid_t pid, uint32_t *pack, uint64_t *off);
+
 static int mode_corrupt(const char *hactl, char *victim, const char *mib)
 {
+	uint32_t bpack = 0;
+	uint64_t boff = 0;
 	char *argv[] = { victim, (char *)mib, NULL }, store[128], pack[256], want[64];
 	uint32_t *gens;
 	size_t nr;
@@ -448,14 +452,18 @@ static int mode_corrupt(const char *hactl, char *victim, const char *mib)
 	kill_wait(pid);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) || eng_store_list(store, &gens, &nr) || nr != 3)
 		return fail("hactl dump --track --count 3: status %#x", st);
-	/* Generation 1 wrote every page: damage a byte in the middle of its pack. */
-	snprintf(pack, sizeof(pack), "%s/packs/pack-%08u.pack", store, gens[0]);
+	/* A byte of a blob generation 1 uses. Not just the middle of its pack: with the
+	 * filer thread, a page copied live and then unmapped or copied again leaves a blob
+	 * no generation uses (CI under ASan hit one), and verify rightly ignores it. */
+	if (middle_blob(store, gens[0], pid, &bpack, &boff))
+		return 1;
+	snprintf(pack, sizeof(pack), "%s/packs/pack-%08u.pack", store, bpack);
 	fd = open(pack, O_RDWR);
-	at = fd >= 0 ? lseek(fd, 0, SEEK_END) / 2 : -1;
+	at = (off_t)boff + 32 + 1;	/* in the compressed data, after the blob's header (track.h) */
 	if (fd < 0 || pread(fd, &b, 1, at) != 1 || (b ^= 0x40, pwrite(fd, &b, 1, at) != 1))
 		return fail("%s: %m", pack);
 	close(fd);
-	snprintf(want, sizeof(want), "pack-%08u.pack offset", gens[0]);
+	snprintf(want, sizeof(want), "pack-%08u.pack offset", bpack);
 	if (!eng_store_verify(store, gens[0], NULL))
 		ret = fail("verify of generation %u passed with a damaged pack", gens[0]);
 	else if (!strstr(eng_last_error(), want) || !strstr(eng_last_error(), "generation"))
