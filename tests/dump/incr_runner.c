@@ -431,6 +431,24 @@ static int mode_crash(const char *hactl, char *victim, const char *mib)
 
 static int middle_blob(const char *store, uint32_t gen, pid_t pid, uint32_t *pack, uint64_t *off);
 
+/* A victim started, left settle_us to set itself up, and tracked into store; -1 when
+ * either step failed (said, and the victim gone). */
+static pid_t start_tracked(char **argv, const char *store, useconds_t settle_us, struct eng_track **t)
+{
+	pid_t pid = start_victim(argv);
+
+	if (pid < 0)
+		return -1;
+	if (settle_us)
+		usleep(settle_us);
+	if (eng_track_open(pid, store, NULL, t)) {
+		kill_wait(pid);
+		fail("eng_track_open: %s", eng_last_error());
+		return -1;
+	}
+	return pid;
+}
+
 static int mode_corrupt(const char *hactl, char *victim, const char *mib)
 {
 	uint32_t bpack = 0;
@@ -562,14 +580,9 @@ static int mode_fill(char *victim, const char *mib, int n)
 	uint8_t b;
 
 	snprintf(store, sizeof(store), "%s/store", workdir);
-	pid = start_victim(argv);
+	pid = start_tracked(argv, store, 100000, &t);
 	if (pid < 0)
 		return 1;
-	usleep(100000);
-	if (eng_track_open(pid, store, NULL, &t)) {
-		kill_wait(pid);
-		return fail("eng_track_open: %s", eng_last_error());
-	}
 	for (int i = 0; i < n && !ret; i++) {
 		struct eng_track_stats st;
 
@@ -638,13 +651,9 @@ static int mode_hook(char *victim, const char *what)
 	int ret = 0;
 
 	snprintf(store, sizeof(store), "%s/store", workdir);
-	pid = start_victim(argv);
+	pid = start_tracked(argv, store, 0, &t);
 	if (pid < 0)
 		return 1;
-	if (eng_track_open(pid, store, NULL, &t)) {
-		kill_wait(pid);
-		return fail("eng_track_open: %s", eng_last_error());
-	}
 	for (int i = 0; i < 2 && !ret; i++) {
 		if (i)
 			setenv("HA_TEST_TRACK_LIVE_SIGNAL", "12", 1);	/* SIGUSR2 */
@@ -713,14 +722,9 @@ static int adopt_with(char *victim, const char *mib, int k, int n, int ms, struc
 	int ret;
 
 	snprintf(store, sizeof(store), "%s/store", workdir);
-	pid = start_victim(argv);
+	pid = start_tracked(argv, store, 100000, &t);
 	if (pid < 0)
 		return 1;
-	usleep(100000);
-	if (eng_track_open(pid, store, NULL, &t)) {
-		kill_wait(pid);
-		return fail("eng_track_open: %s", eng_last_error());
-	}
 	ret = track_some(t, pid, k, ms, 1, st);
 	eng_track_close(t);
 	kill_wait(pid);
