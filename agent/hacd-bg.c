@@ -73,11 +73,12 @@ static void *bg_main(void *arg)
 	return NULL;
 }
 
-static void bg_cb(evutil_socket_t fd, short what, void *arg)
+static void bg_ready(evutil_socket_t fd, short what, void *arg)
 {
 	struct hacd_bg *bg = arg;
 	struct hacd_bg_job *j;
 	char buf[64];
+	int n = 0;
 
 	while (read(fd, buf, sizeof(buf)) > 0)
 		;
@@ -92,8 +93,11 @@ static void bg_cb(evutil_socket_t fd, short what, void *arg)
 		if (j->done)
 			j->done(bg->d, j);	/* invariant 2 */
 		j->free(j);
+		n++;
 	}
+	hacd_held_detail("%d jobs", n);
 }
+HACD_LOOP_CB(bg_cb, bg_ready, "helper thread results")
 
 int hacd_bg_start(struct hacd *d)
 {

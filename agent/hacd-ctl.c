@@ -507,6 +507,7 @@ static int client_request(struct ctl_client *c, const void *buf, size_t len)
 			 (unsigned)c->cred.uid, err);
 		return reply_error(c->fd, ret, err);
 	}
+	hacd_held_detail("%s from pid %d", ctl_type_name(req->type), (int)c->cred.pid);
 	if (req->type != HACTL__CTL_TYPE__CTL_TYPE_STATUS &&
 	    req->type != HACTL__CTL_TYPE__CTL_TYPE_LIST &&
 	    req->type != HACTL__CTL_TYPE__CTL_TYPE_LOG && c->perm != CTL_PERM_ALL) {
@@ -549,7 +550,7 @@ out:
 	return ret;
 }
 
-static void client_cb(evutil_socket_t fd, short what, void *arg)
+static void client_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct ctl_client *c = arg;
 	/* One byte more than a request may be, so an oversized one shows as MSG_TRUNC. */
@@ -584,6 +585,7 @@ static void client_cb(evutil_socket_t fd, short what, void *arg)
 		client_free(c);
 	}
 }
+HACD_LOOP_CB(client_cb, client_read, "control request")
 
 /* Is gid the peer's primary group or one of its supplementary groups? */
 static bool peer_in_group(int fd, const struct ucred *cred, gid_t gid)
@@ -618,7 +620,7 @@ static enum ctl_perm peer_perm(struct hacd_ctl *ctl, int fd, const struct ucred 
 	return CTL_PERM_NONE;
 }
 
-static void accept_cb(evutil_socket_t lfd, short what, void *arg)
+static void accept_one(evutil_socket_t lfd, short what, void *arg)
 {
 	struct hacd_ctl *ctl = arg;
 	struct ctl_client *c;
@@ -668,6 +670,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 drop:
 	client_free(c);
 }
+HACD_LOOP_CB(accept_cb, accept_one, "control accept")
 
 /* mkdir -p of the socket's directory, 0755: hactl must reach the socket to connect. */
 static int mkdir_parents(const char *path)

@@ -810,11 +810,12 @@ void svc_timer_arm(struct svc *s)
 }
 
 /* Due times advance by the interval from the first one, so lateness never drifts. */
-void svc_timer_cb(evutil_socket_t fd, short what, void *arg)
+void svc_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct svc *s = arg;
 	uint64_t now = hacd_now_us(), iv = s->cs ? s->cs->interval_us : 1000000;
 
+	hacd_held_detail("service %s", s->name);
 	s->due_us = s->next_us;
 	s->next_us += iv;
 	while (s->next_us <= now) {

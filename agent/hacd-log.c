@@ -109,3 +109,47 @@ void hacd_log_libevent(void)
 {
 	event_set_log_callback(libevent_log_cb);
 }
+
+/*
+ * The loop's callbacks are timed (HACD_LOOP_CB): a status request waits for whatever
+ * callback holds the loop when it arrives, so one that holds it past HELD_SLOW_US is
+ * logged with what it was doing, its wall time and its CPU time. Wall far above CPU
+ * means it waited (a disk, a lock, or the scheduler); CPU near wall means it computed.
+ */
+#define HELD_SLOW_US	20000
+
+static char held_what[128];
+
+static uint64_t thread_cpu_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+void hacd_held_begin(struct hacd_held *h)
+{
+	held_what[0] = 0;
+	h->wall_us = hacd_now_us();
+	h->cpu_us = thread_cpu_us();
+}
+
+void hacd_held_detail(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(held_what, sizeof(held_what), fmt, ap);
+	va_end(ap);
+}
+
+void hacd_held_end(const struct hacd_held *h, const char *what)
+{
+	uint64_t wall = hacd_now_us() - h->wall_us;
+
+	if (wall < HELD_SLOW_US)
+		return;
+	hacd_log(LOG_NOTICE, "loop held %.1f ms (%.1f ms CPU) by %s%s%s", wall / 1e3,
+		 (thread_cpu_us() - h->cpu_us) / 1e3, what, held_what[0] ? ": " : "", held_what);
+}

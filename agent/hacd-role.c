@@ -145,7 +145,7 @@ static bool peers_acked(struct svc *s, int64_t gen)
 	return true;
 }
 
-static void role_timer_cb(evutil_socket_t fd, short what, void *arg)
+static void role_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct svc *s = arg;
 	uint64_t now = hacd_now_us();
@@ -195,6 +195,7 @@ static void role_timer_cb(evutil_socket_t fd, short what, void *arg)
 		break;
 	}
 }
+HACD_LOOP_CB(role_timer_cb, role_timer, "role timer")
 
 bool hacd_role_init(struct svc *s)
 {

@@ -201,7 +201,7 @@ static bool pidfile_adopt(struct svc *s)
 	return true;
 }
 
-static void pidfd_cb(evutil_socket_t fd, short what, void *arg)
+static void pidfd_exited(evutil_socket_t fd, short what, void *arg)
 {
 	struct svc *s = arg;
 
@@ -218,6 +218,8 @@ static void pidfd_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	svc_died(s);
 }
+HACD_LOOP_CB(svc_timer_cb, svc_tick, "checkpoint tick")
+HACD_LOOP_CB(pidfd_cb, pidfd_exited, "service exit")
 
 static int svc_running(struct svc *s, pid_t init, pid_t pid, const char *how)
 {
@@ -332,12 +334,13 @@ static void svc_start(struct svc *s)
 	}
 }
 
-static void retry_cb(evutil_socket_t fd, short what, void *arg)
+static void retry_due(evutil_socket_t fd, short what, void *arg)
 {
 	struct svc *s = arg;
 
 	svc_next(s);
 }
+HACD_LOOP_CB(retry_cb, retry_due, "restart retry")
 
 /* Restore generation `gen` (0: the newest complete one) of a service that is gone. */
 static void svc_restore(struct svc *s, int64_t gen)
@@ -498,7 +501,7 @@ static void svc_died(struct svc *s)
 	}
 }
 
-static void kill_cb(evutil_socket_t fd, short what, void *arg)
+static void kill_due(evutil_socket_t fd, short what, void *arg)
 {
 	struct svc *s = arg;
 
@@ -508,6 +511,7 @@ static void kill_cb(evutil_socket_t fd, short what, void *arg)
 		kill(s->init, SIGKILL);
 	}
 }
+HACD_LOOP_CB(kill_cb, kill_due, "kill timer")
 
 /* Stop the service on purpose, then do `after`. SIGKILL when `now`, else SIGTERM first. */
 static void svc_stop(struct svc *s, int after, bool now)
@@ -707,7 +711,7 @@ void svc_begin(struct svc *s)
 	svc_start(s);
 }
 
-static void gc_cb(evutil_socket_t fd, short what, void *arg)
+static void gc_round(evutil_socket_t fd, short what, void *arg)
 {
 	struct hacd *d = arg;
 
@@ -716,6 +720,7 @@ static void gc_cb(evutil_socket_t fd, short what, void *arg)
 	if (++d->gc_rounds % 5 == 0)
 		hacd_catalog_checkpoint(d);
 }
+HACD_LOOP_CB(gc_cb, gc_round, "store GC round")
 
 int hacd_svcs_start(struct hacd *d)
 {

@@ -537,7 +537,15 @@ static void __attribute__((noreturn)) worker_main(int fd, pid_t parent)
 
 /* ---- hacd's side ------------------------------------------------------------------- */
 
-static void worker_cb(evutil_socket_t fd, short what, void *arg)
+static const char *worker_op_name(int op)
+{
+	const ProtobufCEnumValue *v =
+		protobuf_c_enum_descriptor_get_value(&hacd__worker_op__descriptor, op);
+
+	return v ? v->name : "?";
+}
+
+static void worker_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct svc *s = arg;
 	uint8_t buf[WORKER_MSG_MAX];
@@ -581,9 +589,11 @@ static void worker_cb(evutil_socket_t fd, short what, void *arg)
 		evtimer_del(s->w_timer);
 	op = s->w_op;
 	s->w_op = 0;
+	hacd_held_detail("service %s, %s", s->name, worker_op_name(op));
 	svc_worker_reply(s, op, rep);
 	hacd__worker_reply__free_unpacked(rep, NULL);
 }
+HACD_LOOP_CB(worker_cb, worker_read, "worker reply")
 
 /* A worker that got SIGTERM and is still there after this is stuck in the engine. */
 #define WORKER_TERM_GRACE_US	5000000
@@ -603,7 +613,7 @@ static void arm_us(struct event *ev, uint64_t us)
 }
 
 /* Invariant 6: the checkpoint in flight is late, or its worker did not stop. */
-static void worker_timeout_cb(evutil_socket_t fd, short what, void *arg)
+static void worker_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct svc *s = arg;
 	uint64_t waited = hacd_now_us() - s->w_sent_us;
@@ -624,6 +634,7 @@ static void worker_timeout_cb(evutil_socket_t fd, short what, void *arg)
 		  WORKER_TERM_GRACE_US / 1e6);
 	kill(s->w_pid, SIGKILL);
 }
+HACD_LOOP_CB(worker_timeout_cb, worker_timeout, "worker timeout")
 
 int hacd_worker_start(struct svc *s)
 {

@@ -104,7 +104,7 @@ int hacd_gen_hook_add(struct hacd *d, hacd_gen_hook_fn fn, void *opaque)
 	return 0;
 }
 
-static void signal_cb(evutil_socket_t sig, short what, void *arg)
+static void signal_got(evutil_socket_t sig, short what, void *arg)
 {
 	struct hacd *d = arg;
 	int st;
@@ -124,11 +124,13 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	hacd_notify("STOPPING=1\nSTATUS=stopping");
 	event_base_loopbreak(d->base);
 }
+HACD_LOOP_CB(signal_cb, signal_got, "signal")
 
-static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
+static void watchdog_tick(evutil_socket_t fd, short what, void *arg)
 {
 	hacd_notify("WATCHDOG=1");
 }
+HACD_LOOP_CB(watchdog_cb, watchdog_tick, "watchdog")
 
 /*
  * systemd's WatchdogSec= arrives as WATCHDOG_USEC (with WATCHDOG_PID, which must be

@@ -8,6 +8,8 @@
 #include <sys/types.h>
 #include <syslog.h>
 
+#include <event2/util.h>
+
 /* glibc's sys/queue.h lacks it. */
 #ifndef TAILQ_FOREACH_SAFE
 #define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
@@ -219,6 +221,24 @@ int hacd_notify(const char *state);
 __attribute__((format(printf, 1, 2)))
 int hacd_notifyf(const char *fmt, ...);
 uint64_t hacd_now_us(void);
+/* Every loop callback is defined through HACD_LOOP_CB, which times it: one that held
+ * the loop long is logged (at notice) with `what` and the detail its body gave. */
+struct hacd_held {
+	uint64_t wall_us, cpu_us;
+};
+void hacd_held_begin(struct hacd_held *h);
+void hacd_held_end(const struct hacd_held *h, const char *what);
+__attribute__((format(printf, 1, 2)))
+void hacd_held_detail(const char *fmt, ...);
+#define HACD_LOOP_CB(cb, body, what)						\
+	static void cb(evutil_socket_t fd_, short ev_, void *arg_)		\
+	{									\
+		struct hacd_held h_;						\
+									\
+		hacd_held_begin(&h_);						\
+		body(fd_, ev_, arg_);						\
+		hacd_held_end(&h_, what);					\
+	}
 
 /* hacd-ctl.c: the control socket. */
 int hacd_ctl_open(struct hacd *d, struct hacd_ctl **out);
@@ -281,7 +301,7 @@ bool svc_has_store(const struct svc *s);
 /* rep NULL: the worker died with it. */
 void svc_ckpt_done(struct svc *s, const struct Hacd__WorkerReply *rep);
 void svc_timer_arm(struct svc *s);
-void svc_timer_cb(int fd, short what, void *arg);
+void svc_tick(evutil_socket_t fd, short what, void *arg);
 /* Retention of services that committed since the last round, then collect every
  * pack (generation directory) the catalog says is dead. */
 void hacd_gc(struct hacd *d);
