@@ -221,6 +221,73 @@ static void pidfd_exited(evutil_socket_t fd, short what, void *arg)
 HACD_LOOP_CB(svc_timer_cb, svc_tick, "checkpoint tick")
 HACD_LOOP_CB(pidfd_cb, pidfd_exited, "service exit")
 
+static uint64_t svc_interval_us(const struct svc *s)
+{
+	return s->cs && s->cs->interval_us ? s->cs->interval_us : 1000000;
+}
+
+static int cmp_offset(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* A service's ticks counted in one interval of another: past this, they cover it. */
+#define TICKS_SEEN_MAX	64
+
+/*
+ * When the first tick of a service that just started is due: within one interval,
+ * in the middle of the widest gap between the ticks the other services have coming
+ * in that interval. Services with one interval started together otherwise tick
+ * together: 20 at 1 s froze at once, their 20 workers queued for 2 CPUs, each pause
+ * grew by the wait (p50 4.7 ms against 2 ms alone), and a status client waited up to
+ * 18 ms for a CPU (perf sched). Spread, the same work is a checkpoint every 50 ms.
+ */
+static uint64_t svc_first_tick(const struct svc *s, uint64_t now)
+{
+	uint64_t iv = svc_interval_us(s), *off = NULL, best = iv, widest = 0;
+	const struct svc *o;
+	size_t n = 0, cap = 0;
+
+	TAILQ_FOREACH(o, &s->d->services, link) {
+		uint64_t oiv = svc_interval_us(o), t = o->next_us;
+
+		if (o == s || !o->timer || !evtimer_pending(o->timer, NULL))
+			continue;
+		if (t < now)	/* due, its callback not run yet: its phase is what counts */
+			t += ((now - t) / oiv + 1) * oiv;
+		for (int k = 0; t < now + iv && k < TICKS_SEEN_MAX; k++, t += oiv) {
+			if (n == cap) {
+				uint64_t *m = realloc(off, (cap = cap ? 2 * cap : 32) * sizeof(*off));
+
+				if (!m)
+					goto out;	/* no memory: one interval, as if alone */
+				off = m;
+			}
+			off[n++] = t - now;
+		}
+	}
+	if (!n)
+		goto out;
+	qsort(off, n, sizeof(*off), cmp_offset);
+	/* On a circle of one interval: the gaps between neighbours, and the one that
+	 * wraps from the last tick round to the first. */
+	for (size_t i = 0; i < n; i++) {
+		uint64_t gap = i + 1 < n ? off[i + 1] - off[i] : off[0] + iv - off[i];
+
+		if (gap > widest) {
+			widest = gap;
+			best = (off[i] + gap / 2) % iv;
+		}
+	}
+	if (!best)
+		best = iv;
+out:
+	free(off);
+	return now + best;
+}
+
 static int svc_running(struct svc *s, pid_t init, pid_t pid, const char *how)
 {
 	int fd = (int)syscall(SYS_pidfd_open, init, 0);
@@ -242,7 +309,7 @@ static int svc_running(struct svc *s, pid_t init, pid_t pid, const char *how)
 	svc_event(s, LOG_NOTICE, how, "%s: pid %d%s", how, (int)pid,
 		  init != pid ? " (under its init)" : "");
 	if (!evtimer_pending(s->timer, NULL)) {
-		s->next_us = hacd_now_us() + (s->cs ? s->cs->interval_us : 1000000);
+		s->next_us = svc_first_tick(s, hacd_now_us());
 		svc_timer_arm(s);
 	}
 	return 0;

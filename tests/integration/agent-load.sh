@@ -121,6 +121,18 @@ for s in st["services"]:
         bad.append("%s: %s checkpoints in %d s" % (s["name"], s.get("checkpoints"), secs))
     if s.get("state") != "running":
         bad.append("%s: state %s" % (s["name"], s.get("state")))
+# hacd spreads the first ticks of services started together over their interval
+# (svc_first_tick): with 20 at 1 s, the widest-gap placement leaves at least 31 ms
+# between any two. Their phases are in the status, one snapshot for all.
+phases = sorted(s["next_checkpoint_ms"] % 1000 for s in st["services"]
+                if "next_checkpoint_ms" in s)
+spread = min([b - a for a, b in zip(phases, phases[1:])] +
+             [phases[0] + 1000 - phases[-1]] if len(phases) > 1 else [1000])
+if len(phases) != n:
+    bad.append("%d of %d services have a next checkpoint" % (len(phases), n))
+elif spread < 1000 // (4 * n):
+    bad.append("ticks not spread: two services are due %d ms apart (phases %s)" %
+               (spread, phases))
 late50 = sorted(s.get("late_p50_us", 0) for s in st["services"])
 late99 = max(s.get("late_p99_us", 0) for s in st["services"])
 missed = sum(s.get("missed", 0) for s in st["services"])
@@ -131,6 +143,8 @@ print("load: %d services at 1 s for %d s: %d checkpoints, %d ticks missed (previ
 print("load: pause p50 %.1f ms, p99 %.1f ms" % (pct(pauses, 50) / 1e3, pct(pauses, 99) / 1e3))
 print("load: scheduling lateness p50 %.1f ms (median over services), p99 %.1f ms (worst "
       "service)" % (pct(late50, 50) / 1e3, late99 / 1e3))
+print("load: ticks spread over the interval: the closest two services are %d ms apart" %
+      spread)
 print("load: gap between generations p50 %.0f ms, max %.0f ms" %
       (pct(gaps, 50) / 1e3, max(gaps or [0]) / 1e3))
 print("load: status on the socket: %d requests, p50 %.1f ms, p99 %.1f ms, max %.1f ms, "
