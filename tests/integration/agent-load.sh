@@ -152,15 +152,18 @@ print("load: status on the socket: %d requests, p50 %.1f ms, p99 %.1f ms, max %.
                          sum(1 for x in sms if x > 50000)))
 # hacd logs each loop callback that held its loop 20 ms or more (hacd-log.c): the
 # status requests that waited are explained by these.
-held = {}
+held, lines = {}, []
 for line in open(t + "/hacd.log", errors="replace"):
     if "loop held " in line:
         ms = float(line.split("loop held ")[1].split()[0])
         what = line.split(" by ", 1)[1].split(":")[0].strip()
         held.setdefault(what, []).append(ms)
+        lines.append((ms, line.strip()))
 print("load: loop held 20 ms or more: %s" % (", ".join(
     "%s %d times (max %.1f ms)" % (k, len(v), max(v)) for k, v in sorted(held.items()))
     or "never"))
+for ms, line in sorted(lines, reverse=True)[:5]:
+    print("load:   %s" % line)
 rss = [int(x) for x in open(t + "/rss").read().split()]
 q = max(1, len(rss) // 4)
 print("load: hacd RSS %d KiB -> %d KiB (min %d, max %d over %d samples; max of each "
