@@ -65,9 +65,14 @@ static void *bg_main(void *arg)
 		pthread_mutex_lock(&bg->lock);
 		TAILQ_REMOVE(&bg->todo, j, link);
 		TAILQ_INSERT_TAIL(&bg->done, j, link);
-		/* Full pipe: the loop has a byte to read already, which is enough. */
+		/* The loop is woken with the lock released: the wake-up may preempt this
+		 * thread, and a loop woken into a lock held by a preempted thread waited
+		 * for it up to 23 ms under a disk-heavy load (perf sched, futex waits in
+		 * bg_ready). Full pipe: the loop has a byte to read already. */
+		pthread_mutex_unlock(&bg->lock);
 		if (write(bg->pipe[1], &b, 1) < 0 && errno != EAGAIN)
 			hacd_log(LOG_ERR, "helper thread: wake-up pipe: %s", strerror(errno));
+		pthread_mutex_lock(&bg->lock);
 	}
 	pthread_mutex_unlock(&bg->lock);
 	return NULL;
@@ -182,8 +187,9 @@ void hacd_bg_submit(struct hacd *d, struct hacd_bg_job *j)
 	}
 	pthread_mutex_lock(&bg->lock);
 	TAILQ_INSERT_TAIL(&bg->todo, j, link);
-	pthread_cond_signal(&bg->cond);
 	pthread_mutex_unlock(&bg->lock);
+	/* After the unlock, as the thread's wake-up is (bg_main). */
+	pthread_cond_signal(&bg->cond);
 }
 
 /*
