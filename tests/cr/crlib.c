@@ -25,15 +25,6 @@ long cr_ms_since(const struct timespec *t0)
 	return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
-void cr_show(const char *heading, const char *path)
-{
-	char *s = cr_slurp(path);
-
-	fprintf(stderr, "---- %s (%s)\n%s%s---- end\n", heading, path, s ? s : "(none)\n",
-		s && *s && s[strlen(s) - 1] != '\n' ? "\n" : "");
-	free(s);
-}
-
 int cr_dir_make(struct cr_dir *d, const char *name)
 {
 	snprintf(d->top, sizeof(d->top), "/tmp/hacd-cr-%s-XXXXXX", name);

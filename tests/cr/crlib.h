@@ -48,8 +48,6 @@ int cr_wait_pid_gone(pid_t pid, int timeout_ms);
  * prints the last difference. 0 when equal. */
 int cr_compare_settled(pid_t pid, const struct proc_snapshot *before, int timeout_ms);
 
-/* Print a file to stderr with a heading, for a failure report. */
-void cr_show(const char *heading, const char *path);
 int cr_copy_dir(const char *src, const char *dst);
 long cr_ms_since(const struct timespec *t0);
 

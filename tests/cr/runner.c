@@ -77,6 +77,15 @@ char *cr_slurp(const char *path)
 	return buf;
 }
 
+void cr_show(const char *heading, const char *path)
+{
+	char *s = cr_slurp(path);
+
+	fprintf(stderr, "---- %s (%s)\n%s%s---- end\n", heading, path, s ? s : "(none)\n",
+		s && *s && s[strlen(s) - 1] != '\n' ? "\n" : "");
+	free(s);
+}
+
 /* A growing string. */
 struct sb {
 	char *s;
@@ -132,6 +141,13 @@ const char *victim_fact(const struct victim *v, const char *key)
 		if (!strcmp(v->keys[i], key))
 			return v->vals[i];
 	return NULL;
+}
+
+long victim_fact_num(const struct victim *v, const char *key)
+{
+	const char *s = victim_fact(v, key);
+
+	return s ? strtol(s, NULL, 0) : -1;
 }
 
 /* x86-64 numbers of the syscalls victims block in; -1: any syscall will do. */

@@ -4,7 +4,7 @@
 
 #include <sys/types.h>
 
-#define VICTIM_MAX_FACTS 16
+#define VICTIM_MAX_FACTS 32	/* victim_dump (tests/dump) announces 21 */
 
 struct victim {
 	pid_t pid;
@@ -39,6 +39,8 @@ struct victim_opts {
 int victim_start(const char *path, struct victim *v);
 int victim_start_opts(const char *path, const struct victim_opts *o, struct victim *v);
 const char *victim_fact(const struct victim *v, const char *key);
+/* The fact as a number (0x... allowed), -1 when missing. */
+long victim_fact_num(const struct victim *v, const char *key);
 /* A victim started by someone else (hactl run) with its stdout in log: wait for the
  * ready line there (and blocks=), then treat it like one we started. */
 int victim_attach(struct victim *v, pid_t pid, const char *log, int timeout_ms);
@@ -68,6 +70,8 @@ void proc_snapshot_free(struct proc_snapshot *s);
 
 /* Whole file as a NUL-terminated string (free it), or NULL. */
 char *cr_slurp(const char *path);
+/* Print a file to stderr with a heading, for a failure report. */
+void cr_show(const char *heading, const char *path);
 
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

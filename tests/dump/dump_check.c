@@ -95,7 +95,7 @@ static int check_core_head(const ImgCore *c, const struct victim *v)
 	if (c->pid != (uint32_t)v->pid || c->umask != um || c->n_sigactions != 64 || c->n_rlimits != 16)
 		return fail("core: pid %u umask %o sigactions %zu rlimits %zu", c->pid, c->umask,
 			    c->n_sigactions, c->n_rlimits);
-	if (usr1->handler != (uint64_t)fact_num(v, "handler_usr1") || !(usr1->flags & SA_RESTART) ||
+	if (usr1->handler != (uint64_t)victim_fact_num(v, "handler_usr1") || !(usr1->flags & SA_RESTART) ||
 	    usr1->mask != 1ull << (SIGUSR2 - 1))
 		return fail("core: SIGUSR1 action %#lx flags %#lx mask %#lx", (long)usr1->handler,
 			    (long)usr1->flags, (long)usr1->mask);
@@ -129,14 +129,14 @@ static int check_core_head(const ImgCore *c, const struct victim *v)
 
 static int check_thread(const ImgThread *t, const struct victim *v, size_t i)
 {
-	bool sas = t->tid == (uint32_t)fact_num(v, "sas_tid");
+	bool sas = t->tid == (uint32_t)victim_fact_num(v, "sas_tid");
 
 	if (!t->regs || t->xstate.len < 576 || !t->rseq || t->rseq->sig != 0x53053053 || !t->has_clear_tid_addr ||
 	    !t->clear_tid_addr || !t->sigaltstack)
 		return fail("thread %u: missing regs, xstate, rseq, clear_tid_addr or sigaltstack", t->tid);
 	if (i == 0 && t->tid != (uint32_t)v->pid)
 		return fail("thread 0 is %u, not the leader %d", t->tid, v->pid);
-	if (sas && (t->sigaltstack->sp != (uint64_t)fact_num(v, "sas_sp") || t->sigaltstack->size != 65536 ||
+	if (sas && (t->sigaltstack->sp != (uint64_t)victim_fact_num(v, "sas_sp") || t->sigaltstack->size != 65536 ||
 		    t->sigaltstack->flags != 0))
 		return fail("thread %u: sigaltstack %#lx/%lu/%#x", t->tid, (long)t->sigaltstack->sp,
 			    (long)t->sigaltstack->size, t->sigaltstack->flags);
@@ -164,8 +164,8 @@ static int check_core(int dirfd, const struct victim *v)
 	if (read_all(dirfd, ENG_IMG_CORE, v->pid, &img_core__descriptor, &img_thread__descriptor, &m))
 		return 1;
 	ret = check_core_head((ImgCore *)m.m[0], v);
-	if (!ret && m.n - 1 != (size_t)fact_num(v, "threads"))
-		ret = fail("core: %zu threads, the victim has %ld", m.n - 1, fact_num(v, "threads"));
+	if (!ret && m.n - 1 != (size_t)victim_fact_num(v, "threads"))
+		ret = fail("core: %zu threads, the victim has %ld", m.n - 1, victim_fact_num(v, "threads"));
 	for (size_t i = 1; i < m.n && !ret; i++)
 		ret = check_thread((ImgThread *)m.m[i], v, i - 1);
 	if (!ret && !read_all(dirfd, ENG_IMG_PSTREE, 0, NULL, &img_pstree_entry__descriptor, &p)) {
@@ -311,7 +311,7 @@ static int check_regions(int dirfd, const struct msgs *mm, const struct msgs *pm
 	int ret = 0;
 
 	for (size_t i = 0; i < sizeof(r) / sizeof(r[0]) && !ret; i++) {
-		uint64_t a = fact_num(v, r[i].name);
+		uint64_t a = victim_fact_num(v, r[i].name);
 		const ImgVma *m = vma_at(mm, a);
 
 		if (!m || m->end != a + r[i].pages * 4096 || m->flags != r[i].flags ||
@@ -343,8 +343,8 @@ static int check_pages(int dirfd, const struct victim *v)
 		msgs_free(&mm);
 		return fail("pages: %s", eng_last_error());
 	}
-	ret = check_range(dirfd, &pm, pages, NULL, "buf", fact_num(v, "buf"), fact_num(v, "buf_pages"),
-			  fact_num(v, "zero_page"));
+	ret = check_range(dirfd, &pm, pages, NULL, "buf", victim_fact_num(v, "buf"), victim_fact_num(v, "buf_pages"),
+			  victim_fact_num(v, "zero_page"));
 	if (!ret)
 		ret = check_regions(dirfd, &mm, &pm, pages, v);
 	eng_img_close(pages);
@@ -398,22 +398,22 @@ static int check_fds(int dirfd, const struct victim *v, const char *workdir)
 		msgs_free(&files);
 		return 1;
 	}
-	file = file_of(&files, &fds, fact_num(v, "file_fd"), &ce[0]);
-	dup = file_of(&files, &fds, fact_num(v, "dup_fd"), &ce[1]);
-	app = file_of(&files, &fds, fact_num(v, "app_fd"), &ce[2]);
-	ghost = file_of(&files, &fds, fact_num(v, "ghost_fd"), &ce[3]);
-	dir = file_of(&files, &fds, fact_num(v, "dir_fd"), &ce[4]);
-	null = file_of(&files, &fds, fact_num(v, "null_fd"), &ce[5]);
-	rnd = file_of(&files, &fds, fact_num(v, "rnd_fd"), &ce[6]);
+	file = file_of(&files, &fds, victim_fact_num(v, "file_fd"), &ce[0]);
+	dup = file_of(&files, &fds, victim_fact_num(v, "dup_fd"), &ce[1]);
+	app = file_of(&files, &fds, victim_fact_num(v, "app_fd"), &ce[2]);
+	ghost = file_of(&files, &fds, victim_fact_num(v, "ghost_fd"), &ce[3]);
+	dir = file_of(&files, &fds, victim_fact_num(v, "dir_fd"), &ce[4]);
+	null = file_of(&files, &fds, victim_fact_num(v, "null_fd"), &ce[5]);
+	rnd = file_of(&files, &fds, victim_fact_num(v, "rnd_fd"), &ce[6]);
 	out = file_of(&files, &fds, 1, &ce[7]);
 	snprintf(path, sizeof(path), "%s/file", workdir);
 	if (fds.n != 10)
 		fail("fds: %zu descriptors, the victim has 10", fds.n);
 	else if (!file || !dup || !app || !ghost || !dir || !null || !rnd || !out)
 		fail("fds: a descriptor of the victim is missing");
-	else if (file != dup || file->kind != IMG_FILE_KIND__FILE_REG || file->pos != (uint64_t)fact_num(v, "file_pos") ||
+	else if (file != dup || file->kind != IMG_FILE_KIND__FILE_REG || file->pos != (uint64_t)victim_fact_num(v, "file_pos") ||
 		 (file->flags & O_ACCMODE) != O_RDWR || strcmp(file->path, path) || file->size != 16)
-		fail("files: the file at fd %ld (and its dup) is wrong", fact_num(v, "file_fd"));
+		fail("files: the file at fd %ld (and its dup) is wrong", victim_fact_num(v, "file_fd"));
 	else if (!(app->flags & O_APPEND) || !(out->flags & O_APPEND) || app == out)
 		fail("files: O_APPEND lost");
 	else if (dir->kind != IMG_FILE_KIND__FILE_DIR || strcmp(dir->path, workdir) || !ce[4] || ce[0])
@@ -491,7 +491,7 @@ static int image_read(const struct msgs *pm, struct eng_img *pages, uint64_t vad
  * chose it; the page of last_gen + 1 may be part written. */
 int check_dirty(const char *dir, const struct victim *v)
 {
-	uint64_t mem = fact_num(v, "mem"), pages = fact_num(v, "pages"), g, *latest, w[512];
+	uint64_t mem = victim_fact_num(v, "mem"), pages = victim_fact_num(v, "pages"), g, *latest, w[512];
 	struct eng_img *img;
 	struct msgs pm;
 	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), ret;
@@ -502,7 +502,7 @@ int check_dirty(const char *dir, const struct victim *v)
 	ret = eng_img_open(dirfd, ENG_IMG_PAGES, v->pid, &img);
 	close(dirfd);
 	latest = calloc(pages, sizeof(*latest));
-	if (ret || !latest || image_read(&pm, img, fact_num(v, "last_gen"), &g, sizeof(g))) {
+	if (ret || !latest || image_read(&pm, img, victim_fact_num(v, "last_gen"), &g, sizeof(g))) {
 		ret = fail("pages: %s", eng_last_error());
 		goto out;
 	}

@@ -6,22 +6,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define MAX_FACTS 32
+#include "runner.h"	/* struct victim, fail() (tests/cr/runner.c) */
 
-struct victim {
-	pid_t pid;
-	char line[2048];	/* the ready line, split into key=value facts */
-	const char *keys[MAX_FACTS];
-	const char *vals[MAX_FACTS];
-	int nr_facts;
-};
-
-/* tests/cr/runner.c: prints "FAIL: ..." and returns 1. */
-int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-const char *fact(const struct victim *v, const char *key);
-/* The fact as a number (0x... allowed), -1 when missing. */
-long fact_num(const struct victim *v, const char *key);
-void kill_victim(struct victim *v);
 /* The value after `key` on its line of a /proc file, into buf: 0 or -1. */
 int proc_field(const char *path, const char *key, char *buf, size_t len);
 /* The images in dir verify and hold what victim_dump announced. */

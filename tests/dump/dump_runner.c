@@ -29,149 +29,36 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "ha/engine.h"
 #include "dump_check.h"
 
-static char workdir[64];
+static char workdir[64], victim_log[96];
 
-const char *fact(const struct victim *v, const char *key)
-{
-	for (int i = 0; i < v->nr_facts; i++)
-		if (!strcmp(v->keys[i], key))
-			return v->vals[i];
-	return NULL;
-}
-
-long fact_num(const struct victim *v, const char *key)
-{
-	const char *s = fact(v, key);
-
-	return s ? strtol(s, NULL, 0) : -1;
-}
-
-static void parse_facts(struct victim *v)
-{
-	char *save, *w;
-
-	for (w = strtok_r(v->line, " \n", &save); w && v->nr_facts < MAX_FACTS;
-	     w = strtok_r(NULL, " \n", &save)) {
-		char *eq = strchr(w, '=');
-
-		if (!eq)
-			continue;
-		*eq = 0;
-		v->keys[v->nr_facts] = w;
-		v->vals[v->nr_facts++] = eq + 1;
-	}
-}
-
-/* The child's stdio: /dev/null in, the log file out; every other fd closed but the
- * ready pipe, so that the victim holds only what it opens itself. */
-static void exec_victim(char *const argv[], int ready)
-{
-	char log[128], fdstr[16];
-	int in = open("/dev/null", O_RDONLY), out;
-
-	snprintf(log, sizeof(log), "%s/victim.log", workdir);
-	out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0 ||
-	    dup2(ready, 3) < 0)
-		_exit(126);
-	syscall(SYS_close_range, 4, ~0u, 0);
-	snprintf(fdstr, sizeof(fdstr), "3");
-	setenv("HA_READY_FD", fdstr, 1);
-	setenv("HA_WORKDIR", workdir, 1);
-	execv(argv[0], argv);
-	_exit(127);
-}
-
+/* The victim's stdio: /dev/null in, victim.log out, and no input pipe, so that it holds
+ * only what it opens itself (tests/cr/runner.c closes the rest). */
 static int start_victim(char *const argv[], struct victim *v)
 {
-	struct pollfd pfd;
-	int ready[2];
-	ssize_t n = 0, r;
+	struct victim_opts o = { .log = victim_log, .no_input = 1, .argv = argv };
 
-	memset(v, 0, sizeof(*v));
-	if (pipe2(ready, O_CLOEXEC))
-		return fail("pipe: %m");
-	v->pid = fork();
-	if (v->pid < 0)
-		return fail("fork: %m");
-	if (!v->pid)
-		exec_victim(argv, ready[1]);
-	close(ready[1]);
-	pfd.fd = ready[0];
-	pfd.events = POLLIN;
-	while (n < (ssize_t)sizeof(v->line) - 1 && poll(&pfd, 1, 20000) == 1) {
-		r = read(ready[0], v->line + n, sizeof(v->line) - 1 - n);
-		if (r <= 0)
-			break;
-		n += r;
-	}
-	close(ready[0]);
-	if (strncmp(v->line, "ready", 5)) {
-		kill_victim(v);
-		return fail("%s did not report ready", argv[0]);
-	}
-	parse_facts(v);
-	return 0;
+	return victim_start_opts(argv[0], &o, v);
 }
 
-void kill_victim(struct victim *v)
-{
-	if (v->pid > 0) {
-		kill(v->pid, SIGKILL);
-		waitpid(v->pid, NULL, 0);
-		v->pid = 0;
-	}
-}
-
-static void show_log(void)
-{
-	char path[128], buf[4096];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/victim.log", workdir);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return;
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		fwrite(buf, 1, n, stderr);
-	close(fd);
-}
-
-/* SIGTERM, then the victim's own verdict. */
+/* SIGTERM, then the victim's own verdict (its log when it failed). */
 static int finish_victim(struct victim *v)
 {
-	int st;
-
-	kill(v->pid, SIGTERM);
-	for (int i = 0; i < 30000; i++) {
-		pid_t r = waitpid(v->pid, &st, WNOHANG);
-
-		if (r == v->pid) {
-			v->pid = 0;
-			if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-				return 0;
-			show_log();
-			return fail("victim exited with status %#x", st);
-		}
-		usleep(1000);
-	}
-	kill_victim(v);
-	return fail("victim did not exit after SIGTERM");
+	if (!victim_finish(v))
+		return 0;
+	cr_show("victim log", victim_log);
+	return 1;
 }
 
 /* Run hactl with args; its stderr into err (NUL-terminated). Returns its exit status. */
@@ -235,7 +122,7 @@ static int mode_live(const char *hactl, char *const vargv[], int cycles)
 			ret = fail("the victim is gone after a --leave-running dump");
 	}
 	if (ret) {
-		kill_victim(&v);
+		victim_kill(&v);
 		return ret;
 	}
 	return finish_victim(&v);
@@ -252,7 +139,7 @@ static int mode_refuse(const char *hactl, char *const vargv[])
 	if (start_victim(vargv, &v))
 		return 1;
 	snprintf(dir, sizeof(dir), "%s/img", workdir);
-	snprintf(want, sizeof(want), "pid %d: fd %ld: %s", v.pid, fact_num(&v, "bad_fd"), kind);
+	snprintf(want, sizeof(want), "pid %d: fd %ld: %s", v.pid, victim_fact_num(&v, "bad_fd"), kind);
 	ret = 0;
 	rc = dump(hactl, &v, dir, true, err, sizeof(err));
 	if (rc != 1)
@@ -265,7 +152,7 @@ static int mode_refuse(const char *hactl, char *const vargv[])
 	if (!ret && proc_field(status, "TracerPid:", err, sizeof(err)) == 0 && strcmp(err, "0"))
 		ret = fail("the victim is still traced by %s", err);
 	if (ret) {
-		kill_victim(&v);
+		victim_kill(&v);
 		return ret;
 	}
 	return finish_victim(&v);
@@ -281,7 +168,7 @@ static int mode_kill(const char *hactl, char *const vargv[])
 		return 1;
 	snprintf(dir, sizeof(dir), "%s/img", workdir);
 	if (dump(hactl, &v, dir, false, err, sizeof(err))) {
-		kill_victim(&v);
+		victim_kill(&v);
 		return fail("hactl dump failed: %s", err);
 	}
 	/* hactl waited for its death: the victim must already be a zombie for us. */
@@ -292,7 +179,7 @@ static int mode_kill(const char *hactl, char *const vargv[])
 	else
 		ret = 0;
 	if (ret)
-		kill_victim(&v);
+		victim_kill(&v);
 	v.pid = ret ? 0 : v.pid;
 	return ret ? ret : check_images(dir, &v, workdir);
 }
@@ -311,7 +198,7 @@ static int mode_bench(char *const vargv[], bool kill_it, bool never)
 		return 1;
 	snprintf(dir, sizeof(dir), "%s/img", workdir);
 	if (eng_dump(v.pid, dir, &o, &st)) {
-		kill_victim(&v);
+		victim_kill(&v);
 		return fail("eng_dump: %s", eng_last_error());
 	}
 	/* What the freeze itself copied: all of it, less what the pre-copy provided. */
@@ -349,7 +236,7 @@ static int mode_dirty(char *const vargv[], const char *precopy)
 	usleep(200000);	/* let the writer get going */
 	snprintf(dir, sizeof(dir), "%s/img", workdir);
 	if (eng_dump(v.pid, dir, &o, &st)) {
-		kill_victim(&v);
+		victim_kill(&v);
 		return fail("eng_dump: %s", eng_last_error());
 	}
 	printf("dirty %s MiB, pre-copy %s: frozen %.1f ms, arm %.1f ms, %lu of %lu pages pre-copied\n",
@@ -359,7 +246,7 @@ static int mode_dirty(char *const vargv[], const char *precopy)
 	if (!ret && !strcmp(precopy, "always") && (!st.pages_precopied || !st.arm_us))
 		ret = fail("the pre-copy did not happen");
 	if (ret) {
-		kill_victim(&v);
+		victim_kill(&v);
 		return ret;
 	}
 	return finish_victim(&v);
@@ -427,7 +314,7 @@ static int mode_failat(char *const vargv[], const char *stage)
 	else if (uffd_registered(v.pid))
 		ret = fail("a userfaultfd registration is left in the victim");
 	if (ret) {
-		kill_victim(&v);
+		victim_kill(&v);
 		return ret;
 	}
 	return finish_victim(&v);
@@ -462,6 +349,9 @@ int main(int argc, char **argv)
 	snprintf(workdir, sizeof(workdir), "/tmp/hacd-dump-XXXXXX");
 	if (!mkdtemp(workdir))
 		return fail("mkdtemp: %m");
+	snprintf(victim_log, sizeof(victim_log), "%s/victim.log", workdir);
+	/* victim_dump's scratch files go there. */
+	setenv("HA_WORKDIR", workdir, 1);
 	vargv[0] = argv[3];
 	for (int i = 4; i < argc && strcmp(argv[1], "bench"); i++)
 		if (!strcmp(argv[i], "-c") && i + 1 < argc)

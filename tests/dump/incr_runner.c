@@ -32,7 +32,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,7 +39,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,65 +47,16 @@
 #include "pagemap.pb-c.h"
 #include "runner.h"
 
-static char workdir[64];
+static char workdir[64], victim_log[96];
 
-static void exec_victim(char *const argv[], int ready)
-{
-	char log[128];
-	int in = open("/dev/null", O_RDONLY), out;
-
-	snprintf(log, sizeof(log), "%s/victim.log", workdir);
-	out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0 ||
-	    dup2(ready, 3) < 0)
-		_exit(126);
-	syscall(SYS_close_range, 4, ~0u, 0);
-	/* its files (victim_incr.c, filer) go with the work directory */
-	if (chdir(workdir))
-		_exit(126);
-	setenv("HA_READY_FD", "3", 1);
-	execv(argv[0], argv);
-	_exit(127);
-}
-
+/* /dev/null in, victim.log out, no input pipe (a pipe would be dumped with it); its
+ * cwd is the work directory, where its files (victim_incr.c, filer) go. */
 static pid_t start_victim(char *const argv[])
 {
-	char line[256] = { 0 };
-	struct pollfd pfd;
-	int ready[2];
-	pid_t pid;
+	struct victim_opts o = { .dir = workdir, .log = victim_log, .no_input = 1, .argv = argv };
+	struct victim v;
 
-	if (pipe2(ready, O_CLOEXEC))
-		return -1;
-	pid = fork();
-	if (!pid)
-		exec_victim(argv, ready[1]);
-	close(ready[1]);
-	pfd = (struct pollfd){ .fd = ready[0], .events = POLLIN };
-	if (poll(&pfd, 1, 20000) != 1 || read(ready[0], line, sizeof(line) - 1) <= 0 ||
-	    strncmp(line, "ready", 5)) {
-		close(ready[0]);
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		fail("%s did not report ready", argv[0]);
-		return -1;
-	}
-	close(ready[0]);
-	return pid;
-}
-
-static void show_log(void)
-{
-	char path[128], buf[4096];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/victim.log", workdir);
-	fd = open(path, O_RDONLY);
-	while (fd >= 0 && (n = read(fd, buf, sizeof(buf))) > 0)
-		fwrite(buf, 1, n, stderr);
-	if (fd >= 0)
-		close(fd);
+	return victim_start_opts(argv[0], &o, &v) ? -1 : v.pid;
 }
 
 static void kill_wait(pid_t pid)
@@ -147,7 +96,7 @@ static int finish_restored(pid_t init, pid_t root, const char *what)
 		if (waitpid(init, &st, WNOHANG) == init) {
 			if (WIFEXITED(st) && !WEXITSTATUS(st))
 				return 0;
-			show_log();
+			cr_show("victim log", victim_log);
 			return fail("%s: the restored victim failed its check (status %#x)", what, st);
 		}
 		usleep(1000);
@@ -664,7 +613,7 @@ static int mode_hook(char *victim, const char *what)
 	eng_track_close(t);
 	kill_wait(pid);
 	if (ret) {
-		show_log();
+		cr_show("victim log", victim_log);
 		return ret;
 	}
 	printf("%s: generation 2 copied %lu pages live, %lu frozen, wrote %lu\n", what,
@@ -939,6 +888,7 @@ int main(int argc, char **argv)
 	snprintf(workdir, sizeof(workdir), "/tmp/hacd-incr-XXXXXX");
 	if (!mkdtemp(workdir))
 		return fail("mkdtemp: %m");
+	snprintf(victim_log, sizeof(victim_log), "%s/victim.log", workdir);
 	if (!strcmp(argv[1], "track") && (argc == 6 || argc == 7))
 		ret = mode_track(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), argc == 7 ? argv[6] : NULL);
 	else if (!strcmp(argv[1], "crash") && argc == 5)
