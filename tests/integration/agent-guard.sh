@@ -22,66 +22,20 @@
 set -euo pipefail
 . "$(dirname "$0")/agent-lib.sh"
 
-HACD=$1
-HACTL=$2
-HERE=$(cd "$(dirname "$0")" && pwd)
-T=$(mktemp -d /tmp/hacd-guard.XXXXXX)
-SOCK=$T/hactl.sock
-CONF=$T/hacd.conf
-LOG=$T/hacd.log
+agent_init guard counter "$@"
 OUT=$T/state/services/counter/output.log
-PID=
 KILLS=${HACD_GUARD_KILLS:-6}
-# checkpoint = incremental (page store) unless HACD_CHECKPOINT=full
-MODE=${HACD_CHECKPOINT:-incremental}
-
-fail() {
-	echo "FAIL: $*" >&2
-	echo "--- hacd log (tail):" >&2
-	tail -40 "$LOG" >&2 || true
-	exit 1
-}
-
 cleanup() {
-	[ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-	p=$(cut -d" " -f1 "$T/state/services/counter/service.pid" 2>/dev/null || true)
-	[ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true
 	for p in ${RPIDS:-}; do kill -KILL "$p" 2>/dev/null || true; done
-	rm -rf "$T"
+	agent_cleanup
 }
 trap cleanup EXIT
 
-cat > "$CONF" <<CONF
-node = "alpha"
-state_dir = "$T/state"
-control_socket = "$SOCK"
-service "counter" {
-  command = "$HERE/counter.py"
-  interval = "200ms"
-  keep = 100
-  restart = "restore"
-  checkpoint = "$MODE"
-}
-CONF
+{ conf_head; conf_service counter "$HERE/counter.py" 200ms 100; } > "$CONF"
 
-# complete_gens: ids of complete generations, newest first.
-complete_gens() { "$HACTL" -s "$SOCK" list counter --json |
-	python3 -c 'import json,sys
-for g in json.load(sys.stdin)["generations"]:
-    if g["state"] == "complete": print(g["id"])'; }
-
-wait_gens() {
-	for _ in $(seq 200); do
-		[ "$(complete_gens | wc -l)" -ge "$1" ] && return 0
-		sleep 0.05
-	done
-	fail "fewer than $1 complete generations: $("$HACTL" -s "$SOCK" list counter)"
-}
-
-last_value() { tail -n 1 "$OUT" | tr -dc 0-9; }
-lines() { wc -l < "$OUT"; }
-# Values printed after line $1.
-values_after() { tail -n +"$(($1 + 1))" "$OUT" | grep -x '[0-9]*' || true; }
+complete_gens() { gens counter complete; }
+at_least() { [ "$(complete_gens | wc -l)" -ge "$1" ]; }
+wait_gens() { wait_until 200 0.05 at_least "$1" || fail "fewer than $1 complete generations"; }
 
 start_hacd
 wait_gens 3
@@ -125,16 +79,8 @@ sleep 0.5
 # Restored from that generation or a newer one: at least what was printed before it.
 floor=$(last_value)
 ckpt counter > /dev/null
-kill -KILL "$P"
-before=$(last_value)
-mark=$(lines)
-for _ in $(seq 100); do
-	S=$(svc_pid counter)
-	[ "$S" -gt 0 ] && [ "$S" != "$P" ] && [ -n "$(values_after "$mark")" ] && break
-	sleep 0.05
-done
-first=$(values_after "$mark" | sed -n 1p)
-[ -n "$first" ] || fail "not restored after kill -9: $("$HACTL" -s "$SOCK" status)"
+kill_restored counter "$P"
+before=$BEFORE first=$FIRST
 S=$(svc_pid counter)
 [ "$(inner_pid "$S")" = "$IP" ] || fail "restored as $S, pid $(inner_pid "$S") inside, not $IP"
 [ "$first" -le "$((before + 1))" ] && [ "$first" -ge "$floor" ] ||
@@ -149,28 +95,21 @@ W=$(pgrep -P "$PID" -f "$HACD" | head -1 || true)
 [ -n "$W" ] || fail "no worker found"
 n=$(complete_gens | sed -n 1p)
 kill -KILL "$W"
-for _ in $(seq 100); do
-	"$HACTL" -s "$SOCK" --json status > "$T/st"
-	grep -q '"worker_restarts":1' "$T/st" && break
-	sleep 0.05
-done
-"$HACTL" -s "$SOCK" --json status > "$T/st"; grep -q "\"worker_restarts\":1" "$T/st" || fail "worker not restarted"
+restarted() { "$HACTL" -s "$SOCK" --json status > "$T/st" && grep -q '"worker_restarts":1' "$T/st"; }
+wait_until 100 0.05 restarted || fail "worker not restarted"
 wait_gens 1
-for _ in $(seq 100); do [ "$(complete_gens | sed -n 1p)" -gt "$((n + 2))" ] && break; sleep 0.05; done
-[ "$(complete_gens | sed -n 1p)" -gt "$((n + 2))" ] || fail "no checkpoints after the worker's restart"
+wait_until 100 0.05 newer counter complete "$((n + 2))" || fail "no checkpoints after the worker's restart"
 echo "ok - kill -9 of the worker: restarted, checkpoints go on"
 
 # kill -9 of hacd at random moments, and at moments when the worker has the service
 # under ptrace. Each restart: consistent catalog, nothing pending, no stray directory,
 # the running service adopted, never restored.
-start_time() { cut -d' ' -f22 "/proc/$1/stat" 2>/dev/null || true; }
 worker_pid() { ps -o pid= --ppid "$PID" | while read -r p; do
 	[ "$(cat /proc/$p/comm 2>/dev/null)" = "hacd-w counter" ] && echo "$p"; done | sed -n 1p; }
 # tracer_get PID: TR=the TracerPid of process PID (no fork: polled in a tight loop).
 tracer_get() { local k v; TR=0; if { while read -r k v; do
 	[ "$k" = TracerPid: ] && { TR=$v; return 0; }; done < "/proc/$1/status"; } 2>/dev/null
 	then :; fi; }
-tracer() { tracer_get "$1"; echo "$TR"; }
 CAUGHT=0
 for i in $(seq "$KILLS"); do
 	P=$(svc_pid counter)

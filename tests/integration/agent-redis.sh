@@ -18,70 +18,24 @@
 set -euo pipefail
 . "$(dirname "$0")/agent-lib.sh"
 
-HACD=$1
-HACTL=$2
-HERE=$(cd "$(dirname "$0")" && pwd)
+agent_init redis "redis kv" "$@"
 SECS=${HACD_REDIS_SECONDS:-15}
-# checkpoint = incremental (page store) unless HACD_CHECKPOINT=full
-MODE=${HACD_CHECKPOINT:-incremental}
 REDIS=$(command -v redis-server || true)
 [ -n "$REDIS" ] && command -v redis-cli > /dev/null || { echo "redis missing (tests/deps.sh)"; exit 1; }
-T=$(mktemp -d /tmp/hacd-redis.XXXXXX)
-SOCK=$T/hactl.sock
-LOG=$T/hacd.log
-CONF=$T/hacd.conf
-PID=
 
-fail() {
-	echo "FAIL: $*" >&2
-	echo "--- hacd log (tail):" >&2
-	tail -30 "$LOG" >&2 || true
-	exit 1
-}
-cleanup() {
-	[ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-	for s in redis kv; do
-		p=$(cut -d" " -f1 "$T/state/services/$s/service.pid" 2>/dev/null || true)
-		[ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true
-	done
-	rm -rf "$T"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 RPORT=$(free_port)
 KPORT=$(free_port)
-cat > "$CONF" <<CONF
-node = "alpha"
-state_dir = "$T/state"
-control_socket = "$SOCK"
-service "redis" {
-  command = "$REDIS --port $RPORT --bind 127.0.0.1 --save '' --appendonly no --enable-debug-command local"
-  interval = "1s"
-  keep = 60
-  restart = "restore"
-  checkpoint = "$MODE"
-}
-service "kv" {
-  command = "$HERE/kv.py $KPORT"
-  interval = "1s"
-  keep = 60
-  restart = "restore"
-  checkpoint = "$MODE"
-}
-CONF
+{
+	conf_head
+	conf_service redis "$REDIS --port $RPORT --bind 127.0.0.1 --save '' --appendonly no --enable-debug-command local" 1s 60
+	conf_service kv "$HERE/kv.py $KPORT" 1s 60
+} > "$CONF"
 
 rcli() { redis-cli -p "$RPORT" "$@"; }
 # kv LINE: one request to kv.py, its answer on stdout.
 kv() { "$HERE/kv.py" client "$KPORT" "$1"; }
-wait_up() {
-	for _ in $(seq 200); do
-		[ "$(rcli PING 2>/dev/null)" = PONG ] && [ "$(kv "get x" 2>/dev/null)" = "(nil)" ] &&
-			return 0
-		sleep 0.05
-	done
-	fail "redis or kv not answering"
-}
+answers() { [ "$(rcli PING 2>/dev/null)" = PONG ] && [ "$(kv "get x" 2>/dev/null)" = "(nil)" ]; }
+wait_up() { wait_until 200 0.05 answers || fail "redis or kv not answering"; }
 
 start_hacd
 wait_up
@@ -136,14 +90,11 @@ IRP=$(inner_pid "$RP")
 IKP=$(inner_pid "$KP")
 [ -n "$IRP" ] && [ -n "$IKP" ] || fail "no pids inside ($RP, $KP)"
 kill -KILL "$RP" "$KP"
-for _ in $(seq 300); do
-	[ "$(inner_pid "$(svc_pid redis)")" = "$IRP" ] && [ "$(inner_pid "$(svc_pid kv)")" = "$IKP" ] &&
-		[ "$("$HACTL" -s "$SOCK" log redis | grep -c "restore of generation.*done")" -ge 1 ] &&
-		[ "$("$HACTL" -s "$SOCK" log kv | grep -c "restore of generation.*done")" -ge 1 ] && break
-	sleep 0.1
-done
-[ "$(inner_pid "$(svc_pid redis)")" = "$IRP" ] && [ "$(inner_pid "$(svc_pid kv)")" = "$IKP" ] ||
-	fail "not restored with the same pids inside after kill -9"
+# Both back with their pids inside, and both restores logged as done.
+restored() { [ "$(inner_pid "$(svc_pid redis)")" = "$IRP" ] && [ "$(inner_pid "$(svc_pid kv)")" = "$IKP" ] &&
+	[ "$("$HACTL" -s "$SOCK" log redis | grep -c "restore of generation.*done")" -ge 1 ] &&
+	[ "$("$HACTL" -s "$SOCK" log kv | grep -c "restore of generation.*done")" -ge 1 ]; }
+wait_until 300 0.1 restored || fail "not restored with the same pids inside after kill -9"
 wait_up
 [ "$(rcli DEBUG DIGEST)" = "$D3" ] || fail "redis restored with other data: $(rcli DBSIZE) keys"
 [ "$(rcli DBSIZE)" = 100002 ] && [ "$(rcli GET marker:3)" = three ] || fail "redis: marker:3"

@@ -19,61 +19,20 @@
 set -euo pipefail
 . "$(dirname "$0")/agent-lib.sh"
 
-HACD=$1
-HACTL=$2
-HERE=$(cd "$(dirname "$0")" && pwd)
+agent_init store heap "$@"
+MODE=incremental	# whatever HACD_CHECKPOINT says: this is the page store's test
 MIB=${HACD_STORE_MIB:-64}
 # The system's python: a version manager's shim can take seconds to start under load.
 PY=$(command -v /usr/bin/python3 || command -v python3)
-T=$(mktemp -d /tmp/hacd-store.XXXXXX)
-SOCK=$T/hactl.sock
-LOG=$T/hacd.log
-CONF=$T/hacd.conf
 STORE=$T/state/services/heap/store
-PID=
 
-fail() {
-	echo "FAIL: $*" >&2
-	[ -n "$PID" ] && kill -CONT "$PID" 2>/dev/null || true
-	echo "--- hacd log (tail):" >&2
-	tail -40 "$LOG" >&2 || true
-	"$HACTL" -s "$SOCK" list heap >&2 || true
-	exit 1
-}
-cleanup() {
-	[ -n "$PID" ] && kill -CONT "$PID" 2>/dev/null || true
-	[ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-	p=$(cut -d" " -f1 "$T/state/services/heap/service.pid" 2>/dev/null || true)
-	[ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true
-	rm -rf "$T"
-}
-trap cleanup EXIT
-
-PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-conf() {
-	cat > "$CONF" <<CONF
-node = "alpha"
-state_dir = "$T/state"
-control_socket = "$SOCK"
-service "heap" {
-  command = "$HERE/heap.py $PORT $MIB"
-  interval = "$1"
-  keep = $2
-  restart = "restore"
-  checkpoint = "incremental"
-}
-CONF
-}
+PORT=$(free_port)
+conf() { { conf_head; conf_service heap "$HERE/heap.py $PORT $MIB" "$1" "$2"; } > "$CONF"; }
 
 # req LINE: one request to heap.py, its answer on stdout (empty when it does not answer).
 req() { "$PY" "$HERE/linesrv.py" "$PORT" "$1" 20 || true; }
-wait_up() {
-	for _ in $(seq 600); do
-		[ -n "$(req sum)" ] && return 0
-		sleep 0.1
-	done
-	fail "heap.py not answering"
-}
+answers() { [ -n "$(req sum)" ]; }
+wait_up() { wait_until 600 0.1 answers || fail "heap.py not answering"; }
 list_json() { "$HACTL" -s "$SOCK" list heap --json; }
 # Complete generations: "ID STORE_GEN" lines.
 complete() { list_json | "$PY" -c 'import json, sys
@@ -87,13 +46,16 @@ for i, g in db.execute("SELECT g.id, IFNULL(g.store_gen, 0) FROM generation g JO
                        ("heap", "complete")):
     print(i, g)' "$T/state/catalog.db"; }
 store_gens() { ls "$STORE" | sed -n 's/^gen-0*\([0-9][0-9]*\)$/\1/p' | sort -n; }
-wait_complete() {
-	for _ in $(seq 600); do
-		[ "$(complete | wc -l)" -ge "$1" ] && return 0
-		sleep 0.1
-	done
-	fail "fewer than $1 complete generations: $("$HACTL" -s "$SOCK" list heap)"
-}
+gen_dir() { echo "$STORE/gen-$(printf %08d "$1")"; }
+# in_flight: the newest pack's number when its generation is not there yet (it is being
+# written now), else nothing.
+in_flight() { local n
+	n=$(ls "$STORE/packs" | sed -n 's/^pack-0*\([0-9][0-9]*\)\.pack$/\1/p' | sort -n | tail -1)
+	if [ -n "$n" ] && [ ! -d "$(gen_dir "$n")" ]; then echo "$n"; fi; }
+# newest: the id of the newest complete generation.
+newest() { complete | awk '{print $1}' | sort -n | tail -1; }
+at_least() { [ "$(complete | wc -l)" -ge "$1" ]; }
+wait_complete() { wait_until 600 0.1 at_least "$1" || fail "fewer than $1 complete generations"; }
 # The store and the catalog agree: the store holds exactly the complete generations'
 # store generations, plus at most the one in flight (newer than all of them, its row
 # pending: the worker commits into the store before hacd commits the row). Every one
@@ -217,7 +179,7 @@ PY
 conf 300ms 3
 "$HACTL" -s "$SOCK" reload > /dev/null || fail "reload"
 wait_up
-N0=$(complete | awk '{print $1}' | sort -n | tail -1)
+N0=$(newest)
 for _ in $(seq 100); do
 	req "touch 8" > /dev/null
 	[ "$(list_json | "$PY" -c 'import json, sys
@@ -238,15 +200,10 @@ echo "ok - [${SECONDS}s] keep = 3: the store holds exactly the catalog's $(compl
 # ---- 4. hacd killed while its worker writes a generation -----------------------------------
 ORPHAN=
 for _ in $(seq 40); do
-	# A pack without its generation: one is being written now.
-	n=$(ls "$STORE/packs" | sed -n 's/^pack-0*\([0-9][0-9]*\)\.pack$/\1/p' | sort -n | tail -1)
-	if [ -n "$n" ] && [ ! -d "$STORE/gen-$(printf %08d "$n")" ]; then
+	n=$(in_flight)
+	if [ -n "$n" ]; then
 		kill -STOP "$PID"
-		for _ in $(seq 100); do
-			[ -d "$STORE/gen-$(printf %08d "$n")" ] && break
-			sleep 0.05
-		done
-		if [ -d "$STORE/gen-$(printf %08d "$n")" ]; then
+		if wait_until 100 0.05 test -d "$(gen_dir "$n")"; then
 			ORPHAN=$n
 			break
 		fi
@@ -265,23 +222,14 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 cat_complete | awk '{print $2}' | grep -qx "$ORPHAN" && fail "store generation $ORPHAN committed in the catalog"
-[ -d "$STORE/gen-$(printf %08d "$ORPHAN")" ] || fail "store generation $ORPHAN vanished"
+[ -d "$(gen_dir "$ORPHAN")" ] || fail "store generation $ORPHAN vanished"
 start_hacd
 # (Its number may be taken again by the next generation: the log says it was deleted.)
-for _ in $(seq 100); do
-	grep -q "worker heap: store generation $ORPHAN deleted" "$LOG" && break
-	sleep 0.1
-done
-grep -q "worker heap: store generation $ORPHAN deleted" "$LOG" ||
+wait_until 100 0.1 grep -q "worker heap: store generation $ORPHAN deleted" "$LOG" ||
 	fail "orphan store generation $ORPHAN not deleted"
 # A generation of the new hacd (a count would not do: retention follows each commit, so
 # with keep = 3 there are never more than 3).
-N1=$(complete | awk '{print $1}' | sort -n | tail -1)
-for _ in $(seq 600); do
-	[ "$(complete | awk '{print $1}' | sort -n | tail -1)" -gt "$N1" ] && break
-	sleep 0.1
-done
-[ "$(complete | awk '{print $1}' | sort -n | tail -1)" -gt "$N1" ] ||
+wait_until 600 0.1 newer heap complete "$(newest)" ||
 	fail "no complete generation after the restart: $("$HACTL" -s "$SOCK" list heap)"
 
 settled_check "after the kill"
@@ -290,8 +238,7 @@ echo "ok - [${SECONDS}s] hacd killed mid-checkpoint: store generation $ORPHAN (n
 # (If the service was frozen or held the parasite, it dies too and hacd restores it.)
 KILLED=
 for _ in $(seq 60); do
-	n=$(ls "$STORE/packs" | sed -n 's/^pack-0*\([0-9][0-9]*\)\.pack$/\1/p' | sort -n | tail -1)
-	if [ -n "$n" ] && [ ! -d "$STORE/gen-$(printf %08d "$n")" ]; then
+	if [ -n "$(in_flight)" ]; then
 		W=$(pgrep -P "$PID" -x "hacd-w heap" || true)
 		[ -n "$W" ] && kill -KILL "$W" && KILLED=$W && break
 	fi
@@ -299,12 +246,7 @@ for _ in $(seq 60); do
 	sleep 0.02
 done
 [ -n "$KILLED" ] || fail "never caught the worker mid-checkpoint"
-N2=$(complete | awk '{print $1}' | sort -n | tail -1)
-for _ in $(seq 600); do
-	[ "$(complete | awk '{print $1}' | sort -n | tail -1)" -gt "$((N2 + 1))" ] && break
-	sleep 0.1
-done
-[ "$(complete | awk '{print $1}' | sort -n | tail -1)" -gt "$((N2 + 1))" ] ||
+wait_until 600 0.1 newer heap complete "$(($(newest) + 1))" ||
 	fail "no checkpoints after the worker's kill"
 wait_up
 settled_check "after the worker's kill"
@@ -323,13 +265,9 @@ echo "ok - [${SECONDS}s] SIGTERM"
 # What a power loss can do to the store's last rename: the row stays complete, the data is
 # not there. The next hacd prunes the row, with an event, before anything restores it.
 read -r LOSTID LOSTSG <<< "$(cat_complete | head -1)"
-rm -rf "$STORE/gen-$(printf %08d "$LOSTSG")"
+rm -rf "$(gen_dir "$LOSTSG")"
 start_hacd
-for _ in $(seq 100); do
-	grep -q "generation $LOSTID: its store generation $LOSTSG is missing" "$LOG" && break
-	sleep 0.1
-done
-grep -q "generation $LOSTID: its store generation $LOSTSG is missing" "$LOG" ||
+wait_until 100 0.1 grep -q "generation $LOSTID: its store generation $LOSTSG is missing" "$LOG" ||
 	fail "generation $LOSTID (store generation $LOSTSG, removed) not noticed"
 [ "$(list_json | "$PY" -c 'import json, sys
 print([g["state"] for g in json.load(sys.stdin)["generations"] if g["id"] == int(sys.argv[1])][0])' "$LOSTID")" = pruned ] ||

@@ -17,72 +17,28 @@
 # Run as pid 1 of its own pid namespace (CMakeLists.txt), like agent-guard.sh.
 set -euo pipefail
 
-HACD=$1
-HACTL=$2
-HERE=$(cd "$(dirname "$0")" && pwd)
-T=$(mktemp -d /tmp/hacd-stuck.XXXXXX)
-SOCK=$T/hactl.sock
-CONF=$T/hacd.conf
-LOG=$T/hacd.log
+# shellcheck source=agent-lib.sh
+. "$(dirname "$0")/agent-lib.sh"
+
+agent_init stuck counter "$@"
 OUT=$T/state/services/counter/output.log
 STORE=$T/state/services/counter/store
 STALL=$T/stall
-PID=
-# checkpoint = incremental (page store) unless HACD_CHECKPOINT=full
-MODE=${HACD_CHECKPOINT:-incremental}
 
-fail() {
-	echo "FAIL: $*" >&2
-	echo "--- hacd log (tail):" >&2
-	tail -40 "$LOG" >&2 || true
-	"$HACTL" -s "$SOCK" list counter >&2 || true
-	exit 1
-}
-cleanup() {
-	[ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-	p=$(cut -d" " -f1 "$T/state/services/counter/service.pid" 2>/dev/null || true)
-	[ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true
-	rm -rf "$T"
-}
-trap cleanup EXIT
+{ conf_head; conf_service counter "$HERE/counter.py" 500ms 100 'checkpoint_timeout = "3s"'; } > "$CONF"
 
-cat > "$CONF" <<CONF
-node = "alpha"
-state_dir = "$T/state"
-control_socket = "$SOCK"
-service "counter" {
-  command = "$HERE/counter.py"
-  interval = "500ms"
-  keep = 100
-  restart = "restore"
-  checkpoint = "$MODE"
-  checkpoint_timeout = "3s"
-}
-CONF
-
-# shellcheck source=agent-lib.sh
-. "$HERE/agent-lib.sh"
 # The worker's test hook (hacd passes its environment on to its workers).
 export HACD_TEST_STALL_CHECKPOINT=$STALL
 start_hacd
 
-start_time() { cut -d' ' -f22 "/proc/$1/stat" 2>/dev/null || true; }
-tracer() { awk '/^TracerPid:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo gone; }
-# gens STATE: ids of the generations in STATE, newest first.
-gens() { "$HACTL" -s "$SOCK" list counter --json | python3 -c 'import json, sys
-for g in json.load(sys.stdin)["generations"]:
-    if g["state"] == sys.argv[1]: print(g["id"])' "$1"; }
 # wait_newer STATE ID: until a generation newer than ID is in STATE (60 s at most).
-wait_newer() {
-	for _ in $(seq 600); do
-		[ "$(gens "$1" | sed -n 1p)" -gt "$2" ] 2>/dev/null && return 0
-		sleep 0.1
-	done
-	fail "no $1 generation after $2"
-}
-last_value() { tail -n 1 "$OUT" | tr -dc 0-9; }
+wait_newer() { wait_until 600 0.1 newer counter "$1" "$2" || fail "no $1 generation after $2"; }
 events() { "$HACTL" -s "$SOCK" log counter -n 200; }
 count() { events | grep -c -- "$1" || true; }
+# more_events TEXT N: more than N events say TEXT.
+more_events() { [ "$(count "$1")" -gt "$2" ]; }
+# taken: the worker took the stall file and traces the service (its pid in W).
+taken() { W=$(tracer "$P"); [ ! -e "$STALL" ] && [ "$W" != 0 ]; }
 
 wait_newer complete 0
 P=$(svc_pid counter)
@@ -94,29 +50,17 @@ stuck() {
 	local round=$1 ms=$2 abandoned killed before v0 v1 g
 	abandoned=$(count "abandoned; stopping the worker")
 	killed=$(count "stuck in the engine: SIGKILL")
-	before=$(gens complete | sed -n 1p)
+	before=$(gens counter complete | sed -n 1p)
 	echo "$ms" > "$STALL.new" && mv "$STALL.new" "$STALL"
 	# The stall begins: the file is taken and the service is traced.
-	for _ in $(seq 200); do
-		W=$(tracer "$P")
-		[ ! -e "$STALL" ] && [ "$W" != 0 ] && break
-		sleep 0.05
-	done
+	wait_until 200 0.05 taken || true
 	[ ! -e "$STALL" ] || fail "$round: the worker did not take $STALL"
 	[ "$W" != 0 ] && [ "$W" != gone ] || fail "$round: the service $P was never seen traced ($W)"
 	# Abandoned at checkpoint_timeout (an event); failed once the worker is gone.
-	for _ in $(seq 300); do
-		[ "$(count "abandoned; stopping the worker")" -gt "$abandoned" ] && break
-		sleep 0.1
-	done
-	[ "$(count "abandoned; stopping the worker")" -gt "$abandoned" ] ||
+	wait_until 300 0.1 more_events "abandoned; stopping the worker" "$abandoned" ||
 		fail "$round: no timeout event: $(events | head -5)"
-	for _ in $(seq 300); do
-		g=$(gens failed | sed -n 1p)
-		[ -n "$g" ] && [ "$g" -gt "$before" ] && break
-		sleep 0.1
-	done
-	[ -n "$g" ] && [ "$g" -gt "$before" ] || fail "$round: no failed generation after $before"
+	wait_until 300 0.1 newer counter failed "$before" || fail "$round: no failed generation after $before"
+	g=$(gens counter failed | sed -n 1p)
 	events | grep -q "generation $g failed: abandoned after checkpoint_timeout" ||
 		fail "$round: generation $g failed, but not by the timeout: $(events | head -5)"
 	# Not by the stopped worker: its successor may already be checkpointing it.
@@ -131,7 +75,7 @@ stuck() {
 	[ "$(svc_pid counter)" = "$P" ] && [ "$(start_time "$P")" = "$PST" ] ||
 		fail "$round: the service was restarted or restored"
 	"$HACTL" catalog verify "$T/state/catalog.db" > /dev/null || fail "$round: catalog"
-	if [ "$(count "stuck in the engine: SIGKILL")" -gt "$killed" ]; then
+	if more_events "stuck in the engine: SIGKILL" "$killed"; then
 		KILLED=yes
 	else
 		KILLED=no
@@ -182,21 +126,11 @@ print(max(x["store_gen"] for x in g if x["state"] == "complete"))' "$T/list.json
 fi
 
 # The newest generation restores with the counter where it was.
-g=$(gens complete | sed -n 1p)
+g=$(gens counter complete | sed -n 1p)
 wait_newer complete "$g"
 sleep 0.2
-kill -KILL "$P"
-# Read after the kill (the restore takes longer than a count): the last value it printed.
-before=$(last_value)
-mark=$(wc -l < "$OUT")
-first=
-for _ in $(seq 600); do
-	S=$(svc_pid counter)
-	first=$(tail -n +"$((mark + 1))" "$OUT" | grep -x '[0-9]*' | sed -n 1p || true)
-	[ "$S" -gt 0 ] && [ "$S" != "$P" ] && [ -n "$first" ] && break
-	sleep 0.05
-done
-[ -n "$first" ] || fail "not restored after kill -9: $("$HACTL" -s "$SOCK" status)"
+kill_restored counter "$P"
+before=$BEFORE first=$FIRST
 # The newest generation is at most an interval plus a dump old: 50 ms per count.
 [ "$first" -le "$((before + 1))" ] && [ "$first" -ge "$((before - 40))" ] ||
 	fail "restored counter $first, was $before when killed"
