@@ -26,14 +26,10 @@ HACD=$(realpath "$1")
 HACTL=$(realpath "$2")
 DRV=$(realpath "$3")
 VICTIM=$(realpath "$4")
-T=$(mktemp -d /tmp/hacd-reph.XXXXXX)
-NSA=hacd-reph-a-$$
-NSB=hacd-reph-b-$$
+rep_init reph
 APID=
 BPID=
 VPID=
-
-fail() { rep_fail "$@"; }
 
 cleanup() {
 	rep_kill "$APID" "$BPID" "$VPID"

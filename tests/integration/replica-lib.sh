@@ -3,13 +3,17 @@
 # network namespaces joined by a veth pair, addresses only inside them, and the test
 # certificates, made here with openssl (no key is ever committed).
 #
+#   rep_init NAME            T, a new /tmp/hacd-NAME.XXXXXX, and NSA and NSB, names for
+#                            the two nodes' namespaces unique with it (not with $$: a
+#                            scenario may be pid 1 of a pid namespace of its own)
 #   rep_nodes NSA NSB NET    namespaces NSA (NET.1, dev va) and NSB (NET.2, dev vb)
 #   rep_nodes_del NSA NSB    delete both (in cleanup traps; never fails)
 #   rep_ca DIR NAME          a self-signed CA: DIR/NAME.crt, DIR/NAME.key
 #   rep_cert DIR NAME CA     DIR/NAME.{crt,key}, CN and subjectAltName NAME, signed by CA
 #   rep_conf NODE NET PORT   $T/NODE.conf: alpha (NET.1) and beta (NET.2) listen on PORT
 #                            and name each other; the caller appends its services
-#   rep_fail MSG...          FAIL: MSG, the tail of every $T/*.log, exit 1
+#   rep_fail MSG...          FAIL: MSG, the tail of every $T/*.log, exit 1; also the
+#                            scenarios' fail()
 #   rep_nodes_kill NSA NSB   kill -9 every process in both namespaces, reap, delete them
 #   rep_teardown [KEEP]      rep_nodes_kill $NSA $NSB, and $T removed unless KEEP is set
 #                            (a trap on EXIT of the two-node scenarios)
@@ -34,6 +38,12 @@
 #   rep_wait N CMD...        CMD until it succeeds, at most N times 0.05 s apart;
 #                            returns 1 when it never did
 # They use the caller's $T, $DRV, $HACTL, $VICTIM and fail().
+
+rep_init() {
+	T=$(mktemp -d "/tmp/hacd-$1.XXXXXX")
+	NSA=hacd-$1-a-${T##*.}
+	NSB=hacd-$1-b-${T##*.}
+}
 
 rep_nodes() {
 	ip netns add "$1"
@@ -88,6 +98,8 @@ rep_fail() {
 	done
 	exit 1
 }
+
+fail() { rep_fail "$@"; }
 
 rep_nodes_kill() {
 	for ns in "$1" "$2"; do

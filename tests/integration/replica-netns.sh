@@ -29,15 +29,11 @@ set -euo pipefail
 DRV=$(realpath "$1")
 HACTL=$(realpath "$2")
 VICTIM=$(realpath "$3")
-T=$(mktemp -d /tmp/hacd-rep.XXXXXX)
-NSA=hacd-rep-a-$$
-NSB=hacd-rep-b-$$
+rep_init rep
 SERVE_PID=
 PUSH_PID=
 VPID=
 MIB=${REP_MIB:-64}
-
-fail() { rep_fail "$@"; }
 
 cleanup() {
 	rep_kill "$PUSH_PID" "$SERVE_PID" "$VPID"

@@ -30,17 +30,13 @@ DRV=$(realpath "$3")
 PY=$(realpath "$(dirname "$0")/replica-redis.py")
 REDIS=$(command -v redis-server || true)
 KEYS=${REDIS_KEYS:-100000}
-T=$(mktemp -d /tmp/hacd-redis.XXXXXX)
-NSA=hacd-rr-a-${T##*.}
-NSB=hacd-rr-b-${T##*.}
+rep_init rr
 PORT=6391
 APID=
 BPID=
 WPID=
 
 [ -n "$REDIS" ] || { echo "SKIP: redis-server not installed"; exit 77; }
-
-fail() { rep_fail "$@"; }
 
 trap 'rep_teardown "${REDIS_KEEP:-}"' EXIT
 

@@ -25,15 +25,13 @@ set -euo pipefail
 DRV=$(realpath "$1")
 HACTL=$(realpath "$2")
 VICTIM=$(realpath "$3")
-T=$(mktemp -d /tmp/hacd-repst.XXXXXX)
+rep_init repst
 SERVE_PID=
 PUSH_PID=
 VPID=
 V2PID=
 MIB=${REP_MIB:-32}
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-
-fail() { rep_fail "$@"; }
 
 cleanup() {
 	rep_kill "$PUSH_PID" "$SERVE_PID" "$VPID" "$V2PID"
