@@ -232,6 +232,67 @@ static inline void zdtm_threads_start(pthread_t *th, int n, void *(*fn)(void *),
 		zdtm_sleep_ms(1);
 }
 
+/*
+ * Checksum chains for threads that must come through a checkpoint computing correctly:
+ * each runs an integer and a floating-point chain and publishes steps, ix and fx
+ * together every 1024 steps; a recomputation of that many steps must give the same. A
+ * register or an xstate (SSE) that an injection or a restore clobbered shows.
+ */
+struct zdtm_work {
+	uint64_t steps, ix;
+	double fx;
+	pid_t tid;	/* for the victim's own use */
+};
+
+static inline void zdtm_work_step(uint64_t *ix, double *fx, uint64_t seed)
+{
+	*ix ^= *ix << 13;
+	*ix ^= *ix >> 7;
+	*ix ^= *ix << 17;
+	*fx = *fx * 0.999 + (double)(*ix & 0xffff) / 65536.0 + (double)seed;
+}
+
+/* Chain `seed` (not 0) into w until zdtm_stop, ending on a published boundary so that
+ * steps, ix and fx agree. */
+static inline void zdtm_work_run(struct zdtm_work *w, uint64_t seed)
+{
+	uint64_t ix = 0x9e3779b97f4a7c15ull * seed;
+	double fx = 0;
+
+	while (!zdtm_stop) {
+		zdtm_work_step(&ix, &fx, seed);
+		if (!(++w->steps & 1023)) {
+			w->ix = ix;
+			w->fx = fx;
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		}
+	}
+	while (w->steps & 1023) {
+		zdtm_work_step(&ix, &fx, seed);
+		w->steps++;
+	}
+	w->ix = ix;
+	w->fx = fx;
+}
+
+/* Chain i of w[0..n) ran with seed i + 1, at least 1024 steps, and computed right. */
+static inline void zdtm_work_check(const struct zdtm_work *w, int n)
+{
+	for (int i = 0; i < n; i++) {
+		uint64_t seed = i + 1, ix = 0x9e3779b97f4a7c15ull * seed;
+		double fx = 0;
+
+		for (uint64_t s = 0; s < w[i].steps; s++)
+			zdtm_work_step(&ix, &fx, seed);
+		zdtm_check(w[i].steps >= 1024, "thread %d did not run (%lu steps)", i,
+			   (unsigned long)w[i].steps);
+		zdtm_check(ix == w[i].ix && fx == w[i].fx,
+			   "thread %d: after %lu steps got %#lx/%.17g, expected %#lx/%.17g", i,
+			   (unsigned long)w[i].steps, (unsigned long)w[i].ix, w[i].fx,
+			   (unsigned long)ix, fx);
+	}
+}
+
 /* pause() until the runner's SIGTERM: anything else that ends it fails the victim. */
 static inline void zdtm_pause_for_term(void)
 {

@@ -36,13 +36,7 @@
 #define FILE_POS 7
 #define GHOST "ghost-contents-of-a-deleted-file"
 
-struct work {
-	uint64_t steps, ix;
-	double fx;
-	pid_t tid;
-};
-
-static struct work works[NR_THREADS];
+static struct zdtm_work works[NR_THREADS];
 static int started;
 static uint8_t *buf;
 static char sas_stack[65536];
@@ -51,14 +45,6 @@ static volatile sig_atomic_t usr1;
 static void on_usr1(int sig)
 {
 	usr1++;
-}
-
-static inline void one_step(uint64_t *ix, double *fx, uint64_t seed)
-{
-	*ix ^= *ix << 13;
-	*ix ^= *ix >> 7;
-	*ix ^= *ix << 17;
-	*fx = *fx * 0.999 + (double)(*ix & 0xffff) / 65536.0 + (double)seed;
 }
 
 static uint8_t pattern(size_t i)
@@ -146,29 +132,14 @@ static void check_regions(void)
 
 static void *worker(void *arg)
 {
-	struct work *w = arg;
-	uint64_t seed = (uint64_t)(w - works) + 1, ix = 0x9e3779b97f4a7c15ull * seed;
+	struct zdtm_work *w = arg;
 	stack_t ss = { .ss_sp = sas_stack, .ss_size = sizeof(sas_stack) }, old;
-	double fx = 0;
 
 	w->tid = syscall(SYS_gettid);
 	if (w == &works[1] && sigaltstack(&ss, &old))
 		zdtm_fail("sigaltstack: %m");
 	__atomic_add_fetch(&started, 1, __ATOMIC_SEQ_CST);
-	while (!zdtm_stop) {
-		one_step(&ix, &fx, seed);
-		if (!(++w->steps & 1023)) {
-			w->ix = ix;
-			w->fx = fx;
-			__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		}
-	}
-	while (w->steps & 1023) {
-		one_step(&ix, &fx, seed);
-		w->steps++;
-	}
-	w->ix = ix;
-	w->fx = fx;
+	zdtm_work_run(w, (uint64_t)(w - works) + 1);
 	/* Put back what the thread had, for whoever frees it at thread exit. */
 	if (w == &works[1] && sigaltstack(&old, NULL))
 		zdtm_fail("sigaltstack: %m");
@@ -230,15 +201,7 @@ static void check_all(int file_fd, int ghost_fd, timer_t tm)
 	sigset_t pend;
 	char g[64] = { 0 };
 
-	for (int i = 0; i < NR_THREADS; i++) {
-		uint64_t seed = i + 1, ix = 0x9e3779b97f4a7c15ull * seed;
-		double fx = 0;
-
-		for (uint64_t s = 0; s < works[i].steps; s++)
-			one_step(&ix, &fx, seed);
-		if (ix != works[i].ix || fx != works[i].fx || works[i].steps < 1024)
-			zdtm_fail("thread %d: wrong result after %lu steps", i, (unsigned long)works[i].steps);
-	}
+	zdtm_work_check(works, NR_THREADS);
 	for (size_t i = 0; i < BUF_PAGES * 4096ul; i++)
 		if (buf[i] != pattern(i))
 			zdtm_fail("buffer byte %zu changed", i);

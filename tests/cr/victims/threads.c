@@ -5,7 +5,6 @@
  * the same number of steps: a register or xstate (SSE) clobbered by an injection shows.
  */
 #include <fcntl.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/mman.h>
@@ -15,49 +14,17 @@
 
 #define NR_THREADS 4
 
-struct work {
-	uint64_t steps;
-	uint64_t ix;
-	double fx;
-};
-
-static struct work works[NR_THREADS];
+static struct zdtm_work works[NR_THREADS];
 static int started;
-
-static inline void one_step(uint64_t *ix, double *fx, uint64_t seed)
-{
-	*ix ^= *ix << 13;
-	*ix ^= *ix >> 7;
-	*ix ^= *ix << 17;
-	*fx = fmod(*fx * 1.000001 + (double)(*ix & 0xffff) / 65536.0 + (double)seed, 1e9);
-}
 
 static void *worker(void *arg)
 {
-	struct work *w = arg;
-	uint64_t seed = (uint64_t)(w - works) + 1;
-	uint64_t ix = 0x9e3779b97f4a7c15ull * seed;
-	double fx = 0;
+	struct zdtm_work *w = arg;
 
 	/* glibc starts a thread with every signal blocked and unblocks in start_thread: the
 	 * runner's "before" snapshot must not catch that transient mask. */
 	__atomic_add_fetch(&started, 1, __ATOMIC_SEQ_CST);
-	while (!zdtm_stop) {
-		one_step(&ix, &fx, seed);
-		/* Publish all three together often enough to be checkable. */
-		if (!(++w->steps & 1023)) {
-			w->ix = ix;
-			w->fx = fx;
-			__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		}
-	}
-	/* Stop on a published boundary so that steps/ix/fx agree. */
-	while (w->steps & 1023) {
-		one_step(&ix, &fx, seed);
-		w->steps++;
-	}
-	w->ix = ix;
-	w->fx = fx;
+	zdtm_work_run(w, (uint64_t)(w - works) + 1);
 	return NULL;
 }
 
@@ -95,18 +62,7 @@ int main(void)
 		   (unsigned long)on_usr1, mfd, "hacd-parasite-fd-transfer");
 	for (int i = 0; i < NR_THREADS; i++)
 		pthread_join(th[i], NULL);
-	for (int i = 0; i < NR_THREADS; i++) {
-		uint64_t seed = i + 1, ix = 0x9e3779b97f4a7c15ull * seed;
-		double fx = 0;
-
-		for (uint64_t s = 0; s < works[i].steps; s++)
-			one_step(&ix, &fx, seed);
-		if (ix != works[i].ix || fx != works[i].fx)
-			zdtm_fail("thread %d: after %lu steps got %#lx/%.17g, expected %#lx/%.17g", i,
-				  works[i].steps, works[i].ix, works[i].fx, ix, fx);
-		if (works[i].steps < 1024)
-			zdtm_fail("thread %d did not run (%lu steps)", i, works[i].steps);
-	}
+	zdtm_work_check(works, NR_THREADS);
 	/* The handler must still be installed and work. */
 	raise(SIGUSR1);
 	if (usr1 != 1)
