@@ -144,12 +144,18 @@ void hacd_held_detail(const char *fmt, ...)
 	va_end(ap);
 }
 
+void hacd_held_report(uint64_t wall_us, uint64_t cpu_us, const char *what, const char *detail)
+{
+	if (wall_us < HELD_SLOW_US)
+		return;
+	hacd_log(LOG_NOTICE, "loop held %.1f ms (%.1f ms CPU) by %s%s%s", wall_us / 1e3,
+		 cpu_us / 1e3, what, detail && detail[0] ? ": " : "", detail ? detail : "");
+}
+
 void hacd_held_end(const struct hacd_held *h, const char *what)
 {
 	uint64_t wall = hacd_now_us() - h->wall_us;
 
-	if (wall < HELD_SLOW_US)
-		return;
-	hacd_log(LOG_NOTICE, "loop held %.1f ms (%.1f ms CPU) by %s%s%s", wall / 1e3,
-		 (thread_cpu_us() - h->cpu_us) / 1e3, what, held_what[0] ? ": " : "", held_what);
+	if (wall >= HELD_SLOW_US)
+		hacd_held_report(wall, thread_cpu_us() - h->cpu_us, what, held_what);
 }

@@ -75,6 +75,13 @@ static void rep_log(int prio, const char *msg, void *opaque)
 	hacd_log(prio, "replica: %s", msg);
 }
 
+/* The library's loop callbacks are timed like hacd's own (HACD_LOOP_CB). */
+static void rep_held(void *opaque, uint64_t wall_us, uint64_t cpu_us, const char *what,
+		     const char *detail)
+{
+	hacd_held_report(wall_us, cpu_us, what, detail);
+}
+
 static void on_ack(void *opaque, const char *peer, const char *service, int64_t gen,
 		   int status)
 {
@@ -199,7 +206,8 @@ static int replica_new(struct hacd *d, const char *store, struct hacd_replica **
 			.store = r->store, .peers = r->peers, .n_peers = c->n_peers,
 			.services = r->services, .n_services = c->n_services, .tls = r->tls,
 			.cat = d->cat, .log = rep_log, .on_consistent = on_consistent,
-			.role = my_role, .on_peer_role = on_peer_role, .opaque = d,
+			.role = my_role, .on_peer_role = on_peer_role, .held = rep_held,
+			.opaque = d,
 		};
 
 		ret = rep_server_new(d->base, &o, &r->srv);
@@ -214,7 +222,7 @@ static int replica_new(struct hacd *d, const char *store, struct hacd_replica **
 			.bandwidth = p->bandwidth, .store = r->store, .services = r->services,
 			.n_services = c->n_services, .tls = r->tls, .cat = d->cat,
 			.log = rep_log, .on_ack = on_ack, .role = my_role,
-			.on_peer_role = on_peer_role, .opaque = d,
+			.on_peer_role = on_peer_role, .held = rep_held, .opaque = d,
 		};
 
 		ret = rep_sender_new(d->base, &o, &r->snd[i]);

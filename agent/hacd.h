@@ -228,6 +228,8 @@ struct hacd_held {
 };
 void hacd_held_begin(struct hacd_held *h);
 void hacd_held_end(const struct hacd_held *h, const char *what);
+/* The same line for a callback timed elsewhere (the replica library's, rep_held_fn). */
+void hacd_held_report(uint64_t wall_us, uint64_t cpu_us, const char *what, const char *detail);
 __attribute__((format(printf, 1, 2)))
 void hacd_held_detail(const char *fmt, ...);
 #define HACD_LOOP_CB(cb, body, what)						\

@@ -114,11 +114,44 @@ struct rep_server {
 	struct rconn *conns;
 	size_t n_conns;
 	struct event *hb;		/* roles heartbeat */
+	/* What the loop callback running now did, for its timing (rep_held_fn). */
+	char held[256];
+	unsigned held_msgs;
 };
 
 static const struct timeval xfer_timeout = { 60, 0 };
 
 #define LOG(s, prio, ...) rep__log((s)->o.log, (s)->o.log_opaque, prio, __VA_ARGS__)
+
+/* Every loop callback of ours is timed for the caller (o.held); held[] says for whom and
+ * what it did: the peer, and the Offers, Commits and store GCs it ran. */
+static void held_begin(struct rep_server *s, struct rep__held *h, const struct rconn *c)
+{
+	if (!s->o.held)
+		return;
+	s->held[0] = 0;
+	s->held_msgs = 0;
+	if (c)
+		snprintf(s->held, sizeof(s->held), "peer %s (%s)", c->peer, c->addr);
+	rep__held_begin(h);
+}
+
+static void held_end(struct rep_server *s, const struct rep__held *h, const char *what)
+{
+	if (!s->o.held)
+		return;
+	if (s->held_msgs)
+		rep__held_note(s->held, sizeof(s->held), "%u messages", s->held_msgs);
+	rep__held_end(h, s->o.held, s->o.opaque, what, s->held);
+}
+
+#define HELD_NOTE(s, ...) rep__held_note((s)->held, sizeof((s)->held), __VA_ARGS__)
+
+/* The timed wrappers (at the end) of the loop callbacks. */
+static void on_read_cb(struct bufferevent *bev, void *arg);
+static void on_flushed_cb(struct bufferevent *bev, void *arg);
+static void on_event_cb(struct bufferevent *bev, short what, void *arg);
+static void on_busy_cb(evutil_socket_t fd, short what, void *arg);
 
 static enum rep_role my_role(const struct rep_server *s, const char *service)
 {
@@ -249,7 +282,7 @@ static void conn_close_soon(struct rconn *c)
 {
 	c->st = R_CLOSING;
 	bufferevent_disable(c->bev, EV_READ);
-	bufferevent_setcb(c->bev, NULL, on_flushed, NULL, c);
+	bufferevent_setcb(c->bev, NULL, on_flushed_cb, NULL, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 	if (!evbuffer_get_length(bufferevent_get_output(c->bev)))
 		conn_free(c);
@@ -363,15 +396,13 @@ static int plan_files(struct rconn *c, const char *prev)
 
 /* ---- page-store generations (v3) ------------------------------------------------ */
 
-static void on_busy(evutil_socket_t fd, short what, void *arg);
-
 /* Another writer (the agent's worker deleting a generation) holds the store: take the
  * offer up again shortly, reading nothing meanwhile. Never written without the lock. */
 static int store_busy(struct rconn *c)
 {
 	struct timeval tv = { 0, 100000 };
 
-	if (!c->busy && !(c->busy = evtimer_new(c->s->base, on_busy, c)))
+	if (!c->busy && !(c->busy = evtimer_new(c->s->base, on_busy_cb, c)))
 		return gen_refuse(c, "out of memory");
 	c->st = R_BUSY;
 	bufferevent_disable(c->bev, EV_READ);
@@ -528,6 +559,7 @@ static int on_offer(struct rconn *c, RepMsg *m)
 
 	c->offer_msg = m;
 	c->offer = o;
+	HELD_NOTE(s, "Offer of %s generation %lld", o->service, (long long)o->gen);
 	if (!service_ok(s, o->service))
 		return gen_refuse(c, "service %s is not configured here", o->service);
 	/* Two active nodes (a split brain, or a promotion the peer has not heard of yet):
@@ -776,11 +808,14 @@ static int commit_store(struct rconn *c)
 	struct cat_gen_stats st = { 0 };
 	struct eng_store_rx_stats es;
 	char what[256], service[REP_NAME_MAX + 1];
+	uint64_t t[5];
 
+	t[0] = rep__now_us();
 	if (fsync(c->dirfd))
 		return gen_refuse(c, "fsync %s: %s", c->tmp, strerror(errno));
 	if (eng_store_rx_commit(c->rx, c->packs, c->offer->n_packs, &es))
 		return gen_refuse(c, "page store: %s", eng_last_error());
+	t[1] = rep__now_us();
 	st.pause_us = c->offer->pause_us;
 	st.bytes_new = (int64_t)c->bytes;
 	for (size_t k = 0; k < c->offer->n_packs; k++)
@@ -795,13 +830,19 @@ static int commit_store(struct rconn *c)
 		eng_store_rx_delete(c->rx, c->offer->store_gen);
 		return gen_refuse(c, "catalog: %s", msg);
 	}
+	t[2] = rep__now_us();
 	snprintf(what, sizeof(what), "store generation %u, %u of %zu packs received, %llu "
 		 "blobs checked: %llu bytes read, %llu by header", c->offer->store_gen,
 		 es.packs_received, c->offer->n_packs, (unsigned long long)es.blobs,
 		 (unsigned long long)es.bytes_checked, (unsigned long long)es.bytes_headers);
 	snprintf(service, sizeof(service), "%s", c->offer->service);
 	consistent(c, what);
+	t[3] = rep__now_us();
 	store_gc(s, service);
+	t[4] = rep__now_us();
+	HELD_NOTE(s, "store %.1f ms, catalog %.1f ms, durable and Ack %.1f ms, store GC %.1f ms",
+		  (t[1] - t[0]) / 1e3, (t[2] - t[1]) / 1e3, (t[3] - t[2]) / 1e3,
+		  (t[4] - t[3]) / 1e3);
 	return 0;
 }
 
@@ -814,6 +855,7 @@ static int on_commit(struct rconn *c, const RepCommit *cm)
 	if (c->st != R_COMMIT || strcmp(cm->service, c->offer->service) ||
 	    cm->gen != c->offer->gen)
 		return c->offer ? gen_refuse(c, "Commit out of turn") : -EPROTO;
+	HELD_NOTE(s, "Commit of %s generation %lld", cm->service, (long long)cm->gen);
 	if (c->rx)
 		return commit_store(c);
 	if (rep_gen_path(final, sizeof(final), s->o.store, c->offer->service, c->local))
@@ -924,6 +966,7 @@ static int dispatch(struct rconn *c, RepMsg *m)
 {
 	int ret;
 
+	c->s->held_msgs++;
 	if (m->roles && c->st >= R_IDLE && c->st != R_CLOSING) {
 		rep__roles_heard(m->roles->services, m->roles->n_services, c->s->o.services,
 				 c->s->o.n_services, c->peer_role, c->s->o.on_peer_role,
@@ -1084,7 +1127,7 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 	s->conns = c;
 	s->n_conns++;
 	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+	bufferevent_setcb(c->bev, on_read_cb, NULL, on_event_cb, c);
 	/* A peer that never finishes the handshake or never says Hello holds nothing. */
 	bufferevent_set_timeouts(c->bev, &hs, NULL);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
@@ -1101,6 +1144,74 @@ void rep_server_roles_changed(struct rep_server *s)
 static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 {
 	rep_server_roles_changed(arg);
+}
+
+/* ---- the loop callbacks, timed ---------------------------------------------------- */
+
+/* The connection may be freed inside: only the server is touched after. */
+static void on_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct rconn *c = arg;
+	struct rep_server *s = c->s;
+	struct rep__held h = { 0 };
+
+	held_begin(s, &h, c);
+	on_read(bev, c);
+	held_end(s, &h, "replica receiver read");
+}
+
+static void on_flushed_cb(struct bufferevent *bev, void *arg)
+{
+	struct rconn *c = arg;
+	struct rep_server *s = c->s;
+	struct rep__held h = { 0 };
+
+	held_begin(s, &h, c);
+	on_flushed(bev, c);
+	held_end(s, &h, "replica receiver flushed");
+}
+
+static void on_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct rconn *c = arg;
+	struct rep_server *s = c->s;
+	struct rep__held h = { 0 };
+
+	held_begin(s, &h, c);
+	on_event(bev, what, c);
+	held_end(s, &h, "replica receiver event");
+}
+
+static void on_busy_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rconn *c = arg;
+	struct rep_server *s = c->s;
+	struct rep__held h = { 0 };
+
+	held_begin(s, &h, c);
+	on_busy(fd, what, c);
+	held_end(s, &h, "replica receiver store retry");
+}
+
+static void on_accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
+			 int salen, void *arg)
+{
+	struct rep_server *s = arg;
+	struct rep__held h = { 0 };
+
+	held_begin(s, &h, NULL);
+	on_accept(lis, fd, sa, salen, s);
+	held_end(s, &h, "replica receiver accept");
+}
+
+static void on_heartbeat_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rep_server *s = arg;
+	struct rep__held h = { 0 };
+
+	held_begin(s, &h, NULL);
+	on_heartbeat(fd, what, s);
+	held_end(s, &h, "replica receiver roles heartbeat");
 }
 
 /* .part directories are generations a crash interrupted: their rows are failed by
@@ -1162,7 +1273,7 @@ int rep_server_new(struct event_base *base, const struct rep_server_opts *o,
 		ret = -EINVAL;
 		goto err;
 	}
-	s->lis = evconnlistener_new_bind(base, on_accept, s, LEV_OPT_CLOSE_ON_FREE |
+	s->lis = evconnlistener_new_bind(base, on_accept_cb, s, LEV_OPT_CLOSE_ON_FREE |
 					 LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 16,
 					 (struct sockaddr *)&ss, (int)sl);
 	if (!s->lis) {
@@ -1171,7 +1282,7 @@ int rep_server_new(struct event_base *base, const struct rep_server_opts *o,
 		    strerror(-ret));
 		goto err;
 	}
-	s->hb = event_new(base, -1, EV_PERSIST, on_heartbeat, s);
+	s->hb = event_new(base, -1, EV_PERSIST, on_heartbeat_cb, s);
 	if (!s->hb) {
 		ret = -ENOMEM;
 		goto err;

@@ -59,6 +59,18 @@ void rep__bev_errors(struct bufferevent *bev, char *buf, size_t len);
 /* The OpenSSL errors queued on this thread, as one line (and cleared). */
 void rep__tls_errors(char *buf, size_t len);
 
+/* Timing of one loop callback (rep_held_fn): begin, then end with what it was. */
+struct rep__held {
+	uint64_t wall_us, cpu_us;
+};
+uint64_t rep__now_us(void);		/* CLOCK_MONOTONIC */
+void rep__held_begin(struct rep__held *h);
+void rep__held_end(const struct rep__held *h, rep_held_fn fn, void *opaque, const char *what,
+		   const char *detail);
+/* Append "; " and the formatted text to the detail in buf (what the callback did). */
+__attribute__((format(printf, 3, 4)))
+void rep__held_note(char *buf, size_t len, const char *fmt, ...);
+
 __attribute__((format(printf, 4, 5)))
 void rep__log(rep_log_fn fn, void *opaque, int prio, const char *fmt, ...);
 

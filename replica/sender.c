@@ -110,11 +110,19 @@ struct rep_sender {
 	/* Status. */
 	int64_t acked_gen, acked_us;
 	uint64_t bytes_sent;
+	/* What the loop callback running now did, for its timing (rep_held_fn). */
+	char held[256];
+	uint64_t held_sent;
 };
 
 #define LOG(s, prio, ...) rep__log((s)->o.log, (s)->o.log_opaque, prio, __VA_ARGS__)
 
 static void conn_start(struct rep_sender *s);
+static void on_read_cb(struct bufferevent *bev, void *arg);
+static void on_write_cb(struct bufferevent *bev, void *arg);
+static void on_event_cb(struct bufferevent *bev, short what, void *arg);
+
+#define HELD_NOTE(s, ...) rep__held_note((s)->held, sizeof((s)->held), __VA_ARGS__)
 
 static enum rep_role my_role(struct rep_sender *s, const char *service)
 {
@@ -472,6 +480,7 @@ static void offer_next(struct rep_sender *s)
 		offer_next(s);
 		return;
 	}
+	HELD_NOTE(s, "Offer of %s generation %lld", o.service, (long long)g.id);
 	peer_state(s, g.id, CAT_PEER_SENDING);
 	s->st = S_OFFERED;
 	wait_answer(s, true);
@@ -713,6 +722,7 @@ static int on_ack(struct rep_sender *s, const RepAck *a)
 		LOG(s, LOG_ERR, "peer %s: Ack before our Commit", s->o.peer);
 		return -EPROTO;
 	}
+	HELD_NOTE(s, "Ack of %s generation %lld", a->service, (long long)a->gen);
 	pop(s, 0);
 	offer_next(s);
 	return 0;
@@ -837,7 +847,7 @@ static void conn_start(struct rep_sender *s)
 		goto retry;
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
-	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	bufferevent_setcb(s->bev, on_read_cb, on_write_cb, on_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_WRITE, OUT_LOW, 0);
 	if (s->rl)
 		bufferevent_set_rate_limit(s->bev, s->rl);
@@ -880,6 +890,72 @@ void rep_sender_roles_changed(struct rep_sender *s)
 	send_roles(s);
 }
 
+/* ---- the loop callbacks, timed (o.held): the peer, and what they did ---------------- */
+
+static void held_begin(struct rep_sender *s, struct rep__held *h)
+{
+	if (!s->o.held)
+		return;
+	snprintf(s->held, sizeof(s->held), "peer %s", s->o.peer);
+	s->held_sent = s->bytes_sent;
+	rep__held_begin(h);
+}
+
+static void held_end(struct rep_sender *s, const struct rep__held *h, const char *what)
+{
+	if (!s->o.held)
+		return;
+	if (s->bytes_sent > s->held_sent)
+		HELD_NOTE(s, "%llu bytes of data queued",
+			  (unsigned long long)(s->bytes_sent - s->held_sent));
+	rep__held_end(h, s->o.held, s->o.opaque, what, s->held);
+}
+
+static void on_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct rep__held h = { 0 };
+
+	held_begin(arg, &h);
+	on_read(bev, arg);
+	held_end(arg, &h, "replica sender read");
+}
+
+static void on_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct rep__held h = { 0 };
+
+	held_begin(arg, &h);
+	on_write(bev, arg);
+	held_end(arg, &h, "replica sender write");
+}
+
+static void on_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct rep__held h = { 0 };
+
+	held_begin(arg, &h);
+	on_event(bev, what, arg);
+	held_end(arg, &h, "replica sender event");
+}
+
+static void on_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rep__held h = { 0 };
+
+	held_begin(arg, &h);
+	on_retry(fd, what, arg);
+	held_end(arg, &h, "replica sender connect");
+}
+
+static void on_heartbeat_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rep__held h = { 0 };
+
+	held_begin(arg, &h);
+	on_heartbeat(fd, what, arg);
+	held_end(arg, &h, "replica sender roles heartbeat");
+}
+
 int rep_sender_new(struct event_base *base, const struct rep_sender_opts *o,
 		   struct rep_sender **out)
 {
@@ -895,8 +971,8 @@ int rep_sender_new(struct event_base *base, const struct rep_sender_opts *o,
 	s->chunk = malloc(REP_CHUNK);
 	s->peer_newest = calloc(o->n_services + 1, sizeof(*s->peer_newest));
 	s->peer_role = calloc(o->n_services + 1, 1);
-	s->retry = evtimer_new(base, on_retry, s);
-	s->hb = event_new(base, -1, EV_PERSIST, on_heartbeat, s);
+	s->retry = evtimer_new(base, on_retry_cb, s);
+	s->hb = event_new(base, -1, EV_PERSIST, on_heartbeat_cb, s);
 	if (o->bandwidth) {
 		/* Ticks of 100 ms keep the pace even; a burst of one tick's worth. */
 		struct timeval tick = { 0, 100000 };

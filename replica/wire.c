@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -349,6 +350,49 @@ void rep__log(rep_log_fn fn, void *opaque, int prio, const char *fmt, ...)
 		fn(prio, msg, opaque);
 	else
 		fprintf(stderr, "<%d>replica: %s\n", prio, msg);
+}
+
+static uint64_t clock_us(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+uint64_t rep__now_us(void)
+{
+	return clock_us(CLOCK_MONOTONIC);
+}
+
+void rep__held_begin(struct rep__held *h)
+{
+	h->wall_us = clock_us(CLOCK_MONOTONIC);
+	h->cpu_us = clock_us(CLOCK_THREAD_CPUTIME_ID);
+}
+
+void rep__held_end(const struct rep__held *h, rep_held_fn fn, void *opaque, const char *what,
+		   const char *detail)
+{
+	if (fn)
+		fn(opaque, clock_us(CLOCK_MONOTONIC) - h->wall_us,
+		   clock_us(CLOCK_THREAD_CPUTIME_ID) - h->cpu_us, what, detail);
+}
+
+void rep__held_note(char *buf, size_t len, const char *fmt, ...)
+{
+	size_t used = strnlen(buf, len);
+	va_list ap;
+
+	if (used + 3 >= len)
+		return;
+	if (used) {
+		memcpy(buf + used, "; ", 3);
+		used += 2;
+	}
+	va_start(ap, fmt);
+	vsnprintf(buf + used, len - used, fmt, ap);
+	va_end(ap);
 }
 
 void rep__keepalive(int fd)

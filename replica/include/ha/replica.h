@@ -66,6 +66,16 @@ struct cat;
 #define REP_PACKS_MAX 8192u
 
 typedef void (*rep_log_fn)(int prio, const char *msg, void *opaque);
+/*
+ * Loop timing. Each callback the library runs in the caller's loop reports, as it
+ * returns, how long it held the loop: wall_us, and cpu_us of this thread's CPU time in
+ * it (wall far above CPU: it waited for a disk or the scheduler). `what` is its kind
+ * ("replica receiver read"), `detail` the peer and what it did there. Called for every
+ * callback: the caller decides which are worth a line (hacd logs those of 20 ms or
+ * more, as it does its own callbacks).
+ */
+typedef void (*rep_held_fn)(void *opaque, uint64_t wall_us, uint64_t cpu_us,
+			    const char *what, const char *detail);
 
 /*
  * Roles (issue 7). Each side tells the other its role of every service it names: in its
@@ -128,6 +138,7 @@ struct rep_server_opts {
 	rep_gen_fn on_consistent;	/* may be NULL */
 	rep_role_fn role;		/* may be NULL: every service is standby here */
 	rep_peer_role_fn on_peer_role;	/* may be NULL */
+	rep_held_fn held;		/* may be NULL: not timed */
 	void *opaque;
 };
 
@@ -198,6 +209,7 @@ struct rep_sender_opts {
 	rep_role_fn role;		/* may be NULL: every service is active here; only
 					 * generations of services active here are offered */
 	rep_peer_role_fn on_peer_role;	/* may be NULL */
+	rep_held_fn held;		/* may be NULL: not timed */
 	void *opaque;
 	/* Test hook: flip one bit of the data byte at this offset of every file sent
 	 * (after its checksum was taken), as a link that damages data would; in a
