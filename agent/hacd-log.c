@@ -118,6 +118,21 @@ void hacd_log_libevent(void)
  */
 #define HELD_SLOW_US	20000
 
+/* HACD_LOOP_HELD_MS lowers (or raises) it for a measurement: 1 logs nearly every
+ * callback that did any disk or catalog work, for the distribution of their times. */
+static uint64_t held_slow_us(void)
+{
+	static uint64_t us;
+
+	if (!us) {
+		const char *e = getenv("HACD_LOOP_HELD_MS");
+		long ms = e ? strtol(e, NULL, 10) : 0;
+
+		us = ms > 0 ? (uint64_t)ms * 1000 : HELD_SLOW_US;
+	}
+	return us;
+}
+
 static char held_what[128];
 
 static uint64_t thread_cpu_us(void)
@@ -146,7 +161,7 @@ void hacd_held_detail(const char *fmt, ...)
 
 void hacd_held_report(uint64_t wall_us, uint64_t cpu_us, const char *what, const char *detail)
 {
-	if (wall_us < HELD_SLOW_US)
+	if (wall_us < held_slow_us())
 		return;
 	hacd_log(LOG_NOTICE, "loop held %.1f ms (%.1f ms CPU) by %s%s%s", wall_us / 1e3,
 		 cpu_us / 1e3, what, detail && detail[0] ? ": " : "", detail ? detail : "");
@@ -156,6 +171,6 @@ void hacd_held_end(const struct hacd_held *h, const char *what)
 {
 	uint64_t wall = hacd_now_us() - h->wall_us;
 
-	if (wall >= HELD_SLOW_US)
+	if (wall >= held_slow_us())
 		hacd_held_report(wall, thread_cpu_us() - h->cpu_us, what, held_what);
 }
