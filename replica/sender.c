@@ -262,11 +262,15 @@ static void pop(struct rep_sender *s, int status)
 
 /* Drop queued generations of `service` that are <= upto, or all but the newest when
  * more than catchup_skip of it wait. The head is in flight only when st > S_READY. */
-static void prune_queue(struct rep_sender *s, const char *service, int64_t upto)
+static void prune_queue(struct rep_sender *s, const char *name, int64_t upto)
 {
 	unsigned skip = s->o.catchup_skip ? s->o.catchup_skip : 2;
 	struct qgen **p = &s->head, *newest = NULL;
+	char service[REP_NAME_MAX + 1];
 	size_t count = 0;
+
+	/* `name` may be the head's own (offer_next), which pop() frees. */
+	snprintf(service, sizeof(service), "%s", name);
 
 	for (struct qgen *q = s->head; q; q = q->next)
 		if (!strcmp(q->service, service) && q->gen > upto) {
