@@ -29,14 +29,10 @@ DRV=$(realpath "$3")
 COUNTER=$(realpath "$4")
 N=${HACD_LOAD_SERVICES:-20}
 SECS=${HACD_LOAD_SECONDS:-20}
-T=$(mktemp -d /tmp/hacd-repload.XXXXXX)
-NSA=hacd-rl-a-$$
-NSB=hacd-rl-b-$$
+rep_init repload
 APID=
 BPID=
 PROBE=
-
-fail() { rep_fail "$@"; }
 
 cleanup() {
 	rep_kill "$PROBE"
