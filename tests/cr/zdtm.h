@@ -293,6 +293,51 @@ static inline void zdtm_work_check(const struct zdtm_work *w, int n)
 	}
 }
 
+/*
+ * A second thread for victims whose state is per thread (credentials, capabilities,
+ * seccomp): check(1) runs on it after SIGTERM (and before ready with check_at_start),
+ * check(0) on the main thread; each writes what is wrong into the victim's errs[who].
+ */
+struct zdtm_twin {
+	void (*check)(int who);
+	int check_at_start;
+	int started;
+	pthread_t th;
+};
+
+static inline void *zdtm_twin_main(void *arg)
+{
+	struct zdtm_twin *t = arg;
+
+	if (t->check_at_start)
+		t->check(1);
+	__atomic_add_fetch(&t->started, 1, __ATOMIC_SEQ_CST);
+	while (!zdtm_stop)
+		zdtm_sleep_ms(2);
+	t->check(1);
+	return NULL;
+}
+
+/* Start the twin; returns once it runs (and did its first check). */
+static inline void zdtm_twin_start(struct zdtm_twin *t)
+{
+	if (pthread_create(&t->th, NULL, zdtm_twin_main, t))
+		zdtm_fail("pthread_create");
+	while (!__atomic_load_n(&t->started, __ATOMIC_SEQ_CST))
+		zdtm_sleep_ms(1);
+}
+
+/* Until SIGTERM, then both checks: the main thread's error err0, the twin's err1. */
+static inline void zdtm_twin_end(struct zdtm_twin *t, const char *err0, const char *err1)
+{
+	while (!zdtm_stop)
+		zdtm_sleep_ms(2);
+	t->check(0);
+	pthread_join(t->th, NULL);
+	zdtm_check(!err0[0], "main thread: %s", err0);
+	zdtm_check(!err1[0], "second thread: %s", err1);
+}
+
 /* pause() until the runner's SIGTERM: anything else that ends it fails the victim. */
 static inline void zdtm_pause_for_term(void)
 {

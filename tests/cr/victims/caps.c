@@ -19,7 +19,6 @@ static struct __user_cap_data_struct want[2];
 static int last_cap;
 static int bset0[64];	/* the bounding set we started with */
 static char errs[2][160];
-static volatile int started;
 
 static int cap_get(struct __user_cap_data_struct d[2])
 {
@@ -66,22 +65,11 @@ static void check(int who)
 		snprintf(w, 160, "no_new_privs lost");
 }
 
-static void *worker(void *arg)
-{
-	(void)arg;
-	check(1);
-	__atomic_add_fetch(&started, 1, __ATOMIC_SEQ_CST);
-	while (!zdtm_stop)
-		zdtm_sleep_ms(2);
-	check(1);
-	return NULL;
-}
-
 int main(void)
 {
 	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
 	FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
-	pthread_t th;
+	struct zdtm_twin twin = { .check = check, .check_at_start = 1 };
 
 	zdtm_init();
 	if (!f || fscanf(f, "%d", &last_cap) != 1)
@@ -111,16 +99,9 @@ int main(void)
 		zdtm_fail("no_new_privs: %m");
 	check(0);
 	zdtm_check(!errs[0][0], "before: %s", errs[0]);
-	pthread_create(&th, NULL, worker, NULL);
-	while (!__atomic_load_n(&started, __ATOMIC_SEQ_CST))
-		zdtm_sleep_ms(1);
+	zdtm_twin_start(&twin);
 	zdtm_ready("threads=2 securebits=%#x", BITS);
-	while (!zdtm_stop)
-		zdtm_sleep_ms(2);
-	check(0);
-	pthread_join(th, NULL);
-	zdtm_check(!errs[0][0], "main thread: %s", errs[0]);
-	zdtm_check(!errs[1][0], "second thread: %s", errs[1]);
+	zdtm_twin_end(&twin, errs[0], errs[1]);
 	zdtm_check(prctl(PR_SET_SECUREBITS, BITS & ~SECBIT_NOROOT) == -1 && errno == EPERM,
 		   "a locked securebit could be cleared");
 	zdtm_pass();

@@ -21,7 +21,6 @@
 
 static int dumpable0;
 static char errs[2][160];
-static volatile int started;
 
 static int capset3(uint32_t eff, uint32_t perm, uint32_t inh)
 {
@@ -71,21 +70,10 @@ static void check(int who)
 	}
 }
 
-static void *worker(void *arg)
-{
-	(void)arg;
-	check(1);
-	__atomic_add_fetch(&started, 1, __ATOMIC_SEQ_CST);
-	while (!zdtm_stop)
-		zdtm_sleep_ms(2);
-	check(1);
-	return NULL;
-}
-
 int main(void)
 {
 	static const gid_t groups[] = { 1001, 1002, 1003 };
-	pthread_t th;
+	struct zdtm_twin twin = { .check = check, .check_at_start = 1 };
 	int fd;
 
 	zdtm_init();
@@ -108,17 +96,10 @@ int main(void)
 	dumpable0 = prctl(PR_GET_DUMPABLE);
 	check(0);
 	zdtm_check(!errs[0][0], "before: %s", errs[0]);
-	pthread_create(&th, NULL, worker, NULL);
-	while (!__atomic_load_n(&started, __ATOMIC_SEQ_CST))
-		zdtm_sleep_ms(1);
+	zdtm_twin_start(&twin);
 	zdtm_check(!errs[1][0], "thread before: %s", errs[1]);
 	zdtm_ready("uid=3001 euid=3002 dumpable=%d threads=2", dumpable0);
-	while (!zdtm_stop)
-		zdtm_sleep_ms(2);
-	check(0);
-	pthread_join(th, NULL);
-	zdtm_check(!errs[0][0], "main thread: %s", errs[0]);
-	zdtm_check(!errs[1][0], "second thread: %s", errs[1]);
+	zdtm_twin_end(&twin, errs[0], errs[1]);
 	zdtm_check(prctl(PR_GET_DUMPABLE) == dumpable0, "dumpable %d, was %d", prctl(PR_GET_DUMPABLE), dumpable0);
 	zdtm_check(kill(1, 0) == 0, "CAP_KILL not in force: kill(1, 0): %m");
 	fd = open("secret", O_RDONLY);

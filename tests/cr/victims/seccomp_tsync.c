@@ -15,7 +15,6 @@
 
 #include "../zdtm.h"
 
-static volatile int started;
 static char errs[2][128];
 
 static void check(int who)
@@ -25,16 +24,6 @@ static void check(int who)
 		snprintf(errs[who], 128, "first filter not in force (getpriority: %s)", strerror(errno));
 	else if (syscall(SYS_getppid) != -1 || errno != EMLINK)
 		snprintf(errs[who], 128, "second filter not in force (getppid: %s)", strerror(errno));
-}
-
-static void *worker(void *arg)
-{
-	(void)arg;
-	__atomic_add_fetch(&started, 1, __ATOMIC_SEQ_CST);
-	while (!zdtm_stop)
-		zdtm_sleep_ms(2);
-	check(1);
-	return NULL;
 }
 
 static void filter(int nr, unsigned ret, unsigned flags, int nr2, unsigned ret2)
@@ -55,7 +44,7 @@ static void filter(int nr, unsigned ret, unsigned flags, int nr2, unsigned ret2)
 
 int main(void)
 {
-	pthread_t th;
+	struct zdtm_twin twin = { .check = check };
 	pid_t child;
 	int st;
 
@@ -63,20 +52,13 @@ int main(void)
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		zdtm_fail("no_new_privs: %m");
 	filter(__NR_getpriority, SECCOMP_RET_ERRNO | ENOTSUP, 0, -1, 0);
-	pthread_create(&th, NULL, worker, NULL);
-	while (!__atomic_load_n(&started, __ATOMIC_SEQ_CST))
-		zdtm_sleep_ms(1);
+	zdtm_twin_start(&twin);
 	filter(__NR_getppid, SECCOMP_RET_ERRNO | EMLINK, SECCOMP_FILTER_FLAG_TSYNC, __NR_acct,
 	       SECCOMP_RET_KILL_PROCESS);
 	check(0);
 	zdtm_check(!errs[0][0], "before: %s", errs[0]);
 	zdtm_ready("seccomp=2 filters=2 threads=2");
-	while (!zdtm_stop)
-		zdtm_sleep_ms(2);
-	check(0);
-	pthread_join(th, NULL);
-	zdtm_check(!errs[0][0], "main thread: %s", errs[0]);
-	zdtm_check(!errs[1][0], "second thread: %s", errs[1]);
+	zdtm_twin_end(&twin, errs[0], errs[1]);
 	child = fork();
 	if (!child) {
 		syscall(SYS_acct, NULL);
