@@ -89,4 +89,23 @@ static inline void zdtm_outside(void (*serve)(void *arg, int ready), void *arg)
 	close(p[0]);
 }
 
+/* A stream socket connected to sa (len bytes of it). */
+static inline int zdtm_unix_connect(const struct sockaddr_un *sa, socklen_t len)
+{
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	if (s < 0 || connect(s, (const struct sockaddr *)sa, len))
+		zdtm_fail("connect: %m");
+	return s;
+}
+
+/* "ping" written to s comes back from an echoing peer (what: which peer, for the failure). */
+static inline void zdtm_unix_ping(int s, const char *what)
+{
+	char buf[8] = { 0 };
+
+	zdtm_check(write(s, "ping", 4) == 4, "write: %m");
+	zdtm_check(read(s, buf, 4) == 4 && !memcmp(buf, "ping", 4), "no echo %s: '%s'", what, buf);
+}
+
 #endif

@@ -355,6 +355,17 @@ static inline double zdtm_now(clockid_t clk)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Use sec seconds of this thread's CPU time (for CPU-time timers to tick). */
+static inline void zdtm_burn(double sec)
+{
+	double end = zdtm_now(CLOCK_THREAD_CPUTIME_ID) + sec;
+	volatile uint64_t x = 1;
+
+	while (zdtm_now(CLOCK_THREAD_CPUTIME_ID) < end)
+		for (int i = 0; i < 10000; i++)
+			x = x * 31 + i;
+}
+
 /* A deterministic byte pattern and a checksum that sees every byte and its place. */
 static inline uint64_t zdtm_mix(uint64_t x)
 {

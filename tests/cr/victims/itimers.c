@@ -19,16 +19,6 @@ static void on_tick(int sig)
 			ticks[i]++;
 }
 
-static void burn(double sec)
-{
-	double end = zdtm_now(CLOCK_THREAD_CPUTIME_ID) + sec;
-	volatile uint64_t x = 1;
-
-	while (zdtm_now(CLOCK_THREAD_CPUTIME_ID) < end)
-		for (int i = 0; i < 10000; i++)
-			x = x * 31 + i;
-}
-
 int main(void)
 {
 	struct sigaction sa = { .sa_handler = on_tick, .sa_flags = SA_RESTART };
@@ -46,7 +36,7 @@ int main(void)
 	zdtm_ready("itimers=3");
 
 	while (!zdtm_stop) {
-		burn(0.002);
+		zdtm_burn(0.002);
 		zdtm_sleep_ms(8);
 	}
 
@@ -64,7 +54,7 @@ int main(void)
 	deadline = zdtm_now(CLOCK_MONOTONIC) + 60;
 	while ((ticks[0] <= at_stop[0] || ticks[1] <= at_stop[1] || ticks[2] <= at_stop[2]) &&
 	       zdtm_now(CLOCK_MONOTONIC) < deadline)
-		burn(0.01);
+		zdtm_burn(0.01);
 	for (int i = 0; i < 3; i++)
 		zdtm_check(ticks[i] > at_stop[i], "itimer %d stopped ticking after restore (%lu ticks)", i,
 			   (unsigned long)ticks[i]);

@@ -51,16 +51,6 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static void burn(double sec)
-{
-	double end = zdtm_now(CLOCK_THREAD_CPUTIME_ID) + sec;
-	volatile uint64_t x = 1;
-
-	while (zdtm_now(CLOCK_THREAD_CPUTIME_ID) < end)
-		for (int i = 0; i < 10000; i++)
-			x = x * 31 + i;
-}
-
 static void make(int i, clockid_t clk, int notify, int sig, int value, long interval_ms, long value_s)
 {
 	struct sigevent ev = { .sigev_notify = notify, .sigev_signo = sig };
@@ -112,14 +102,14 @@ int main(void)
 		for (int i = 0; i < NPERIODIC; i++)
 			all &= ticks[i] > 0;
 		if (!all)
-			burn(0.002);
+			zdtm_burn(0.002);
 	}
 	for (int i = 0; i < NR; i++)
 		timer_gettime(ids[i], &before[i]);
 	zdtm_ready("timers=%d first_id=%ld", NR, (long)ids[0]);
 
 	while (!zdtm_stop) {
-		burn(0.002);
+		zdtm_burn(0.002);
 		zdtm_sleep_ms(8);
 	}
 
@@ -149,7 +139,7 @@ int main(void)
 			all &= ticks[i] > at_stop[i];
 		if (all || zdtm_now(CLOCK_MONOTONIC) > deadline)
 			break;
-		burn(0.005);
+		zdtm_burn(0.005);
 	}
 	zdtm_stop = 2;
 	pthread_join(th, NULL);
