@@ -35,12 +35,24 @@ static uint64_t mono_ms(void)
 	return t.tv_sec * 1000ull + t.tv_nsec / 1000000;
 }
 
+/* [["seize", 120], ...]: where the pause went, step by step. */
+static const char *steps_json(const struct eng_pause_steps *ps, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	buf[0] = 0;
+	for (int i = 0; i < ps->n && n < len; i++)
+		n += snprintf(buf + n, len - n, "%s[\"%s\", %u]", i ? ", " : "", ps->s[i].what, ps->s[i].us);
+	return buf;
+}
+
 int ctl_track_run(struct eng_track *t, long count, long interval_ms)
 {
 	uint64_t next = mono_ms();
 
 	for (long i = 0; i < count; i++) {
 		struct eng_track_stats st;
+		char steps[ENG_PAUSE_STEPS * 32];
 		uint64_t now = mono_ms();
 
 		if (i && next > now) {
@@ -57,13 +69,15 @@ int ctl_track_run(struct eng_track *t, long count, long interval_ms)
 		printf("{\"generation\": %u, \"pause_us\": %llu, \"pages_scanned\": %llu, "
 		       "\"pages_written\": %llu, \"bytes_written\": %llu, \"precopy_rounds\": %u, "
 		       "\"precopy_us\": %llu, \"pages_precopied\": %llu, \"pages_frozen\": %llu, "
-		       "\"pages_total\": %llu, \"total_us\": %llu, \"full\": %s, \"method\": \"%s\"}\n",
+		       "\"pages_total\": %llu, \"total_us\": %llu, \"full\": %s, \"method\": \"%s\", "
+		       "\"steps\": [%s]}\n",
 		       st.generation, (unsigned long long)st.pause_us, (unsigned long long)st.pages_scanned,
 		       (unsigned long long)st.pages_written, (unsigned long long)st.bytes_written,
 		       st.precopy_rounds, (unsigned long long)st.precopy_us,
 		       (unsigned long long)st.pages_precopied, (unsigned long long)st.pages_frozen,
 		       (unsigned long long)st.pages_total, (unsigned long long)st.total_us,
-		       st.full ? "true" : "false", eng_dirty_method_name(eng_track_method(t)));
+		       st.full ? "true" : "false", eng_dirty_method_name(eng_track_method(t)),
+		       steps_json(&st.steps, steps, sizeof(steps)));
 		fflush(stdout);
 	}
 	eng_track_close(t);

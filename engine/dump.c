@@ -394,9 +394,11 @@ static int seize_tree(struct dump *d)
 	for_each_live(d, i)
 		if (!ret)
 			ret = eng_seize(d->tree.p[i].pid, &d->p[i].v);
+	eng__tmark("seize");
 	/* A process that exited (or forked) since the scan explains a failed seize too. */
 	if (eng__tree_scan(d->pid, &now))
 		return ret ? ret : -ESRCH;
+	eng__tmark("rescan");
 	same = eng__tree_same(&d->tree, &now);
 	eng__tree_free(&now);
 	return same ? ret : -EAGAIN;
@@ -407,7 +409,6 @@ static int collect_one(struct dump *d, struct dproc *p, uint32_t id_base)
 	pid_t pid = p->v->pid;
 	int ret = eng__task_collect(p->v, &p->td);
 
-	eng__tmark("task");
 	if (!ret)
 		ret = fail_here("frozen");
 	if (!ret)
@@ -425,12 +426,10 @@ static int infect_one(struct dproc *p)
 {
 	int ret = eng_infect(p->v);
 
-	eng__tmark("infect");
 	if (!ret)
 		ret = fail_here("infected");
 	if (!ret)
 		ret = eng__task_collect_infected(p->v, &p->td);
-	eng__tmark("task-remote");
 	if (!ret)
 		ret = eng__mem_collect_infected(p->v, &p->md);
 	if (!ret)
@@ -467,7 +466,7 @@ static int collect_shm(struct dump *d, struct eng__files_dump **fds, int nr_fds)
 /* Collect from a frozen tree; the frozen part. */
 static int collect_tree(struct dump *d)
 {
-	struct eng__files_dump **fds = calloc(d->tree.n, sizeof(*fds));
+	struct eng__files_dump **fds = calloc(d->tree.n > 0 ? d->tree.n : 1, sizeof(*fds));
 	uint32_t id_base = 0;
 	int nr_fds = 0, ret = 0;
 
@@ -485,6 +484,7 @@ static int collect_tree(struct dump *d)
 		ret = eng__unix_resolve(fds, nr_fds);
 	if (!ret)
 		ret = collect_shm(d, fds, nr_fds);
+	eng__tmark("share");
 	free(fds);
 	for_each_live(d, i)
 		if (!ret)
@@ -538,6 +538,8 @@ static int collect_frozen(struct dump *d)
 	for (int i = 0; i < d->tree.n; i++)
 		if (!ret && d->ns.init)
 			ret = eng__tree_inner(&d->tree, i, d->tree.p[i].zombie ? NULL : d->p[i].v);
+	if (d->ns.init)
+		eng__tmark("ns-ids");
 	if (!ret)
 		ret = collect_tree(d);
 	if (!ret && d->ns.init)
@@ -603,7 +605,6 @@ static int freeze_and_collect(struct dump *d)
 	boost(d);
 	mark_freeze(d);
 	ret = seize_tree(d);
-	eng__tmark("seize");
 	pr_debug("pid %d: %d processes seized in %lu us", d->pid, d->tree.n,
 		 (unsigned long)us_since(&d->t_freeze));
 	return ret ? ret : collect_frozen(d);
@@ -849,6 +850,7 @@ static int run(struct dump *d, const struct eng_dump_opts *opts, struct eng_dump
 		eng__tmark("release");
 	}
 	unboost(d);	/* the writes below are unbounded work */
+	eng__tmarks_take(&st->steps);
 	eng__tmarks_print(d->pid);
 	if (!ret)
 		ret = write_all(d);

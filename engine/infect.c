@@ -570,6 +570,7 @@ int eng_infect(struct eng_victim *v)
 	if (v->infected)
 		return 0;
 	ret = v->syscall_ip ? 0 : find_syscall_ip(v);
+	eng__tmark("syscall-ip");
 	if (!ret)
 		ret = block_signals(t);
 	if (ret)
@@ -579,6 +580,7 @@ int eng_infect(struct eng_victim *v)
 	len = (top_off + 4095) & ~4095ul;
 	ret = eng__remote_syscall(v, &r, __NR_mmap, 0, len, PROT_READ | PROT_WRITE | PROT_EXEC,
 				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	eng__tmark("mmap");
 	if (ret)
 		return ret;
 	if (remote_failed(r))
@@ -589,6 +591,7 @@ int eng_infect(struct eng_victim *v)
 	v->area_addr = r + area_off;
 	v->stack_top = r + top_off;
 	ret = load_blob(v, b);
+	eng__tmark("load");
 	if (ret) {
 		int keep = ret;
 

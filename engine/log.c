@@ -86,11 +86,33 @@ void eng__tmarks_reset(void)
 
 void eng__tmark(const char *what)
 {
-	if (log_max < ENG_LOG_DEBUG || nr_marks == NR_MARKS)
+	if (nr_marks == NR_MARKS)
 		return;
 	marks[nr_marks].what = what;
-	marks[nr_marks].cpu = now_ns(CLOCK_THREAD_CPUTIME_ID);
+	/* The thread's CPU time is a system call (the monotonic clock is the vdso's):
+	 * only for the debug log, which prints it. */
+	marks[nr_marks].cpu = log_max >= ENG_LOG_DEBUG ? now_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
 	marks[nr_marks++].ns = now_ns(CLOCK_MONOTONIC);
+}
+
+void eng__tmarks_take(struct eng_pause_steps *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int i = 1; i < nr_marks; i++) {
+		uint32_t us = (marks[i].ns - marks[i - 1].ns) / 1000;
+		int k = 0;
+
+		/* the same static string: the same step */
+		while (k < out->n && out->s[k].what != marks[i].what)
+			k++;
+		if (k == ENG_PAUSE_STEPS)
+			continue;
+		if (k == out->n) {
+			out->s[k].what = marks[i].what;
+			out->n++;
+		}
+		out->s[k].us += us;
+	}
 }
 
 void eng__tmarks_print(int pid)
@@ -98,8 +120,10 @@ void eng__tmarks_print(int pid)
 	char buf[400];
 	int len = 0;
 
-	if (nr_marks < 2)
+	if (nr_marks < 2 || log_max < ENG_LOG_DEBUG) {
+		nr_marks = 0;
 		return;
+	}
 	eng__log(ENG_LOG_DEBUG, "pid %d: frozen %lu us, by step (us, wall/our cpu):", pid,
 		 (unsigned long)(marks[nr_marks - 1].ns - marks[0].ns) / 1000);
 	for (int i = 1; i < nr_marks; i++) {

@@ -15,11 +15,14 @@ void eng__log_quiet(bool on);
 void eng__keep_error(const char *msg);
 /* Forget the kept error: called at the start of each public operation. */
 void eng__clear_error(void);
-/* Where the pause goes: with debug logging on, eng__tmark() notes the time of a step
- * (a static string) in memory, and eng__tmarks_print() logs every step's share once the
+/* Where the pause goes: eng__tmark() notes the time of a step (a static string) in
+ * memory, eng__tmarks_take() sums them by step into a dump's stats, and with debug
+ * logging on eng__tmarks_print() logs every step's share (our CPU time too) once the
  * process runs again, so that the printing itself is not paid frozen. */
+struct eng_pause_steps;
 void eng__tmarks_reset(void);
 void eng__tmark(const char *what);
+void eng__tmarks_take(struct eng_pause_steps *out);
 void eng__tmarks_print(int pid);
 
 #define pr_err(fmt, ...) eng__log(3, fmt, ##__VA_ARGS__)

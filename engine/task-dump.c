@@ -348,6 +348,7 @@ int eng__task_collect(struct eng_victim *v, struct eng__task_dump *td)
 	if (v->th[0].tid != v->pid)	/* invariant 1 */
 		return eng__refuse("pid %d: its main thread has exited: not supported yet", v->pid);
 	ret = collect_proc(v->pid, td);
+	eng__tmark("task-proc");
 	if (ret)
 		return ret;
 	td->th = calloc(v->nr_threads, sizeof(*td->th));
@@ -358,6 +359,7 @@ int eng__task_collect(struct eng_victim *v, struct eng__task_dump *td)
 		ret = collect_thread(v, td, i);
 	if (!ret)
 		ret = peek_signals(v->pid, true, &td->shared_pending, &td->nr_shared_pending);
+	eng__tmark("threads");
 	return ret;
 }
 
@@ -601,10 +603,12 @@ int eng__task_collect_infected(struct eng_victim *v, struct eng__task_dump *td)
 		if (!ret)
 			ret = collect_prctl(v, td);
 	}
+	eng__tmark("parasite");
 	if (!ret)
 		td->securebits = td->th[0].securebits;
 	if (!ret)
 		ret = collect_timers(v, td);
+	eng__tmark("timers");
 	return ret;
 }
 

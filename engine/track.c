@@ -1036,6 +1036,7 @@ int eng_track_checkpoint(struct eng_track *t, const struct eng_track_opts *opts,
 		st->full = t->reset || t->method == ENG_DIRTY_FULL;
 	}
 	st->pause_us = ds.frozen_us;
+	st->steps = ds.steps;
 	st->pages_scanned = ds.pages_scanned;
 	st->pages_zero = ds.pages_zero;
 	t->cur = NULL;

@@ -263,6 +263,18 @@ struct eng_dump_opts {
 	 * frozen copy when the kernel cannot track. */
 	enum eng_precopy precopy;
 };
+/* Where a pause went: the frozen steps in the order met, each with its wall time
+ * (a step met more than once, for each process of a tree, adds up). Always filled:
+ * a clock read per step. Names are static strings ("seize", "task", "vma-plan", ...). */
+#define ENG_PAUSE_STEPS 24
+struct eng_pause_steps {
+	int n;
+	struct {
+		const char *what;
+		uint32_t us;
+	} s[ENG_PAUSE_STEPS];
+};
+
 struct eng_dump_stats {
 	uint64_t frozen_us;	/* first thread stopped -> released (or killed) */
 	uint64_t collect_us;	/* first thread stopped -> all state copied out: what a
@@ -274,6 +286,7 @@ struct eng_dump_stats {
 	uint64_t pages_zero;	/* present but all zero: recorded, not stored */
 	uint64_t pages_precopied; /* taken from the pre-copy instead of copied while frozen */
 	uint64_t bytes_written;	/* every image file, headers included */
+	struct eng_pause_steps steps;	/* frozen_us step by step */
 };
 /*
  * Checkpoint process `pid` (all its threads) into directory `dir` (created 0700; an
@@ -386,6 +399,7 @@ struct eng_track_stats {
 	uint64_t bytes_written;	/* pack + metadata bytes this generation added */
 	uint64_t total_us;
 	bool full;		/* every page was stored anew (first, after a fork or failure) */
+	struct eng_pause_steps steps;	/* pause_us step by step */
 };
 
 int eng_track_open(pid_t pid, const char *store_dir, const struct eng_track_opts *opts,
