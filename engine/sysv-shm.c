@@ -209,12 +209,54 @@ static int add_seg(struct eng__shm_table *t, const struct seg_msg *m, int fd)
 	return 0;
 }
 
+/*
+ * How many segments the ipc namespace of ipc_pid holds, asked from inside it by this
+ * thread, which then goes back to its own (setns changes the calling thread's
+ * namespace only; it never holds SysV semaphore undo state or segments it created,
+ * which a change of ipc namespace drops). Most services have none, and then the
+ * helper's fork is spared: a fork of a worker whose staging buffer is faulted in cost
+ * 1.4-2.1 ms of pause here, more than all the rest of a small service's freeze.
+ */
+static int count_segments(pid_t ipc_pid, int *n)
+{
+	struct shm_info info;
+	char path[64];
+	int self, theirs, ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/ipc", ipc_pid);
+	self = open("/proc/thread-self/ns/ipc", O_RDONLY | O_CLOEXEC);
+	theirs = self < 0 ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+	if (self < 0 || theirs < 0) {
+		ret = pr_errno(-errno, "pid %d: %s", ipc_pid, self < 0 ? "/proc/thread-self/ns/ipc" : path);
+		goto out;
+	}
+	if (setns(theirs, CLONE_NEWIPC)) {
+		ret = pr_errno(-errno, "pid %d: joining its ipc namespace", ipc_pid);
+		goto out;
+	}
+	if (shmctl(0, SHM_INFO, (struct shmid_ds *)&info) < 0)
+		ret = pr_errno(-errno, "pid %d: SHM_INFO in its ipc namespace", ipc_pid);
+	else
+		*n = info.used_ids;
+	if (setns(self, CLONE_NEWIPC))
+		ret = pr_errno(-errno, "back into our own ipc namespace");
+out:
+	if (self >= 0)
+		close(self);
+	if (theirs >= 0)
+		close(theirs);
+	return ret;
+}
+
 int eng__sysv_collect(struct eng__shm_table *t, pid_t ipc_pid)
 {
 	struct seg_msg m;
-	int sk[2], ret = 0, st, fd;
+	int sk[2], ret, st, fd, n = 0;
 	pid_t c;
 
+	ret = count_segments(ipc_pid, &n);
+	if (ret || !n)
+		return ret;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sk))
 		return pr_errno(-errno, "socketpair");
 	c = fork();
