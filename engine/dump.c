@@ -424,7 +424,14 @@ static int collect_one(struct dump *d, struct dproc *p, uint32_t id_base)
 
 static int infect_one(struct dproc *p)
 {
-	int ret = eng_infect(p->v);
+	int ret;
+
+	/* The vdso was read frozen already (its hash): spares eng_infect a read of maps. */
+	for (int i = 0; i < p->md.nr_vmas && p->md.has_vdso_hash; i++)
+		if (p->md.vmas[i].kind == IMG_VMA_KIND__VMA_VDSO)
+			eng__syscall_ip_hint(p->v, p->md.vmas[i].v.start,
+					     p->md.vmas[i].v.end - p->md.vmas[i].v.start, p->md.vdso_hash);
+	ret = eng_infect(p->v);
 
 	if (!ret)
 		ret = fail_here("infected");

@@ -44,9 +44,12 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <pthread.h>
+#include <sys/auxv.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "blob-parasite.h"
 #include "infect.h"
@@ -500,6 +503,45 @@ static int find_syscall_ip(struct eng_victim *v)
 	if (ret)
 		pr_err("pid %d: no syscall instruction found at %#lx", v->pid, best_lo);
 	return ret;
+}
+
+/* Our own vdso: its size, hash, and the offset of a syscall instruction in it. */
+static struct {
+	uint64_t len, hash, off;
+	bool ok;
+} own_vdso;
+
+static void own_vdso_find(void)
+{
+	uint64_t start = getauxval(AT_SYSINFO_EHDR), lo, hi;
+	char line[512];
+	FILE *f;
+
+	if (!start || !(f = fopen("/proc/self/maps", "re")))
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo == start && strstr(line, "[vdso]")) {
+			const unsigned char *p = (const unsigned char *)start;
+
+			for (uint64_t i = 0; i + 1 < hi - lo && !own_vdso.ok; i++)
+				if (p[i] == 0x0f && p[i + 1] == 0x05) {
+					own_vdso.off = i;
+					own_vdso.ok = true;
+				}
+			own_vdso.len = hi - lo;
+			own_vdso.hash = XXH3_64bits(p, hi - lo);
+			break;
+		}
+	fclose(f);
+}
+
+void eng__syscall_ip_hint(struct eng_victim *v, uint64_t vdso_start, uint64_t vdso_len, uint64_t vdso_hash)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, own_vdso_find);
+	if (own_vdso.ok && own_vdso.len == vdso_len && own_vdso.hash == vdso_hash)
+		v->syscall_ip = vdso_start + own_vdso.off;
 }
 
 static int load_blob(struct eng_victim *v, const struct ha_blob *b)

@@ -57,6 +57,12 @@ int eng__par_call(struct eng_victim *v, struct par_area *a, uint32_t cmd);
 /* The parasite's socket, made on first use (infect.c); 0 once it is there. */
 int eng__par_channel(struct eng_victim *v);
 
+/* A `syscall` instruction for v without reading its maps: its [vdso] at vdso_start,
+ * vdso_len bytes, whose contents hash (XXH3-64) to vdso_hash, is the image ours is when
+ * the hashes agree, with the instruction at the same offset. Nothing when they differ:
+ * eng_infect() looks for one itself. */
+void eng__syscall_ip_hint(struct eng_victim *v, uint64_t vdso_start, uint64_t vdso_len, uint64_t vdso_hash);
+
 int eng__remote_read(struct eng_victim *v, unsigned long addr, void *buf, size_t len);
 int eng__remote_write(struct eng_victim *v, unsigned long addr, const void *buf, size_t len);
 
