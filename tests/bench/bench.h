@@ -1,14 +1,18 @@
 /*
  * Shared by the benchmarks: timing, percentiles, and this machine's memcpy bandwidth,
- * measured in the same run so that every figure has its reference beside it.
+ * measured in the same run so that every figure has its reference beside it; killing
+ * a child and removing a scratch tree.
  */
 #ifndef HA_BENCH_H
 #define HA_BENCH_H
 
+#include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 
 static inline double bench_now_us(void)
@@ -59,6 +63,25 @@ static inline double bench_memcpy_gbps(void)
 	munmap(a, len);
 	munmap(b, len);
 	return best;
+}
+
+/* SIGKILL a child of ours and reap it. */
+static inline void bench_kill_wait(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+static inline int bench_rm_one(const char *p, const struct stat *s, int f, struct FTW *w)
+{
+	(void)s, (void)f, (void)w;
+	return remove(p);
+}
+
+/* rm -rf path (a benchmark's scratch store or directory). */
+static inline void bench_rmrf(const char *path)
+{
+	nftw(path, bench_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 #endif

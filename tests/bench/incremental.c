@@ -64,18 +64,6 @@ static unsigned long long counter(const char *ctr)
 	return w;
 }
 
-static void kill_wait(pid_t pid)
-{
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-}
-
-static int rm_one(const char *p, const struct stat *s, int f, struct FTW *w)
-{
-	(void)s, (void)f, (void)w;
-	return remove(p);
-}
-
 /* The 1-minute load average now, for the figures' context. */
 static double load1(void)
 {
@@ -132,7 +120,7 @@ static int one(const char *victim, int mib, int permille, int interval_ms, doubl
 		usleep(10000);
 	if (eng_track_open(pid, store, NULL, &tr)) {
 		fprintf(stderr, "eng_track_open: %s\n", eng_last_error());
-		kill_wait(pid);
+		bench_kill_wait(pid);
 		return 1;
 	}
 	/* the first, full generation */
@@ -142,7 +130,7 @@ static int one(const char *victim, int mib, int permille, int interval_ms, doubl
 		if (eng_track_checkpoint(tr, NULL, &st)) {
 			fprintf(stderr, "checkpoint: %s\n", eng_last_error());
 			eng_track_close(tr);
-			kill_wait(pid);
+			bench_kill_wait(pid);
 			return 1;
 		}
 		printf("  first generation: pause %.2f ms, pre-copy %.0f ms in %u rounds, %.1f MiB -> %.1f MiB "
@@ -190,7 +178,7 @@ static int one(const char *victim, int mib, int permille, int interval_ms, doubl
 		windows++;
 	}
 	eng_track_close(tr);
-	kill_wait(pid);
+	bench_kill_wait(pid);
 	if (!ret && k) {
 		double p50 = bench_pct(pause, k, 50), p99 = bench_pct(pause, k, 99), max = bench_pct(pause, k, 100);
 		double on = work_on / (time_on / 1e6), off = work_off / (time_off / 1e6);
@@ -212,10 +200,10 @@ static int one(const char *victim, int mib, int permille, int interval_ms, doubl
 			t = bench_now_us() - t;
 			printf("  restore of the newest generation: %.0f ms (%.2f GB/s of memory)\n", t / 1e3,
 			       mib * 1048576.0 / (t * 1e3));
-			kill_wait(rp);
+			bench_kill_wait(rp);
 		}
 	}
-	nftw(store, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	bench_rmrf(store);
 	free(pause);
 	free(ratio);
 	return ret;
@@ -276,6 +264,6 @@ int main(int argc, char **argv)
 				fflush(stdout);
 			}
 	}
-	nftw(workdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	bench_rmrf(workdir);
 	return ret;
 }

@@ -121,18 +121,6 @@ static int wait_round(pid_t pid, const char *ctr, unsigned long long n)
 	return 0;
 }
 
-static void kill_wait(pid_t pid)
-{
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-}
-
-static int rm_one(const char *p, const struct stat *s, int f, struct FTW *w)
-{
-	(void)s, (void)f, (void)w;
-	return remove(p);
-}
-
 /* XXH3 of the process's big anonymous mapping (the victim's pages), 0 when not found. */
 static uint64_t digest(pid_t pid, int mib)
 {
@@ -222,7 +210,7 @@ static double time_restore(const char *what, const char *dir, uint32_t gen, int 
 		t = bench_now_us() - t;
 		cpu = cpu_us(RUSAGE_SELF) - cpu;
 		got = digest(rp, mib);
-		kill_wait(rp);
+		bench_kill_wait(rp);
 		cpu += cpu_us(RUSAGE_CHILDREN) - kids;
 		if (!got || got != want) {
 			fprintf(stderr, "%s: the restored memory differs from the checkpoint's\n", what);
@@ -261,7 +249,7 @@ static int one(int mib, int gens, int runs, int workers)
 		return 1;
 	if (eng_track_open(pid, store, NULL, &tr)) {
 		fprintf(stderr, "eng_track_open: %s\n", eng_last_error());
-		kill_wait(pid);
+		bench_kill_wait(pid);
 		return 1;
 	}
 	for (int i = 0; i <= gens && !ret; i++) {
@@ -292,7 +280,7 @@ static int one(int mib, int gens, int runs, int workers)
 		ret = 1;
 	}
 	plain_sum = last_sum;
-	kill_wait(pid);
+	bench_kill_wait(pid);
 	if (ret)
 		goto out;
 	printf("%d MiB (generation %u is the first, %u the newest of %d):\n", mib, first, last, gens + 1);
@@ -310,8 +298,8 @@ out:
 		printf("kept %s and %s\n", store, plain);
 		return ret;
 	}
-	nftw(store, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	nftw(plain, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	bench_rmrf(store);
+	bench_rmrf(plain);
 	return ret;
 }
 
@@ -340,6 +328,6 @@ int main(int argc, char **argv)
 	for (int s = 0; s < (argc > a ? argc - a : 2) && !ret; s++)
 		ret = one(argc > a ? atoi(argv[a + s]) : sizes[s], gens, runs < 1 ? 1 : runs, workers);
 	if (!getenv("HACD_BENCH_KEEP"))
-		nftw(workdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		bench_rmrf(workdir);
 	return ret;
 }
