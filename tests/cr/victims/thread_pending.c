@@ -29,20 +29,27 @@ static void on_sig(int sig, siginfo_t *si, void *uc)
 				       si->si_pid, zdtm_gettid() };
 }
 
+/* SIGUSR1, SIGRTMIN + 2 and SIGUSR2 blocked in s and in force, our tid in *tid, then
+ * until SIGTERM: what main queued for us stays pending through the checkpoint. */
+static void blocked_until_term(sigset_t *s, pid_t *tid)
+{
+	sigemptyset(s);
+	sigaddset(s, SIGUSR1);
+	sigaddset(s, SIGRTMIN + 2);
+	sigaddset(s, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, s, NULL);
+	*tid = zdtm_gettid();
+	__atomic_add_fetch(&started, 1, __ATOMIC_SEQ_CST);
+	while (!zdtm_stop)
+		zdtm_sleep_ms(2);
+}
+
 static void *thread_a(void *arg)
 {
 	sigset_t s;
 
 	(void)arg;
-	sigemptyset(&s);
-	sigaddset(&s, SIGUSR1);
-	sigaddset(&s, SIGRTMIN + 2);
-	sigaddset(&s, SIGUSR2);
-	pthread_sigmask(SIG_BLOCK, &s, NULL);
-	tid_a = zdtm_gettid();
-	__atomic_add_fetch(&started, 1, __ATOMIC_SEQ_CST);
-	while (!zdtm_stop)
-		zdtm_sleep_ms(2);
+	blocked_until_term(&s, &tid_a);
 	/* Unblock only our own: SIGUSR2 stays blocked here. */
 	sigdelset(&s, SIGUSR2);
 	pthread_sigmask(SIG_UNBLOCK, &s, NULL);
@@ -54,15 +61,7 @@ static void *thread_b(void *arg)
 	sigset_t s;
 
 	(void)arg;
-	sigemptyset(&s);
-	sigaddset(&s, SIGUSR1);
-	sigaddset(&s, SIGRTMIN + 2);
-	sigaddset(&s, SIGUSR2);
-	pthread_sigmask(SIG_BLOCK, &s, NULL);
-	tid_b = zdtm_gettid();
-	__atomic_add_fetch(&started, 1, __ATOMIC_SEQ_CST);
-	while (!zdtm_stop)
-		zdtm_sleep_ms(2);
+	blocked_until_term(&s, &tid_b);
 	/* Let A take its three first. */
 	while (__atomic_load_n(&nr_got, __ATOMIC_SEQ_CST) < 3)
 		zdtm_sleep_ms(1);
