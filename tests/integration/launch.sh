@@ -34,6 +34,13 @@ launch() {
 	for i in $(seq 200); do grep -q started "$log" 2>/dev/null && break; sleep 0.1; done
 	grep -q started "$log" || fail "$* did not start: $(cat "$log")"
 }
+# hactl restore -D DIR --detach: sets INIT and SVC (the restored init and service) and
+# OUT (what it printed).
+restore_detached() {
+	OUT=$("$HACTL" restore -D "$1" --detach)
+	INIT=$(echo "$OUT" | awk '$1 == "restored" {print $3}')
+	SVC=$(echo "$OUT" | awk '$4 == "service" {print $5}')
+}
 trap cleanup EXIT
 
 # An extra fd the service must not inherit.
@@ -90,10 +97,8 @@ launch "$T/cr.log" /bin/sh -c 'sleep 1000 & echo child=$!; echo started; wait'
 grep -qx 'child=3' "$T/cr.log" || fail "child pid inside: $(cat "$T/cr.log")"
 "$HACTL" dump -t "$INIT" -D "$T/img" >/dev/null || fail "dump of init $INIT"
 INIT=
-out=$("$HACTL" restore -D "$T/img" --detach)
-INIT=$(echo "$out" | awk '$1 == "restored" {print $3}')
-SVC=$(echo "$out" | awk '$4 == "service" {print $5}')
-[ -n "$INIT" ] && [ -n "$SVC" ] || fail "restore: $out"
+restore_detached "$T/img"
+[ -n "$INIT" ] && [ -n "$SVC" ] || fail "restore: $OUT"
 [ "$(cat /proc/$INIT/comm)" = hacd-init ] || fail "restored init comm $(cat /proc/$INIT/comm)"
 [ "$(inner "$SVC")" = 2 ] || fail "restored service is pid $(inner "$SVC") inside"
 CHILD=$(awk '{print $1}' /proc/$SVC/task/$SVC/children)
@@ -117,10 +122,8 @@ launch "$T/track.log" /bin/sh -c 'echo started; exec sleep 1000'
 "$HACTL" dump -t "$INIT" -D "$T/store" --track --count 3 --interval 100 >/dev/null 2>"$T/track.err" ||
 	fail "tracked dump of init $INIT: $(cat "$T/track.err")"
 kill -KILL "$INIT"
-out=$("$HACTL" restore -D "$T/store" --detach)
-INIT=$(echo "$out" | awk '$1 == "restored" {print $3}')
-SVC=$(echo "$out" | awk '$4 == "service" {print $5}')
-[ -n "$SVC" ] && [ "$(inner "$SVC")" = 2 ] || fail "restore of the store: $out"
+restore_detached "$T/store"
+[ -n "$SVC" ] && [ "$(inner "$SVC")" = 2 ] || fail "restore of the store: $OUT"
 sleep 0.2
 kill -0 "$SVC" || fail "the service restored from the store did not keep running"
 kill -KILL "$INIT"
@@ -179,10 +182,8 @@ before=$(shm_list "$SVC")
 [ "$(echo "$before" | wc -l)" = 2 ] || fail "ipcmk segments: $before"
 "$HACTL" dump -t "$INIT" -D "$T/img6" >/dev/null || fail "dump of a service with SysV segments"
 INIT=
-out=$("$HACTL" restore -D "$T/img6" --detach)
-INIT=$(echo "$out" | awk '$1 == "restored" {print $3}')
-SVC=$(echo "$out" | awk '$4 == "service" {print $5}')
-[ -n "$SVC" ] || fail "restore with SysV segments: $out"
+restore_detached "$T/img6"
+[ -n "$SVC" ] || fail "restore with SysV segments: $OUT"
 after=$(shm_list "$SVC")
 [ "$before" = "$after" ] || fail "SysV segments differ after restore: before
 $before
@@ -194,10 +195,8 @@ $after"
 "$HACTL" dump -t "$SVC" -D "$T/store2" --track --count 2 --interval 100 >/dev/null 2>"$T/track2.err" ||
 	fail "tracked dump of the SysV segments: $(cat "$T/track2.err")"
 kill -KILL "$INIT"
-out=$("$HACTL" restore -D "$T/store2" --detach)
-INIT=$(echo "$out" | awk '$1 == "restored" {print $3}')
-SVC=$(echo "$out" | awk '$4 == "service" {print $5}')
-[ -n "$SVC" ] || fail "restore of the store with SysV segments: $out"
+restore_detached "$T/store2"
+[ -n "$SVC" ] || fail "restore of the store with SysV segments: $OUT"
 after=$(shm_list "$SVC")
 [ "$before" = "$after" ] || fail "SysV segments differ after restore from the store: before
 $before
