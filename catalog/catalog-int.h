@@ -52,6 +52,8 @@ int64_t cat__now(struct cat *c);
  * WAL snapshot) open on the connection.
  */
 int cat__stmt(struct cat *c, const char *sql, sqlite3_stmt **out);
+/* The same, with ?1 bound to id (most statements look up one row by its id). */
+int cat__stmt_id(struct cat *c, const char *sql, int64_t id, sqlite3_stmt **out);
 void cat__done(sqlite3_stmt *st);
 /* Step a statement that returns no row, then cat__done() it. */
 int cat__exec(struct cat *c, sqlite3_stmt *st, const char *what);

@@ -203,6 +203,15 @@ int cat__stmt(struct cat *c, const char *sql, sqlite3_stmt **out)
 	return 0;
 }
 
+int cat__stmt_id(struct cat *c, const char *sql, int64_t id, sqlite3_stmt **out)
+{
+	int ret = cat__stmt(c, sql, out);
+
+	if (!ret)
+		sqlite3_bind_int64(*out, 1, id);
+	return ret;
+}
+
 void cat__done(sqlite3_stmt *st)
 {
 	sqlite3_reset(st);

@@ -38,9 +38,8 @@ int cat__event_insert(struct cat *c, int64_t service, int level, const char *kin
 	int ret;
 
 	cut_message(buf, sizeof(buf), message);
-	if ((ret = cat__stmt(c, ins, &st)))
+	if ((ret = cat__stmt_id(c, ins, cat__now(c), &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, cat__now(c));
 	if (service)
 		sqlite3_bind_int64(st, 2, service);
 	sqlite3_bind_int(st, 3, level);
@@ -54,9 +53,8 @@ int cat__event_insert(struct cat *c, int64_t service, int level, const char *kin
 	id = sqlite3_last_insert_rowid(c->db);
 	if (id <= CAT_EVENT_KEEP)
 		return 0;
-	if ((ret = cat__stmt(c, trim, &st)))
+	if ((ret = cat__stmt_id(c, trim, id - CAT_EVENT_KEEP, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, id - CAT_EVENT_KEEP);
 	return cat__exec(c, st, "trimming the event log");
 }
 
@@ -97,9 +95,8 @@ int cat_event_last(struct cat *c, int64_t service, size_t n, struct cat_event **
 	*count = 0;
 	if (!n)
 		return 0;
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, service, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, service);
 	sqlite3_bind_int64(st, 2, n > INT64_MAX ? INT64_MAX : (int64_t)n);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (cat__grow((void **)&arr, &cap, cnt, sizeof(*arr))) {

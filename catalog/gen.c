@@ -140,9 +140,8 @@ int cat_gen_get(struct cat *c, int64_t gen, struct cat_gen *out)
 	int ret;
 
 	cat__clear(c);
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, gen, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, gen);
 	ret = one_gen(c, st, out, "reading a generation");
 	if (ret == -ENOENT)
 		cat__err(c, ret, "no generation %lld", (long long)gen);
@@ -161,9 +160,8 @@ int cat_gen_latest_complete(struct cat *c, int64_t service, struct cat_gen *out)
 	int ret;
 
 	cat__clear(c);
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, service, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, service);
 	ret = one_gen(c, st, out, "reading the latest generation");
 	if (ret == -ENOENT)
 		cat__err(c, ret, "service %lld has no complete generation", (long long)service);
@@ -192,9 +190,8 @@ int cat_gen_find_store(struct cat *c, int64_t service, int64_t store_gen, int64_
 	int ret;
 
 	cat__clear(c);
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, service, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, service);
 	sqlite3_bind_int64(st, 2, store_gen);
 	ret = one_id(c, st, gen, "finding a page-store generation");
 	if (ret == -ENOENT)
@@ -278,9 +275,8 @@ static int gen_state(struct cat *c, int64_t gen, enum cat_gen_state *state, int6
 	sqlite3_stmt *st;
 	int rc, ret;
 
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, gen, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, gen);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		ret = cat__gen_state_parse((const char *)sqlite3_column_text(st, 0), state);
@@ -306,9 +302,8 @@ static int check_begin(struct cat *c, int64_t service, int64_t parent)
 	sqlite3_stmt *st;
 	int rc, ret;
 
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, service, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, service);
 	rc = sqlite3_step(st);
 	cat__done(st);
 	if (rc == SQLITE_DONE)
@@ -340,9 +335,8 @@ static int gen_begin(struct cat *c, int64_t service, int64_t parent, const char 
 
 	if ((ret = cat__begin(c)))
 		return ret;
-	if ((ret = check_begin(c, service, parent)) || (ret = cat__stmt(c, sql, &st)))
+	if ((ret = check_begin(c, service, parent)) || (ret = cat__stmt_id(c, sql, service, &st)))
 		goto err;
-	sqlite3_bind_int64(st, 1, service);
 	if (parent)
 		sqlite3_bind_int64(st, 2, parent);
 	sqlite3_bind_int64(st, 3, cat__now(c));
@@ -405,9 +399,8 @@ static int store_gen_free(struct cat *c, int64_t gen, int64_t store_gen)
 	int64_t other = 0;
 	int ret;
 
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, gen, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, gen);
 	sqlite3_bind_int64(st, 2, store_gen);
 	ret = one_id(c, st, &other, "checking a store generation");
 	if (!ret)
@@ -438,9 +431,8 @@ int cat_gen_commit(struct cat *c, int64_t gen, const struct cat_gen_stats *s)
 	}
 	if (s->store_gen && (ret = store_gen_free(c, gen, s->store_gen)))
 		goto err;
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, gen, &st)))
 		goto err;
-	sqlite3_bind_int64(st, 1, gen);
 	sqlite3_bind_int64(st, 2, cat__now(c));
 	sqlite3_bind_int64(st, 3, s->pause_us);
 	sqlite3_bind_int64(st, 4, s->bytes_new);
@@ -464,17 +456,15 @@ int cat__gen_end(struct cat *c, int64_t gen, enum cat_gen_state to, int64_t now)
 	sqlite3_stmt *st;
 	int ret;
 
-	if ((ret = cat__stmt(c, upd, &st)))
+	if ((ret = cat__stmt_id(c, upd, gen, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, gen);
 	sqlite3_bind_text(st, 2, cat__gen_state_sql(to), -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, now);
 	if ((ret = cat__exec(c, st, "ending a generation")))
 		return ret;
 	/* Invariant 3: its packs become collectable in the same transaction. */
-	if ((ret = cat__stmt(c, del, &st)))
+	if ((ret = cat__stmt_id(c, del, gen, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, gen);
 	return cat__exec(c, st, "dropping a generation's pack references");
 }
 

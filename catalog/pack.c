@@ -115,9 +115,8 @@ int cat_pack_add(struct cat *c, int64_t service, const char *file, int64_t *pack
 	int ret;
 
 	cat__clear(c);
-	if ((ret = check_file(c, file)) || (ret = cat__stmt(c, sql, &st)))
+	if ((ret = check_file(c, file)) || (ret = cat__stmt_id(c, sql, service, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, service);
 	sqlite3_bind_text(st, 2, file, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, cat__now(c));
 	ret = cat__exec(c, st, "adding a pack");
@@ -139,9 +138,8 @@ static int pack_state(struct cat *c, int64_t pack, enum cat_pack_state *state)
 	sqlite3_stmt *st;
 	int rc, ret = 0;
 
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, pack, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, pack);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE)
 		ret = cat__err(c, -ENOENT, "no pack %lld", (long long)pack);
@@ -172,9 +170,8 @@ int cat_pack_seal(struct cat *c, int64_t pack, int64_t size)
 			       (long long)pack, pack_state_names[state]);
 		goto err;
 	}
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, pack, &st)))
 		goto err;
-	sqlite3_bind_int64(st, 1, pack);
 	sqlite3_bind_int64(st, 2, size);
 	if ((ret = cat__exec(c, st, "sealing a pack")))
 		goto err;
@@ -193,9 +190,8 @@ static int check_ref(struct cat *c, int64_t gen, int64_t pack)
 	sqlite3_stmt *st;
 	int rc, ret;
 
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, gen, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, gen);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW &&
 	    cat__gen_state_parse((const char *)sqlite3_column_text(st, 0), &gstate))
@@ -233,9 +229,8 @@ int cat_pack_ref(struct cat *c, int64_t gen, int64_t pack, int64_t bytes)
 				(long long)gen, (long long)pack);
 	if ((ret = cat__begin(c)))
 		return ret;
-	if ((ret = check_ref(c, gen, pack)) || (ret = cat__stmt(c, sql, &st)))
+	if ((ret = check_ref(c, gen, pack)) || (ret = cat__stmt_id(c, sql, gen, &st)))
 		goto err;
-	sqlite3_bind_int64(st, 1, gen);
 	sqlite3_bind_int64(st, 2, pack);
 	sqlite3_bind_int64(st, 3, bytes);
 	if ((ret = cat__exec(c, st, "adding a pack reference")))
@@ -253,9 +248,8 @@ int cat_pack_get(struct cat *c, int64_t pack, struct cat_pack *out)
 	int rc, ret = 0;
 
 	cat__clear(c);
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, pack, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, pack);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		ret = row_to_pack(c, st, out);
@@ -278,9 +272,8 @@ int cat_gen_packs(struct cat *c, int64_t gen, struct cat_pack **out, size_t *n)
 	cat__clear(c);
 	*out = NULL;
 	*n = 0;
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, gen, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, gen);
 	return pack_rows(c, st, out, n);
 }
 
@@ -324,9 +317,8 @@ int cat_gc_done(struct cat *c, int64_t pack)
 	int ret;
 
 	cat__clear(c);
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, pack, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, pack);
 	if ((ret = cat__exec(c, st, "forgetting a collected pack")))
 		return ret;
 	if (sqlite3_changes(c->db) == 1)

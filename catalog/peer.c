@@ -56,9 +56,8 @@ static int peer_get(struct cat *c, int64_t gen, const char *peer, enum cat_peer_
 	sqlite3_stmt *st;
 	int rc, ret = 0;
 
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, gen, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, gen);
 	sqlite3_bind_text(st, 2, peer, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	*out = CAT_PEER_NONE;
@@ -89,9 +88,8 @@ static int gen_is_complete(struct cat *c, int64_t gen)
 	sqlite3_stmt *st;
 	int rc, ret = 0;
 
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, gen, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, gen);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE) {
 		ret = cat__err(c, -ENOENT, "no generation %lld", (long long)gen);
@@ -168,9 +166,8 @@ int cat_gen_peers(struct cat *c, int64_t gen, struct cat_gen_peer **out, size_t 
 	cat__clear(c);
 	*out = NULL;
 	*n = 0;
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, gen, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, gen);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (cat__grow((void **)&arr, &cap, cnt, sizeof(*arr))) {
 			ret = cat__err(c, -ENOMEM, "no memory for the peer list");

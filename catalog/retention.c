@@ -55,9 +55,8 @@ static int load(struct cat *c, int64_t service, struct ret_gen **out, size_t *n)
 	sqlite3_stmt *st;
 	int rc, ret;
 
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, service, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, service);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (cat__grow((void **)&arr, &cap, cnt, sizeof(*arr))) {
 			cat__done(st);
@@ -112,9 +111,8 @@ static int forget(struct cat *c, int64_t service, int64_t before_us)
 
 	/* Their pack references are gone already; gen_peer rows go by ON DELETE CASCADE,
 	 * children's parent becomes NULL. Ids are AUTOINCREMENT: never reused. */
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, service, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, service);
 	sqlite3_bind_int64(st, 2, before_us);
 	return cat__exec(c, st, "forgetting old generations");
 }

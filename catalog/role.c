@@ -32,9 +32,8 @@ int cat_role_get(struct cat *c, int64_t service, enum cat_role *role)
 
 	cat__clear(c);
 	*role = CAT_ROLE_NONE;
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, service, &st)))
 		return ret;
-	sqlite3_bind_int64(st, 1, service);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT) {
 		const char *s = (const char *)sqlite3_column_text(st, 0);
@@ -63,9 +62,8 @@ int cat_role_set(struct cat *c, int64_t service, enum cat_role role)
 				(long long)service, (int)role);
 	if ((ret = cat__begin(c)))
 		return ret;
-	if ((ret = cat__stmt(c, sql, &st)))
+	if ((ret = cat__stmt_id(c, sql, service, &st)))
 		goto out;
-	sqlite3_bind_int64(st, 1, service);
 	sqlite3_bind_text(st, 2, cat_role_name(role), -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, cat__now(c));
 	ret = cat__exec(c, st, "setting a service's role");
