@@ -168,6 +168,21 @@ static void on_consistent(void *opaque, const char *peer, const char *service, i
 	fflush(stdout);
 }
 
+/* The TLS context of d's config, and its services' names into svcs; 0, or 1 with the
+ * reason printed. */
+static int tls_and_services(struct drv *d, struct rep_tls **tls, const char **svcs)
+{
+	char err[512];
+
+	if (rep_tls_new(d->conf->tls_ca, d->conf->tls_cert, d->conf->tls_key, tls, err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	for (size_t i = 0; i < d->conf->n_services; i++)
+		svcs[i] = d->conf->services[i].name;
+	return 0;
+}
+
 static int cmd_serve(struct drv *d)
 {
 	struct rep_server_opts o = { 0 };
@@ -176,7 +191,6 @@ static int cmd_serve(struct drv *d)
 	const char **peers = calloc(d->conf->n_peers + 1, sizeof(char *));
 	const char **svcs = calloc(d->conf->n_services + 1, sizeof(char *));
 	struct event *sig = NULL;
-	char err[512];
 	int ret = 1;
 
 	if (!d->conf->listen) {
@@ -187,15 +201,10 @@ static int cmd_serve(struct drv *d)
 		fprintf(stderr, "catalog: %s\n", cat_errmsg(d->cat));
 		goto out;
 	}
-	if (rep_tls_new(d->conf->tls_ca, d->conf->tls_cert, d->conf->tls_key, &tls, err,
-			sizeof(err))) {
-		fprintf(stderr, "%s\n", err);
+	if (tls_and_services(d, &tls, svcs))
 		goto out;
-	}
 	for (size_t i = 0; i < d->conf->n_peers; i++)
 		peers[i] = d->conf->peers[i].name;
-	for (size_t i = 0; i < d->conf->n_services; i++)
-		svcs[i] = d->conf->services[i].name;
 	o.node = d->conf->node;
 	o.host = d->conf->listen_host;
 	o.port = d->conf->listen_port;
@@ -255,7 +264,6 @@ static int cmd_push(struct drv *d, const char *peer_name, uint64_t corrupt_at)
 	struct rep_tls *tls = NULL;
 	const char **svcs = calloc(d->conf->n_services + 1, sizeof(char *));
 	struct event *sig = NULL;
-	char err[512];
 	double t0;
 	int ret = 1;
 
@@ -263,13 +271,8 @@ static int cmd_push(struct drv *d, const char *peer_name, uint64_t corrupt_at)
 		fprintf(stderr, "%s: no peer %s\n", d->conf->path, peer_name);
 		goto out;
 	}
-	if (rep_tls_new(d->conf->tls_ca, d->conf->tls_cert, d->conf->tls_key, &tls, err,
-			sizeof(err))) {
-		fprintf(stderr, "%s\n", err);
+	if (tls_and_services(d, &tls, svcs))
 		goto out;
-	}
-	for (size_t i = 0; i < d->conf->n_services; i++)
-		svcs[i] = d->conf->services[i].name;
 	o.node = d->conf->node;
 	o.peer = peer->name;
 	o.host = peer->host;
