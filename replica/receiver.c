@@ -10,7 +10,8 @@
  *   IDLE   --Offer: already consistent: Have{present}------------>  IDLE
  *   IDLE   --Offer: catalog PENDING, .part dir, Have{need}------->  DATA (or COMMIT)
  *   DATA   --Data of the last needed byte--------------------------> COMMIT
- *   COMMIT --Commit: fsync, rename, catalog COMPLETE, Ack{ok}------>  IDLE
+ *   COMMIT --Commit: job: fsync files and dir, rename, fsync store--> SYNC
+ *   SYNC   --job done: catalog COMPLETE, job: fdatasync WAL, Ack{ok}> IDLE
  *   any    --bad checksum, refused generation: Ack{error}--------> REFUSED
  *   REFUSED --whatever the sender had in flight: discarded; it closes on the Ack
  *   any    --bad message, EOF, error, timeout in REFUSED--------->  gen_abort(), close
@@ -20,7 +21,8 @@
  *   HELLO -> IDLE              on_hello
  *   IDLE -> DATA/COMMIT        on_offer
  *   DATA -> COMMIT             on_data, file_next
- *   COMMIT -> IDLE             on_commit
+ *   COMMIT -> SYNC             on_commit
+ *   SYNC -> IDLE               files_done, sync_done (in the loop, after each job)
  *   -> REFUSED                 gen_refuse
  *   -> closed                  conn_close_soon, conn_free
  *
@@ -34,6 +36,13 @@
  *     files are created with O_EXCL | O_NOFOLLOW inside a directory we just made.
  *  3. A damaged Data message fails the whole generation: we never ask for a chunk again,
  *     the sender starts the generation over on a new connection.
+ *  4. The fsyncs of a commit (and a page store's GC) never run in the caller's loop,
+ *     where status requests wait behind them: jobs on the library's helper thread
+ *     (jobs.c) do, in invariant 1's order, with the catalog's commit in the loop between
+ *     them. While a connection's job runs, the loop touches none of its generation's
+ *     files; a connection closed meanwhile is detached and freed by the job's done(),
+ *     which undoes what the catalog does not name (a crash there leaves what invariant 1
+ *     says).
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -41,6 +50,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,7 +72,10 @@
 #include "ha/engine.h"
 #include "replica-int.h"
 
-enum rstate { R_TLS, R_HELLO, R_IDLE, R_BUSY, R_DATA, R_COMMIT, R_REFUSED, R_CLOSING };
+enum rstate { R_TLS, R_HELLO, R_IDLE, R_BUSY, R_DATA, R_COMMIT, R_SYNC, R_REFUSED, R_CLOSING };
+
+/* A commit's disk waits, on the helper thread (jobs.c), in this order. */
+enum rjob { J_NONE, J_FILES, J_SYNC };
 
 struct rconn {
 	struct rep_server *s;
@@ -94,6 +107,17 @@ struct rconn {
 	size_t pcur;
 	uint64_t pwritten;
 	struct event *busy;		/* the store was locked by another writer: retry */
+	/* The commit's job (R_SYNC): the loop leaves rx, packs, dirfd, fd, tmp and final
+	 * to the thread meanwhile and reads nothing from the peer. */
+	struct rep__job job;
+	enum rjob job_kind;
+	int job_ret;
+	char job_err[2 * PATH_MAX + 64];
+	bool renamed;			/* plain: tmp is now final */
+	bool gone;			/* closed while the job ran: its done() frees it */
+	struct eng_store_rx_stats es;
+	char final[PATH_MAX];
+	uint64_t job_us;		/* when it was submitted */
 };
 
 /* What we last heard from a peer about a service, for rep_server_status(). */
@@ -117,6 +141,8 @@ struct rep_server {
 	/* What the loop callback running now did, for its timing (rep_held_fn). */
 	char held[256];
 	unsigned held_msgs;
+	struct rep__jobs *jobs;		/* the commits' disk waits */
+	char wal[PATH_MAX + 8];		/* our catalog's WAL, fdatasynced by a job */
 };
 
 static const struct timeval xfer_timeout = { 60, 0 };
@@ -249,11 +275,20 @@ static void gen_abort(struct rconn *c)
 	c->bytes = c->linked = 0;
 }
 
+static void conn_destroy(struct rconn *c)
+{
+	gen_abort(c);
+	XXH3_freeState(c->xs);
+	free(c->peer_role);
+	free(c);
+}
+
+/* Closed, and out of the server's list; with a job running, the job's done() destroys
+ * it once the thread is done with its files (files_done, sync_done). */
 static void conn_free(struct rconn *c)
 {
 	struct rep_server *s = c->s;
 
-	gen_abort(c);
 	for (struct rconn **p = &s->conns; *p; p = &(*p)->next)
 		if (*p == c) {
 			*p = c->next;
@@ -262,11 +297,16 @@ static void conn_free(struct rconn *c)
 	s->n_conns--;
 	if (c->bev)
 		bufferevent_free(c->bev);
-	XXH3_freeState(c->xs);
-	if (c->busy)
+	c->bev = NULL;
+	if (c->busy) {
 		event_free(c->busy);
-	free(c->peer_role);
-	free(c);
+		c->busy = NULL;
+	}
+	if (c->job_kind != J_NONE) {
+		c->gone = true;
+		return;
+	}
+	conn_destroy(c);
 }
 
 static void on_flushed(struct bufferevent *bev, void *arg)
@@ -584,6 +624,10 @@ static int on_offer(struct rconn *c, RepMsg *m)
 	if (!cat_gen_find_origin(s->o.cat, c->peer, o->gen, &existing)) {
 		if (cat_gen_get(s->o.cat, existing, &g) || g.state != CAT_GEN_COMPLETE)
 			return gen_refuse(c, "it is being received on another connection");
+		/* COMPLETE by a connection that closed before its sync job ran, maybe: the
+		 * Have{present} is an Ack too, durable first. Cheap when nothing is dirty. */
+		if (cat_sync(s->o.cat))
+			return gen_refuse(c, "catalog: %s", cat_errmsg(s->o.cat));
 		h.has_present = h.present = 1;
 		r.have = &h;
 		rep__send(c->bev, &r);
@@ -708,8 +752,7 @@ static int on_data(struct rconn *c, const RepData *d)
 	if (XXH3_64bits_digest(c->xs) != f->xxh3)
 		return gen_refuse(c, "file %s: checksum mismatch over its %llu bytes", f->name,
 				  (unsigned long long)f->size);
-	if (fsync(c->fd))
-		return gen_refuse(c, "fsync %s/%s: %s", c->tmp, f->name, strerror(errno));
+	/* Fsynced by the commit's job, before its directory (invariant 1). */
 	close(c->fd);
 	c->fd = -1;
 	c->cur++;
@@ -723,13 +766,12 @@ static void consistent(struct rconn *c, const char *what)
 	int64_t local = c->local, origin = c->offer->gen;
 	char service[REP_NAME_MAX + 1];
 
-	/* The Ack tells the sender it is safe here: durable first (catalog.c DURABILITY). */
-	if (cat_sync(s->o.cat))
-		LOG(s, LOG_ERR, "%s", cat_errmsg(s->o.cat));
 	LOG(s, LOG_INFO, "service %s: generation %lld from %s consistent here as %lld "
 	    "(%llu bytes received, %s)", c->offer->service, (long long)origin, c->peer,
 	    (long long)local, (unsigned long long)c->bytes, what);
-	send_ack(c, c->offer->service, origin, NULL);
+	/* Durable already (the sync job), as the Ack says (catalog.c DURABILITY). */
+	if (c->bev)
+		send_ack(c, c->offer->service, origin, NULL);
 	{
 		struct rlag *l = lag_get(s, c->peer, c->offer->service, true);
 
@@ -748,7 +790,8 @@ static void consistent(struct rconn *c, const char *what)
 	c->tmp[0] = 0;
 	gen_abort(c);
 	c->st = R_IDLE;
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	if (c->bev)
+		bufferevent_set_timeouts(c->bev, NULL, NULL);
 	if (s->o.on_consistent)
 		s->o.on_consistent(s->o.opaque, c->peer, service, local, origin);
 }
@@ -758,135 +801,355 @@ static void consistent(struct rconn *c, const char *what)
  * triggers (on_consistent) has pruned older rows, delete every store generation no
  * complete row names, so their pack data is freed (eng_store_delete). No worker runs
  * for a standby service, so this is the only place its store shrinks. After the
- * commit, never before: the new generation's blobs must count as referenced. Busy (a
- * tracker or another connection holds the lock): the next commit tries again.
+ * commit, never before: the new generation's blobs must count as referenced. The
+ * catalog is read here, the store changed by a job (its renames, punches and fsyncs
+ * off the loop). Busy (a tracker or a connection holds the lock, which it took after
+ * this list was made, before any generation of its could be committed): the next
+ * commit tries again.
  */
-static void store_gc(struct rep_server *s, const char *service)
-{
-	char sdir[PATH_MAX];
-	struct eng_store_rx *rx = NULL;
-	struct cat_gen *g = NULL;
-	uint32_t *gens = NULL;
-	size_t n = 0, ng = 0;
-	int64_t sid;
+struct gc_job {
+	struct rep__job job;
+	struct rep_server *s;
+	char sdir[PATH_MAX], service[REP_NAME_MAX + 1];
+	uint32_t *named;
+	size_t n_named;
+	/* What the thread has to say, logged by done() in the loop. */
+	struct { int prio; char msg[320]; } log[8];
+	unsigned n_log;
+};
 
-	if (rep_store_path(sdir, sizeof(sdir), s->o.store, service) ||
-	    cat_service_ensure(s->o.cat, service, &sid) || eng_store_rx_open(sdir, &rx))
+__attribute__((format(printf, 3, 4)))
+static void gc_say(struct gc_job *g, int prio, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (g->n_log >= sizeof(g->log) / sizeof(g->log[0]))
 		return;
-	if (cat_gen_list(s->o.cat, sid, CAT_GEN_MASK(CAT_GEN_COMPLETE), 0, &g, &n)) {
-		LOG(s, LOG_ERR, "service %s: store gc: catalog: %s", service, cat_errmsg(s->o.cat));
-		goto out;
-	}
+	g->log[g->n_log].prio = prio;
+	va_start(ap, fmt);
+	vsnprintf(g->log[g->n_log].msg, sizeof(g->log[0].msg), fmt, ap);
+	va_end(ap);
+	g->n_log++;
+}
+
+static void gc_work(struct rep__job *j)
+{
+	struct gc_job *g = (struct gc_job *)j;
+	struct eng_store_rx *rx = NULL;
+	uint32_t *gens = NULL;
+	size_t ng = 0;
+
+	if (eng_store_rx_open(g->sdir, &rx))
+		return;
 	if (eng_store_rx_list(rx, &gens, &ng)) {
-		LOG(s, LOG_ERR, "service %s: store gc: %s", service, eng_last_error());
+		gc_say(g, LOG_ERR, "service %s: store gc: %s", g->service, eng_last_error());
 		goto out;
 	}
 	for (size_t i = 0; i < ng; i++) {
 		bool named = false;
 
-		for (size_t k = 0; k < n && !named; k++)
-			named = g[k].stats.store_gen == gens[i];
+		for (size_t k = 0; k < g->n_named && !named; k++)
+			named = g->named[k] == gens[i];
 		if (named)
 			continue;
 		if (eng_store_rx_delete(rx, gens[i]))
-			LOG(s, LOG_WARNING, "service %s: deleting store generation %u: %s", service,
-			    gens[i], eng_last_error());
+			gc_say(g, LOG_WARNING, "service %s: deleting store generation %u: %s",
+			       g->service, gens[i], eng_last_error());
 		else
-			LOG(s, LOG_INFO, "service %s: store generation %u deleted: no complete "
-			    "generation names it", service, gens[i]);
+			gc_say(g, LOG_INFO, "service %s: store generation %u deleted: no complete "
+			       "generation names it", g->service, gens[i]);
 	}
 out:
 	free(gens);
-	free(g);
 	eng_store_rx_close(rx);
 }
 
-/* A page-store generation: every check in eng_store_rx_commit, then the catalog. */
-static int commit_store(struct rconn *c)
+static void gc_done(struct rep__job *j)
 {
+	struct gc_job *g = (struct gc_job *)j;
+
+	for (unsigned i = 0; i < g->n_log; i++)
+		LOG(g->s, g->log[i].prio, "%s", g->log[i].msg);
+	free(g->named);
+	free(g);
+}
+
+static void store_gc(struct rep_server *s, const char *service)
+{
+	struct gc_job *g = calloc(1, sizeof(*g));
+	struct cat_gen *cg = NULL;
+	size_t n = 0;
+	int64_t sid;
+
+	if (!g || rep_store_path(g->sdir, sizeof(g->sdir), s->o.store, service) ||
+	    cat_service_ensure(s->o.cat, service, &sid))
+		goto err;
+	if (cat_gen_list(s->o.cat, sid, CAT_GEN_MASK(CAT_GEN_COMPLETE), 0, &cg, &n)) {
+		LOG(s, LOG_ERR, "service %s: store gc: catalog: %s", service, cat_errmsg(s->o.cat));
+		goto err;
+	}
+	g->named = calloc(n + 1, sizeof(*g->named));
+	if (!g->named)
+		goto err;
+	for (size_t k = 0; k < n; k++)
+		if (cg[k].stats.store_gen > 0 && cg[k].stats.store_gen <= REP_STORE_GEN_MAX)
+			g->named[g->n_named++] = (uint32_t)cg[k].stats.store_gen;
+	free(cg);
+	g->s = s;
+	snprintf(g->service, sizeof(g->service), "%s", service);
+	g->job.work = gc_work;
+	g->job.done = gc_done;
+	rep__jobs_submit(s->jobs, &g->job);
+	return;
+err:
+	free(cg);
+	if (g)
+		free(g->named);
+	free(g);
+}
+
+/* ---- a commit, off the loop ------------------------------------------------------- */
+
+/*
+ * A Commit runs as two jobs on the helper thread, with the catalog's part in the loop
+ * between them, so that the order of invariant 1 stays exactly as it was when all of
+ * it ran here: files fsynced, directory fsynced, renamed into place, the store
+ * directory fsynced (J_FILES) -> catalog COMPLETE (loop) -> the WAL fdatasynced
+ * (J_SYNC) -> Ack{ok} (loop). Meanwhile the connection takes up no message: its peer
+ * waits for the Ack before it sends anything but Roles. Closed meanwhile (EOF, replaced by a
+ * newer connection of the peer, the server freed), it is only detached: the job's
+ * done() undoes what the catalog does not name yet and frees it.
+ *
+ *   R_COMMIT --Commit--> R_SYNC (J_FILES) --catalog COMPLETE--> R_SYNC (J_SYNC)
+ *            --Ack{ok}--> R_IDLE;   a failed J_FILES or catalog: Ack{error}, R_REFUSED
+ */
+#define JOB_ERR(c, ...) snprintf((c)->job_err, sizeof((c)->job_err), __VA_ARGS__)
+
+/* Test hook (o.test_hold_*): while PATH exists, the job says so in PATH.held and waits
+ * (a minute at most). */
+static void test_hold(const char *path)
+{
+	char held[PATH_MAX + 8];
+	int fd;
+
+	if (!path || access(path, F_OK))
+		return;
+	snprintf(held, sizeof(held), "%s.held", path);
+	fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	for (int i = 0; i < 6000 && !access(path, F_OK); i++)
+		usleep(10000);
+}
+
+/* Thread: invariant 1's file-system half. Touches only c's files, rx and packs. */
+static void files_work(struct rep__job *j)
+{
+	struct rconn *c = (struct rconn *)((char *)j - offsetof(struct rconn, job));
+	const RepOffer *o = c->offer;
+
+	test_hold(c->s->o.test_hold_files);
+	c->job_ret = -EIO;
+	if (fsync(c->dirfd)) {
+		JOB_ERR(c, "fsync %s: %s", c->tmp, strerror(errno));
+		return;
+	}
+	if (c->rx) {
+		if (eng_store_rx_commit(c->rx, c->packs, o->n_packs, &c->es))
+			JOB_ERR(c, "page store: %s", eng_last_error());
+		else
+			c->job_ret = 0;
+		return;
+	}
+	for (size_t i = 0; i < c->n_need; i++) {
+		const char *name = o->files[c->need[i]]->name;
+		int fd = openat(c->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+		if (fd < 0 || fsync(fd)) {
+			JOB_ERR(c, "fsync %s/%s: %s", c->tmp, name, strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return;
+		}
+		close(fd);
+	}
+	if (fsync(c->dirfd)) {
+		JOB_ERR(c, "fsync %s: %s", c->tmp, strerror(errno));
+		return;
+	}
+	if (rename(c->tmp, c->final)) {
+		JOB_ERR(c, "rename %s: %s", c->tmp, strerror(errno));
+		return;
+	}
+	c->renamed = true;
+	if (rep__fsync_dir(c->svcdir)) {
+		JOB_ERR(c, "fsync %s: %s", c->svcdir, strerror(errno));
+		return;
+	}
+	c->job_ret = 0;
+}
+
+/* Thread: the catalog's commit durable, before the Ack (catalog.c DURABILITY). */
+static void sync_work(struct rep__job *j)
+{
+	struct rconn *c = (struct rconn *)((char *)j - offsetof(struct rconn, job));
+
+	test_hold(c->s->o.test_hold_sync);
+	c->job_ret = cat_sync_path(c->s->wal);
+}
+
+static void files_done(struct rep__job *j);
+static void sync_done(struct rep__job *j);
+
+static void job_submit(struct rconn *c, enum rjob kind)
+{
+	c->job_kind = kind;
+	c->job_ret = 0;
+	c->job_err[0] = 0;
+	c->job.work = kind == J_FILES ? files_work : sync_work;
+	c->job.done = kind == J_FILES ? files_done : sync_done;
+	c->job_us = rep__now_us();
+	rep__jobs_submit(c->s->jobs, &c->job);
+}
+
+/* A refused connection waits for its peer to close, then closes itself. */
+static void refused_wait(struct rconn *c)
+{
+	/* Closing now would reset the connection under the Ack: the sender closes once it
+	 * read it; give it 30 s. */
+	struct timeval tv = { 30, 0 };
+
+	if (c->st != R_REFUSED || c->refused_timer)
+		return;
+	c->refused_timer = true;
+	bufferevent_set_timeouts(c->bev, &tv, NULL);
+}
+
+static void on_read(struct bufferevent *bev, void *arg);
+
+/* The job is over: what arrived meanwhile is taken up. May free c. */
+static void conn_resume(struct rconn *c)
+{
+	refused_wait(c);
+	on_read(c->bev, c);
+}
+
+/* What the catalog does not name must not stay: a store generation the job committed,
+ * a plain one it renamed into place (a failed store job left its .tmp to gen_abort). */
+static void files_undo(struct rconn *c)
+{
+	if (c->rx && !c->job_ret)
+		eng_store_rx_delete(c->rx, c->offer->store_gen);
+	else if (!c->rx && c->renamed)
+		rep__rmtree(c->final);
+}
+
+static void files_done(struct rep__job *j)
+{
+	struct rconn *c = (struct rconn *)((char *)j - offsetof(struct rconn, job));
 	struct rep_server *s = c->s;
 	struct cat_gen_stats st = { 0 };
-	struct eng_store_rx_stats es;
-	char what[256], service[REP_NAME_MAX + 1];
-	uint64_t t[5];
+	const RepOffer *o = c->offer;
+	char msg[sizeof(c->job_err)];
 
-	t[0] = rep__now_us();
-	if (fsync(c->dirfd))
-		return gen_refuse(c, "fsync %s: %s", c->tmp, strerror(errno));
-	if (eng_store_rx_commit(c->rx, c->packs, c->offer->n_packs, &es))
-		return gen_refuse(c, "page store: %s", eng_last_error());
-	t[1] = rep__now_us();
-	st.pause_us = c->offer->pause_us;
-	st.bytes_new = (int64_t)c->bytes;
-	for (size_t k = 0; k < c->offer->n_packs; k++)
-		st.bytes_total += (int64_t)c->packs[k].size;
-	st.checksum = c->offer->checksum;
-	st.store_gen = c->offer->store_gen;
-	if (cat_gen_commit(s->o.cat, c->local, &st)) {
-		char msg[256];
-
-		snprintf(msg, sizeof(msg), "%s", cat_errmsg(s->o.cat));
-		/* No row names it: not a generation of ours. */
-		eng_store_rx_delete(c->rx, c->offer->store_gen);
-		return gen_refuse(c, "catalog: %s", msg);
+	c->job_kind = J_NONE;
+	HELD_NOTE(s, "peer %s: files of %s generation %lld durable after %.1f ms", c->peer,
+		  o->service, (long long)o->gen, (rep__now_us() - c->job_us) / 1e3);
+	if (c->renamed)
+		c->tmp[0] = 0;	/* not ours to remove any more: final is */
+	if (c->gone) {
+		files_undo(c);
+		conn_destroy(c);
+		return;
 	}
-	t[2] = rep__now_us();
-	snprintf(what, sizeof(what), "store generation %u, %u of %zu packs received, %llu "
-		 "blobs checked: %llu bytes read, %llu by header", c->offer->store_gen,
-		 es.packs_received, c->offer->n_packs, (unsigned long long)es.blobs,
-		 (unsigned long long)es.bytes_checked, (unsigned long long)es.bytes_headers);
-	snprintf(service, sizeof(service), "%s", c->offer->service);
+	if (c->job_ret) {
+		files_undo(c);
+		snprintf(msg, sizeof(msg), "%s", c->job_err);
+		gen_refuse(c, "%s", msg);
+		conn_resume(c);
+		return;
+	}
+	st.pause_us = o->pause_us;
+	st.bytes_new = (int64_t)c->bytes;
+	st.checksum = o->checksum;
+	if (c->rx) {
+		for (size_t k = 0; k < o->n_packs; k++)
+			st.bytes_total += (int64_t)c->packs[k].size;
+		st.store_gen = o->store_gen;
+		if (cat_gen_commit(s->o.cat, c->local, &st)) {
+			snprintf(msg, sizeof(msg), "%s", cat_errmsg(s->o.cat));
+			files_undo(c);	/* no row names it: not a generation of ours */
+			gen_refuse(c, "catalog: %s", msg);
+			conn_resume(c);
+			return;
+		}
+	} else {
+		for (size_t i = 0; i < o->n_files; i++)
+			st.bytes_total += (int64_t)o->files[i]->size;
+		if (cat_pack_ref(s->o.cat, c->local, c->pack, st.bytes_total) ||
+		    cat_pack_seal(s->o.cat, c->pack, st.bytes_total) ||
+		    cat_gen_commit(s->o.cat, c->local, &st)) {
+			snprintf(msg, sizeof(msg), "%s", cat_errmsg(s->o.cat));
+			files_undo(c);
+			gen_refuse(c, "catalog: %s", msg);
+			conn_resume(c);
+			return;
+		}
+	}
+	job_submit(c, J_SYNC);
+}
+
+/* COMPLETE and durable: the Ack (unless the peer is gone: it learns at its next
+ * Offer that we hold it), then the store's GC. */
+static void sync_done(struct rep__job *j)
+{
+	struct rconn *c = (struct rconn *)((char *)j - offsetof(struct rconn, job));
+	struct rep_server *s = c->s;
+	const RepOffer *o = c->offer;
+	char what[256], service[REP_NAME_MAX + 1];
+	bool store = c->rx != NULL;
+
+	c->job_kind = J_NONE;
+	HELD_NOTE(s, "peer %s: %s generation %lld committed after %.1f ms", c->peer, o->service,
+		  (long long)o->gen, (rep__now_us() - c->job_us) / 1e3);
+	if (c->job_ret)
+		LOG(s, LOG_ERR, "%s: fdatasync: %s", s->wal, strerror(-c->job_ret));
+	if (store)
+		snprintf(what, sizeof(what), "store generation %u, %u of %zu packs received, %llu "
+			 "blobs checked: %llu bytes read, %llu by header", o->store_gen,
+			 c->es.packs_received, o->n_packs, (unsigned long long)c->es.blobs,
+			 (unsigned long long)c->es.bytes_checked,
+			 (unsigned long long)c->es.bytes_headers);
+	else
+		snprintf(what, sizeof(what), "%llu of %zu files linked from the previous one",
+			 (unsigned long long)c->linked, o->n_files);
+	snprintf(service, sizeof(service), "%s", o->service);
 	consistent(c, what);
-	t[3] = rep__now_us();
-	store_gc(s, service);
-	t[4] = rep__now_us();
-	HELD_NOTE(s, "store %.1f ms, catalog %.1f ms, durable and Ack %.1f ms, store GC %.1f ms",
-		  (t[1] - t[0]) / 1e3, (t[2] - t[1]) / 1e3, (t[3] - t[2]) / 1e3,
-		  (t[4] - t[3]) / 1e3);
-	return 0;
+	if (store)
+		store_gc(s, service);
+	if (c->gone)
+		conn_destroy(c);
+	else
+		conn_resume(c);
 }
 
 static int on_commit(struct rconn *c, const RepCommit *cm)
 {
 	struct rep_server *s = c->s;
-	struct cat_gen_stats st = { 0 };
-	char final[PATH_MAX];
 
 	if (c->st != R_COMMIT || strcmp(cm->service, c->offer->service) ||
 	    cm->gen != c->offer->gen)
 		return c->offer ? gen_refuse(c, "Commit out of turn") : -EPROTO;
 	HELD_NOTE(s, "Commit of %s generation %lld", cm->service, (long long)cm->gen);
-	if (c->rx)
-		return commit_store(c);
-	if (rep_gen_path(final, sizeof(final), s->o.store, c->offer->service, c->local))
+	if (!c->rx && rep_gen_path(c->final, sizeof(c->final), s->o.store, c->offer->service,
+				   c->local))
 		return gen_refuse(c, "store path too long");
-	if (fsync(c->dirfd))
-		return gen_refuse(c, "fsync %s: %s", c->tmp, strerror(errno));
-	if (rename(c->tmp, final))
-		return gen_refuse(c, "rename %s: %s", c->tmp, strerror(errno));
-	c->tmp[0] = 0;
-	if (rep__fsync_dir(c->svcdir)) {
-		rep__rmtree(final);
-		return gen_refuse(c, "fsync %s: %s", c->svcdir, strerror(errno));
-	}
-	st.pause_us = c->offer->pause_us;
-	st.bytes_new = (int64_t)c->bytes;
-	for (size_t i = 0; i < c->offer->n_files; i++)
-		st.bytes_total += (int64_t)c->offer->files[i]->size;
-	st.checksum = c->offer->checksum;
-	if (cat_pack_ref(s->o.cat, c->local, c->pack, st.bytes_total) ||
-	    cat_pack_seal(s->o.cat, c->pack, st.bytes_total) ||
-	    cat_gen_commit(s->o.cat, c->local, &st)) {
-		rep__rmtree(final);
-		return gen_refuse(c, "catalog: %s", cat_errmsg(s->o.cat));
-	}
-	{
-		char what[128];
-
-		snprintf(what, sizeof(what), "%llu of %zu files linked from the previous one",
-			 (unsigned long long)c->linked, c->offer->n_files);
-		consistent(c, what);
-	}
+	c->renamed = false;
+	/* Reading stays on, so that an EOF is seen now (the connection is detached, the
+	 * job goes on); what arrives waits in the input buffer (on_read) until the job
+	 * ends: the peer sends nothing but Roles before our Ack. */
+	c->st = R_SYNC;
+	job_submit(c, J_FILES);
 	return 0;
 }
 
@@ -1002,7 +1265,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 	RepMsg *m;
 	int ret;
 
-	while (c->st != R_CLOSING && c->st != R_BUSY &&
+	while (c->st != R_CLOSING && c->st != R_BUSY && c->st != R_SYNC &&
 	       (ret = rep__recv(bev, &m, err, sizeof(err))) != 0) {
 		if (ret < 0) {
 			LOG(c->s, LOG_ERR, "peer %s (%s): bad message: %s: closing", c->peer,
@@ -1016,14 +1279,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 			conn_close_soon(c);
 			return;
 		}
-		if (c->st == R_REFUSED && !c->refused_timer) {
-			/* Closing now would reset the connection under the Ack: the sender
-			 * closes once it read it; give it 30 s. */
-			struct timeval tv = { 30, 0 };
-
-			c->refused_timer = true;
-			bufferevent_set_timeouts(bev, &tv, NULL);
-		}
+		refused_wait(c);
 	}
 }
 
@@ -1204,6 +1460,19 @@ static void on_accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct 
 	held_end(s, &h, "replica receiver accept");
 }
 
+/* The helper thread finished jobs: their done() in the loop (commits go on). */
+static void on_jobs_ready(void *arg)
+{
+	struct rep_server *s = arg;
+	struct rep__held h = { 0 };
+	unsigned n;
+
+	held_begin(s, &h, NULL);
+	n = rep__jobs_run_done(s->jobs);
+	HELD_NOTE(s, "%u jobs", n);
+	held_end(s, &h, "replica receiver commit");
+}
+
 static void on_heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rep_server *s = arg;
@@ -1260,6 +1529,11 @@ int rep_server_new(struct event_base *base, const struct rep_server_opts *o,
 		goto err;
 	}
 	sweep_parts(s);
+	cat_wal_path(o->cat, s->wal, sizeof(s->wal));
+	if ((ret = rep__jobs_new(base, on_jobs_ready, s, &s->jobs))) {
+		LOG(s, LOG_ERR, "helper thread: %s", strerror(-ret));
+		goto err;
+	}
 	if (!o->host || inet_pton(AF_INET, o->host, &sin->sin_addr) == 1) {
 		sin->sin_family = AF_INET;
 		sin->sin_port = htons(o->port);
@@ -1301,6 +1575,9 @@ int rep_server_new(struct event_base *base, const struct rep_server_opts *o,
 err:
 	if (s->lis)
 		evconnlistener_free(s->lis);
+	if (s->hb)
+		event_free(s->hb);
+	rep__jobs_free(s->jobs);
 	free(s);
 	return ret;
 }
@@ -1311,6 +1588,9 @@ void rep_server_free(struct rep_server *s)
 		return;
 	while (s->conns)
 		conn_free(s->conns);
+	/* Commits in flight end (without an Ack: their peers are closed), and the GCs
+	 * they start; then nothing refers to s. */
+	rep__jobs_free(s->jobs);
 	if (s->lis)
 		evconnlistener_free(s->lis);
 	if (s->hb)

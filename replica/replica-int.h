@@ -9,6 +9,7 @@
 #include "replica.pb-c.h"
 
 struct bufferevent;
+struct event_base;
 struct ssl_st;
 
 /* wire.c */
@@ -39,6 +40,22 @@ int rep__send_roles(struct bufferevent *bev, const char *const *services, size_t
 void rep__roles_heard(RepService *const *sv, size_t n_sv, const char *const *services,
 		      size_t n, uint8_t *last, rep_peer_role_fn fn, void *opaque,
 		      const char *peer);
+
+/* jobs.c: the library's helper thread, for disk waits off the caller's loop. */
+struct rep__job {
+	struct rep__job *next;
+	void (*work)(struct rep__job *j);	/* on the thread: paths, fds, the engine */
+	void (*done)(struct rep__job *j);	/* then in the loop; may free j */
+};
+struct rep__jobs;
+/* ready(arg) is called in the loop when jobs are done: it calls rep__jobs_run_done(). */
+int rep__jobs_new(struct event_base *base, void (*ready)(void *arg), void *arg,
+		  struct rep__jobs **out);
+void rep__jobs_submit(struct rep__jobs *q, struct rep__job *j);
+/* The done() of every job worked on so far, in order; how many. */
+unsigned rep__jobs_run_done(struct rep__jobs *q);
+/* Every job submitted (also by a done() meanwhile) worked on and done, then stop. */
+void rep__jobs_free(struct rep__jobs *q);
 
 /* store.c */
 int rep__fsync_dir(const char *path);

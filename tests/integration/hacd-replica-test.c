@@ -12,6 +12,8 @@
  *                                                 complete generation; prints its id
  *   hacd-replica-test -f CONF events SERVICE     prints "KIND MESSAGE" of its events
  *   hacd-replica-test -f CONF serve              the standby: receive until SIGTERM
+ *                                                 (REP_TEST_HOLD_FILES, REP_TEST_HOLD_SYNC:
+ *                                                 the test hooks of rep_server_opts)
  *   hacd-replica-test -f CONF push PEER [--once] [--fail-fast] [--corrupt-at N]
  *                                                 ship every complete generation to PEER;
  *                                                 --once: exit when all are acknowledged
@@ -218,6 +220,8 @@ static int cmd_serve(struct drv *d)
 	o.log = log_cb;
 	o.on_consistent = on_consistent;
 	o.opaque = d;
+	o.test_hold_files = getenv("REP_TEST_HOLD_FILES");
+	o.test_hold_sync = getenv("REP_TEST_HOLD_SYNC");
 	if (rep_server_new(d->base, &o, &srv))
 		goto out;
 	d->srv = srv;

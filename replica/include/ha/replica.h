@@ -140,6 +140,9 @@ struct rep_server_opts {
 	rep_peer_role_fn on_peer_role;	/* may be NULL */
 	rep_held_fn held;		/* may be NULL: not timed */
 	void *opaque;
+	/* Test hooks: while PATH exists, a commit's file job (fsyncs, rename) or sync
+	 * job (the catalog's WAL) creates PATH.held and waits (at most a minute). */
+	const char *test_hold_files, *test_hold_sync;
 };
 
 struct rep_server;
