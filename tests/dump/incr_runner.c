@@ -137,6 +137,30 @@ static int restore_and_check(const char *store, uint32_t gen)
 	return restore_and_check_with(store, gen, 0);
 }
 
+/*
+ * Where the pause went (eng_track_stats.steps): the steps tile the freeze, from the
+ * seize to the release, so they add up to the pause, neither less (each step rounds
+ * down to a microsecond: 100 us of slack) nor more: not the live rounds or the writing
+ * around it (20 ms of slack for a preemption between two clock reads).
+ */
+static int check_steps(const struct eng_track_stats *st, int gen)
+{
+	uint64_t sum = 0;
+	bool seize = false, release = false;
+
+	for (int k = 0; k < st->steps.n; k++) {
+		sum += st->steps.s[k].us;
+		seize |= !strcmp(st->steps.s[k].what, "seize");
+		release |= !strcmp(st->steps.s[k].what, "release");
+	}
+	if (!seize || !release)
+		return fail("generation %d: %d pause steps, without %s", gen, st->steps.n, seize ? "release" : "seize");
+	if (sum + 100 < st->pause_us || sum > st->pause_us + 20000)
+		return fail("generation %d: the pause steps add up to %lu us, the pause is %lu us", gen,
+			    (unsigned long)sum, (unsigned long)st->pause_us);
+	return 0;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -188,6 +212,9 @@ static int mode_track(char *victim, const char *mib, int n, int ms, const char *
 			ret = fail("generation %d: %s", i + 1, eng_last_error());
 			break;
 		}
+		ret = check_steps(&st, i + 1);
+		if (ret)
+			break;
 		if (i % 10 == 5)
 			kill(pid, SIGUSR1);	/* the victim forks (see victim_incr.c) */
 		pause[i] = st.pause_us;
