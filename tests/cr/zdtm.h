@@ -366,6 +366,28 @@ static inline void zdtm_burn(double sec)
 			x = x * 31 + i;
 }
 
+/*
+ * n expirations of a periodic CLOCK_MONOTONIC timer of period p (s) were counted
+ * between two reads of it: the first made between times a0 and a1, the last between
+ * b0 and b1 (zdtm_now(CLOCK_MONOTONIC) taken around each). Checks n against the
+ * instants the period puts in that interval, whatever its length: a process may be
+ * descheduled anywhere, for any time, under load, so the bound comes from the clock
+ * around the reads, never from the time the victim meant to wait. One expiry more or
+ * less is allowed: a timer interrupt served late counts it on the other side of a read.
+ */
+static inline void zdtm_check_period(const char *what, uint64_t n, double p, double a0, double a1, double b0,
+				     double b1)
+{
+	long lo = (long)((b0 - a1) / p) - 1, hi = (long)((b1 - a0) / p) + 2;
+
+	if ((long)n < lo || (long)n > hi) {
+		fprintf(stderr, "FAIL %s: %llu expirations in %.3f-%.3f s at a %.0f ms period: want %ld..%ld\n", what,
+			(unsigned long long)n, b0 - a1, b1 - a0, p * 1e3, lo, hi);
+		fflush(stderr);
+		exit(1);
+	}
+}
+
 /* A deterministic byte pattern and a checksum that sees every byte and its place. */
 static inline uint64_t zdtm_mix(uint64_t x)
 {
