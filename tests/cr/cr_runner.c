@@ -93,7 +93,7 @@ static int start(struct test *t)
 
 	if (victim_start_opts(t->path, &o, &t->v))
 		return why(t, "victim did not start");
-	if (proc_snapshot(t->v.pid, &t->before))
+	if (cr_snapshot_settled(t->v.pid, &t->before, 2000))
 		return why(t, "no snapshot of the victim");
 	return 0;
 }
@@ -356,7 +356,7 @@ static int launch(struct test *t, struct service *s)
 	snprintf(want, sizeof(want), "cr-%.40s", t->name);
 	if (uts_name(s->pid, want, host) || strcmp(host, want))
 		return why(t, "cannot name the service's host");
-	if (proc_snapshot(s->pid, &t->before))
+	if (cr_snapshot_settled(s->pid, &t->before, 2000))
 		return why(t, "no snapshot of the victim");
 	return 0;
 }

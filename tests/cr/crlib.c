@@ -306,6 +306,39 @@ int cr_compare_settled(pid_t pid, const struct proc_snapshot *before, int timeou
 	return 1;
 }
 
+int cr_snapshot_settled(pid_t pid, struct proc_snapshot *s, int timeout_ms)
+{
+	struct proc_snapshot next;
+	struct timespec t0;
+	int tries = 1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (proc_snapshot(pid, s))
+		return 1;
+	for (;;) {
+		usleep(20000);
+		if (proc_snapshot(pid, &next)) {
+			proc_snapshot_free(s);
+			return fail("no snapshot of %d", pid);
+		}
+		tries++;
+		if (proc_snapshot_same(s, &next)) {
+			proc_snapshot_free(&next);
+			if (tries > 2)
+				fprintf(stderr, "note: the first snapshot of %d settled after %d tries\n", pid, tries);
+			return 0;
+		}
+		if (cr_ms_since(&t0) > timeout_ms) {
+			proc_snapshot_diff(s, &next);
+			proc_snapshot_free(&next);
+			proc_snapshot_free(s);
+			return fail("the /proc state of %d never held still for 20 ms", pid);
+		}
+		proc_snapshot_free(s);
+		*s = next;
+	}
+}
+
 int cr_copy_dir(const char *src, const char *dst)
 {
 	struct dirent *de;

@@ -47,6 +47,10 @@ int cr_wait_pid_gone(pid_t pid, int timeout_ms);
  * they differ (a restored process settles: a signal delivered, a syscall re-entered);
  * prints the last difference. 0 when equal. */
 int cr_compare_settled(pid_t pid, const struct proc_snapshot *before, int timeout_ms);
+/* The snapshot every later one is compared with: taken again until two in a row are
+ * equal (up to timeout_ms), so that it cannot hold a passing state, such as a thread
+ * inside a signal handler with that signal blocked. 0 when settled. */
+int cr_snapshot_settled(pid_t pid, struct proc_snapshot *s, int timeout_ms);
 
 int cr_copy_dir(const char *src, const char *dst);
 long cr_ms_since(const struct timespec *t0);
