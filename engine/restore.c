@@ -559,6 +559,10 @@ static void __attribute__((noreturn)) init_main(struct restore *r)
 	snprintf(what, sizeof(what), "clone3 with pid %d", r->c.procs[0].pid);
 	if (pid < 0)
 		init_fail(r, what);
+	/* For tests (HA_TEST_RST_INIT_DELAY_MS=N): an init that does not run for N ms
+	 * after the clone, as one may not under load (see wait_init). */
+	if (getenv("HA_TEST_RST_INIT_DELAY_MS"))
+		usleep(atoi(getenv("HA_TEST_RST_INIT_DELAY_MS")) * 1000);
 	/* The name, no fd and one thread are how a dump knows the init for ours (pidns.c). */
 	prctl(PR_SET_NAME, "hacd-init");
 	/* It lives as long as the service: it must not hold hactl's stdio (a caller
@@ -630,6 +634,39 @@ static int spawn(struct restore *r, bool pidns)
 		return ret ? ret : pr_errno(-ESRCH, "the restore's init %d created no process", r->init);
 	}
 	return 0;
+}
+
+/*
+ * The init names itself and drops every fd it inherited, our status pipe's write end
+ * among them, only after it has cloned the root, and nothing paces it: under load it
+ * may not have run since, while the whole tree was restored. Until it has, it is not
+ * ours to a dump (pidns.c, invariant 1: hacd's next checkpoint of the service would
+ * be refused) and holds our pipes. Every restored process closed its copy before its
+ * READY, so EOF on the pipe says the init is done. Messages now would be a bug.
+ */
+static int wait_init(struct restore *r)
+{
+	struct pollfd pfd = { r->status[0], POLLIN, 0 };
+	struct rst_msg m;
+
+	for (;;) {
+		int n = poll(&pfd, 1, 30000);
+		ssize_t got;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return pr_errno(n ? -errno : -ETIMEDOUT, "the restore's init %d: still holding our pipe after 30 s",
+					r->init);
+		got = read(r->status[0], &m, sizeof(m));
+		if (got == 0)
+			return 0;
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return pr_errno(-errno, "reading the restore's status pipe");
+		return pr_errno(-EPROTO, "message %u from pid %d after every process was finished", m.kind, m.pid);
+	}
 }
 
 /* All or nothing: every process we created or saw dies, and what is ours is reaped. */
@@ -817,6 +854,8 @@ int eng__restore_adopt(const char *dir, const struct eng_restore_opts *opts, pid
 	t_tree = rst__now_us();
 	if (!ret)
 		ret = finish_all(&r);
+	if (!ret)
+		ret = wait_init(&r);
 	if (!ret) {
 		pr_debug("restore of %s: %lu us: images loaded and checked %lu, tree up to every thread trapped %lu, "
 			 "finish %lu", dir, (unsigned long)(rst__now_us() - t0), (unsigned long)(t_load - t0),

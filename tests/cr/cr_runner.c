@@ -412,6 +412,20 @@ static int check_service_copy(struct test *t, const struct service *orig, const 
 		fclose(f);
 	if (strcmp(comm, "hacd-init\n"))
 		return why(t, "the restored init %d is %s", copy->init, comm);
+	/* ...and holds no fd (pidns.c, invariant 1): else the next dump refuses it. */
+	snprintf(path, sizeof(path), "/proc/%d/fd", copy->init);
+	{
+		DIR *d = opendir(path);
+		struct dirent *de;
+		int nfd = 0;
+
+		while (d && (de = readdir(d)))
+			nfd += de->d_name[0] != '.';
+		if (d)
+			closedir(d);
+		if (!d || nfd)
+			return why(t, "the restored init %d holds %d fds once hactl restore is done", copy->init, nfd);
+	}
 	snprintf(path, sizeof(path), "/proc/%d/stat", copy->pid);
 	f = fopen(path, "re");
 	if (!f || fscanf(f, "%*d (%*[^)]) %*c %d", &ppid) != 1)
