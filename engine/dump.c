@@ -206,20 +206,42 @@ static int commit_one(struct dump *d, struct eng_img *img)
 	return ret;
 }
 
+/*
+ * Every image synced, then every one renamed into place, then the directory synced
+ * once: not fsync, rename, fsync of the directory for each in turn. On ext4 each fsync
+ * is a journal commit, and a commit waits for whatever else was written meanwhile:
+ * beside five builds a single small fsync here took up to 9.8 s, and a two-process
+ * dump made 26 of them in a row. Synced together the files share one commit, the
+ * renames another. Crash safety is the same: no image has its name before all of them
+ * are on disk, and the inventory, written last, says whether the dump is complete.
+ */
 static int commit_all(struct dump *d)
 {
-	int ret = 0;
+	int ret = 0, n = d->q.n;
+	void *p = n ? realloc(d->done, (d->nr_done + n) * sizeof(*d->done)) : d->done;
 
-	for (int i = 0; i < d->q.n; i++) {
+	if (n && !p)
+		ret = -ENOMEM;
+	else
+		d->done = p;
+	for (int i = 0; i < n && !ret; i++)
+		ret = eng_img_sync(d->q.img[i]);
+	for (int i = 0; i < n; i++) {
 		struct eng_img *img = d->q.img[i];
 
 		d->q.img[i] = NULL;
-		if (ret)
+		if (ret) {
 			eng_img_abort(img);
-		else
-			ret = commit_one(d, img);
+			continue;
+		}
+		snprintf(d->done[d->nr_done], sizeof(d->done[0]), "%s", eng_img_name(img));
+		ret = eng_img_publish(img);
+		if (!ret)
+			d->nr_done++;
 	}
 	d->q.n = 0;
+	if (!ret && n && (ret = ha_fsync_dir(d->dirfd)))
+		ret = pr_errno(ret, "%s: fsync", d->dir);
 	return ret;
 }
 

@@ -86,14 +86,15 @@ int ha_atomic_open(struct ha_atomic_file *af, int dirfd, const char *name)
 
 void ha_atomic_abort(struct ha_atomic_file *af)
 {
-	if (af->fd < 0)
-		return;
-	close(af->fd);
+	if (af->fd >= 0)
+		close(af->fd);
 	af->fd = -1;
-	unlinkat(af->dirfd, af->tmp, 0);
+	if (af->tmp[0])
+		unlinkat(af->dirfd, af->tmp, 0);
+	af->tmp[0] = 0;
 }
 
-int ha_atomic_commit(struct ha_atomic_file *af)
+int ha_atomic_sync(struct ha_atomic_file *af)
 {
 	int ret = 0;
 
@@ -105,12 +106,33 @@ int ha_atomic_commit(struct ha_atomic_file *af)
 	if (close(af->fd) && !ret)
 		ret = pr_errno(-errno, "%s: close", af->name);
 	af->fd = -1;
-	if (!ret && renameat(af->dirfd, af->tmp, af->dirfd, af->name))
+	if (ret)
+		ha_atomic_abort(af);
+	return ret;
+}
+
+int ha_atomic_publish(struct ha_atomic_file *af)
+{
+	int ret = 0;
+
+	if (af->fd >= 0 || !af->tmp[0])
+		return pr_errno(-EBADF, "%s: publish of a file not synced", af->name);
+	if (renameat(af->dirfd, af->tmp, af->dirfd, af->name)) {
 		ret = pr_errno(-errno, "%s: rename", af->name);
-	if (ret) {
 		unlinkat(af->dirfd, af->tmp, 0);
-		return ret;
 	}
+	af->tmp[0] = 0;
+	return ret;
+}
+
+int ha_atomic_commit(struct ha_atomic_file *af)
+{
+	int ret = ha_atomic_sync(af);
+
+	if (!ret)
+		ret = ha_atomic_publish(af);
+	if (ret)
+		return ret;
 	ret = ha_fsync_dir(af->dirfd);
 	if (ret)
 		return pr_errno(ret, "%s: fsync of its directory", af->name);

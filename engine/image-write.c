@@ -192,6 +192,26 @@ int eng_img_commit(struct eng_img *img)
 	return ret;
 }
 
+int eng_img_sync(struct eng_img *img)
+{
+	int ret = finish(img);
+
+	if (ret)
+		ha_atomic_abort(&img->af);
+	else
+		ret = ha_atomic_sync(&img->af);
+	return ret;
+}
+
+int eng_img_publish(struct eng_img *img)
+{
+	int ret = ha_atomic_publish(&img->af);
+
+	free(img->wbuf);
+	free(img);
+	return ret;
+}
+
 void eng_img_abort(struct eng_img *img)
 {
 	if (!img)

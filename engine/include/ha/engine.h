@@ -188,6 +188,10 @@ int eng_img_write(struct eng_img *img, const struct ProtobufCMessage *msg);
 int eng_img_write_raw(struct eng_img *img, const void *buf, size_t len);
 int eng_img_commit(struct eng_img *img);
 void eng_img_abort(struct eng_img *img);
+/* eng_img_commit in steps (ha_atomic_sync): sync keeps img (publish or abort it next),
+ * publish frees it; the caller fsyncs the directory once all are published. */
+int eng_img_sync(struct eng_img *img);
+int eng_img_publish(struct eng_img *img);
 
 /*
  * Reading: open checks the header and every record's frame (length, checksum, end
@@ -238,6 +242,11 @@ struct ha_atomic_file {
 int ha_atomic_open(struct ha_atomic_file *af, int dirfd, const char *name);
 /* Always closes; on failure the temp is unlinked and NAME is as it was. */
 int ha_atomic_commit(struct ha_atomic_file *af);
+/* ha_atomic_commit in steps, for many files at once: sync (fsync, close) each, then
+ * publish (rename) each, then ha_fsync_dir once. Each fsync is a journal commit, and a
+ * commit waits for what others write meanwhile: synced together, the files share one. */
+int ha_atomic_sync(struct ha_atomic_file *af);
+int ha_atomic_publish(struct ha_atomic_file *af);
 /* Idempotent; a no-op after commit. */
 void ha_atomic_abort(struct ha_atomic_file *af);
 int ha_atomic_write_file(int dirfd, const char *name, const void *buf, size_t len);
