@@ -61,24 +61,7 @@ START=$(date +%s%N)
 # timed from connect to reply, by one long-lived process (timing a fork and exec of
 # hactl at load 20 measured the scheduler, not hacd). hactl status itself is checked
 # every 5 s, and its RSS sampled for the trend.
-python3 - "$SOCK" "$T/status_ms" "$T/stop" <<'PY' &
-import os, socket, sys, time
-sock, out, stop = sys.argv[1:4]
-req = bytes([0x08, 1, 0x10, 1])	# CtlRequest{version: 1, type: STATUS}
-lat = []
-while not os.path.exists(stop):
-    t0 = time.monotonic()
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    s.settimeout(10)
-    s.connect(sock)
-    s.send(req)
-    if len(s.recv(1 << 20)) < 2:
-        sys.exit("status: empty reply")
-    s.close()
-    lat.append(int((time.monotonic() - t0) * 1e6))
-    time.sleep(0.1)
-open(out, "w").write("\n".join(map(str, lat)) + "\n")
-PY
+python3 "$(dirname "$0")/status-probe.py" "$T/stop" "$T/status_ms" alpha="$SOCK" &
 PROBE=$!
 : > "$T/rss"
 end=$((SECONDS + SECS))
@@ -137,7 +120,7 @@ late50 = sorted(s.get("late_p50_us", 0) for s in st["services"])
 late99 = max(s.get("late_p99_us", 0) for s in st["services"])
 missed = sum(s.get("missed", 0) for s in st["services"])
 total = sum(s.get("checkpoints", 0) for s in st["services"])
-sms = [int(x) for x in open(t + "/status_ms").read().split()]
+sms = [int(x) for x in open(t + "/status_ms.alpha").read().split()]
 print("load: %d services at 1 s for %d s: %d checkpoints, %d ticks missed (previous "
       "one still running)" % (n, secs, total, missed))
 print("load: pause p50 %.1f ms, p99 %.1f ms" % (pct(pauses, 50) / 1e3, pct(pauses, 99) / 1e3))

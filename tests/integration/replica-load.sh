@@ -85,28 +85,10 @@ echo "[$SECONDS s] $N services run on alpha, each with a generation consistent o
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 arss0=$(rss "$APID")
 brss0=$(rss "$BPID")
-# Status latency on both control sockets, as agent-load.sh measures it: one process,
+# Status latency on both control sockets (status-probe.py, as agent-load.sh): one process,
 # one request on each socket every 100 ms, timed from connect to reply.
-python3 - "$T/alpha.sock" "$T/beta.sock" "$T/status_ms" "$T/stop" <<'PY' &
-import os, socket, sys, time
-socks, out, stop = sys.argv[1:3], sys.argv[3], sys.argv[4]
-req = bytes([0x08, 1, 0x10, 1])	# CtlRequest{version: 1, type: STATUS}
-lat = [[], []]
-while not os.path.exists(stop):
-    for i, path in enumerate(socks):
-        t0 = time.monotonic()
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        s.settimeout(10)
-        s.connect(path)
-        s.send(req)
-        if len(s.recv(1 << 20)) < 2:
-            sys.exit("status %s: empty reply" % path)
-        s.close()
-        lat[i].append(int((time.monotonic() - t0) * 1e6))
-    time.sleep(0.1)
-for i, name in enumerate(("alpha", "beta")):
-    open("%s.%s" % (out, name), "w").write("\n".join(map(str, lat[i])) + "\n")
-PY
+python3 "$(dirname "$0")/status-probe.py" "$T/stop" "$T/status_ms" \
+	alpha="$T/alpha.sock" beta="$T/beta.sock" &
 PROBE=$!
 : > "$T/lag"
 : > "$T/rss"
