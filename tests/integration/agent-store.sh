@@ -198,8 +198,11 @@ DUB=$(du -sk "$STORE/packs" | cut -f1)
 echo "ok - [${SECONDS}s] keep = 3: the store holds exactly the catalog's $(complete | wc -l) complete generations; packs ${DUB} KiB on disk (${DU} KiB apparent) for a $MIB MiB heap"
 
 # ---- 4. hacd killed while its worker writes a generation -----------------------------------
+# A store generation is in flight for tens of milliseconds of each 300 ms (less since
+# the pauses of launched services shrank): polling catches one within a few hundred
+# tries, and the loop ends at the first.
 ORPHAN=
-for _ in $(seq 40); do
+for _ in $(seq 250); do
 	n=$(in_flight)
 	if [ -n "$n" ]; then
 		kill -STOP "$PID"
@@ -237,7 +240,7 @@ echo "ok - [${SECONDS}s] hacd killed mid-checkpoint: store generation $ORPHAN (n
 # ---- 5. the worker killed mid-checkpoint --------------------------------------------------
 # (If the service was frozen or held the parasite, it dies too and hacd restores it.)
 KILLED=
-for _ in $(seq 60); do
+for _ in $(seq 250); do
 	if [ -n "$(in_flight)" ]; then
 		W=$(pgrep -P "$PID" -x "hacd-w heap" || true)
 		[ -n "$W" ] && kill -KILL "$W" && KILLED=$W && break
