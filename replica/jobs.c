@@ -87,10 +87,13 @@ static void *jobs_main(void *arg)
 		q->busy = false;
 		put(&q->done_tail, j);
 		pthread_cond_broadcast(&q->idle);
-		/* Nothing to do on failure: a full pipe (EAGAIN) already holds a byte for
-		 * the loop, which is enough. */
+		/* The loop is woken with the lock released, as hacd-bg.c does: a wake-up
+		 * that preempts this thread must not leave the loop waiting for its lock.
+		 * Nothing to do on failure: a full pipe (EAGAIN) already holds a byte. */
+		pthread_mutex_unlock(&q->lock);
 		w = write(q->pipe[1], &b, 1);
 		(void)w;
+		pthread_mutex_lock(&q->lock);
 	}
 	pthread_mutex_unlock(&q->lock);
 	return NULL;
